@@ -1,0 +1,1 @@
+"""Shared library of memeforge: settings, AWS clients, schemas, state machine, queue loop."""

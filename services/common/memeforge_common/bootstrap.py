@@ -1,0 +1,160 @@
+"""Create every AWS resource memeforge needs, idempotently, and upload the seed templates.
+
+One command for every environment: ``python -m memeforge_common.bootstrap`` is what
+``make run``, the tests, docker compose and the Kubernetes Job all run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from memeforge_common.aws import AwsClients
+from memeforge_common.logs import configure_logging
+from memeforge_common.settings import Settings, get_settings
+from memeforge_common.templates import head_template, put_template
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger("memeforge.bootstrap")
+
+DLQ_RETENTION_S = 14 * 24 * 3600  # the SQS maximum: time to inspect what died
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+async def ensure_bucket(s3: S3Client, settings: Settings) -> None:
+    try:
+        if settings.aws_region == "us-east-1":
+            await s3.create_bucket(Bucket=settings.bucket)
+        else:
+            await s3.create_bucket(
+                Bucket=settings.bucket,
+                CreateBucketConfiguration={"LocationConstraint": settings.aws_region},  # type: ignore[typeddict-item]
+            )
+        log.info("created bucket %s", settings.bucket)
+    except ClientError as err:
+        if _error_code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    # The bucket stays private: images leave it only through presigned URLs.
+    await s3.put_public_access_block(
+        Bucket=settings.bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
+    try:
+        await ddb.create_table(
+            TableName=settings.table,
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        log.info("created table %s", settings.table)
+    except ClientError as err:
+        if _error_code(err) != "ResourceInUseException":
+            raise
+    waiter = ddb.get_waiter("table_exists")
+    await waiter.wait(TableName=settings.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+async def ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:
+    """Create the queue, or bring an existing one's attributes up to date."""
+    try:
+        url = (await sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]  # type: ignore[arg-type]
+    except ClientError as err:
+        if _error_code(err) not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        await sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
+    return url
+
+
+async def ensure_queue_with_dlq(sqs: SQSClient, name: str, settings: Settings) -> None:
+    dlq_url = await ensure_queue(
+        sqs, f"{name}-dlq", {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
+    )
+    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
+    await ensure_queue(
+        sqs,
+        name,
+        {
+            "VisibilityTimeout": str(settings.visibility_timeout_s),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )
+    log.info("queue %s ready (dlq %s-dlq)", name, name)
+
+
+async def seed_templates(s3: S3Client, settings: Settings) -> int:
+    """Upload the bundled seed templates that are not there yet. Returns how many."""
+    from PIL import Image  # only bootstrap's seeding needs Pillow
+
+    seeds_dir = resources.files("memeforge_common") / "seeds"
+    catalogue = json.loads((seeds_dir / "seeds.json").read_text())
+    uploaded = 0
+    for seed in catalogue:
+        if await head_template(s3, settings.bucket, seed["id"]) is not None:
+            continue
+        data = (seeds_dir / seed["file"]).read_bytes()
+        with Image.open(seeds_dir / seed["file"]) as image:
+            width, height = image.size
+        await put_template(
+            s3,
+            settings.bucket,
+            seed["id"],
+            name=seed["name"],
+            data=data,
+            content_type=seed["content_type"],
+            width=width,
+            height=height,
+        )
+        uploaded += 1
+    return uploaded
+
+
+async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
+    async with AwsClients.open(settings) as aws:
+        await asyncio.gather(
+            ensure_bucket(aws.s3, settings),
+            ensure_table(aws.dynamodb, settings),
+            ensure_queue_with_dlq(aws.sqs, settings.request_queue, settings),
+            ensure_queue_with_dlq(aws.sqs, settings.render_queue, settings),
+        )
+        if seed:
+            count = await seed_templates(aws.s3, settings)
+            log.info("seeded %d templates", count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed templates")
+    args = parser.parse_args()
+    settings = get_settings()
+    configure_logging("bootstrap", settings.log_level, settings.log_format)
+    asyncio.run(bootstrap(settings, seed=not args.no_seed))
+    log.info("bootstrap complete")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The meme item in DynamoDB and its state machine (invariant 3).
+
+State moves forward only: PENDING → QUEUED → RENDERING → DONE | FAILED, each step one
+conditional UpdateItem on the current state. Losing that condition is a normal race
+(another worker got there first): it is logged and reported as ``False``, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from memeforge_common.models import (
+    SCHEMA_VERSION,
+    Failure,
+    MemeItem,
+    MemeResult,
+    MemeState,
+    RenderSpec,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+
+# Which states may move to which: the whole state machine in one table.
+TRANSITIONS: dict[MemeState, frozenset[MemeState]] = {
+    MemeState.PENDING: frozenset({MemeState.QUEUED, MemeState.FAILED}),
+    MemeState.QUEUED: frozenset({MemeState.RENDERING, MemeState.FAILED}),
+    # RENDERING → RENDERING: a redelivered job after a worker died mid-render.
+    MemeState.RENDERING: frozenset({MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}),
+    MemeState.DONE: frozenset(),
+    MemeState.FAILED: frozenset(),
+}
+
+
+def sources_of(target: MemeState) -> frozenset[MemeState]:
+    """Every state from which ``target`` may be entered."""
+    return frozenset(src for src, dests in TRANSITIONS.items() if target in dests)
+
+
+def can_transition(current: MemeState, target: MemeState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def _s(value: str) -> dict[str, Any]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, Any]:
+    return {"N": str(value)}
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds")
+
+
+def to_dynamo(item: MemeItem) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": _s(item.id),
+        "v": _n(item.v),
+        "state": _s(item.state.value),
+        "template_id": _s(item.template_id),
+        "spec": _s(item.spec.model_dump_json()),
+        "created_at": _s(_ts(item.created_at)),
+        "updated_at": _s(_ts(item.updated_at)),
+        "state_times": {"M": {k.value: _s(_ts(v)) for k, v in item.state_times.items()}},
+        "attempts": _n(item.attempts),
+    }
+    if item.result is not None:
+        record["result"] = _s(item.result.model_dump_json())
+    if item.failure is not None:
+        record["failure"] = _s(item.failure.model_dump_json())
+    return record
+
+
+def from_dynamo(record: dict[str, Any]) -> MemeItem:
+    result = record.get("result")
+    failure = record.get("failure")
+    return MemeItem(
+        v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
+        id=record["id"]["S"],
+        state=MemeState(record["state"]["S"]),
+        template_id=record["template_id"]["S"],
+        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
+        created_at=datetime.fromisoformat(record["created_at"]["S"]),
+        updated_at=datetime.fromisoformat(record["updated_at"]["S"]),
+        state_times={
+            MemeState(k): datetime.fromisoformat(v["S"])
+            for k, v in record.get("state_times", {"M": {}})["M"].items()
+        },
+        result=MemeResult.model_validate_json(result["S"]) if result else None,
+        failure=Failure.model_validate_json(failure["S"]) if failure else None,
+        attempts=int(record.get("attempts", {"N": "0"})["N"]),
+    )
+
+
+def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
+    now = utcnow()
+    return MemeItem(
+        id=meme_id,
+        state=MemeState.PENDING,
+        template_id=template_id,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        state_times={MemeState.PENDING: now},
+    )
+
+
+class ItemExists(Exception):
+    """A PutItem for a new meme found an item with the same id."""
+
+
+class MemeStore:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    async def create(self, item: MemeItem) -> None:
+        try:
+            await self._ddb.put_item(
+                TableName=self._table,
+                Item=to_dynamo(item),
+                ConditionExpression="attribute_not_exists(id)",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            raise ItemExists(item.id) from err
+
+    async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
+        response = await self._ddb.get_item(
+            TableName=self._table, Key={"id": _s(meme_id)}, ConsistentRead=consistent
+        )
+        record = response.get("Item")
+        return from_dynamo(record) if record else None
+
+    async def transition(
+        self,
+        meme_id: str,
+        target: MemeState,
+        *,
+        result: MemeResult | None = None,
+        failure: Failure | None = None,
+        count_attempt: bool = False,
+    ) -> bool:
+        """Move the item to ``target`` if its current state allows it; False on a lost race."""
+        sources = sorted(s.value for s in sources_of(target))
+        now = _ts(utcnow())
+        names = {"#state": "state", "#target": target.value}
+        values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
+        sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
+        placeholders = []
+        for i, src in enumerate(sources):
+            values[f":src{i}"] = _s(src)
+            placeholders.append(f":src{i}")
+        if result is not None:
+            sets.append("#result = :result")
+            names["#result"] = "result"
+            values[":result"] = _s(result.model_dump_json())
+        if failure is not None:
+            sets.append("failure = :failure")
+            values[":failure"] = _s(failure.model_dump_json())
+        update = "SET " + ", ".join(sets)
+        if count_attempt:
+            update += " ADD attempts :one"
+            values[":one"] = _n(1)
+        condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(meme_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            return False
+        return True

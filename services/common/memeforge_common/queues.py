@@ -1,0 +1,78 @@
+"""SQS plumbing shared by every service: queue URLs, messages, batched sends and deletes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+log = logging.getLogger(__name__)
+
+SQS_BATCH_MAX = 10
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+    @classmethod
+    def from_sqs(cls, raw: MessageTypeDef) -> QueueMessage:
+        attributes = raw.get("Attributes", {})
+        return cls(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        )
+
+
+async def queue_url(sqs: SQSClient, name: str) -> str:
+    return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+
+
+def _chunks(items: Sequence[T], size: int = SQS_BATCH_MAX) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def send_batch(sqs: SQSClient, url: str, bodies: Sequence[str]) -> list[int]:
+    """SendMessageBatch in chunks of 10. Returns the indexes of the bodies that failed."""
+    failed: list[int] = []
+    for offset, chunk in zip(range(0, len(bodies), SQS_BATCH_MAX), _chunks(bodies), strict=True):
+        entries = [{"Id": str(offset + i), "MessageBody": body} for i, body in enumerate(chunk)]
+        response = await sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+        for failure in response.get("Failed", []):
+            log.warning("send failed", extra={"entry": failure["Id"], "code": failure["Code"]})
+            failed.append(int(failure["Id"]))
+    return failed
+
+
+async def delete_batch(sqs: SQSClient, url: str, messages: Sequence[QueueMessage]) -> int:
+    """DeleteMessageBatch in chunks of 10. Returns how many were deleted."""
+    deleted = 0
+    for chunk in _chunks(messages):
+        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)]
+        response = await sqs.delete_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+        deleted += len(response.get("Successful", []))
+        for failure in response.get("Failed", []):
+            log.warning("delete failed", extra={"entry": failure["Id"], "code": failure["Code"]})
+    return deleted
+
+
+async def release_batch(sqs: SQSClient, url: str, messages: Sequence[QueueMessage]) -> None:
+    """Make messages visible again at once (visibility 0), e.g. on shutdown."""
+    for chunk in _chunks(messages):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+            for i, m in enumerate(chunk)
+        ]
+        await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]

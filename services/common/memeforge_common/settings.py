@@ -1,0 +1,67 @@
+"""One typed settings object, read from the environment only.
+
+AWS endpoints and credentials are deliberately *not* settings: botocore reads
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` and walks the default
+credential chain itself, so the same code runs against an emulator or real AWS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMEFORGE_", extra="ignore", frozen=True)
+
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+
+    # Resource names. DLQs are named "<queue>-dlq".
+    bucket: str = "memeforge"
+    table: str = "memeforge-memes"
+    request_queue: str = "memeforge-requests"
+    render_queue: str = "memeforge-renders"
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    visibility_timeout_s: int = Field(default=60, ge=1, le=43200)
+
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    # Queue workers (consumer and renderer).
+    worker_concurrency: int = Field(default=16, ge=1, le=1024)
+    receive_wait_s: int = Field(default=20, ge=0, le=20)
+    shutdown_grace_s: float = Field(default=25.0, gt=0)
+
+    # Limits (invariant 7: bounded everything).
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_source_pixels: int = Field(default=40_000_000, ge=1)
+    max_caption_chars: int = Field(default=500, ge=1)
+    max_long_poll_s: float = Field(default=20.0, ge=0)
+    presign_ttl_s: int = Field(default=900, ge=1, le=604800)
+
+    # Renderer.
+    render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
+    jpeg_quality: int = Field(default=85, ge=1, le=95)
+    template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
+    # API server.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @property
+    def request_dlq(self) -> str:
+        return f"{self.request_queue}-dlq"
+
+    @property
+    def render_dlq(self) -> str:
+        return f"{self.render_queue}-dlq"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,95 @@
+"""Templates live in S3 under ``templates/<id>``; their facts ride in object metadata."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from botocore.exceptions import ClientError
+
+from memeforge_common.models import template_key
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+PREFIX = "templates/"
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    id: str
+    name: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+    etag: str
+    last_modified: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_not_found(err: ClientError) -> bool:
+    code = err.response.get("Error", {}).get("Code", "")
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+async def put_template(
+    s3: S3Client,
+    bucket: str,
+    template_id: str,
+    *,
+    name: str,
+    data: bytes,
+    content_type: str,
+    width: int,
+    height: int,
+) -> str:
+    """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
+    response = await s3.put_object(
+        Bucket=bucket,
+        Key=template_key(template_id),
+        Body=data,
+        ContentType=content_type,
+        Metadata={"name": quote(name), "width": str(width), "height": str(height)},
+    )
+    return response["ETag"]
+
+
+async def head_template(s3: S3Client, bucket: str, template_id: str) -> TemplateInfo | None:
+    try:
+        head = await s3.head_object(Bucket=bucket, Key=template_key(template_id))
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+    meta = head.get("Metadata", {})
+    return TemplateInfo(
+        id=template_id,
+        name=unquote(meta.get("name", template_id)),
+        content_type=head.get("ContentType", "application/octet-stream"),
+        width=int(meta.get("width", 0)),
+        height=int(meta.get("height", 0)),
+        bytes=head["ContentLength"],
+        etag=head["ETag"],
+        last_modified=head["LastModified"],
+    )
+
+
+async def list_templates(
+    s3: S3Client, bucket: str, *, limit: int, cursor: str | None
+) -> tuple[list[TemplateInfo], str | None]:
+    """One page of templates via ListObjectsV2 continuation tokens (never a full listing)."""
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": PREFIX, "MaxKeys": limit}
+    if cursor:
+        params["ContinuationToken"] = cursor
+    page = await s3.list_objects_v2(**params)
+    ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
+    heads = await asyncio.gather(*(head_template(s3, bucket, tid) for tid in ids))
+    infos = [info for info in heads if info is not None]  # deleted between list and head
+    next_cursor = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+    return infos, next_cursor

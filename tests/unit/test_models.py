@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from memeforge_common.items import from_dynamo, new_item, to_dynamo
+from memeforge_common.models import (
+    MemeResult,
+    MemeState,
+    RenderJob,
+    RenderSpec,
+    RequestMessage,
+    TextBox,
+    classic_boxes,
+    output_key,
+    slugify,
+)
+from pydantic import ValidationError
+
+pytestmark = pytest.mark.unit
+
+MEME_ID = "0123456789abcdef0123456789abcdef"
+
+
+def test_classic_layout_skips_empty_captions() -> None:
+    assert [b.y for b in classic_boxes("top", "bottom")] == [0.02, 0.76]
+    assert len(classic_boxes("top", "  ")) == 1
+    assert classic_boxes("", "") == ()
+
+
+def test_text_box_must_stay_inside_the_image() -> None:
+    with pytest.raises(ValidationError):
+        TextBox(text="x", x=1.2, y=0, width=0.5, height=0.5)
+    with pytest.raises(ValidationError):
+        TextBox(text="x", x=0, y=0, width=0, height=0.5)
+
+
+def test_messages_are_versioned_and_round_trip() -> None:
+    body = RequestMessage(meme_id=MEME_ID).model_dump_json()
+    assert json.loads(body) == {"v": 1, "kind": "meme.requested", "meme_id": MEME_ID}
+    assert RequestMessage.model_validate_json(body).meme_id == MEME_ID
+
+
+def test_unknown_message_version_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        RequestMessage.model_validate_json(json.dumps({"v": 99, "meme_id": MEME_ID}))
+
+
+def test_render_job_rejects_keys_that_escape_the_bucket_prefix() -> None:
+    spec = RenderSpec(boxes=classic_boxes("a", "b"))
+    with pytest.raises(ValidationError):
+        RenderJob(
+            meme_id=MEME_ID,
+            template_key="../secrets",
+            template_etag='"x"',
+            spec=spec,
+            output_key=output_key(MEME_ID),
+        )
+
+
+def test_output_key_is_deterministic() -> None:
+    assert output_key(MEME_ID) == output_key(MEME_ID) == f"memes/{MEME_ID}.jpg"
+
+
+def test_item_round_trips_through_dynamodb_format() -> None:
+    item = new_item(MEME_ID, "drake", RenderSpec(boxes=classic_boxes("top ü", "bottom")))
+    done = item.model_copy(
+        update={
+            "state": MemeState.DONE,
+            "result": MemeResult(
+                key="memes/x.jpg", content_type="image/jpeg", bytes=10, width=2, height=3
+            ),
+        }
+    )
+    assert from_dynamo(to_dynamo(done)) == done
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Distracted Boyfriend", "distracted-boyfriend"), ("  Ünïcode!! ", "n-code"), ("---", "")],
+)
+def test_slugify(name: str, slug: str) -> None:
+    assert slugify(name) == slug

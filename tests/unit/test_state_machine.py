@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from memeforge_common.items import TRANSITIONS, can_transition, sources_of
+from memeforge_common.models import MemeState
+
+pytestmark = pytest.mark.unit
+
+ORDER = [MemeState.PENDING, MemeState.QUEUED, MemeState.RENDERING, MemeState.DONE]
+
+
+def test_happy_path_is_allowed() -> None:
+    for current, target in itertools.pairwise(ORDER):
+        assert can_transition(current, target)
+
+
+@pytest.mark.parametrize("terminal", [MemeState.DONE, MemeState.FAILED])
+def test_terminal_states_never_move(terminal: MemeState) -> None:
+    assert all(not can_transition(terminal, target) for target in MemeState)
+
+
+def test_state_never_moves_backwards() -> None:
+    rank = {state: i for i, state in enumerate(ORDER)} | {MemeState.FAILED: len(ORDER)}
+    for current, targets in TRANSITIONS.items():
+        for target in targets:
+            assert rank[target] >= rank[current], (current, target)
+
+
+def test_every_live_state_can_fail() -> None:
+    assert sources_of(MemeState.FAILED) == {
+        MemeState.PENDING,
+        MemeState.QUEUED,
+        MemeState.RENDERING,
+    }
+
+
+def test_rendering_may_restart_after_a_crash_but_not_skip_queueing() -> None:
+    assert sources_of(MemeState.RENDERING) == {MemeState.QUEUED, MemeState.RENDERING}
+    assert not can_transition(MemeState.PENDING, MemeState.DONE)
