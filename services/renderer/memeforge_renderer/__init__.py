@@ -1,0 +1,1 @@
+"""memeforge renderer: the pure render engine and the worker that wraps it."""

@@ -1,0 +1,31 @@
+"""Typed render errors: each carries a machine-readable ``reason`` for the meme's Failure."""
+
+from __future__ import annotations
+
+
+class RenderError(Exception):
+    """Base of every error the engine raises on bad input; ``str(err)`` is the detail."""
+
+    reason: str = "render_error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CorruptImage(RenderError):
+    """The bytes are not a decodable image (truncated, garbage, broken headers)."""
+
+    reason = "corrupt_image"
+
+
+class UnsupportedImage(RenderError):
+    """A real image, but not one of the accepted formats (JPEG, PNG, WebP, GIF)."""
+
+    reason = "unsupported_format"
+
+
+class ImageTooLarge(RenderError):
+    """More pixels than allowed (decompression bomb guard), judged from the header."""
+
+    reason = "image_too_large"

@@ -1,0 +1,261 @@
+"""The pure render engine: bytes + spec -> JPEG bytes + layout report."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from memeforge_common.models import RenderSpec, TextBox, classic_boxes
+from memeforge_renderer.engine import (
+    CorruptImage,
+    ImageTooLarge,
+    RenderError,
+    RenderOutput,
+    UnsupportedImage,
+    pillow_build,
+    render,
+    warm_up,
+)
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+pytestmark = pytest.mark.unit
+
+W, H = 800, 600
+CAPTIONS = RenderSpec(boxes=classic_boxes("one does not simply", "write a render engine"))
+
+
+def template(
+    size: tuple[int, int] = (W, H), fmt: str = "JPEG", mode: str = "RGB", **save: object
+) -> bytes:
+    """A generated picture: a gradient with a few shapes (nothing copyrighted)."""
+    gradient = Image.linear_gradient("L").resize(size)
+    image = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.ROTATE_180), gradient))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse(
+        (size[0] // 4, size[1] // 4, size[0] * 3 // 4, size[1] * 3 // 4), fill=(200, 60, 40)
+    )
+    if mode != "RGB":
+        image = image.convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def mean_diff(a: Image.Image, b: Image.Image, box: tuple[int, int, int, int]) -> float:
+    diff = ImageChops.difference(a.crop(box), b.crop(box)).convert("L")
+    return float(ImageStat.Stat(diff).mean[0])
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> bytes:
+    return template(quality=90)
+
+
+def test_captions_change_their_boxes_and_only_them(jpeg: bytes) -> None:
+    out = render(jpeg, CAPTIONS)
+    assert isinstance(out, RenderOutput)
+    assert out.content_type == "image/jpeg"
+    assert (out.width, out.height) == (W, H)
+    result = decode(out.data)
+    assert result.format == "JPEG"
+    assert result.size == (W, H)
+    source = decode(jpeg).convert("RGB")
+    top = (0, 0, W, int(H * 0.24))
+    bottom = (0, int(H * 0.76), W, H)
+    middle = (0, int(H * 0.30), W, int(H * 0.70))
+    assert mean_diff(source, result, top) > 20
+    assert mean_diff(source, result, bottom) > 20
+    assert mean_diff(source, result, middle) < 2
+    boxes = out.report["boxes"]
+    assert [b["lines"] for b in boxes] == [["ONE DOES NOT SIMPLY"], ["WRITE A RENDER ENGINE"]]
+    assert all(b["font_size"] >= 40 and not b["truncated"] for b in boxes)
+
+
+def test_text_is_white_with_a_black_outline(jpeg: bytes) -> None:
+    spec = RenderSpec(boxes=(TextBox(text="I" * 3, x=0.0, y=0.0, width=1.0, height=0.3),))
+    out = decode(render(jpeg, spec).data).convert("L").crop((0, 0, W, int(H * 0.3)))
+    lo, hi = out.getextrema()
+    assert hi > 240
+    assert lo < 15
+
+
+def test_report_has_the_documented_keys(jpeg: bytes) -> None:
+    out = render(jpeg, CAPTIONS)
+    report = out.report
+    assert set(report) == {"boxes", "width", "height", "bytes", "timings_ms"}
+    assert set(report["timings_ms"]) == {"decode", "layout", "draw", "encode"}
+    assert all(v >= 0 for v in report["timings_ms"].values())
+    assert report["bytes"] == len(out.data)
+    assert (report["width"], report["height"]) == (W, H)
+    for box in report["boxes"]:
+        assert set(box) == {"font_size", "lines", "truncated"}
+
+
+def test_empty_boxes_draw_nothing(jpeg: bytes) -> None:
+    spec = RenderSpec(
+        boxes=(
+            TextBox(text="", x=0.0, y=0.0, width=1.0, height=0.3),
+            TextBox(text="  \n\t", x=0.0, y=0.7, width=1.0, height=0.3),
+        ),
+        quality=80,
+    )
+    out = render(jpeg, spec)
+    buf = io.BytesIO()
+    decode(jpeg).convert("RGB").save(buf, "JPEG", quality=80, optimize=False, progressive=False)
+    assert out.data == buf.getvalue()
+    assert [b["lines"] for b in out.report["boxes"]] == [[], []]
+
+
+def test_quality_is_applied(jpeg: bytes) -> None:
+    low = render(jpeg, CAPTIONS.model_copy(update={"quality": 20}))
+    high = render(jpeg, CAPTIONS.model_copy(update={"quality": 95}))
+    assert len(low.data) < len(high.data)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "save"),
+    [
+        ("PNG", "RGB", {}),
+        ("PNG", "RGBA", {}),
+        ("PNG", "L", {}),
+        ("PNG", "P", {"transparency": 0}),
+        ("WEBP", "RGB", {"quality": 80}),
+        ("GIF", "P", {}),
+        ("JPEG", "CMYK", {}),
+    ],
+)
+def test_other_inputs_render(fmt: str, mode: str, save: dict[str, object]) -> None:
+    data = template((320, 240), fmt, mode, **save)
+    out = render(data, CAPTIONS)
+    result = decode(out.data)
+    assert (result.format, result.mode, result.size) == ("JPEG", "RGB", (320, 240))
+    assert all(b["lines"] for b in out.report["boxes"])
+
+
+def test_transparency_is_flattened_over_white() -> None:
+    clear = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    buf = io.BytesIO()
+    clear.save(buf, "PNG")
+    out = decode(render(buf.getvalue(), RenderSpec(boxes=())).data).convert("L")
+    assert out.getextrema()[0] > 245
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped() -> None:
+    grey = Image.new("I;16", (64, 48), 32768)
+    buf = io.BytesIO()
+    grey.save(buf, "PNG")
+    out = decode(render(buf.getvalue(), RenderSpec(boxes=())).data).convert("L")
+    assert 120 <= out.getpixel((32, 24)) <= 136  # type: ignore[operator]
+
+
+def test_rgb_icc_profile_is_kept() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(buf, "JPEG", icc_profile=b"memeforge-test-icc")
+    out = decode(render(buf.getvalue(), CAPTIONS).data)
+    assert out.info.get("icc_profile") == b"memeforge-test-icc"
+
+
+def test_gif_first_frame_is_used() -> None:
+    frames = [Image.new("RGB", (64, 48), c) for c in ((250, 0, 0), (0, 0, 250))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    out = decode(render(buf.getvalue(), RenderSpec(boxes=())).data)
+    pixel = out.getpixel((32, 24))
+    assert isinstance(pixel, tuple)
+    assert pixel[0] > 200
+    assert pixel[2] < 50
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (80, 40), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes())
+    out = render(buf.getvalue(), RenderSpec(boxes=()))
+    assert (out.width, out.height) == (40, 80)
+
+
+def test_corrupt_bytes_raise_corrupt_image() -> None:
+    with pytest.raises(CorruptImage) as err:
+        render(b"\x00\x01garbage" * 50, CAPTIONS)
+    assert err.value.reason == "corrupt_image"
+    assert isinstance(err.value, RenderError)
+
+
+def test_truncated_jpeg_raises_corrupt_image(jpeg: bytes) -> None:
+    with pytest.raises(CorruptImage):
+        render(jpeg[: len(jpeg) // 2], CAPTIONS)
+
+
+def test_text_file_is_rejected() -> None:
+    with pytest.raises((CorruptImage, UnsupportedImage)):
+        render(b"hello, this is not an image\n" * 20, CAPTIONS)
+
+
+def test_unsupported_format_is_named() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "BMP")
+    with pytest.raises(UnsupportedImage) as err:
+        render(buf.getvalue(), CAPTIONS)
+    assert err.value.reason == "unsupported_format"
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims width x height (the pixels are never there)."""
+    small = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(small, "PNG")
+    data = bytearray(small.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def test_decompression_bomb_header_is_rejected_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge) as err:
+        render(_png_claiming(100_000, 100_000), CAPTIONS)
+    assert err.value.reason == "image_too_large"
+
+
+def test_max_source_pixels_is_enforced(jpeg: bytes) -> None:
+    with pytest.raises(ImageTooLarge):
+        render(jpeg, CAPTIONS, max_source_pixels=W * H - 1)
+    assert render(jpeg, CAPTIONS, max_source_pixels=W * H).width == W
+
+
+def test_huge_caption_is_truncated_not_crashing(jpeg: bytes) -> None:
+    text = ("lorem ipsum dolor sit amet " * 400)[:10_000]
+    spec = RenderSpec(boxes=classic_boxes(text, "x" * 10_000))
+    out = render(jpeg, spec)
+    assert [b["truncated"] for b in out.report["boxes"]] == [True, True]
+    assert all(b["font_size"] == 10 for b in out.report["boxes"])
+    assert decode(out.data).size == (W, H)
+
+
+def test_box_outside_the_image_is_clipped(jpeg: bytes) -> None:
+    spec = RenderSpec(boxes=(TextBox(text="edge", x=0.9, y=0.9, width=1.0, height=1.0),))
+    out = render(jpeg, spec)
+    assert out.report["boxes"][0]["lines"] == ["EDGE"]
+
+
+def test_warm_up_runs() -> None:
+    warm_up()
+
+
+def test_pillow_build_reports_simd() -> None:
+    build = pillow_build()
+    assert build["distribution"] == "pillow-simd"
+    assert build["simd"] is True
+    assert build["version"]
+    assert build["features"]["freetype2"]["available"]
+    assert build["features"]["jpg"]["available"]
