@@ -1,0 +1,21 @@
+"""moto in server mode: one light Python process serving S3, SQS and DynamoDB."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from devenv.emulator import Emulator
+from devenv.proc import free_port, http_ok, spawn, wait_until
+
+
+def start_moto(workdir: Path) -> Emulator:
+    port = free_port()
+    proc = spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+        log_path=str(workdir / "moto.log"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(f"{url}/moto-api/"), timeout=60, what="moto server", proc=proc)
+    return Emulator(backend="moto", env={"AWS_ENDPOINT_URL": url}, processes=[proc])

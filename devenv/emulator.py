@@ -1,0 +1,51 @@
+"""Start an AWS emulator on loopback and describe it as environment variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devenv.proc import stop
+
+BACKENDS = ("moto",)
+
+# Dummy credentials for the emulator only. They are injected into child processes
+# by the dev tooling; the services themselves read whatever the default chain finds.
+EMULATOR_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class Emulator:
+    backend: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """os.environ + emulator endpoints + dummy credentials (+ extra)."""
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith("AWS_")]:
+            del env[key]  # never leak a developer's real AWS identity into emulator runs
+        env.update(EMULATOR_CREDENTIALS)
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            stop(proc, grace=5)
+
+
+def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:
+    backend = backend or os.environ.get("MEMEFORGE_BACKEND", "moto")
+    workdir.mkdir(parents=True, exist_ok=True)
+    if backend == "moto":
+        from devenv.backends.moto import start_moto
+
+        return start_moto(workdir)
+    raise ValueError(f"unknown emulator backend {backend!r}; choose one of {BACKENDS}")

@@ -1,0 +1,1 @@
+"""memeforge api: templates in S3, meme items in DynamoDB, jobs on SQS."""

@@ -1,0 +1,49 @@
+"""The FastAPI application: one AWS client set per process, opened in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
+from memeforge_common.queues import queue_url
+from memeforge_common.settings import Settings, get_settings
+
+from memeforge_api.limits import BodyLimitMiddleware
+from memeforge_api.problems import install_problem_handlers
+from memeforge_api.routes import health, memes, templates
+
+log = logging.getLogger("memeforge.api")
+
+# Multipart framing allowed on top of the image size limit.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AwsClients.open(settings) as aws:
+            app.state.settings = settings
+            app.state.aws = aws
+            app.state.store = MemeStore(aws.dynamodb, settings.table)
+            app.state.request_queue_url = await queue_url(aws.sqs, settings.request_queue)
+            log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
+            yield
+
+    app = FastAPI(
+        title="memeforge",
+        version="0.1.0",
+        summary="Caption template images through SQS, DynamoDB and S3.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(templates.router)
+    app.include_router(memes.router)
+    return app

@@ -1,0 +1,132 @@
+"""RFC 9457 problem+json for every error the API returns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+AWS_RETRY_AFTER_S = 5
+_THROTTLING_CODES = ("ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown")
+_STATUS_CODES = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-failed",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a route to answer with a typed problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str = "",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "instance": request.url.path,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return problem_response(
+            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+            for err in exc.errors()
+        ]
+        return problem_response(
+            request, 422, "validation-failed", "Request is invalid", errors=errors
+        )
+
+    @app.exception_handler(EndpointConnectionError)
+    @app.exception_handler(BotoCoreError)
+    async def _aws_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("AWS unreachable: %s", exc)
+        return problem_response(
+            request,
+            503,
+            "aws-unavailable",
+            "Storage is temporarily unavailable",
+            "Try again shortly.",
+            headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(ClientError)
+    async def _aws_error(request: Request, exc: ClientError) -> JSONResponse:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+        code = exc.response.get("Error", {}).get("Code", "")
+        if status >= 500 or code in _THROTTLING_CODES:
+            log.warning("AWS error %s", code)
+            return problem_response(
+                request,
+                503,
+                "aws-unavailable",
+                "Storage is temporarily unavailable",
+                headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
+            )
+        log.exception("unexpected AWS error %s", code)
+        return problem_response(request, 500, "internal-error", "Internal error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem_response(request, 500, "internal-error", "Internal error")

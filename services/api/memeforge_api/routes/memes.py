@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import RedirectResponse
+from memeforge_common.items import MemeStore, new_item
+from memeforge_common.models import (
+    MEME_ID_PATTERN,
+    MemeItem,
+    MemeState,
+    RenderSpec,
+    RequestMessage,
+    classic_boxes,
+)
+
+from memeforge_api.deps import AwsDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.problems import Problem
+from memeforge_api.schemas import CreateMeme, MemeView
+
+router = APIRouter(prefix="/memes", tags=["memes"])
+
+MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
+_POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
+
+
+def _not_found(meme_id: str) -> Problem:
+    return Problem(404, "meme-not-found", "No such meme", f"meme {meme_id!r}")
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
+async def create_meme(
+    body: CreateMeme,
+    response: Response,
+    aws: AwsDep,
+    store: StoreDep,
+    request_queue_url: RequestQueueDep,
+) -> MemeView:
+    """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
+    that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
+    spec = RenderSpec(boxes=classic_boxes(body.top, body.bottom))
+    item = new_item(uuid.uuid4().hex, body.template_id, spec)
+    await store.create(item)
+    await aws.sqs.send_message(
+        QueueUrl=request_queue_url, MessageBody=RequestMessage(meme_id=item.id).model_dump_json()
+    )
+    response.headers["Location"] = f"/memes/{item.id}"
+    return MemeView.of(item)
+
+
+async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
+    deadline = time.monotonic() + wait_s
+    delay, max_delay = _POLL_INTERVAL_S
+    item = first
+    while not item.state.terminal and item.state == first.state:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 1.5, max_delay)
+        latest = await store.get(first.id)
+        if latest is None:
+            break
+        item = latest
+    return item
+
+
+@router.get("/{meme_id}", response_model=MemeView)
+async def get_meme(
+    meme_id: MemeIdPath,
+    store: StoreDep,
+    settings: SettingsDep,
+    wait: Annotated[
+        float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
+    ] = 0,
+) -> MemeView:
+    item = await store.get(meme_id)
+    if item is None:
+        raise _not_found(meme_id)
+    if wait > 0:
+        item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
+    return MemeView.of(item)
+
+
+@router.get(
+    "/{meme_id}/image",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+)
+async def get_meme_image(
+    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+) -> RedirectResponse:
+    item = await store.get(meme_id)
+    if item is None:
+        raise _not_found(meme_id)
+    if item.state is not MemeState.DONE or item.result is None:
+        raise Problem(
+            409,
+            "meme-not-ready",
+            "Meme image not available",
+            f"meme is {item.state.value}",
+            state=item.state.value,
+        )
+    url = await aws.s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.bucket, "Key": item.result.key},
+        ExpiresIn=settings.presign_ttl_s,
+    )
+    return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)

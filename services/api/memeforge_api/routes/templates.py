@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from memeforge_common.models import TEMPLATE_ID_PATTERN, is_template_id, slugify
+from memeforge_common.templates import head_template, list_templates, put_template
+
+from memeforge_api.deps import AwsDep, SettingsDep
+from memeforge_api.images import InvalidImage, inspect_image
+from memeforge_api.problems import Problem
+from memeforge_api.schemas import TemplatePage, TemplateView
+
+router = APIRouter(prefix="/templates", tags=["templates"])
+
+
+def _not_found(template_id: str) -> Problem:
+    return Problem(404, "template-not-found", "No such template", f"template {template_id!r}")
+
+
+@router.get("", response_model=TemplatePage)
+async def get_templates(
+    aws: AwsDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> TemplatePage:
+    infos, next_cursor = await list_templates(aws.s3, settings.bucket, limit=limit, cursor=cursor)
+    return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
+
+
+@router.get("/{template_id}", response_model=TemplateView)
+async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> TemplateView:
+    info = (
+        await head_template(aws.s3, settings.bucket, template_id)
+        if is_template_id(template_id)
+        else None
+    )
+    if info is None:
+        raise _not_found(template_id)
+    return TemplateView.of(info)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
+async def upload_template(
+    response: Response,
+    aws: AwsDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    template_id: Annotated[
+        str | None, Form(alias="id", pattern=TEMPLATE_ID_PATTERN, description="default: from name")
+    ] = None,
+) -> TemplateView:
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise Problem(
+            413, "upload-too-large", "Upload too large", f"limit {settings.max_upload_bytes} bytes"
+        )
+    try:
+        facts = await asyncio.to_thread(inspect_image, data, max_pixels=settings.max_source_pixels)
+    except InvalidImage as err:
+        status_code = 415 if err.code == "unsupported-image-format" else 422
+        raise Problem(status_code, err.code, "Invalid image", err.detail) from err
+    tid = template_id or slugify(name)
+    if not is_template_id(tid):
+        raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
+    if await head_template(aws.s3, settings.bucket, tid) is not None:
+        raise Problem(409, "template-exists", "Template id already taken", f"template {tid!r}")
+    await put_template(
+        aws.s3,
+        settings.bucket,
+        tid,
+        name=name,
+        data=data,
+        content_type=facts.content_type,
+        width=facts.width,
+        height=facts.height,
+    )
+    info = await head_template(aws.s3, settings.bucket, tid)
+    if info is None:  # deleted in between: vanishingly rare, but never a 500
+        raise _not_found(tid)
+    response.headers["Location"] = f"/templates/{tid}"
+    return TemplateView.of(info)

@@ -1,0 +1,141 @@
+"""The API app in-process, over its ASGI interface, against the real emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from memeforge_api.app import create_app
+from memeforge_common.settings import Settings
+
+from tests.conftest import unique_settings
+from tests.images import gradient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def settings(resources: Settings) -> Settings:
+    return unique_settings(
+        bucket=resources.bucket,
+        table=resources.table,
+        request_queue=resources.request_queue,
+        render_queue=resources.render_queue,
+        max_upload_bytes=200_000,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http
+
+
+def _upload(name: str, data: bytes, *, template_id: str | None = None) -> dict[str, object]:
+    form = {"name": name} | ({"id": template_id} if template_id else {})
+    return {"data": form, "files": {"file": (f"{name}.png", data, "image/png")}}
+
+
+async def test_pagination_returns_every_template_exactly_once(client: httpx.AsyncClient) -> None:
+    small = gradient(32, 24, "PNG")
+    names = [f"Template {i:02d}" for i in range(23)]
+    responses = await asyncio.gather(
+        *(client.post("/templates", **_upload(n, small)) for n in names)
+    )
+    assert [r.status_code for r in responses] == [201] * len(names)
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "5"} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/templates", params=params)).json()
+        assert len(page["items"]) <= 5
+        seen += [t["id"] for t in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages >= 5
+    assert sorted(seen) == sorted(f"template-{i:02d}" for i in range(23))
+    assert len(seen) == len(set(seen))
+    first = (await client.get("/templates/template-00")).json()
+    assert (first["name"], first["width"], first["height"]) == ("Template 00", 32, 24)
+    assert first["content_type"] == "image/png"
+
+
+async def test_upload_errors_are_typed_problems(client: httpx.AsyncClient) -> None:
+    text = await client.post("/templates", **_upload("notes", b"just some text, not an image"))
+    assert text.status_code == 422
+    assert text.headers["content-type"] == "application/problem+json"
+    assert text.json()["code"] == "invalid-image"
+
+    bmp = await client.post("/templates", **_upload("bitmap", _bmp()))
+    assert bmp.status_code == 415
+    assert bmp.json()["code"] == "unsupported-image-format"
+
+    big = await client.post("/templates", **_upload("huge", b"\xff" * 300_000))
+    assert big.status_code == 413
+    assert big.headers["content-type"] == "application/problem+json"
+
+    truncated = gradient(64, 64, "PNG")[:-40]
+    broken = await client.post("/templates", **_upload("broken", truncated))
+    assert broken.status_code == 422
+
+    ok = await client.post("/templates", **_upload("dup", gradient(16, 16, "PNG")))
+    again = await client.post("/templates", **_upload("dup", gradient(16, 16, "PNG")))
+    assert (ok.status_code, again.status_code) == (201, 409)
+    assert again.json()["code"] == "template-exists"
+
+
+async def test_meme_errors_are_typed_problems(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/memes/" + "0" * 32)
+    assert missing.status_code == 404
+    assert missing.json() | {"instance": None} == {
+        "type": "/problems/meme-not-found",
+        "title": "No such meme",
+        "status": 404,
+        "code": "meme-not-found",
+        "detail": f"meme {'0' * 32!r}",
+        "instance": None,
+    }
+    bad_id = await client.get("/memes/not-an-id")
+    assert bad_id.status_code == 422
+    no_text = await client.post("/memes", json={"template_id": "x", "top": " ", "bottom": ""})
+    assert no_text.status_code == 422
+    assert no_text.headers["content-type"] == "application/problem+json"
+    too_long = await client.post("/memes", json={"template_id": "x", "top": "a" * 501})
+    assert too_long.status_code == 422
+    unknown_field = await client.post("/memes", json={"template_id": "x", "top": "a", "x": 1})
+    assert unknown_field.status_code == 422
+
+
+async def test_created_meme_is_pending_and_not_ready_for_download(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await client.post("/memes", json={"template_id": "anything", "top": "hi"})
+    assert created.status_code == 202
+    meme = created.json()
+    assert meme["state"] == "PENDING"
+    assert created.headers["location"] == f"/memes/{meme['id']}"
+    # Long-poll returns after the wait when nothing moves it (no consumer runs here).
+    polled = await client.get(f"/memes/{meme['id']}", params={"wait": "0.3"})
+    assert polled.json()["state"] == "PENDING"
+    image = await client.get(f"/memes/{meme['id']}/image")
+    assert image.status_code == 409
+    assert image.json()["code"] == "meme-not-ready"
+
+
+def _bmp() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, "BMP")
+    return out.getvalue()

@@ -1,0 +1,68 @@
+"""Conditional state transitions against a real DynamoDB emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.models import Failure, MemeResult, MemeState, RenderSpec, classic_boxes
+from memeforge_common.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(aws: AwsClients, resources: Settings) -> MemeStore:
+    return MemeStore(aws.dynamodb, resources.table)
+
+
+async def _pending(store: MemeStore) -> str:
+    item = new_item(uuid.uuid4().hex, "tpl", RenderSpec(boxes=classic_boxes("a", "b")))
+    await store.create(item)
+    return item.id
+
+
+async def test_exactly_one_of_many_racing_writers_wins(store: MemeStore) -> None:
+    meme_id = await _pending(store)
+    results = await asyncio.gather(*(store.transition(meme_id, MemeState.QUEUED) for _ in range(8)))
+    assert results.count(True) == 1
+    item = await store.get(meme_id)
+    assert item is not None
+    assert item.state is MemeState.QUEUED
+    assert set(item.state_times) == {MemeState.PENDING, MemeState.QUEUED}
+
+
+async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
+    meme_id = await _pending(store)
+    assert not await store.transition(meme_id, MemeState.DONE)  # PENDING → DONE skips
+    assert await store.transition(meme_id, MemeState.QUEUED)
+    assert await store.transition(meme_id, MemeState.RENDERING, count_attempt=True)
+    result = MemeResult(key="memes/x.jpg", content_type="image/jpeg", bytes=1, width=1, height=1)
+    assert await store.transition(meme_id, MemeState.DONE, result=result)
+    # DONE is final: neither a late failure nor a duplicate render may change it.
+    assert not await store.transition(meme_id, MemeState.FAILED, failure=Failure(reason="late"))
+    assert not await store.transition(meme_id, MemeState.RENDERING)
+    item = await store.get(meme_id)
+    assert item is not None
+    assert (item.state, item.result, item.failure, item.attempts) == (
+        MemeState.DONE,
+        result,
+        None,
+        1,
+    )
+
+
+async def test_transition_on_a_missing_item_is_a_lost_race(store: MemeStore) -> None:
+    assert not await store.transition(uuid.uuid4().hex, MemeState.QUEUED)
+    assert await store.get(uuid.uuid4().hex) is None
+
+
+async def test_create_refuses_to_overwrite(store: MemeStore) -> None:
+    meme_id = await _pending(store)
+    item = await store.get(meme_id)
+    assert item is not None
+    with pytest.raises(ItemExists):
+        await store.create(item)
