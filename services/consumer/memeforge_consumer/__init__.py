@@ -1,0 +1,1 @@
+"""memeforge consumer: validates requests, advances items, fans render jobs out."""

@@ -1,0 +1,53 @@
+"""``python -m memeforge_renderer``: render jobs until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from memeforge_common.aws import AwsClients
+from memeforge_common.logs import configure_logging
+from memeforge_common.settings import get_settings
+from memeforge_common.worker import per_message, serve_queue
+
+from memeforge_renderer import engine
+from memeforge_renderer.cache import TemplateCache
+from memeforge_renderer.pool import available_cores, make_pool
+from memeforge_renderer.worker import Renderer
+
+log = logging.getLogger("memeforge.renderer")
+
+
+def log_pillow_build() -> None:
+    build = engine.pillow_build()
+    log.info("pillow build", extra={"pillow": build})
+    if build.get("distribution") != "pillow-simd":
+        log.warning("NOT running on pillow-simd: resampling will be several times slower")
+
+
+async def run() -> None:
+    settings = get_settings()
+    log_pillow_build()
+    processes = settings.render_processes or available_cores()
+    async with AwsClients.open(settings) as aws:
+        with make_pool(processes) as pool:
+            renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
+            await serve_queue(
+                aws.sqs,
+                settings.render_queue,
+                per_message(renderer.handle),
+                concurrency=settings.worker_concurrency,
+                wait_s=settings.receive_wait_s,
+                grace_s=settings.shutdown_grace_s,
+                name="renderer",
+            )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("renderer", settings.log_level, settings.log_format)
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

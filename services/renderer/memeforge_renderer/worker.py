@@ -1,0 +1,103 @@
+"""Render one job: template (cached) → engine (process pool) → S3 → item DONE.
+
+Permanent problems (missing template, undecodable image) end the item FAILED with a
+reason and acknowledge the message; anything else raises, so the message is retried
+and, after maxReceiveCount, dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from functools import partial
+
+from botocore.exceptions import ClientError
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
+from memeforge_common.logs import bound
+from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
+from memeforge_common.queues import QueueMessage
+from memeforge_common.settings import Settings
+from memeforge_common.templates import is_not_found
+
+from memeforge_renderer import engine
+from memeforge_renderer.cache import TemplateCache
+
+log = logging.getLogger("memeforge.renderer")
+
+
+class TemplateMissing(Exception):
+    pass
+
+
+class Renderer:
+    def __init__(
+        self, aws: AwsClients, settings: Settings, pool: Executor, cache: TemplateCache
+    ) -> None:
+        self._aws = aws
+        self._settings = settings
+        self._pool = pool
+        self._cache = cache
+        self._store = MemeStore(aws.dynamodb, settings.table)
+
+    async def handle(self, message: QueueMessage) -> None:
+        job = RenderJob.model_validate_json(message.body)  # invalid → retried → DLQ
+        with bound(meme_id=job.meme_id, message_id=message.message_id):
+            await self._render(job)
+
+    async def _render(self, job: RenderJob) -> None:
+        if not await self._store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
+            item = await self._store.get(job.meme_id)
+            if item is not None and item.state.terminal:
+                log.info("duplicate render job for a %s meme", item.state.value)
+                return
+            raise RuntimeError(f"cannot start rendering: item is {item and item.state.value}")
+        try:
+            template = await self._template(job.template_key, job.template_etag)
+        except TemplateMissing:
+            await self._fail(job, Failure(reason="template_not_found", detail=job.template_key))
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            render = partial(engine.render, max_source_pixels=self._settings.max_source_pixels)
+            output = await loop.run_in_executor(self._pool, render, template, job.spec)
+        except engine.RenderError as err:
+            await self._fail(job, Failure(reason=err.reason, detail=str(err)))
+            return
+        await self._aws.s3.put_object(
+            Bucket=self._settings.bucket,
+            Key=job.output_key,
+            Body=output.data,
+            ContentType=output.content_type,
+        )
+        result = MemeResult(
+            key=job.output_key,
+            content_type=output.content_type,
+            bytes=len(output.data),
+            width=output.width,
+            height=output.height,
+        )
+        if await self._store.transition(job.meme_id, MemeState.DONE, result=result):
+            timings = output.report.get("timings_ms")
+            log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
+
+    async def _template(self, key: str, etag: str) -> bytes:
+        cached = self._cache.get(key, etag)
+        if cached is not None:
+            return cached
+        try:
+            response = await self._aws.s3.get_object(Bucket=self._settings.bucket, Key=key)
+        except ClientError as err:
+            if is_not_found(err):
+                raise TemplateMissing(key) from err
+            raise
+        async with response["Body"] as body:
+            data = await body.read()
+        # Cache under the ETag we actually got: the template may have changed since.
+        self._cache.put(key, response["ETag"], data)
+        return data
+
+    async def _fail(self, job: RenderJob, failure: Failure) -> None:
+        log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
+        await self._store.transition(job.meme_id, MemeState.FAILED, failure=failure)
