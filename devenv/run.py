@@ -1,0 +1,60 @@
+"""``python -m devenv.run`` (``make run``): the whole product on this machine until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+from devenv.emulator import BACKENDS
+from devenv.stack import start_stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="default: $MEMEFORGE_BACKEND or moto"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    parser.add_argument("--workdir", type=Path, default=None, help="emulator state and logs")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="memeforge-run-"))
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    print("starting the AWS emulator and the services…", flush=True)
+    stack = start_stack(
+        workdir,
+        backend=args.backend,
+        api_port=args.port,
+        settings={"MEMEFORGE_LOG_FORMAT": "text"},
+        console=True,
+    )
+    print(
+        f"\nmemeforge is up: API {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+        f"AWS emulator ({stack.emulator.backend}): {stack.emulator.env}\n"
+        f"emulator logs in {workdir}. Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    try:
+        while True:
+            for name, proc in stack.services.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; restarting it", flush=True)
+                    stack.start_service(name, console=True)
+                    break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    finally:
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

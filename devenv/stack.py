@@ -1,0 +1,82 @@
+"""The whole product on one machine: emulator, bootstrap, and the three services."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devenv.emulator import Emulator, start_emulator
+from devenv.proc import free_port, http_ok, spawn, stop, wait_until
+
+SERVICE_MODULES = {
+    "consumer": "memeforge_consumer",
+    "renderer": "memeforge_renderer",
+    "api": "memeforge_api",
+}
+
+
+@dataclass
+class Stack:
+    emulator: Emulator
+    env: dict[str, str]
+    api_url: str
+    workdir: Path
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def start_service(self, name: str, *, console: bool = False) -> subprocess.Popen[bytes]:
+        module = SERVICE_MODULES[name.split("-")[0]]
+        log = None if console else str(self.log_path(name))
+        proc = spawn([sys.executable, "-m", module], env=self.env, log_path=log, console=console)
+        self.services[name] = proc
+        return proc
+
+    def stop_service(self, name: str, *, grace: float = 30.0) -> int:
+        return stop(self.services.pop(name), grace=grace)
+
+    def stop(self) -> None:
+        # The api first (no new work), then the workers drain, then the emulator goes.
+        for name in sorted(self.services, key=lambda n: n != "api"):
+            stop(self.services[name], grace=30)
+        self.services.clear()
+        self.emulator.stop()
+
+
+def bootstrap(env: dict[str, str]) -> None:
+    """Run the same idempotent bootstrap command that compose and the k8s Job run."""
+    subprocess.run(
+        [sys.executable, "-m", "memeforge_common.bootstrap"], env=env, check=True, timeout=120
+    )
+
+
+def start_stack(
+    workdir: Path,
+    *,
+    backend: str | None = None,
+    api_port: int | None = None,
+    settings: dict[str, str] | None = None,
+    console: bool = False,
+) -> Stack:
+    """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    emulator = start_emulator(backend, workdir=workdir)
+    port = api_port or free_port()
+    env = emulator.child_env(
+        {"MEMEFORGE_API_HOST": "127.0.0.1", "MEMEFORGE_API_PORT": str(port), **(settings or {})}
+    )
+    stack = Stack(emulator=emulator, env=env, api_url=f"http://127.0.0.1:{port}", workdir=workdir)
+    try:
+        bootstrap(env)
+        for name in SERVICE_MODULES:
+            stack.start_service(name, console=console)
+        wait_until(
+            http_ok(f"{stack.api_url}/healthz"), timeout=60, what="api", proc=stack.services["api"]
+        )
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

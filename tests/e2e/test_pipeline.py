@@ -1,0 +1,112 @@
+"""End to end through HTTP: upload, caption, wait for DONE, download, inspect pixels."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from devenv.proc import wait_until
+from devenv.stack import Stack
+from tests.images import gradient, region_diff
+
+pytestmark = pytest.mark.e2e
+
+WIDTH, HEIGHT = 640, 480
+DEADLINE_S = 120
+
+
+async def wait_until_settled(api: httpx.AsyncClient, meme_id: str) -> dict[str, Any]:
+    """Long-poll until the meme is DONE or FAILED (bounded by DEADLINE_S)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    while loop.time() < deadline:
+        meme: dict[str, Any] = (await api.get(f"/memes/{meme_id}", params={"wait": 10})).json()
+        if meme["state"] in ("DONE", "FAILED"):
+            return meme
+    raise AssertionError(f"meme {meme_id} did not settle within {DEADLINE_S}s")
+
+
+async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> None:
+    template = gradient(WIDTH, HEIGHT)
+    upload = await api.post(
+        "/templates",
+        data={"name": "E2E gradient", "id": "e2e-gradient"},
+        files={"file": ("g.jpg", template, "image/jpeg")},
+    )
+    assert upload.status_code == 201, upload.text
+
+    captions = [(f"top caption {i}", f"bottom number {i}") for i in range(20)]
+    created = await asyncio.gather(
+        *(
+            api.post("/memes", json={"template_id": "e2e-gradient", "top": t, "bottom": b})
+            for t, b in captions
+        )
+    )
+    assert [r.status_code for r in created] == [202] * 20
+    ids = [r.json()["id"] for r in created]
+    assert len(set(ids)) == 20
+
+    settled = await asyncio.gather(*(wait_until_settled(api, i) for i in ids))
+    assert [m["state"] for m in settled] == ["DONE"] * 20, [m.get("failure") for m in settled]
+
+    source = Image.open(io.BytesIO(template)).convert("RGB")
+    for meme in settled:
+        assert set(meme["state_times"]) == {"PENDING", "QUEUED", "RENDERING", "DONE"}
+        assert (meme["result"]["width"], meme["result"]["height"]) == (WIDTH, HEIGHT)
+        response = await api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
+        assert response.status_code == 307
+        image_bytes = (await api.get(response.headers["location"])).content
+        assert len(image_bytes) == meme["result"]["bytes"]
+        image = Image.open(io.BytesIO(image_bytes))
+        assert image.format == "JPEG"
+        assert image.size == (WIDTH, HEIGHT)
+        rendered = image.convert("RGB")
+        top = (0, 0, WIDTH, int(HEIGHT * 0.22))
+        middle = (0, int(HEIGHT * 0.35), WIDTH, int(HEIGHT * 0.65))
+        bottom = (0, int(HEIGHT * 0.78), WIDTH, HEIGHT)
+        assert region_diff(rendered, source, top) > 8
+        assert region_diff(rendered, source, bottom) > 8
+        assert region_diff(rendered, source, middle) < 2
+
+
+async def test_missing_template_ends_failed_with_a_reason(api: httpx.AsyncClient) -> None:
+    created = await api.post("/memes", json={"template_id": "no-such-template", "top": "hello"})
+    assert created.status_code == 202
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "FAILED"
+    assert meme["failure"]["reason"] == "template_not_found"
+    assert meme["result"] is None
+    image = await api.get(f"/memes/{meme['id']}/image")
+    assert image.status_code == 409
+
+
+async def test_seed_templates_are_listed_and_renderable(api: httpx.AsyncClient) -> None:
+    listing = (await api.get("/templates", params={"limit": 100})).json()
+    ids = {t["id"] for t in listing["items"]}
+    assert len(ids) >= 4
+    seed = sorted(ids - {"e2e-gradient"})[0]
+    created = await api.post("/memes", json={"template_id": seed, "bottom": "seeded"})
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "DONE"
+
+
+async def test_services_shut_down_cleanly(stack: Stack) -> None:
+    """SIGTERM drains and exits 0 (the grace period is not needed when idle)."""
+    for name in ("renderer", "consumer"):
+        assert stack.services[name].poll() is None, f"{name} died during the run"
+    proc = stack.start_service("renderer-extra")
+    log = stack.log_path("renderer-extra")
+    await asyncio.to_thread(
+        wait_until,
+        lambda: log.exists() and "worker started" in log.read_text(),
+        timeout=60,
+        what="extra renderer",
+        proc=proc,
+    )
+    assert await asyncio.to_thread(stack.stop_service, "renderer-extra", grace=30) == 0
+    assert proc.returncode == 0
