@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
     shutdown_grace_s: float = Field(default=25.0, gt=0)
+    # Touched by the receive loop on every turn; a liveness probe checks its age.
+    heartbeat_file: str | None = None
 
     # Limits (invariant 7: bounded everything).
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -18,6 +18,7 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memeforge_common.queues import (
@@ -71,6 +72,7 @@ class QueueWorker:
         wait_s: int = 20,
         grace_s: float = 25.0,
         name: str = "worker",
+        heartbeat_file: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
@@ -83,6 +85,7 @@ class QueueWorker:
         self._capacity = asyncio.Condition()
         self._stopping = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
+        self._heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
         self.last_heartbeat = time.monotonic()
         self.processed = 0
 
@@ -98,7 +101,7 @@ class QueueWorker:
         log.info("worker started", extra={"queue": self._url, "concurrency": self._concurrency})
         backoff = 0.5
         while not self._stopping.is_set():
-            self.last_heartbeat = time.monotonic()
+            self._beat()
             free = await self._wait_for_capacity()
             if free == 0:
                 break
@@ -115,6 +118,14 @@ class QueueWorker:
                 self._start_batch(messages)
         await self._drain()
         log.info("worker stopped", extra={"processed": self.processed})
+
+    def _beat(self) -> None:
+        """Liveness means the loop turns, never that AWS answers (a probe must not
+        restart every worker during an AWS outage)."""
+        self.last_heartbeat = time.monotonic()
+        if self._heartbeat_file is not None:
+            with contextlib.suppress(OSError):
+                self._heartbeat_file.touch()
 
     async def _wait_for_capacity(self) -> int:
         async with self._capacity:
@@ -210,11 +221,19 @@ async def serve_queue(
     wait_s: int,
     grace_s: float,
     name: str,
+    heartbeat_file: str | None = None,
 ) -> QueueWorker:
     """Run a QueueWorker on the named queue until SIGTERM/SIGINT; returns it when drained."""
     url = await queue_url(sqs, queue_name)
     worker = QueueWorker(
-        sqs, url, handler, concurrency=concurrency, wait_s=wait_s, grace_s=grace_s, name=name
+        sqs,
+        url,
+        handler,
+        concurrency=concurrency,
+        wait_s=wait_s,
+        grace_s=grace_s,
+        name=name,
+        heartbeat_file=heartbeat_file,
     )
     worker.install_signal_handlers()
     await worker.run()

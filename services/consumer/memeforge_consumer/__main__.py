@@ -25,6 +25,7 @@ async def run() -> None:
             concurrency=settings.worker_concurrency,
             wait_s=settings.receive_wait_s,
             grace_s=settings.shutdown_grace_s,
+            heartbeat_file=settings.heartbeat_file,
             name="consumer",
         )
 
