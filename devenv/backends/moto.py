@@ -8,12 +8,14 @@ from pathlib import Path
 from devenv.emulator import Emulator
 from devenv.proc import free_port, http_ok, spawn, wait_until
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def start_moto(workdir: Path) -> Emulator:
     port = free_port()
     proc = spawn(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+        [sys.executable, "-m", "devenv.moto_server", "--port", str(port)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "PYTHONPATH": str(REPO_ROOT)},
         log_path=str(workdir / "moto.log"),
     )
     url = f"http://127.0.0.1:{port}"
