@@ -9,13 +9,14 @@ from pathlib import Path
 
 from devenv.proc import stop
 
-BACKENDS = ("moto",)
+BACKENDS = ("moto", "localstack")
 
 # Dummy credentials for the emulator only. They are injected into child processes
 # by the dev tooling; the services themselves read whatever the default chain finds.
 EMULATOR_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_ACCESS_KEY_ID": "test",
+    # LocalStack verifies presigned URLs against the secret "test"; moto accepts anything.
+    "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": "us-east-1",
 }
 
@@ -48,4 +49,8 @@ def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:
         from devenv.backends.moto import start_moto
 
         return start_moto(workdir)
+    if backend == "localstack":
+        from devenv.backends.localstack import start_localstack
+
+        return start_localstack(workdir)
     raise ValueError(f"unknown emulator backend {backend!r}; choose one of {BACKENDS}")

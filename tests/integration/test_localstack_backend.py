@@ -1,0 +1,194 @@
+"""The "localstack" emulator backend for real: LocalStack (S3, SQS) + DynamoDB Local processes.
+
+Independent of MEMEFORGE_BACKEND: starts its own backend. Skipped only where
+scripts/setup-localstack.sh has not been run (its outputs are absent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aioboto3
+import httpx
+import pytest
+from aiobotocore.config import AioConfig
+from botocore.exceptions import ClientError
+
+from devenv.backends.localstack import find_install, start_localstack
+from devenv.emulator import Emulator
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
+
+pytestmark = pytest.mark.integration
+
+
+def _require_install() -> None:
+    try:
+        find_install()
+    except RuntimeError as err:
+        pytest.skip(f"localstack backend not installed: {err}")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    _require_install()
+    emu = start_localstack(tmp_path_factory.mktemp("localstack-backend"))
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def _session(emu: Emulator) -> aioboto3.Session:
+    env = emu.child_env()  # the credentials every service child process gets
+    return aioboto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+
+
+@pytest.fixture
+async def s3(backend: Emulator) -> AsyncIterator[S3Client]:
+    # As the services configure it for an emulator: SigV4, path-style bucket addressing.
+    config = AioConfig(signature_version="s3v4", s3={"addressing_style": "path"})
+    async with _session(backend).client(
+        "s3", endpoint_url=backend.env["AWS_ENDPOINT_URL"], config=config
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def sqs(backend: Emulator) -> AsyncIterator[SQSClient]:
+    async with _session(backend).client(
+        "sqs", endpoint_url=backend.env["AWS_ENDPOINT_URL"]
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def dynamodb(backend: Emulator) -> AsyncIterator[DynamoDBClient]:
+    async with _session(backend).client(
+        "dynamodb", endpoint_url=backend.env["AWS_ENDPOINT_URL_DYNAMODB"]
+    ) as client:
+        yield client
+
+
+def _name() -> str:
+    return f"mf-ls-{uuid.uuid4().hex[:10]}"
+
+
+async def _bucket_with_object(s3: S3Client, body: bytes) -> tuple[str, str]:
+    bucket, key = _name(), "memes/a b.txt"  # a key that needs URL-encoding
+    await s3.create_bucket(Bucket=bucket)
+    await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/plain")
+    return bucket, key
+
+
+async def test_s3_put_and_get(s3: S3Client) -> None:
+    bucket, key = await _bucket_with_object(s3, b"hello s3")
+    got = await s3.get_object(Bucket=bucket, Key=key)
+    assert await got["Body"].read() == b"hello s3"
+    assert got["ContentType"] == "text/plain"
+
+
+async def test_presigned_get_is_checked(s3: S3Client) -> None:
+    bucket, key = await _bucket_with_object(s3, b"presigned body")
+    params = {"Bucket": bucket, "Key": key}
+    url = await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
+    signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url)
+    assert signature is not None, url
+    flipped = ("0" if signature[1][0] != "0" else "1") + signature[1][1:]
+    tampered = url.replace(signature[1], flipped)
+    short = await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=1)
+
+    async with httpx.AsyncClient() as http:
+        ok = await http.get(url)
+        assert ok.status_code == 200
+        assert ok.content == b"presigned body"
+
+        refused = await http.get(tampered)
+        assert refused.status_code == 403
+        assert b"SignatureDoesNotMatch" in refused.content
+
+        await asyncio.sleep(2.1)  # expiry is checked to the second
+        expired = await http.get(short)
+        assert expired.status_code == 403
+        assert b"expired" in expired.content
+
+
+async def test_sqs_send_and_receive(backend: Emulator, sqs: SQSClient) -> None:
+    created = await sqs.create_queue(QueueName=_name())
+    queue_url = (await sqs.get_queue_url(QueueName=created["QueueUrl"].rsplit("/", 1)[1]))[
+        "QueueUrl"
+    ]
+    # The queue URL must point back at the emulator (not at a DNS name that needs the internet).
+    assert urlsplit(queue_url).netloc == urlsplit(backend.env["AWS_ENDPOINT_URL"]).netloc
+
+    await sqs.send_message(QueueUrl=queue_url, MessageBody="render me")
+    received = await sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=2
+    )
+    messages = received.get("Messages", [])
+    assert [m.get("Body") for m in messages] == ["render me"]
+    await sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+
+
+async def test_dynamodb_conditional_put(dynamodb: DynamoDBClient) -> None:
+    table = _name()
+    await dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    await dynamodb.get_waiter("table_exists").wait(
+        TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 10}
+    )
+
+    async def create_once() -> None:
+        await dynamodb.put_item(
+            TableName=table,
+            Item={"pk": {"S": "meme-1"}, "state": {"S": "PENDING"}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    await create_once()
+    with pytest.raises(ClientError) as failed:
+        await create_once()
+    assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _port_open(url: str) -> bool:
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((parts.hostname, parts.port)) == 0
+
+
+def test_stop_ends_both_processes(tmp_path: Path) -> None:
+    _require_install()
+    emu = start_localstack(tmp_path)
+    urls = [emu.env["AWS_ENDPOINT_URL"], emu.env["AWS_ENDPOINT_URL_DYNAMODB"]]
+    assert len(emu.processes) == 2
+    assert all(proc.poll() is None for proc in emu.processes)
+    assert all(_port_open(url) for url in urls)
+    assert (tmp_path / "localstack.log").is_file()
+    assert (tmp_path / "dynamodb-local.log").is_file()
+
+    emu.stop()
+
+    assert all(proc.poll() is not None for proc in emu.processes)
+    assert not any(_port_open(url) for url in urls)
