@@ -9,9 +9,11 @@ import pytest
 from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import ensure_queue
 from memeforge_common.queues import QueueMessage, send_batch
-from memeforge_common.worker import QueueWorker, per_message
+from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
 
 pytestmark = pytest.mark.integration
+
+ONE_SECOND = Backoff(base_s=1, max_s=1)
 
 
 async def _drain_bodies(aws: AwsClients, url: str) -> list[str]:
@@ -40,7 +42,9 @@ async def test_worker_deletes_only_messages_that_succeeded(aws: AwsClients) -> N
         if message.body.startswith("fail"):
             raise ValueError("boom")
 
-    worker = QueueWorker(aws.sqs, url, per_message(handler), concurrency=4, wait_s=1, grace_s=5)
+    worker = QueueWorker(
+        aws.sqs, url, per_message(handler), concurrency=4, wait_s=1, grace_s=5, backoff=ONE_SECOND
+    )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(all_seen.wait(), timeout=60)
     worker.stop()
@@ -58,14 +62,16 @@ async def test_partial_batch_handler_result_is_honoured(aws: AwsClients) -> None
     handled: list[str] = []
     done = asyncio.Event()
 
-    async def handle_batch(messages: Sequence[QueueMessage]) -> set[str]:
+    async def handle_batch(messages: Sequence[QueueMessage]) -> Outcomes:
         handled.extend(m.body for m in messages)
         if len(set(handled)) >= 10:
             done.set()
         # Acknowledge only even-numbered messages.
-        return {m.message_id for m in messages if int(m.body[1:]) % 2 == 0}
+        return Outcomes(done={m.message_id for m in messages if int(m.body[1:]) % 2 == 0})
 
-    worker = QueueWorker(aws.sqs, url, handle_batch, concurrency=10, wait_s=1, grace_s=5)
+    worker = QueueWorker(
+        aws.sqs, url, handle_batch, concurrency=10, wait_s=1, grace_s=5, backoff=ONE_SECOND
+    )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(done.wait(), timeout=60)
     worker.stop()
@@ -90,3 +96,88 @@ async def test_stop_releases_messages_still_in_flight(aws: AwsClients) -> None:
     await asyncio.wait_for(task, timeout=30)
     # Visibility was 300 s: seeing it again at once proves the worker released it.
     assert await _drain_bodies(aws, url) == ["slow"]
+
+
+async def test_failed_messages_back_off_exponentially(aws: AwsClients) -> None:
+    url = await ensure_queue(aws.sqs, "mf-backoff-test", {"VisibilityTimeout": "1"})
+    await send_batch(aws.sqs, url, ["flaky"])
+    receives: list[int] = []
+    third = asyncio.Event()
+
+    async def flaky(message: QueueMessage) -> None:
+        receives.append(message.receive_count)
+        if message.receive_count >= 3:
+            third.set()
+            return
+        raise ConnectionError("transient")
+
+    worker = QueueWorker(
+        aws.sqs, url, per_message(flaky), concurrency=1, wait_s=1, backoff=Backoff(2.0, 60.0)
+    )
+    task = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(third.wait(), timeout=60)
+    elapsed = loop.time() - started
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+    assert receives == [1, 2, 3]
+    # Delays of ~2 s then ~4 s (±20 %) instead of the queue's 1 s visibility timeout.
+    assert elapsed >= 2 * 0.8 + 4 * 0.8
+    assert await _drain_bodies(aws, url) == []
+
+
+async def test_poison_is_dead_lettered_at_once_with_its_reason(aws: AwsClients) -> None:
+    url = await ensure_queue(aws.sqs, "mf-poison-test", {"VisibilityTimeout": "30"})
+    dlq = await ensure_queue(aws.sqs, "mf-poison-test-dlq", {})
+    await send_batch(aws.sqs, url, ["good", "garbage"])
+    seen: set[str] = set()
+    both = asyncio.Event()
+
+    async def handler(message: QueueMessage) -> None:
+        seen.add(message.body)
+        if len(seen) == 2:
+            both.set()
+        if message.body == "garbage":
+            raise PoisonMessage("not a job")
+
+    worker = QueueWorker(aws.sqs, url, per_message(handler), concurrency=2, wait_s=1, dlq_url=dlq)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(both.wait(), timeout=30)
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+    assert await _drain_bodies(aws, url) == []  # neither is retried
+    dead = await aws.sqs.receive_message(
+        QueueUrl=dlq, MessageAttributeNames=["All"], WaitTimeSeconds=1
+    )
+    [message] = dead["Messages"]
+    assert message["Body"] == "garbage"
+    assert message["MessageAttributes"]["memeforge-error"]["StringValue"] == "not a job"
+
+
+async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
+    aws: AwsClients,
+) -> None:
+    url = await ensure_queue(aws.sqs, "mf-heartbeat-test", {"VisibilityTimeout": "2"})
+    await send_batch(aws.sqs, url, ["long"])
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def long_job(message: QueueMessage) -> None:
+        started.set()
+        await finish.wait()
+
+    worker = QueueWorker(
+        aws.sqs, url, per_message(long_job), concurrency=1, wait_s=1, visibility_timeout_s=2
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    # Three times the visibility timeout: without the heartbeat it would reappear.
+    stolen = []
+    for _ in range(6):
+        response = await aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+        stolen += response.get("Messages", [])
+    finish.set()
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+    assert stolen == []
+    assert await _drain_bodies(aws, url) == []

@@ -11,11 +11,12 @@ import asyncio
 import json
 import logging
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.items import LIVE_INDEX
 from memeforge_common.logs import configure_logging
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import head_template, put_template
@@ -59,12 +60,26 @@ async def ensure_bucket(s3: S3Client, settings: Settings) -> None:
     )
 
 
+_LIVE_INDEX_DEFINITION: Any = {
+    "IndexName": LIVE_INDEX,
+    "KeySchema": [
+        {"AttributeName": "live_state", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+_ATTRIBUTES: list[Any] = [
+    {"AttributeName": name, "AttributeType": "S"} for name in ("id", "live_state", "updated_at")
+]
+
+
 async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
     try:
         await ddb.create_table(
             TableName=settings.table,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            AttributeDefinitions=_ATTRIBUTES,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[_LIVE_INDEX_DEFINITION],
             BillingMode="PAY_PER_REQUEST",
         )
         log.info("created table %s", settings.table)
@@ -73,6 +88,22 @@ async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
             raise
     waiter = ddb.get_waiter("table_exists")
     await waiter.wait(TableName=settings.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    table = (await ddb.describe_table(TableName=settings.table))["Table"]
+    if not any(i["IndexName"] == LIVE_INDEX for i in table.get("GlobalSecondaryIndexes", [])):
+        # A table from before the sweeper existed: add the index in place.
+        await ddb.update_table(
+            TableName=settings.table,
+            AttributeDefinitions=_ATTRIBUTES,
+            GlobalSecondaryIndexUpdates=[{"Create": _LIVE_INDEX_DEFINITION}],
+        )
+        log.info("added index %s to %s", LIVE_INDEX, settings.table)
+    ttl = await ddb.describe_time_to_live(TableName=settings.table)
+    if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        # Idempotency records expire by themselves.
+        await ddb.update_time_to_live(
+            TableName=settings.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
 
 
 async def ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:

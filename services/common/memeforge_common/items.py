@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A sparse index of the items that are still moving: ``live_state`` exists only while
+# an item is not terminal, so the sweeper queries a few live items, never the table.
+LIVE_INDEX = "live-items"
+
 # Which states may move to which: the whole state machine in one table.
 TRANSITIONS: dict[MemeState, frozenset[MemeState]] = {
     MemeState.PENDING: frozenset({MemeState.QUEUED, MemeState.FAILED}),
@@ -69,7 +73,10 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         "updated_at": _s(_ts(item.updated_at)),
         "state_times": {"M": {k.value: _s(_ts(v)) for k, v in item.state_times.items()}},
         "attempts": _n(item.attempts),
+        "sweeps": _n(item.sweeps),
     }
+    if not item.state.terminal:
+        record["live_state"] = _s(item.state.value)
     if item.result is not None:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
@@ -95,6 +102,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         result=MemeResult.model_validate_json(result["S"]) if result else None,
         failure=Failure.model_validate_json(failure["S"]) if failure else None,
         attempts=int(record.get("attempts", {"N": "0"})["N"]),
+        sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
     )
 
 
@@ -145,6 +153,7 @@ class MemeStore:
         result: MemeResult | None = None,
         failure: Failure | None = None,
         count_attempt: bool = False,
+        attempts: int | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race."""
         sources = sorted(s.value for s in sources_of(target))
@@ -152,6 +161,8 @@ class MemeStore:
         names = {"#state": "state", "#target": target.value}
         values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
         sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
+        if not target.terminal:
+            sets.append("live_state = :target")
         placeholders = []
         for i, src in enumerate(sources):
             values[f":src{i}"] = _s(src)
@@ -163,7 +174,12 @@ class MemeStore:
         if failure is not None:
             sets.append("failure = :failure")
             values[":failure"] = _s(failure.model_dump_json())
+        if attempts is not None:
+            sets.append("attempts = :attempts")
+            values[":attempts"] = _n(attempts)
         update = "SET " + ", ".join(sets)
+        if target.terminal:
+            update += " REMOVE live_state"
         if count_attempt:
             update += " ADD attempts :one"
             values[":one"] = _n(1)
@@ -179,5 +195,36 @@ class MemeStore:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            return False
+        return True
+
+    async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
+        """Ids of live items in ``state`` whose last update is older than ``older_than``."""
+        response = await self._ddb.query(
+            TableName=self._table,
+            IndexName=LIVE_INDEX,
+            KeyConditionExpression="live_state = :state AND updated_at < :cutoff",
+            ExpressionAttributeValues={":state": _s(state.value), ":cutoff": _s(_ts(older_than))},
+            Limit=limit,
+        )
+        return [record["id"]["S"] for record in response.get("Items", [])]
+
+    async def mark_swept(self, item: MemeItem) -> bool:
+        """Count one sweep of a stuck item, only if nobody touched it since we read it."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(item.id)},
+                UpdateExpression="SET updated_at = :now ADD sweeps :one",
+                ConditionExpression="#state = :state AND updated_at = :seen",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": _s(_ts(utcnow())),
+                    ":one": _n(1),
+                    ":state": _s(item.state.value),
+                    ":seen": _s(_ts(item.updated_at)),
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True

@@ -108,7 +108,8 @@ class MemeItem(Frozen):
     state_times: dict[MemeState, datetime]
     result: MemeResult | None = None
     failure: Failure | None = None
-    attempts: int = 0
+    attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
+    sweeps: int = 0  # times the sweeper re-enqueued it
 
 
 class RequestMessage(Frozen):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -18,21 +19,29 @@ SQS_BATCH_MAX = 10
 T = TypeVar("T")
 
 
+# Message attribute that says why a message was dead-lettered by a worker.
+ERROR_ATTRIBUTE = "memeforge-error"
+
+
 @dataclass(frozen=True)
 class QueueMessage:
     message_id: str
     receipt_handle: str
     body: str
     receive_count: int
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def from_sqs(cls, raw: MessageTypeDef) -> QueueMessage:
-        attributes = raw.get("Attributes", {})
+        system = raw.get("Attributes", {})
+        custom = raw.get("MessageAttributes", {})
         return cls(
             message_id=raw["MessageId"],
             receipt_handle=raw["ReceiptHandle"],
             body=raw.get("Body", ""),
-            receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+            receive_count=int(system.get("ApproximateReceiveCount", "1")),
+            attributes={k: v.get("StringValue", "") for k, v in custom.items()},
         )
 
 
@@ -68,11 +77,41 @@ async def delete_batch(sqs: SQSClient, url: str, messages: Sequence[QueueMessage
     return deleted
 
 
+async def set_visibility(
+    sqs: SQSClient, url: str, timeouts: Sequence[tuple[QueueMessage, int]]
+) -> None:
+    """ChangeMessageVisibilityBatch: (message, seconds until it is visible again)."""
+    for chunk in _chunks(timeouts):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+            for i, (m, seconds) in enumerate(chunk)
+        ]
+        response = await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+        for failure in response.get("Failed", []):
+            log.info("visibility change failed", extra={"code": failure["Code"]})
+
+
 async def release_batch(sqs: SQSClient, url: str, messages: Sequence[QueueMessage]) -> None:
     """Make messages visible again at once (visibility 0), e.g. on shutdown."""
+    await set_visibility(sqs, url, [(m, 0) for m in messages])
+
+
+async def dead_letter(
+    sqs: SQSClient, dlq_url: str, messages: Sequence[tuple[QueueMessage, str]]
+) -> list[QueueMessage]:
+    """Copy poison messages to the DLQ with the reason attached. Returns those copied."""
+    copied: list[QueueMessage] = []
     for chunk in _chunks(messages):
         entries = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-            for i, m in enumerate(chunk)
+            {
+                "Id": str(i),
+                "MessageBody": m.body or "<empty>",
+                "MessageAttributes": {
+                    ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000]}
+                },
+            }
+            for i, (m, reason) in enumerate(chunk)
         ]
-        await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+        response = await sqs.send_message_batch(QueueUrl=dlq_url, Entries=entries)  # type: ignore[arg-type]
+        copied += [chunk[int(ok["Id"])][0] for ok in response.get("Successful", [])]
+    return copied

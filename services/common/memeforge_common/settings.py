@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
     shutdown_grace_s: float = Field(default=25.0, gt=0)
+    # Retries: a failed message becomes visible again after base·2^(n-1) s (capped).
+    retry_base_s: float = Field(default=2.0, ge=0)
+    retry_max_s: float = Field(default=300.0, ge=0, le=43200)
+    # Sweeper: re-enqueue items stuck PENDING/RENDERING past these ages, a bounded
+    # number of times, then fail them.
+    sweep_interval_s: float = Field(default=15.0, gt=0)
+    pending_timeout_s: float = Field(default=60.0, gt=0)
+    rendering_timeout_s: float = Field(default=300.0, gt=0)
+    max_sweeps: int = Field(default=3, ge=0)
+    # How long an Idempotency-Key is remembered.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Touched by the receive loop on every turn; a liveness probe checks its age.
     heartbeat_file: str | None = None
 

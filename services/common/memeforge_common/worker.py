@@ -1,9 +1,13 @@
 """One reusable SQS batch consumer loop, used by the consumer and the renderer.
 
 - long polling, batches of up to 10, never more messages in flight than ``concurrency``;
-- the handler gets a whole batch and says which messages succeeded: only those are
-  deleted (partial batch failure); the rest reappear after their visibility timeout
-  and eventually reach the DLQ through the redrive policy;
+- the handler gets a whole batch and sorts it into ``done`` (deleted), ``poison``
+  (copied to the DLQ with the reason, then deleted) and the rest, which are retried:
+  their visibility is set to an exponential backoff, and after ``maxReceiveCount``
+  receives the redrive policy moves them to the DLQ;
+- messages held longer than a third of the visibility timeout get it extended
+  (a heartbeat), so a long render is not handed to a second worker, while a worker
+  that dies simply stops extending and its messages reappear;
 - receive errors (AWS unreachable, throttling) back off and retry, never crash;
 - ``stop()`` (SIGTERM) stops receiving, lets in-flight work finish within the grace
   period, and releases whatever is still unfinished (visibility 0) before returning.
@@ -18,47 +22,84 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memeforge_common.queues import (
     SQS_BATCH_MAX,
     QueueMessage,
+    dead_letter,
     delete_batch,
     queue_url,
     release_batch,
+    set_visibility,
 )
+from memeforge_common.settings import Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
-# Returns the message ids that were handled for good (to delete).
-BatchHandler = Callable[[Sequence[QueueMessage]], Awaitable[set[str]]]
+
+class PoisonMessage(Exception):
+    """The message can never succeed (unreadable, unknown version, unknown meme):
+    dead-letter it now instead of retrying it maxReceiveCount times."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Outcomes:
+    """What a batch handler did with each message; any message in neither set is retried."""
+
+    done: set[str] = field(default_factory=set)
+    poison: dict[str, str] = field(default_factory=dict)  # message id → reason
+
+
+BatchHandler = Callable[[Sequence[QueueMessage]], Awaitable[Outcomes]]
 MessageHandler = Callable[[QueueMessage], Awaitable[None]]
 
 
 def per_message(handler: MessageHandler) -> BatchHandler:
-    """Adapt a one-message handler: run a batch concurrently; success = no exception."""
+    """Adapt a one-message handler: run a batch concurrently; success = no exception,
+    PoisonMessage = dead-letter, any other exception = retry with backoff."""
 
-    async def handle_batch(messages: Sequence[QueueMessage]) -> set[str]:
+    async def handle_batch(messages: Sequence[QueueMessage]) -> Outcomes:
         results = await asyncio.gather(*(handler(m) for m in messages), return_exceptions=True)
-        done = set()
+        outcomes = Outcomes()
         for message, result in zip(messages, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    continue
-                log.error(
-                    "message handler failed; message will be retried",
-                    exc_info=result,
+            if isinstance(result, PoisonMessage):
+                outcomes.poison[message.message_id] = result.reason
+            elif isinstance(result, asyncio.CancelledError):
+                continue
+            elif isinstance(result, BaseException):
+                log.warning(
+                    "message handler failed; will retry: %r",
+                    result,
+                    exc_info=not isinstance(result, Exception) or log.isEnabledFor(logging.DEBUG),
                     extra={"message_id": message.message_id},
                 )
             else:
-                done.add(message.message_id)
-        return done
+                outcomes.done.add(message.message_id)
+        return outcomes
 
     return handle_batch
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delay for the n-th receive: base · 2^(n-1), capped, with ±20 % jitter."""
+
+    base_s: float = 2.0
+    max_s: float = 300.0
+
+    def delay(self, receive_count: int) -> int:
+        raw = min(self.max_s, self.base_s * 2 ** max(0, receive_count - 1))
+        return int(max(0, min(43200, round(raw * random.uniform(0.8, 1.2)))))
 
 
 class QueueWorker:
@@ -73,6 +114,9 @@ class QueueWorker:
         grace_s: float = 25.0,
         name: str = "worker",
         heartbeat_file: str | None = None,
+        visibility_timeout_s: int = 60,
+        backoff: Backoff | None = None,
+        dlq_url: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
@@ -81,11 +125,14 @@ class QueueWorker:
         self._wait_s = wait_s
         self._grace_s = grace_s
         self._name = name
+        self._heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
+        self._visibility_s = visibility_timeout_s
+        self._backoff = backoff or Backoff()
+        self._dlq_url = dlq_url
         self._in_flight: dict[str, QueueMessage] = {}
-        self._capacity = asyncio.Condition()
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
-        self._heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
         self.last_heartbeat = time.monotonic()
         self.processed = 0
 
@@ -98,26 +145,35 @@ class QueueWorker:
             loop.add_signal_handler(sig, self.stop)
 
     async def run(self) -> None:
-        log.info("worker started", extra={"queue": self._url, "concurrency": self._concurrency})
+        log.info(
+            "worker started",
+            extra={"worker": self._name, "queue": self._url, "concurrency": self._concurrency},
+        )
+        keeper = asyncio.create_task(self._keep_visible())
         backoff = 0.5
-        while not self._stopping.is_set():
-            self._beat()
-            free = await self._wait_for_capacity()
-            if free == 0:
-                break
-            try:
-                messages = await self._receive(min(free, SQS_BATCH_MAX))
-            except Exception:
-                delay = backoff * (0.5 + random.random())
-                log.warning("receive failed; backing off %.1fs", delay, exc_info=True)
-                await self._sleep_unless_stopping(delay)
-                backoff = min(backoff * 2, 20.0)
-                continue
-            backoff = 0.5
-            if messages:
-                self._start_batch(messages)
-        await self._drain()
-        log.info("worker stopped", extra={"processed": self.processed})
+        try:
+            while not self._stopping.is_set():
+                self._beat()
+                free = await self._wait_for_capacity()
+                if free == 0:
+                    break
+                try:
+                    messages = await self._receive(min(free, SQS_BATCH_MAX))
+                except Exception as err:
+                    delay = backoff * random.uniform(0.5, 1.5)
+                    log.warning("receive failed (%r); backing off %.1fs", err, delay)
+                    await self._sleep_unless_stopping(delay)
+                    backoff = min(backoff * 2, 20.0)
+                    continue
+                backoff = 0.5
+                if messages:
+                    self._start_batch(messages)
+            await self._drain()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        log.info("worker stopped", extra={"worker": self._name, "processed": self.processed})
 
     def _beat(self) -> None:
         """Liveness means the loop turns, never that AWS answers (a probe must not
@@ -128,19 +184,19 @@ class QueueWorker:
                 self._heartbeat_file.touch()
 
     async def _wait_for_capacity(self) -> int:
-        async with self._capacity:
-            while len(self._in_flight) >= self._concurrency and not self._stopping.is_set():
-                waiter = asyncio.ensure_future(self._capacity.wait())
-                stopper = asyncio.ensure_future(self._stopping.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if not waiter.done():
-                    waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await waiter
-            if self._stopping.is_set():
-                return 0
-            return self._concurrency - len(self._in_flight)
+        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping."""
+        while len(self._in_flight) >= self._concurrency and not self._stopping.is_set():
+            self._slot_freed.clear()
+            waiters = {
+                asyncio.ensure_future(self._slot_freed.wait()),
+                asyncio.ensure_future(self._stopping.wait()),
+            }
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+        if self._stopping.is_set():
+            return 0
+        return self._concurrency - len(self._in_flight)
 
     async def _receive(self, count: int) -> list[QueueMessage]:
         receive = asyncio.ensure_future(
@@ -149,6 +205,7 @@ class QueueWorker:
                 MaxNumberOfMessages=count,
                 WaitTimeSeconds=self._wait_s,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageAttributeNames=["All"],
             )
         )
         stopper = asyncio.ensure_future(self._stopping.wait())
@@ -173,25 +230,67 @@ class QueueWorker:
 
     async def _run_batch(self, messages: list[QueueMessage]) -> None:
         try:
-            done = await self._handler(messages)
+            outcomes = await self._handler(messages)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("batch handler failed; %d messages will be retried", len(messages))
-            done = set()
+            outcomes = Outcomes()
         try:
-            succeeded = [m for m in messages if m.message_id in done]
-            if succeeded:
-                await delete_batch(self._sqs, self._url, succeeded)
-                self.processed += len(succeeded)
-        except Exception:
-            # The effect is durable and idempotent: a redelivery is harmless.
-            log.warning("delete failed; messages may be redelivered", exc_info=True)
+            await self._settle(messages, outcomes)
         finally:
-            async with self._capacity:
-                for message in messages:
-                    self._in_flight.pop(message.message_id, None)
-                self._capacity.notify_all()
+            for message in messages:
+                self._in_flight.pop(message.message_id, None)
+            self._slot_freed.set()
+
+    async def _settle(self, messages: list[QueueMessage], outcomes: Outcomes) -> None:
+        """Delete what is done, dead-letter poison, back off the rest. Failures here are
+        harmless: an undeleted message is redelivered and its effect is idempotent."""
+        done = [m for m in messages if m.message_id in outcomes.done]
+        poison = [
+            (m, outcomes.poison[m.message_id]) for m in messages if m.message_id in outcomes.poison
+        ]
+        retry = [
+            m
+            for m in messages
+            if m.message_id not in outcomes.done and m.message_id not in outcomes.poison
+        ]
+        if poison and self._dlq_url:
+            for message, reason in poison:
+                log.error(
+                    "dead-lettering poison message: %s",
+                    reason,
+                    extra={"message_id": message.message_id},
+                )
+            try:
+                done += await dead_letter(self._sqs, self._dlq_url, poison)
+            except Exception:
+                log.warning("could not dead-letter poison messages", exc_info=True)
+        elif poison:
+            retry += [m for m, _ in poison]  # no DLQ known: let the redrive policy do it
+        try:
+            if done:
+                await delete_batch(self._sqs, self._url, done)
+                self.processed += len(done)
+            if retry:
+                delays = [(m, self._backoff.delay(m.receive_count)) for m in retry]
+                await set_visibility(self._sqs, self._url, delays)
+        except Exception as err:
+            log.warning("settling a batch failed (%r); messages may be redelivered", err)
+
+    async def _keep_visible(self) -> None:
+        """Extend the visibility of messages still being worked on (the heartbeat)."""
+        period = max(1.0, self._visibility_s / 3)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            held = [m for m in self._in_flight.values() if now - m.received_at >= period]
+            if not held:
+                continue
+            try:
+                await set_visibility(self._sqs, self._url, [(m, self._visibility_s) for m in held])
+            except Exception as err:
+                log.warning("visibility heartbeat failed: %r", err)
 
     async def _drain(self) -> None:
         if self._batches:
@@ -212,29 +311,55 @@ class QueueWorker:
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
 
-async def serve_queue(
+async def make_worker(
     sqs: SQSClient,
+    settings: Settings,
     queue_name: str,
     handler: BatchHandler,
     *,
-    concurrency: int,
-    wait_s: int,
-    grace_s: float,
     name: str,
-    heartbeat_file: str | None = None,
+    dead_letter_queue: str | None = None,
+    backoff: Backoff | None = None,
+    concurrency: int | None = None,
 ) -> QueueWorker:
-    """Run a QueueWorker on the named queue until SIGTERM/SIGINT; returns it when drained."""
+    """A QueueWorker on the named queue, configured from settings."""
     url = await queue_url(sqs, queue_name)
-    worker = QueueWorker(
+    dlq_url = await queue_url(sqs, dead_letter_queue) if dead_letter_queue else None
+    return QueueWorker(
         sqs,
         url,
         handler,
-        concurrency=concurrency,
-        wait_s=wait_s,
-        grace_s=grace_s,
+        concurrency=concurrency or settings.worker_concurrency,
+        wait_s=settings.receive_wait_s,
+        grace_s=settings.shutdown_grace_s,
         name=name,
-        heartbeat_file=heartbeat_file,
+        heartbeat_file=settings.heartbeat_file,
+        visibility_timeout_s=settings.visibility_timeout_s,
+        backoff=backoff or Backoff(settings.retry_base_s, settings.retry_max_s),
+        dlq_url=dlq_url,
     )
-    worker.install_signal_handlers()
-    await worker.run()
-    return worker
+
+
+async def run_until_signalled(
+    workers: Sequence[QueueWorker],
+    background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+) -> None:
+    """Run workers (and background loops that watch a stop event) until SIGTERM/SIGINT,
+    then stop them all together and wait for every drain."""
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        stopping.set()
+        for worker in workers:
+            worker.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    tasks += [asyncio.ensure_future(job(stopping)) for job in background]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,33 +1,56 @@
-"""``python -m memeforge_consumer``: dispatch request messages until SIGTERM."""
+"""``python -m memeforge_consumer``: dispatch requests, drain DLQs, sweep stuck items."""
 
 from __future__ import annotations
 
 import asyncio
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
 from memeforge_common.logs import configure_logging
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
-from memeforge_common.worker import serve_queue
+from memeforge_common.worker import make_worker, run_until_signalled
 
+from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
+from memeforge_consumer.sweeper import Sweeper
 
 
 async def run() -> None:
     settings = get_settings()
     async with AwsClients.open(settings) as aws:
         render_url = await queue_url(aws.sqs, settings.render_queue)
+        request_url = await queue_url(aws.sqs, settings.request_queue)
         dispatcher = Dispatcher(aws, settings, render_url)
-        await serve_queue(
-            aws.sqs,
-            settings.request_queue,
-            dispatcher.handle_batch,
-            concurrency=settings.worker_concurrency,
-            wait_s=settings.receive_wait_s,
-            grace_s=settings.shutdown_grace_s,
-            heartbeat_file=settings.heartbeat_file,
-            name="consumer",
-        )
+        store = MemeStore(aws.dynamodb, settings.table)
+        workers = [
+            await make_worker(
+                aws.sqs,
+                settings,
+                settings.request_queue,
+                dispatcher.handle_batch,
+                name="dispatch",
+                dead_letter_queue=settings.request_dlq,
+            )
+        ]
+        for source, dlq in (
+            (settings.request_queue, settings.request_dlq),
+            (settings.render_queue, settings.render_dlq),
+        ):
+            drain = DeadLetterDrain(store, source)
+            workers.append(
+                await make_worker(
+                    aws.sqs,
+                    settings,
+                    dlq,
+                    drain.handle_batch,
+                    name=f"drain:{dlq}",
+                    backoff=PARKED,
+                    concurrency=10,
+                )
+            )
+        sweeper = Sweeper(aws, settings, dispatcher, request_url)
+        await run_until_signalled(workers, background=[sweeper.run])
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from memeforge_common.models import (
 from memeforge_common.queues import QueueMessage, send_batch
 from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
+from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
 
 log = logging.getLogger("memeforge.consumer")
@@ -39,8 +40,8 @@ class Ack:
 
 
 @dataclass(frozen=True)
-class Retry:
-    """Leave the message: it reappears after its visibility timeout (then the DLQ)."""
+class Poison:
+    """The message can never succeed: dead-letter it now, with the reason."""
 
     why: str
 
@@ -50,7 +51,7 @@ class Enqueue:
     job: RenderJob
 
 
-Outcome = Ack | Retry | Enqueue
+Outcome = Ack | Poison | Enqueue
 
 
 class Dispatcher:
@@ -60,42 +61,42 @@ class Dispatcher:
         self._store = MemeStore(aws.dynamodb, settings.table)
         self._render_queue_url = render_queue_url
 
-    async def handle_batch(self, messages: Sequence[QueueMessage]) -> set[str]:
-        outcomes = await asyncio.gather(
+    async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
+        decisions = await asyncio.gather(
             *(self._decide(m) for m in messages), return_exceptions=True
         )
-        done: set[str] = set()
+        outcomes = Outcomes()
         to_send: list[tuple[QueueMessage, RenderJob]] = []
-        for message, outcome in zip(messages, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error(
-                    "request failed; will retry",
-                    exc_info=outcome,
+        for message, decision in zip(messages, decisions, strict=True):
+            if isinstance(decision, BaseException):
+                log.warning(
+                    "request failed; will retry: %r",
+                    decision,
                     extra={"message_id": message.message_id},
                 )
-            elif isinstance(outcome, Ack):
-                done.add(message.message_id)
-            elif isinstance(outcome, Enqueue):
-                to_send.append((message, outcome.job))
+            elif isinstance(decision, Ack):
+                outcomes.done.add(message.message_id)
+            elif isinstance(decision, Enqueue):
+                to_send.append((message, decision.job))
             else:
-                extra = {"message_id": message.message_id}
-                log.warning("request left for retry: %s", outcome.why, extra=extra)
+                outcomes.poison[message.message_id] = decision.why
         if to_send:
             bodies = [job.model_dump_json() for _, job in to_send]
             failed = set(await send_batch(self._aws.sqs, self._render_queue_url, bodies))
-            done.update(m.message_id for i, (m, _) in enumerate(to_send) if i not in failed)
-        return done
+            outcomes.done.update(
+                m.message_id for i, (m, _) in enumerate(to_send) if i not in failed
+            )
+        return outcomes
 
     async def _decide(self, message: QueueMessage) -> Outcome:
         try:
             request = RequestMessage.model_validate_json(message.body)
         except ValidationError as err:
-            # Unreadable: the redrive policy moves it to the DLQ after maxReceiveCount.
-            return Retry(f"invalid request message: {err.error_count()} errors")
+            return Poison(f"invalid request message: {_first_error(err)}")
         with bound(meme_id=request.meme_id, message_id=message.message_id):
             item = await self._store.get(request.meme_id)
             if item is None:
-                return Retry("unknown meme id")
+                return Poison(f"unknown meme id {request.meme_id}")
             return await self._advance(item)
 
     async def _advance(self, item: MemeItem) -> Outcome:
@@ -116,14 +117,19 @@ class Dispatcher:
             latest = await self._store.get(item.id)
             if latest is None or latest.state is not MemeState.QUEUED:
                 return Ack()  # someone else moved it on
-        job = RenderJob(
-            meme_id=item.id,
-            template_key=template_key(item.template_id),
-            template_etag=template.etag,
-            spec=item.spec,
-            output_key=output_key(item.id, item.spec.format),
+        return Enqueue(render_job(item, template.etag))
+
+    async def resend(self, item: MemeItem) -> Failure | None:
+        """Send a fresh render job for an item (the sweeper's way to recover a lost job).
+        Returns the failure instead when the item can no longer be rendered."""
+        template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
+        if template is None:
+            return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
+        await self._aws.sqs.send_message(
+            QueueUrl=self._render_queue_url,
+            MessageBody=render_job(item, template.etag).model_dump_json(),
         )
-        return Enqueue(job)
+        return None
 
     def _invalid_spec(self, item: MemeItem) -> Failure | None:
         limit = self._settings.max_caption_chars
@@ -133,3 +139,19 @@ class Dispatcher:
             if len(box.text) > limit:
                 return Failure(reason="caption_too_long", detail=f"limit {limit} characters")
         return None
+
+
+def render_job(item: MemeItem, template_etag: str) -> RenderJob:
+    return RenderJob(
+        meme_id=item.id,
+        template_key=template_key(item.template_id),
+        template_etag=template_etag,
+        spec=item.spec,
+        output_key=output_key(item.id, item.spec.format),
+    )
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"

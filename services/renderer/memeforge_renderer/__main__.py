@@ -8,7 +8,7 @@ import logging
 from memeforge_common.aws import AwsClients
 from memeforge_common.logs import configure_logging
 from memeforge_common.settings import get_settings
-from memeforge_common.worker import per_message, serve_queue
+from memeforge_common.worker import make_worker, per_message, run_until_signalled
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateCache
@@ -32,16 +32,15 @@ async def run() -> None:
     async with AwsClients.open(settings) as aws:
         with make_pool(processes) as pool:
             renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
-            await serve_queue(
+            worker = await make_worker(
                 aws.sqs,
+                settings,
                 settings.render_queue,
                 per_message(renderer.handle),
-                concurrency=settings.worker_concurrency,
-                wait_s=settings.receive_wait_s,
-                grace_s=settings.shutdown_grace_s,
-                heartbeat_file=settings.heartbeat_file,
                 name="renderer",
+                dead_letter_queue=settings.render_dlq,
             )
+            await run_until_signalled([worker])
 
 
 def main() -> None:

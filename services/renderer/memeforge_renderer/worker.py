@@ -20,6 +20,8 @@ from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.templates import is_not_found
+from memeforge_common.worker import PoisonMessage
+from pydantic import ValidationError
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateCache
@@ -42,17 +44,24 @@ class Renderer:
         self._store = MemeStore(aws.dynamodb, settings.table)
 
     async def handle(self, message: QueueMessage) -> None:
-        job = RenderJob.model_validate_json(message.body)  # invalid → retried → DLQ
+        try:
+            job = RenderJob.model_validate_json(message.body)
+        except ValidationError as err:
+            raise PoisonMessage(f"invalid render job: {err.errors()[0].get('msg')}") from err
         with bound(meme_id=job.meme_id, message_id=message.message_id):
             await self._render(job)
 
     async def _render(self, job: RenderJob) -> None:
         if not await self._store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
             item = await self._store.get(job.meme_id)
-            if item is not None and item.state.terminal:
+            if item is None:
+                raise PoisonMessage(f"unknown meme id {job.meme_id}")
+            if item.state.terminal:
                 log.info("duplicate render job for a %s meme", item.state.value)
                 return
-            raise RuntimeError(f"cannot start rendering: item is {item and item.state.value}")
+            # PENDING: the job overtook its own QUEUED write (cannot happen in order,
+            # but costs nothing to survive): retry later.
+            raise RuntimeError(f"cannot start rendering: item is {item.state.value}")
         try:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
