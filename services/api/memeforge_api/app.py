@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from memeforge_common.aws import AwsClients
+from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings, get_settings
 
+from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.routes import health, memes, templates
@@ -27,10 +28,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AwsClients.open(settings) as aws:
+        async with AwsClients.open(settings, API_TIMEOUTS) as aws:
             app.state.settings = settings
             app.state.aws = aws
             app.state.store = MemeStore(aws.dynamodb, settings.table)
+            app.state.idempotency = IdempotencyRecords(
+                aws.dynamodb, settings.table, settings.idempotency_ttl_s
+            )
             app.state.request_queue_url = await queue_url(aws.sqs, settings.request_queue)
             log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
             yield

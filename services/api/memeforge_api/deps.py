@@ -9,6 +9,8 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.settings import Settings
 
+from memeforge_api.idempotency import IdempotencyRecords
+
 
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
@@ -25,6 +27,11 @@ def _store(request: Request) -> MemeStore:
     return store
 
 
+def _idempotency(request: Request) -> IdempotencyRecords:
+    records: IdempotencyRecords = request.app.state.idempotency
+    return records
+
+
 def _request_queue_url(request: Request) -> str:
     url: str = request.app.state.request_queue_url
     return url
@@ -33,4 +40,5 @@ def _request_queue_url(request: Request) -> str:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 AwsDep = Annotated[AwsClients, Depends(_aws)]
 StoreDep = Annotated[MemeStore, Depends(_store)]
+IdempotencyDep = Annotated[IdempotencyRecords, Depends(_idempotency)]
 RequestQueueDep = Annotated[str, Depends(_request_queue_url)]

@@ -30,13 +30,28 @@ def _has_endpoint_override(service_env_suffix: str) -> bool:
     return bool(specific or os.environ.get("AWS_ENDPOINT_URL"))
 
 
-def client_config(*, s3: bool = False, pool: int = 64) -> AioConfig:
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float
+    read_s: float
+    max_attempts: int
+
+
+# Workers can wait: long polls take up to 20 s, and a slow call beats a retried job.
+WORKER_TIMEOUTS = Timeouts(connect_s=5, read_s=30, max_attempts=5)
+# The API answers people: fail fast into a 503 + Retry-After instead of hanging.
+API_TIMEOUTS = Timeouts(connect_s=2, read_s=10, max_attempts=3)
+
+
+def client_config(
+    *, s3: bool = False, pool: int = 64, timeouts: Timeouts = WORKER_TIMEOUTS
+) -> AioConfig:
     # "standard" retry mode: exponential backoff with jitter on throttling, 5xx and
     # connection errors, instead of a hand-written retry loop.
     options: dict[str, object] = {
-        "retries": {"mode": "standard", "max_attempts": 5},
-        "connect_timeout": 5,
-        "read_timeout": 30,  # > the 20 s SQS long poll
+        "retries": {"mode": "standard", "max_attempts": timeouts.max_attempts},
+        "connect_timeout": timeouts.connect_s,
+        "read_timeout": timeouts.read_s,
         "max_pool_connections": pool,
     }
     if s3:
@@ -55,11 +70,13 @@ class AwsClients:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[AwsClients]:
+    async def open(
+        cls, settings: Settings, timeouts: Timeouts = WORKER_TIMEOUTS
+    ) -> AsyncIterator[AwsClients]:
         session = aioboto3.Session(region_name=settings.aws_region)
         async with AsyncExitStack() as stack:
             enter = stack.enter_async_context
-            s3 = await enter(session.client("s3", config=client_config(s3=True)))
-            sqs = await enter(session.client("sqs", config=client_config()))
-            ddb = await enter(session.client("dynamodb", config=client_config()))
+            s3 = await enter(session.client("s3", config=client_config(s3=True, timeouts=timeouts)))
+            sqs = await enter(session.client("sqs", config=client_config(timeouts=timeouts)))
+            ddb = await enter(session.client("dynamodb", config=client_config(timeouts=timeouts)))
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb)

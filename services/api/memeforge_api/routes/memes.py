@@ -5,9 +5,9 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse
-from memeforge_common.items import MemeStore, new_item
+from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
@@ -17,7 +17,8 @@ from memeforge_common.models import (
     classic_boxes,
 )
 
-from memeforge_api.deps import AwsDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
 
@@ -37,18 +38,54 @@ async def create_meme(
     response: Response,
     aws: AwsDep,
     store: StoreDep,
+    idempotency: IdempotencyDep,
     request_queue_url: RequestQueueDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(min_length=1, max_length=255, description="same key + same body → same meme"),
+    ] = None,
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
-    spec = RenderSpec(boxes=classic_boxes(body.top, body.bottom))
-    item = new_item(uuid.uuid4().hex, body.template_id, spec)
-    await store.create(item)
-    await aws.sqs.send_message(
-        QueueUrl=request_queue_url, MessageBody=RequestMessage(meme_id=item.id).model_dump_json()
-    )
+    meme_id = uuid.uuid4().hex
+    replay = False
+    if idempotency_key is not None:
+        try:
+            claim = await idempotency.claim(
+                idempotency_key, fingerprint(body.model_dump_json()), meme_id
+            )
+        except IdempotencyConflict as err:
+            raise Problem(
+                409,
+                "idempotency-key-reused",
+                "Idempotency-Key already used with a different request",
+            ) from err
+        meme_id, replay = claim.meme_id, claim.replay
+    item = new_item(meme_id, body.template_id, build_spec(body))
+    try:
+        await store.create(item)
+    except ItemExists:
+        if not replay:
+            raise
+        # The first request with this key already wrote the item (and enqueues it, or
+        # the sweeper will): answer with the item as it is now.
+        existing = await store.get(meme_id)
+        if existing is None:
+            raise
+        item = existing
+    else:
+        await aws.sqs.send_message(
+            QueueUrl=request_queue_url,
+            MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
+        )
+    if replay:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
     return MemeView.of(item)
+
+
+def build_spec(body: CreateMeme) -> RenderSpec:
+    return RenderSpec(boxes=classic_boxes(body.top, body.bottom))
 
 
 async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:

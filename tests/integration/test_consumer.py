@@ -1,0 +1,197 @@
+"""The consumer's pieces against the real emulator: dispatch, DLQ drain, sweeper."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore, new_item
+from memeforge_common.models import (
+    MemeState,
+    RenderJob,
+    RenderSpec,
+    RequestMessage,
+    classic_boxes,
+    utcnow,
+)
+from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage, queue_url
+from memeforge_common.settings import Settings
+from memeforge_common.templates import put_template
+from memeforge_consumer.deadletters import DeadLetterDrain
+from memeforge_consumer.dispatch import Dispatcher
+from memeforge_consumer.sweeper import Sweeper
+
+from tests.images import gradient
+
+pytestmark = pytest.mark.integration
+
+SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"))
+
+
+def message(body: str, **attributes: str) -> QueueMessage:
+    return QueueMessage(
+        message_id=uuid.uuid4().hex,
+        receipt_handle="unused",
+        body=body,
+        receive_count=1,
+        attributes=attributes,
+    )
+
+
+@pytest.fixture
+def store(aws: AwsClients, resources: Settings) -> MemeStore:
+    return MemeStore(aws.dynamodb, resources.table)
+
+
+@pytest.fixture
+async def dispatcher(aws: AwsClients, resources: Settings) -> Dispatcher:
+    return Dispatcher(aws, resources, await queue_url(aws.sqs, resources.render_queue))
+
+
+async def receive_all(aws: AwsClients, queue: str) -> list[str]:
+    url = await queue_url(aws.sqs, queue)
+    response = await aws.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
+    return [m["Body"] for m in response.get("Messages", [])]
+
+
+async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
+    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> None:
+    data = gradient(64, 48)
+    await put_template(
+        aws.s3,
+        resources.bucket,
+        "tpl",
+        name="t",
+        data=data,
+        content_type="image/jpeg",
+        width=64,
+        height=48,
+    )
+    good = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    missing = new_item(uuid.uuid4().hex, "no-such-template", SPEC)
+    for item in (good, missing):
+        await store.create(item)
+    batch = [
+        message(RequestMessage(meme_id=good.id).model_dump_json()),
+        message(RequestMessage(meme_id=missing.id).model_dump_json()),
+        message("{not json"),
+        message(json.dumps({"v": 99, "kind": "meme.requested", "meme_id": good.id})),
+        message(RequestMessage(meme_id=uuid.uuid4().hex).model_dump_json()),
+    ]
+    outcomes = await dispatcher.handle_batch(batch)
+    assert outcomes.done == {batch[0].message_id, batch[1].message_id}
+    assert set(outcomes.poison) == {m.message_id for m in batch[2:]}
+    assert "unknown meme id" in outcomes.poison[batch[4].message_id]
+
+    queued = await store.get(good.id)
+    failed = await store.get(missing.id)
+    assert queued is not None
+    assert queued.state is MemeState.QUEUED
+    assert failed is not None
+    assert failed.state is MemeState.FAILED
+    assert failed.failure is not None
+    assert failed.failure.reason == "template_not_found"
+    [job_body] = await receive_all(aws, resources.render_queue)
+    job = RenderJob.model_validate_json(job_body)
+    assert (job.meme_id, job.template_key, job.output_key) == (
+        good.id,
+        "templates/tpl",
+        f"memes/{good.id}.jpg",
+    )
+
+    # A duplicate request for the QUEUED item re-sends its job (the renderer dedupes).
+    again = await dispatcher.handle_batch([batch[0]])
+    assert again.done == {batch[0].message_id}
+    assert len(await receive_all(aws, resources.render_queue)) == 1
+
+
+async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
+    store: MemeStore, resources: Settings
+) -> None:
+    queued = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    poisoned = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    finished = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    for item in (queued, poisoned, finished):
+        await store.create(item)
+    await store.transition(finished.id, MemeState.FAILED)
+    drain = DeadLetterDrain(store, resources.render_queue)
+    batch = [
+        message(json.dumps({"v": 1, "meme_id": queued.id})),
+        message(json.dumps({"meme_id": poisoned.id}), **{ERROR_ATTRIBUTE: "corrupt job"}),
+        message(json.dumps({"meme_id": finished.id})),
+        message("garbage"),
+        message(json.dumps({"meme_id": uuid.uuid4().hex})),
+    ]
+    outcomes = await drain.handle_batch(batch)
+    assert outcomes.done == {m.message_id for m in batch[:3]}
+    exhausted = await store.get(queued.id)
+    assert exhausted is not None
+    assert exhausted.state is MemeState.FAILED
+    assert exhausted.failure is not None
+    assert exhausted.failure.reason == "retries_exhausted"
+    assert exhausted.attempts >= 1
+    poison = await store.get(poisoned.id)
+    assert poison is not None
+    assert poison.failure is not None
+    assert (poison.failure.reason, poison.failure.detail) == ("poison_message", "corrupt job")
+
+
+async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
+    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> None:
+    settings = resources.model_copy(update={"pending_timeout_s": 30.0, "max_sweeps": 2})
+    sweeper = Sweeper(aws, settings, dispatcher, await queue_url(aws.sqs, settings.request_queue))
+    fresh = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    stuck = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    stuck = stuck.model_copy(update={"updated_at": utcnow() - timedelta(minutes=5)})
+    for item in (fresh, stuck):
+        await store.create(item)
+
+    assert await sweeper.sweep_once() == 1
+    [body] = await receive_all(aws, settings.request_queue)
+    assert RequestMessage.model_validate_json(body).meme_id == stuck.id
+    swept = await store.get(stuck.id)
+    assert swept is not None
+    assert (swept.state, swept.sweeps) == (MemeState.PENDING, 1)
+    # Just swept: not stuck again until the timeout passes once more.
+    assert await sweeper.sweep_once() == 0
+
+    aged = settings.model_copy(update={"pending_timeout_s": 0.001})
+    sweeper = Sweeper(aws, aged, dispatcher, await queue_url(aws.sqs, aged.request_queue))
+    await sweeper.sweep_once()  # second sweep (fresh is swept too: it is now "old")
+    await sweeper.sweep_once()  # over max_sweeps: FAILED
+    final = await store.get(stuck.id)
+    assert final is not None
+    assert final.state is MemeState.FAILED
+    assert final.failure is not None
+    assert final.failure.reason == "stuck"
+
+
+async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
+    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> None:
+    await put_template(
+        aws.s3,
+        resources.bucket,
+        "tpl2",
+        name="t",
+        data=gradient(32, 32),
+        content_type="image/jpeg",
+        width=32,
+        height=32,
+    )
+    item = new_item(uuid.uuid4().hex, "tpl2", SPEC)
+    await store.create(item)
+    await store.transition(item.id, MemeState.QUEUED)
+    await store.transition(item.id, MemeState.RENDERING)
+    settings = resources.model_copy(update={"rendering_timeout_s": 0.001})
+    sweeper = Sweeper(aws, settings, dispatcher, await queue_url(aws.sqs, settings.request_queue))
+    assert await sweeper.sweep_once() == 1
+    [body] = await receive_all(aws, settings.render_queue)
+    assert RenderJob.model_validate_json(body).meme_id == item.id
