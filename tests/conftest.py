@@ -15,6 +15,40 @@ from memeforge_common.settings import Settings
 from devenv.emulator import Emulator, start_emulator
 
 BACKEND = os.environ.get("MEMEFORGE_BACKEND", "moto")
+# The end-to-end suite runs on every backend; a backend that is not installed is
+# skipped, unless MEMEFORGE_REQUIRE_BACKENDS names it (CI does), then it fails.
+E2E_BACKENDS = ("moto", "localstack")
+REQUIRED_BACKENDS = set(filter(None, os.environ.get("MEMEFORGE_REQUIRE_BACKENDS", "").split(",")))
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"integration emulator backend: {BACKEND}",
+        f"e2e backends: {', '.join(E2E_BACKENDS)} (required: {sorted(REQUIRED_BACKENDS) or '-'})",
+    ]
+
+
+def _unavailable(backend: str) -> str | None:
+    if backend != "localstack":
+        return None
+    from devenv.backends.localstack import find_install
+
+    try:
+        find_install()
+    except RuntimeError as err:
+        return str(err)
+    return None
+
+
+@pytest.fixture(scope="module", params=E2E_BACKENDS)
+def e2e_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    reason = _unavailable(backend)
+    if reason is not None:
+        if backend in REQUIRED_BACKENDS:
+            pytest.fail(f"required backend {backend} is not available: {reason}")
+        pytest.skip(f"backend {backend} not installed: {reason}")
+    return backend
 
 
 @pytest.fixture(scope="session")

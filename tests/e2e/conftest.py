@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -12,8 +11,8 @@ from devenv.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    backend = os.environ.get("MEMEFORGE_BACKEND", "moto")
+def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterator[Stack]:
+    backend = e2e_backend
     workdir = tmp_path_factory.mktemp(f"stack-{backend}")
     running = start_stack(
         workdir,

@@ -1,0 +1,413 @@
+"""Chaos drill: real services, killed at random, cut off from AWS, fed poison.
+
+Used by ``bench/chaos.py`` (``make chaos``) and, shortened, by the e2e test suite.
+Everything runs on loopback: the emulator, a TCP proxy between the services and the
+emulator (so an outage can be staged while the emulator keeps its state), the three
+services as processes. The driver inspects the emulator directly, past the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore, new_item
+from memeforge_common.models import (
+    MemeState,
+    RenderJob,
+    RenderSpec,
+    RequestMessage,
+    classic_boxes,
+    output_key,
+    template_key,
+)
+from memeforge_common.queues import queue_url
+from memeforge_common.settings import Settings
+
+from devenv.emulator import start_emulator
+from devenv.proc import free_port, http_ok, wait_until
+from devenv.stack import Stack, bootstrap
+from devenv.tcpproxy import TcpProxy
+
+TEMPLATE_ID = "chaos-template"
+SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
+
+# Settings that make failures play out in seconds rather than minutes.
+FAST_FAILURE_SETTINGS = {
+    "MEMEFORGE_RECEIVE_WAIT_S": "2",
+    "MEMEFORGE_VISIBILITY_TIMEOUT_S": "15",
+    "MEMEFORGE_RETRY_BASE_S": "1",
+    "MEMEFORGE_RETRY_MAX_S": "8",
+    "MEMEFORGE_MAX_RECEIVE_COUNT": "10",
+    "MEMEFORGE_SWEEP_INTERVAL_S": "3",
+    "MEMEFORGE_PENDING_TIMEOUT_S": "20",
+    "MEMEFORGE_RENDERING_TIMEOUT_S": "60",
+    "MEMEFORGE_SHUTDOWN_GRACE_S": "5",
+    "MEMEFORGE_RENDER_PROCESSES": "1",
+    "MEMEFORGE_WORKER_CONCURRENCY": "8",
+}
+
+
+@dataclass
+class ChaosConfig:
+    memes: int = 500
+    renderers: int = 2
+    kill_every_s: float = 4.0
+    max_kills: int | None = None
+    min_kills: int = 0
+    outage_s: float = 10.0
+    outage_after_s: float = 5.0
+    submit_concurrency: int = 8
+    deadline_s: float = 300.0
+    backend: str | None = None
+    seed: int | None = None
+
+
+@dataclass
+class ChaosReport:
+    backend: str
+    submitted: int
+    done: int
+    failed: int
+    failed_reasons: dict[str, int]
+    lost: int
+    duplicated: int
+    re_renders: int
+    max_attempts: int
+    kills: int
+    outage_s: float
+    refused_during_outage: int
+    drain_s: float
+    total_s: float
+    poison: dict[str, str] = field(default_factory=dict)
+    poison_ok: bool = True
+
+    def line(self) -> str:
+        reasons = ",".join(f"{k}={v}" for k, v in sorted(self.failed_reasons.items())) or "-"
+        return (
+            f"chaos[{self.backend}] submitted={self.submitted} DONE={self.done} "
+            f"FAILED={self.failed} ({reasons}) lost={self.lost} duplicated={self.duplicated} "
+            f"re-renders={self.re_renders} max_attempts={self.max_attempts} kills={self.kills} "
+            f"outage={self.outage_s:.0f}s drain={self.drain_s:.1f}s total={self.total_s:.1f}s "
+            f"poison={'ok' if self.poison_ok else 'NOT OK'}"
+        )
+
+    def json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class ChaosRun:
+    def __init__(self, config: ChaosConfig, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.random = random.Random(config.seed)
+        self.kills = 0
+        self.enough_kills = asyncio.Event()
+        if config.min_kills == 0:
+            self.enough_kills.set()
+        self.proxies: list[TcpProxy] = []
+        self.stack: Stack | None = None
+
+    async def run(self) -> ChaosReport:
+        started = time.monotonic()
+        emulator = start_emulator(self.config.backend, workdir=self.workdir)
+        try:
+            # The driver talks to the emulator directly; the services through proxies.
+            direct_env = emulator.child_env(FAST_FAILURE_SETTINGS)
+            os.environ.update({k: v for k, v in direct_env.items() if k.startswith("AWS_")})
+            proxied = {}
+            for name, url in emulator.env.items():
+                proxy, proxy_url = await TcpProxy.in_front_of(url)
+                self.proxies.append(proxy)
+                proxied[name] = proxy_url
+            port = free_port()
+            service_env = {
+                **direct_env,
+                **proxied,
+                "MEMEFORGE_API_HOST": "127.0.0.1",
+                "MEMEFORGE_API_PORT": str(port),
+            }
+            await asyncio.to_thread(bootstrap, direct_env)
+            settings = Settings()  # reads the same MEMEFORGE_* defaults the services use
+            self.stack = Stack(emulator, service_env, f"http://127.0.0.1:{port}", self.workdir)
+            self.stack.start_service("consumer")
+            for i in range(self.config.renderers):
+                self.stack.start_service(f"renderer-{i}")
+            api = self.stack.start_service("api")
+            await asyncio.to_thread(
+                wait_until,
+                http_ok(f"{self.stack.api_url}/healthz"),
+                timeout=60,
+                what="api",
+                proc=api,
+            )
+            async with AwsClients.open(settings) as aws:
+                return await self._drill(aws, settings, started)
+        finally:
+            if self.stack is not None:
+                self.stack.stop()
+            else:
+                emulator.stop()
+            for proxy in self.proxies:
+                await proxy.close()
+
+    async def _drill(self, aws: AwsClients, settings: Settings, started: float) -> ChaosReport:
+        await aws.s3.put_bucket_versioning(
+            Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+        async with httpx.AsyncClient(base_url=self._api_url, timeout=30) as api:
+            await self._upload_template(api)
+            stop = asyncio.Event()
+            killer = asyncio.create_task(self._kill_randomly(stop))
+            outage = asyncio.create_task(self._outage())
+            poison = await self._inject_poison(aws, settings, api)
+            ids = await self._submit(api)
+            submitted_at = time.monotonic()
+            await outage
+            await self.enough_kills.wait()  # the drill promised at least min_kills
+            settled = await self._wait_until_settled(aws, settings, ids + list(poison))
+            stop.set()
+            await killer
+        drain_s = time.monotonic() - submitted_at
+        return await self._report(aws, settings, ids, poison, settled, drain_s, started)
+
+    @property
+    def _api_url(self) -> str:
+        assert self.stack is not None
+        return self.stack.api_url
+
+    async def _upload_template(self, api: httpx.AsyncClient) -> None:
+        from PIL import Image  # the driver's own test image
+
+        out = io.BytesIO()
+        Image.linear_gradient("L").resize((480, 360)).convert("RGB").save(out, "JPEG")
+        response = await api.post(
+            "/templates",
+            data={"name": "Chaos", "id": TEMPLATE_ID},
+            files={"file": ("chaos.jpg", out.getvalue(), "image/jpeg")},
+        )
+        response.raise_for_status()
+
+    async def _submit(self, api: httpx.AsyncClient) -> list[str]:
+        """POST every meme like a careful client: retry 503s and dropped connections with
+        the same Idempotency-Key, so a retry never makes a second meme."""
+        gate = asyncio.Semaphore(self.config.submit_concurrency)
+
+        async def submit(i: int) -> str:
+            key = f"chaos-{uuid.uuid4().hex}"
+            body = {"template_id": TEMPLATE_ID, "top": f"meme {i}", "bottom": "survives chaos"}
+            async with gate:
+                for attempt in range(60):
+                    try:
+                        response = await api.post(
+                            "/memes", json=body, headers={"Idempotency-Key": key}
+                        )
+                        if response.status_code == 202:
+                            return str(response.json()["id"])
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            raise RuntimeError(f"could not submit meme {i}")
+
+        return list(await asyncio.gather(*(submit(i) for i in range(self.config.memes))))
+
+    async def _kill_randomly(self, stop: asyncio.Event) -> None:
+        assert self.stack is not None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.kill_every_s)
+            if stop.is_set() or (
+                self.config.max_kills is not None and self.kills >= self.config.max_kills
+            ):
+                continue
+            victims = [n for n in self.stack.services if n != "api"]
+            name = self.random.choice(victims)
+            proc = self.stack.services[name]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the pool's children die with it
+            await asyncio.to_thread(proc.wait)
+            self.kills += 1
+            if self.kills >= self.config.min_kills:
+                self.enough_kills.set()
+            self.stack.start_service(name)
+
+    async def _outage(self) -> None:
+        if self.config.outage_s <= 0:
+            return
+        await asyncio.sleep(self.config.outage_after_s)
+        for proxy in self.proxies:
+            proxy.pause(self.config.outage_s)
+        await asyncio.sleep(self.config.outage_s)
+
+    async def _inject_poison(
+        self, aws: AwsClients, settings: Settings, api: httpx.AsyncClient
+    ) -> dict[str, str]:
+        """Poison both queues directly. Returns meme id → what must become of it; the
+        messages that name no meme must end up parked in a DLQ (checked in the report)."""
+        store = MemeStore(aws.dynamodb, settings.table)
+        requests = await queue_url(aws.sqs, settings.request_queue)
+        renders = await queue_url(aws.sqs, settings.render_queue)
+        unknown = uuid.uuid4().hex
+        garbage = [
+            (requests, "{this is not json"),
+            (requests, json.dumps({"v": 99, "kind": "meme.requested", "meme_id": unknown})),
+            (requests, RequestMessage(meme_id=unknown).model_dump_json()),
+            (renders, "<<binary-ish garbage \ufffd>>"),
+            (renders, json.dumps({"v": 42, "kind": "meme.render", "meme_id": unknown})),
+        ]
+        for url, body in garbage:
+            await aws.sqs.send_message(QueueUrl=url, MessageBody=body)
+        expected: dict[str, str] = {}
+
+        # A request whose template is gone: the consumer fails it.
+        gone = await api.post("/memes", json={"template_id": "deleted-template", "top": "x"})
+        expected[str(gone.json()["id"])] = "FAILED:template_not_found"
+
+        async def queued_item(tkey: str, body: bytes, *, delete_first: bool = False) -> str:
+            put = await aws.s3.put_object(Bucket=settings.bucket, Key=tkey, Body=body)
+            if delete_first:  # the template existed when the job was made, not any more
+                await aws.s3.delete_object(Bucket=settings.bucket, Key=tkey)
+            item = new_item(uuid.uuid4().hex, tkey.split("/", 1)[1], SPEC)
+            await store.create(item)
+            await store.transition(item.id, MemeState.QUEUED)
+            job = RenderJob(
+                meme_id=item.id,
+                template_key=tkey,
+                template_etag=put["ETag"],
+                spec=SPEC,
+                output_key=output_key(item.id),
+            )
+            await aws.sqs.send_message(QueueUrl=renders, MessageBody=job.model_dump_json())
+            return item.id
+
+        # Render jobs whose template was deleted, or whose bytes are not an image.
+        deleted = await queued_item(
+            template_key("deleted-before-render"), b"soon gone", delete_first=True
+        )
+        expected[deleted] = "FAILED:template_not_found"
+        corrupt = await queued_item(template_key("corrupt-bytes"), b"\xff\xd8\xff garbage")
+        expected[corrupt] = "FAILED:corrupt_image"
+        return expected
+
+    async def _wait_until_settled(
+        self, aws: AwsClients, settings: Settings, ids: list[str]
+    ) -> dict[str, Any]:
+        store = MemeStore(aws.dynamodb, settings.table)
+        deadline = time.monotonic() + self.config.deadline_s
+        items: dict[str, Any] = {}
+        pending = set(ids)
+        while pending and time.monotonic() < deadline:
+            for meme_id in list(pending):
+                item = await store.get(meme_id)
+                if item is not None and item.state.terminal:
+                    items[meme_id] = item
+                    pending.discard(meme_id)
+            if pending:
+                await asyncio.sleep(1.0)
+        for meme_id in pending:
+            items[meme_id] = await store.get(meme_id)
+        return items
+
+    async def _report(
+        self,
+        aws: AwsClients,
+        settings: Settings,
+        ids: list[str],
+        poison: dict[str, str],
+        items: dict[str, Any],
+        drain_s: float,
+        started: float,
+    ) -> ChaosReport:
+        states: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for meme_id in ids:
+            item = items.get(meme_id)
+            state = item.state.value if item is not None else "MISSING"
+            states[state] += 1
+            if item is not None and item.failure is not None:
+                reasons[item.failure.reason] += 1
+        versions = await _output_versions(aws, settings.bucket)
+        done_keys = {
+            items[i].result.key
+            for i in ids + list(poison)
+            if items.get(i) is not None and items[i].state is MemeState.DONE
+        }
+        # Duplicated: an output a client could see twice or wrongly: an object that no
+        # DONE item points at, or a DONE item without its object.
+        duplicated = len(set(versions) - done_keys) + len(done_keys - set(versions))
+        poison_outcomes = {}
+        for meme_id in poison:
+            item = items.get(meme_id)
+            got = "MISSING"
+            if item is not None:
+                got = item.state.value + (f":{item.failure.reason}" if item.failure else "")
+            poison_outcomes[meme_id] = got
+        parked = await _dlq_depth(aws, settings)
+        poison_outcomes["parked_in_dlqs"] = str(parked)
+        poison_ok = all(poison_outcomes[m] == e for m, e in poison.items()) and parked >= 5
+        attempts = [items[i].attempts for i in ids if items.get(i) is not None]
+        refused = sum(p.refused for p in self.proxies)
+        return ChaosReport(
+            backend=self.stack.emulator.backend if self.stack else "?",
+            submitted=len(ids),
+            done=states["DONE"],
+            failed=states["FAILED"],
+            failed_reasons=dict(reasons),
+            lost=len(ids) - states["DONE"] - states["FAILED"],
+            duplicated=duplicated,
+            re_renders=sum(n - 1 for n in versions.values()),
+            max_attempts=max(attempts, default=0),
+            kills=self.kills,
+            outage_s=self.config.outage_s,
+            refused_during_outage=refused,
+            drain_s=drain_s,
+            total_s=time.monotonic() - started,
+            poison=poison_outcomes,
+            poison_ok=poison_ok,
+        )
+
+
+async def _output_versions(aws: AwsClients, bucket: str) -> dict[str, int]:
+    """Output key → how many versions were written (versioning is on for the drill)."""
+    counts: Counter[str] = Counter()
+    paginator = aws.s3.get_paginator("list_object_versions")
+    async for page in paginator.paginate(Bucket=bucket, Prefix="memes/"):
+        for version in page.get("Versions", []):
+            counts[version["Key"]] += 1
+    return dict(counts)
+
+
+async def _dlq_depth(aws: AwsClients, settings: Settings) -> int:
+    total = 0
+    for name in (settings.request_dlq, settings.render_dlq):
+        url = await queue_url(aws.sqs, name)
+        attributes = await aws.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+        values = attributes["Attributes"]
+        total += int(values.get("ApproximateNumberOfMessages", 0))
+        total += int(values.get("ApproximateNumberOfMessagesNotVisible", 0))
+    return total
+
+
+async def run_chaos(config: ChaosConfig, workdir: Path) -> ChaosReport:
+    saved = dict(os.environ)
+    try:
+        return await ChaosRun(config, workdir).run()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,36 @@
+"""The failure drill, short: kills, an AWS outage and poison; nothing lost or doubled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devenv.chaos import ChaosConfig, run_chaos
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, e2e_backend: str
+) -> None:
+    config = ChaosConfig(
+        memes=60,
+        renderers=2,
+        kill_every_s=2.0,
+        min_kills=2,
+        max_kills=2,
+        outage_s=3.0,
+        outage_after_s=1.0,
+        deadline_s=240,
+        backend=e2e_backend,
+        seed=7,
+    )
+    report = await run_chaos(config, tmp_path)
+    print(report.line())
+    assert report.kills == 2
+    assert report.refused_during_outage > 0, "the outage never touched the services"
+    assert report.lost == 0, report.json()
+    assert report.duplicated == 0, report.json()
+    assert report.done == report.submitted == 60, report.json()
+    assert report.poison_ok, report.poison
