@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from memeforge_api.app import create_app
+from memeforge_common.aws import AwsClients
+from memeforge_common.models import RequestMessage
+from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
 from tests.conftest import unique_settings
@@ -139,3 +142,35 @@ def _bmp() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(out, "BMP")
     return out.getvalue()
+
+
+async def test_idempotency_key_replays_the_same_meme_once(
+    client: httpx.AsyncClient, aws: AwsClients, settings: Settings
+) -> None:
+    body = {"template_id": "anything", "top": "once", "bottom": "only"}
+    headers = {"Idempotency-Key": "order-42"}
+    first, second = [await client.post("/memes", json=body, headers=headers) for _ in range(2)]
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["id"] == second.json()["id"]
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    concurrent = await asyncio.gather(
+        *(client.post("/memes", json=body, headers=headers) for _ in range(5))
+    )
+    assert {r.json()["id"] for r in concurrent} == {first.json()["id"]}
+
+    conflict = await client.post("/memes", json=body | {"top": "changed"}, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "idempotency-key-reused"
+
+    other = await client.post("/memes", json=body, headers={"Idempotency-Key": "order-43"})
+    assert other.json()["id"] != first.json()["id"]
+
+    # One request message per distinct meme, however many times the key was replayed.
+    url = await queue_url(aws.sqs, settings.request_queue)
+    ids: list[str] = []
+    while batch := (
+        await aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    ).get("Messages", []):
+        ids += [RequestMessage.model_validate_json(m["Body"]).meme_id for m in batch]
+    assert sorted(ids) == sorted([first.json()["id"], other.json()["id"]])
