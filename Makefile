@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml scripts/setup-venv.sh
@@ -19,16 +19,32 @@ $(STAMP): pyproject.toml scripts/setup-venv.sh
 .PHONY: setup
 setup: $(STAMP) ## create .venv (pillow-simd built from source) and install the project
 
+.PHONY: setup-localstack
+setup-localstack: ## install the "localstack" backend (LocalStack host runtime + DynamoDB Local)
+	scripts/setup-localstack.sh
+
+# make test runs the e2e suite on both backends; where LocalStack cannot be installed
+# (no Python 3.13 or Java 17) its tests are skipped with the reason, except in CI.
+.PHONY: localstack-if-possible
+localstack-if-possible:
+	@scripts/setup-localstack.sh || { \
+	  echo "warning: the localstack backend is unavailable; its e2e tests will be skipped" >&2; \
+	  [ -z "$$MEMEFORGE_REQUIRE_BACKENDS" ] || exit 1; }
+
 .PHONY: run
 run: $(STAMP) ## start the AWS emulator, bootstrap, and the three services; Ctrl-C stops all
 	$(PY) -m devenv.run $(RUN_ARGS)
 
+.PHONY: chaos
+chaos: $(STAMP) localstack-if-possible ## failure drill: 500 memes, kills, 10 s AWS outage, poison
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
 .PHONY: bootstrap
-bootstrap: $(STAMP) ## create bucket/table/queues against $$AWS_ENDPOINT_URL or real AWS
+bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or real AWS
 	$(PY) -m memeforge_common.bootstrap
 
 .PHONY: test
-test: $(STAMP) ## run the whole test suite (unit, integration, e2e)
+test: $(STAMP) localstack-if-possible ## the whole suite: unit, integration, e2e on moto + localstack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -40,11 +56,11 @@ test-integration: $(STAMP) ## integration tests against the emulator
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: $(STAMP) ## end-to-end tests: all services as processes
+test-e2e: $(STAMP) localstack-if-possible ## end-to-end tests: all services as processes
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) lint-deploy ## ruff, mypy, and the offline checks of Dockerfiles, compose, k8s
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -55,6 +71,8 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: clean
-clean: ## remove the venv, caches and run state
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .run
+clean: clean-deploy ## remove the venvs, caches and run state
+	rm -rf $(VENV) .venv-localstack .cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info .run
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+include mk/deploy.mk
