@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from typing import Any
 
 import httpx
@@ -110,3 +111,21 @@ async def test_services_shut_down_cleanly(stack: Stack) -> None:
     )
     assert await asyncio.to_thread(stack.stop_service, "renderer-extra", grace=30) == 0
     assert proc.returncode == 0
+
+
+async def test_state_changes_stream_as_server_sent_events(api: httpx.AsyncClient) -> None:
+    listing = (await api.get("/templates", params={"limit": 1})).json()
+    created = await api.post(
+        "/memes", json={"template_id": listing["items"][0]["id"], "top": "streamed"}
+    )
+    meme_id = created.json()["id"]
+    states: list[str] = []
+    async with api.stream("GET", f"/memes/{meme_id}/events", params={"timeout": 60}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                states.append(json.loads(line[len("data: ") :])["state"])
+    # The stream ends by itself after the terminal state; states only move forward.
+    assert states[-1] == "DONE"
+    order = ["PENDING", "QUEUED", "RENDERING", "DONE"]
+    assert states == sorted(set(states), key=order.index)

@@ -3,10 +3,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import (
     MEME_ID_PATTERN,
@@ -120,6 +121,49 @@ async def get_meme(
     if wait > 0:
         item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
     return MemeView.of(item)
+
+
+@router.get(
+    "/{meme_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "state changes"}},
+)
+async def stream_meme(
+    meme_id: MemeIdPath,
+    store: StoreDep,
+    stream_for: Annotated[
+        float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
+    ] = 120,
+) -> StreamingResponse:
+    """Server-sent events: one ``state`` event per state the item enters, ending after
+    DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
+    first = await store.get(meme_id)
+    if first is None:
+        raise _not_found(meme_id)
+
+    async def events() -> AsyncIterator[str]:
+        item: MemeItem = first
+        deadline = time.monotonic() + stream_for
+        last_sent = time.monotonic()
+        yield _sse(item)
+        while not item.state.terminal and time.monotonic() < deadline:
+            window = min(15.0, deadline - time.monotonic())
+            changed = await _wait_for_change(store, item, window)
+            if changed.state != item.state:
+                item = changed
+                yield _sse(item)
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= 15.0:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _sse(item: MemeItem) -> str:
+    return f"event: state\nid: {item.state.value}\ndata: {MemeView.of(item).model_dump_json()}\n\n"
 
 
 @router.get(
