@@ -181,3 +181,23 @@ async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
     await asyncio.wait_for(task, timeout=30)
     assert stolen == []
     assert await _drain_bodies(aws, url) == []
+
+
+async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
+    aws: AwsClients,
+) -> None:
+    url = await ensure_queue(aws.sqs, "mf-stop-poll-test", {"VisibilityTimeout": "300"})
+    handled: list[str] = []
+
+    async def handler(message: QueueMessage) -> None:
+        handled.append(message.body)
+
+    worker = QueueWorker(aws.sqs, url, per_message(handler), concurrency=1, wait_s=3)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.5)  # let it enter its long poll
+    worker.stop()
+    await send_batch(aws.sqs, url, ["late"])  # arrives while that poll is still open
+    await asyncio.wait_for(task, timeout=30)
+    assert handled == []
+    # Visibility is 300 s: seeing it now proves the stopping worker handed it back.
+    assert await _drain_bodies(aws, url) == ["late"]

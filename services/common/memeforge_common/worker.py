@@ -9,8 +9,9 @@
   (a heartbeat), so a long render is not handed to a second worker, while a worker
   that dies simply stops extending and its messages reappear;
 - receive errors (AWS unreachable, throttling) back off and retry, never crash;
-- ``stop()`` (SIGTERM) stops receiving, lets in-flight work finish within the grace
-  period, and releases whatever is still unfinished (visibility 0) before returning.
+- ``stop()`` (SIGTERM) stops receiving (a long poll under way completes, at most
+  ``wait_s``, and what it brings is released), lets in-flight work finish within the
+  grace period, and releases whatever is still unfinished (visibility 0).
 """
 
 from __future__ import annotations
@@ -199,27 +200,22 @@ class QueueWorker:
         return self._concurrency - len(self._in_flight)
 
     async def _receive(self, count: int) -> list[QueueMessage]:
-        receive = asyncio.ensure_future(
-            self._sqs.receive_message(
-                QueueUrl=self._url,
-                MaxNumberOfMessages=count,
-                WaitTimeSeconds=self._wait_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                MessageAttributeNames=["All"],
-            )
+        response = await self._sqs.receive_message(
+            QueueUrl=self._url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self._wait_s,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
         )
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if not receive.done():
-            # Stop interrupts the long poll at once; if SQS had already picked messages
-            # for this call they reappear after their visibility timeout: delayed, not lost.
-            receive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receive
+        messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
+        if messages and self._stopping.is_set():
+            # Stop came during the long poll. The poll is never abandoned: SQS would still
+            # hand its messages to the closed call and hide them for a whole visibility
+            # timeout. Hand them straight back instead.
+            with contextlib.suppress(Exception):
+                await release_batch(self._sqs, self._url, messages)
             return []
-        response = receive.result()
-        return [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
+        return messages
 
     def _start_batch(self, messages: list[QueueMessage]) -> None:
         for message in messages:
