@@ -76,3 +76,4 @@ clean: clean-deploy ## remove the venvs, caches and run state
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 include mk/deploy.mk
+include mk/bench.mk

@@ -129,3 +129,54 @@ async def test_state_changes_stream_as_server_sent_events(api: httpx.AsyncClient
     assert states[-1] == "DONE"
     order = ["PENDING", "QUEUED", "RENDERING", "DONE"]
     assert states == sorted(set(states), key=order.index)
+
+
+async def test_custom_boxes_png_output_and_thumbnail(api: httpx.AsyncClient) -> None:
+    seed = (await api.get("/templates", params={"limit": 1})).json()["items"][0]
+    body = {
+        "template_id": seed["id"],
+        "boxes": [
+            {
+                "text": "left aligned",
+                "x": 0.05,
+                "y": 0.4,
+                "width": 0.5,
+                "height": 0.2,
+                "align": "left",
+                "case": "none",
+                "color": "#ffcc00",
+            },
+            {"text": "rotated", "x": 0.5, "y": 0.1, "width": 0.45, "height": 0.25, "rotation": 15},
+        ],
+        "format": "png",
+        "max_side": 400,
+        "thumbnail_side": 128,
+    }
+    created = await api.post("/memes", json=body)
+    assert created.status_code == 202, created.text
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "DONE", meme["failure"]
+    result = meme["result"]
+    assert result["content_type"] == "image/png"
+    assert max(result["width"], result["height"]) == 400
+    assert [b["lines"] for b in result["report"]["boxes"]] == [["left aligned"], ["ROTATED"]]
+    image = Image.open(
+        io.BytesIO((await api.get(result["image_url"], follow_redirects=True)).content)
+    )
+    assert (image.format, image.size) == ("PNG", (result["width"], result["height"]))
+    thumb_response = await api.get(result["thumbnail_url"], follow_redirects=True)
+    thumb = Image.open(io.BytesIO(thumb_response.content))
+    assert max(thumb.size) == 128
+
+
+async def test_both_classic_and_custom_boxes_is_a_problem(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/memes",
+        json={
+            "template_id": "x",
+            "top": "a",
+            "boxes": [{"text": "b", "x": 0, "y": 0, "width": 1, "height": 1}],
+        },
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

@@ -1,4 +1,4 @@
-"""The pure render engine: bytes + spec -> JPEG bytes + layout report."""
+"""The pure render engine: bytes + spec -> image bytes + layout report."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ import struct
 import zlib
 
 import pytest
-from memeforge_common.models import RenderSpec, TextBox, classic_boxes
+from memeforge_common.models import LayoutReport, RenderSpec, TextBox, classic_boxes
 from memeforge_renderer.engine import (
+    TEMPLATES,
     CorruptImage,
     ImageTooLarge,
     RenderError,
     RenderOutput,
+    TemplateNotCached,
     UnsupportedImage,
     pillow_build,
     render,
     warm_up,
 )
+from memeforge_renderer.engine.codec import jpeg_options
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 pytestmark = pytest.mark.unit
@@ -90,13 +93,23 @@ def test_text_is_white_with_a_black_outline(jpeg: bytes) -> None:
 def test_report_has_the_documented_keys(jpeg: bytes) -> None:
     out = render(jpeg, CAPTIONS)
     report = out.report
-    assert set(report) == {"boxes", "width", "height", "bytes", "timings_ms"}
+    assert set(report) == {
+        "boxes",
+        "width",
+        "height",
+        "bytes",
+        "format",
+        "thumbnail",
+        "timings_ms",
+    }
     assert set(report["timings_ms"]) == {"decode", "layout", "draw", "encode"}
     assert all(v >= 0 for v in report["timings_ms"].values())
     assert report["bytes"] == len(out.data)
     assert (report["width"], report["height"]) == (W, H)
     for box in report["boxes"]:
-        assert set(box) == {"font_size", "lines", "truncated"}
+        assert set(box) == {"font_size", "lines", "truncated", "missing_glyphs"}
+    stored = LayoutReport.model_validate(report)  # what the renderer stores on the item
+    assert stored.boxes[0].lines == ("ONE DOES NOT SIMPLY",)
 
 
 def test_empty_boxes_draw_nothing(jpeg: bytes) -> None:
@@ -109,7 +122,7 @@ def test_empty_boxes_draw_nothing(jpeg: bytes) -> None:
     )
     out = render(jpeg, spec)
     buf = io.BytesIO()
-    decode(jpeg).convert("RGB").save(buf, "JPEG", quality=80, optimize=False, progressive=False)
+    decode(jpeg).convert("RGB").save(buf, "JPEG", **jpeg_options(80))
     assert out.data == buf.getvalue()
     assert [b["lines"] for b in out.report["boxes"]] == [[], []]
 
@@ -239,6 +252,7 @@ def test_huge_caption_is_truncated_not_crashing(jpeg: bytes) -> None:
     out = render(jpeg, spec)
     assert [b["truncated"] for b in out.report["boxes"]] == [True, True]
     assert all(b["font_size"] == 10 for b in out.report["boxes"])
+    assert all(b["lines"][-1].endswith("\u2026") for b in out.report["boxes"])
     assert decode(out.data).size == (W, H)
 
 
@@ -259,3 +273,203 @@ def test_pillow_build_reports_simd() -> None:
     assert build["version"]
     assert build["features"]["freetype2"]["available"]
     assert build["features"]["jpg"]["available"]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_spliced_jpeg_is_byte_identical_to_a_full_encode(jpeg: bytes) -> None:
+    fast = render(jpeg, CAPTIONS)
+    full = render(jpeg, CAPTIONS, splice=False)
+    assert fast.data == full.data
+
+
+@pytest.mark.parametrize("height", [600, 601, 615, 17])
+def test_splicing_handles_partial_last_rows(height: int) -> None:
+    data = template((W, height))
+    spec = RenderSpec(boxes=(TextBox(text="edge", x=0.0, y=0.5, width=1.0, height=0.5),))
+    assert render(data, spec).data == render(data, spec, splice=False).data
+
+
+@pytest.mark.parametrize(("fmt", "pil"), [("png", "PNG"), ("webp", "WEBP"), ("jpeg", "JPEG")])
+def test_output_formats(jpeg: bytes, fmt: str, pil: str) -> None:
+    out = render(jpeg, CAPTIONS.model_copy(update={"format": fmt}))
+    assert out.content_type == f"image/{fmt}"
+    assert decode(out.data).format == pil
+    assert out.report["format"] == fmt
+
+
+def test_max_side_keeps_the_aspect_and_never_enlarges(jpeg: bytes) -> None:
+    half = render(jpeg, CAPTIONS.model_copy(update={"max_side": 400}))
+    assert (half.width, half.height) == (400, 300)
+    assert decode(half.data).size == (400, 300)
+    same = render(jpeg, CAPTIONS.model_copy(update={"max_side": 4000}))
+    assert (same.width, same.height) == (W, H)
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_and_still_right() -> None:
+    big = template((1600, 1200), quality=90)
+    out = render(big, CAPTIONS.model_copy(update={"max_side": 400}))
+    assert (out.width, out.height) == (400, 300)
+    pixel = decode(out.data).convert("RGB").getpixel((200, 150))  # the red ellipse
+    assert isinstance(pixel, tuple)
+    assert pixel[0] > 150
+    assert pixel[2] < 100
+
+
+def test_thumbnail(jpeg: bytes) -> None:
+    out = render(jpeg, CAPTIONS.model_copy(update={"thumbnail_side": 200}))
+    assert out.thumbnail is not None
+    assert decode(out.thumbnail).size == (200, 150)
+    assert out.report["thumbnail"] == [200, 150, len(out.thumbnail)]
+
+
+def test_colours_alignment_and_no_outline(jpeg: bytes) -> None:
+    box = TextBox(
+        text="left",
+        x=0.0,
+        y=0.0,
+        width=1.0,
+        height=0.3,
+        align="left",
+        color="#ff0000",
+        outline_width=0,
+        max_font_size=100,
+    )
+    out = decode(render(jpeg, RenderSpec(boxes=(box,))).data).convert("RGB")
+    band = out.crop((0, 0, W, int(H * 0.24)))
+    red = Image.new("RGB", band.size, (255, 0, 0))
+    close = ImageChops.difference(band, red).convert("L").point(lambda v: 255 if v < 25 else 0)
+    bbox = close.getbbox()
+    assert bbox is not None
+    assert bbox[0] < 10  # left aligned
+    assert bbox[2] < W // 2
+
+
+def test_rotated_box_stays_inside(jpeg: bytes) -> None:
+    box = TextBox(text="tilted text", x=0.2, y=0.2, width=0.6, height=0.6, rotation=30)
+    source = decode(jpeg).convert("RGB")
+    out = decode(render(jpeg, RenderSpec(boxes=(box,))).data).convert("RGB")
+    inside = (int(W * 0.2), int(H * 0.2), int(W * 0.8), int(H * 0.8))
+    assert mean_diff(source, out, inside) > 5
+    for outside in ((0, 0, W, int(H * 0.18)), (0, int(H * 0.82), W, H)):
+        assert mean_diff(source, out, outside) < 1.5
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def test_template_cache_by_key_and_etag(jpeg: bytes) -> None:
+    TEMPLATES.clear()
+    with pytest.raises(TemplateNotCached):
+        render(None, CAPTIONS, template_key="templates/x", etag='"1"')
+    first = render(jpeg, CAPTIONS, template_key="templates/x", etag='"1"')
+    assert first.report["timings_ms"]["decode"] > 0
+    hit = render(None, CAPTIONS, template_key="templates/x", etag='"1"')
+    assert hit.report["timings_ms"]["decode"] == 0
+    assert hit.data == first.data
+    # a new ETag is a new template: never served from the old entry
+    with pytest.raises(TemplateNotCached):
+        render(None, CAPTIONS, template_key="templates/x", etag='"2"')
+    other = template((W, H), quality=60)
+    changed = render(other, CAPTIONS, template_key="templates/x", etag='"2"')
+    assert changed.data != first.data
+
+
+def test_cached_template_still_obeys_the_pixel_limit(jpeg: bytes) -> None:
+    render(jpeg, CAPTIONS, template_key="templates/limit", etag="e")
+    with pytest.raises(ImageTooLarge):
+        render(None, CAPTIONS, template_key="templates/limit", etag="e", max_source_pixels=100)
+
+
+def test_template_cache_is_bounded_by_bytes() -> None:
+    from memeforge_renderer.engine.cache import Template, TemplateCache
+
+    cache = TemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)
+    for i in range(10):
+        img = Image.new("RGB", (100, 100))
+        cache.put((f"k{i}", "e", 0), Template(img, None, "PNG", (100, 100)))
+    assert len(cache) == 3
+    assert cache.size_bytes <= cache.max_bytes
+    assert cache.get(("k9", "e", 0)) is not None
+    assert cache.get(("k0", "e", 0)) is None
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645",  # Arabic
+        "\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd",  # Hebrew
+        "when the tests pass \U0001f389\U0001f525 \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        "\u6211\u4eec\u4e00\u8d77\u53bb\u5403\u996d\u5427 \u3042\u308a\u304c\u3068\u3046",
+        "mixed \u0645\u0631\u062d\u0628\u0627 and english",
+    ],
+)
+def test_rtl_emoji_and_cjk_captions_render_with_real_glyphs(jpeg: bytes, text: str) -> None:
+    out = render(jpeg, RenderSpec(boxes=classic_boxes(text, "")))
+    (box,) = out.report["boxes"]
+    assert box["lines"]
+    assert box["missing_glyphs"] == 0
+    assert not box["truncated"]
+    source = decode(jpeg).convert("RGB")
+    assert mean_diff(source, decode(out.data), (0, 0, W, int(H * 0.24))) > 5
+
+
+def test_unknown_characters_are_counted_not_fatal(jpeg: bytes) -> None:
+    out = render(jpeg, RenderSpec(boxes=classic_boxes("\U00010900\U00010901 ok", "")))
+    assert out.report["boxes"][0]["missing_glyphs"] == 2
+
+
+def test_empty_caption_renders_the_template(jpeg: bytes) -> None:
+    spec = RenderSpec(boxes=(TextBox(text="", x=0, y=0, width=1, height=1),))
+    out = render(jpeg, spec)
+    assert out.report["boxes"][0] == {
+        "font_size": 0,
+        "lines": [],
+        "truncated": False,
+        "missing_glyphs": 0,
+    }
+
+
+def test_all_control_characters_caption(jpeg: bytes) -> None:
+    out = render(jpeg, RenderSpec(boxes=classic_boxes("\x00\x01\x02 hi \x7f\u200b", "")))
+    assert out.report["boxes"][0]["lines"] == ["HI \u200b"] or out.report["boxes"][0]["lines"]
+
+
+def test_empty_bytes_are_corrupt() -> None:
+    with pytest.raises(CorruptImage):
+        render(b"", CAPTIONS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 10_000,
+        "\u0645\u0631\u062d\u0628\u0627" * 2_000,  # one 10,000-letter Arabic "word"
+        "\U0001f600" * 5_000,
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 2_000,
+        "e" + "\u0301" * 9_999,  # one character carrying 9,999 marks
+        "\u200d" * 10_000,
+        "\n" * 9_999 + "a",
+        "\u6211" * 10_000,
+    ],
+)
+def test_pathological_10k_captions_stay_fast(jpeg: bytes, text: str) -> None:
+    import time
+
+    spec = RenderSpec(boxes=(TextBox(text=text, x=0, y=0, width=0.5, height=0.25),))
+    start = time.perf_counter()
+    out = render(jpeg, spec)
+    assert time.perf_counter() - start < 2.0
+    assert decode(out.data).size == (W, H)
+
+
+def test_splice_keeps_the_icc_profile_and_the_bytes() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (1, 2, 3)).save(buf, "JPEG", icc_profile=b"memeforge-icc")
+    fast = render(buf.getvalue(), CAPTIONS)
+    assert fast.data == render(buf.getvalue(), CAPTIONS, splice=False).data
+    assert decode(fast.data).info.get("icc_profile") == b"memeforge-icc"

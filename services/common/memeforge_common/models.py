@@ -56,30 +56,91 @@ class MemeState(StrEnum):
         return self in (MemeState.DONE, MemeState.FAILED)
 
 
-class TextBox(Frozen):
-    """A caption placed in a box given in fractions of the image (works on any size)."""
+MAX_BOXES = 16
+MAX_CAPTION_CHARS = 10_000
+Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")]
+FontName = Literal["anton", "noto-sans"]
+"""Fonts a box may ask for; the engine falls back per character for CJK, emoji, RTL."""
+FontSize = Annotated[int, Field(ge=1, le=2000, description="px in the output image")]
 
-    text: str = Field(max_length=10_000)
+
+class TextBox(Frozen):
+    """A caption placed in a box given in fractions of the image (works on any size).
+
+    Every field but the text and the box has a default, so older specs stay valid.
+    """
+
+    text: str = Field(max_length=MAX_CAPTION_CHARS)
     x: Fraction
     y: Fraction
     width: Annotated[float, Field(gt=0.0, le=1.0)]
     height: Annotated[float, Field(gt=0.0, le=1.0)]
+    font: FontName = "anton"
+    color: Colour = "#ffffff"
+    outline_color: Colour = "#000000"
+    outline_width: float | None = Field(
+        default=None, ge=0.0, le=0.25, description="in em; null = 1/15 em; 0 = none"
+    )
+    align: Literal["left", "center", "right"] = "center"
+    valign: Literal["top", "middle", "bottom"] = "middle"
+    case: Literal["upper", "none"] = "upper"
+    max_font_size: FontSize | None = Field(default=None, description="null = the box height")
+    min_font_size: FontSize = 10
+    overflow: Literal["wrap_shrink", "shrink_wrap", "ellipsis"] = Field(
+        default="wrap_shrink",
+        description=(
+            "wrap_shrink: wrap, then shrink until it fits; shrink_wrap: shrink on one line "
+            "per paragraph first, wrap only below min_font_size; ellipsis: no shrinking, "
+            "wrap at max_font_size and cut with an ellipsis. All end in an ellipsis when "
+            "even min_font_size does not fit."
+        ),
+    )
+    rotation: float = Field(
+        default=0.0, ge=-180.0, le=180.0, description="degrees, counter-clockwise"
+    )
 
 
 class RenderSpec(Frozen):
-    boxes: tuple[TextBox, ...] = Field(max_length=16)
-    format: Literal["jpeg"] = "jpeg"
-    quality: int = Field(default=85, ge=1, le=95)
+    boxes: tuple[TextBox, ...] = Field(max_length=MAX_BOXES)
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: int = Field(default=85, ge=1, le=95, description="JPEG and WebP")
+    max_side: int | None = Field(
+        default=None, ge=16, le=8192, description="longest output side in px; never enlarges"
+    )
+    thumbnail_side: int | None = Field(
+        default=None, ge=16, le=1024, description="also make a thumbnail this long (same format)"
+    )
 
 
 def classic_boxes(top: str, bottom: str) -> tuple[TextBox, ...]:
     """The classic meme layout: one caption across the top, one across the bottom."""
     boxes = []
     if top.strip():
-        boxes.append(TextBox(text=top, x=0.03, y=0.02, width=0.94, height=0.22))
+        boxes.append(TextBox(text=top, x=0.03, y=0.02, width=0.94, height=0.22, valign="top"))
     if bottom.strip():
-        boxes.append(TextBox(text=bottom, x=0.03, y=0.76, width=0.94, height=0.22))
+        boxes.append(TextBox(text=bottom, x=0.03, y=0.76, width=0.94, height=0.22, valign="bottom"))
     return tuple(boxes)
+
+
+class BoxReport(Frozen):
+    font_size: int = Field(ge=0)
+    lines: tuple[str, ...]
+    truncated: bool
+    missing_glyphs: int = Field(default=0, ge=0, description="characters no font has")
+
+
+class LayoutReport(Frozen):
+    """What the engine did: stored on the DONE item and returned by the API."""
+
+    boxes: tuple[BoxReport, ...]
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    bytes: int = Field(ge=0)
+    format: str = "jpeg"
+    thumbnail: tuple[int, int, int] | None = Field(
+        default=None, description="(width, height, bytes) when a thumbnail was made"
+    )
+    timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class MemeResult(Frozen):
@@ -88,6 +149,9 @@ class MemeResult(Frozen):
     bytes: int = Field(ge=0)
     width: int = Field(ge=1)
     height: int = Field(ge=1)
+    report: LayoutReport | None = None
+    """Absent on items written before reports existed."""
+    thumbnail_key: str | None = None
 
 
 class Failure(Frozen):
@@ -139,10 +203,10 @@ class RenderJob(Frozen):
         return key
 
 
-def output_key(meme_id: str, fmt: str = "jpeg") -> str:
+def output_key(meme_id: str, fmt: str = "jpeg", *, thumbnail: bool = False) -> str:
     """Deterministic output key (invariant 4): a repeated render overwrites the same object."""
     ext = {"jpeg": "jpg"}.get(fmt, fmt)
-    return f"memes/{meme_id}.{ext}"
+    return f"memes/{meme_id}.thumb.{ext}" if thumbnail else f"memes/{meme_id}.{ext}"
 
 
 def template_key(template_id: str) -> str:

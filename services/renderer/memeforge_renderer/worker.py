@@ -7,16 +7,14 @@ and, after maxReceiveCount, dead-lettered.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from concurrent.futures import Executor
-from functools import partial
 
 from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
-from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
+from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob, output_key
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.templates import is_not_found
@@ -25,6 +23,7 @@ from pydantic import ValidationError
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateCache
+from memeforge_renderer.pool import render_in_pool
 
 log = logging.getLogger("memeforge.renderer")
 
@@ -67,10 +66,15 @@ class Renderer:
         except TemplateMissing:
             await self._fail(job, Failure(reason="template_not_found", detail=job.template_key))
             return
-        loop = asyncio.get_running_loop()
         try:
-            render = partial(engine.render, max_source_pixels=self._settings.max_source_pixels)
-            output = await loop.run_in_executor(self._pool, render, template, job.spec)
+            output = await render_in_pool(
+                self._pool,
+                template,
+                job.spec,
+                template_key=job.template_key,
+                etag=job.template_etag,
+                max_source_pixels=self._settings.max_source_pixels,
+            )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
@@ -80,12 +84,23 @@ class Renderer:
             Body=output.data,
             ContentType=output.content_type,
         )
+        thumbnail_key = None
+        if output.thumbnail is not None:
+            thumbnail_key = output_key(job.meme_id, job.spec.format, thumbnail=True)
+            await self._aws.s3.put_object(
+                Bucket=self._settings.bucket,
+                Key=thumbnail_key,
+                Body=output.thumbnail,
+                ContentType=output.content_type,
+            )
         result = MemeResult(
             key=job.output_key,
             content_type=output.content_type,
             bytes=len(output.data),
             width=output.width,
             height=output.height,
+            report=output.report,
+            thumbnail_key=thumbnail_key,
         )
         if await self._store.transition(job.meme_id, MemeState.DONE, result=result):
             timings = output.report.get("timings_ms")

@@ -8,15 +8,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
     MemeState,
-    RenderSpec,
     RequestMessage,
-    classic_boxes,
 )
+from memeforge_common.settings import Settings
 
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
@@ -62,7 +62,7 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, build_spec(body))
+    item = new_item(meme_id, body.template_id, body.render_spec())
     try:
         await store.create(item)
     except ItemExists:
@@ -83,10 +83,6 @@ async def create_meme(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
     return MemeView.of(item)
-
-
-def build_spec(body: CreateMeme) -> RenderSpec:
-    return RenderSpec(boxes=classic_boxes(body.top, body.bottom))
 
 
 async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
@@ -175,6 +171,24 @@ def _sse(item: MemeItem) -> str:
 async def get_meme_image(
     meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
 ) -> RedirectResponse:
+    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
+
+
+@router.get(
+    "/{meme_id}/thumbnail",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+)
+async def get_meme_thumbnail(
+    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+) -> RedirectResponse:
+    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
+
+
+async def _redirect_to_output(
+    meme_id: str, store: MemeStore, aws: AwsClients, settings: Settings, *, thumbnail: bool
+) -> RedirectResponse:
     item = await store.get(meme_id)
     if item is None:
         raise _not_found(meme_id)
@@ -186,9 +200,14 @@ async def get_meme_image(
             f"meme is {item.state.value}",
             state=item.state.value,
         )
+    key = item.result.key
+    if thumbnail:
+        if item.result.thumbnail_key is None:
+            raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
+        key = item.result.thumbnail_key
     url = await aws.s3.generate_presigned_url(
         "get_object",
-        Params={"Bucket": settings.bucket, "Key": item.result.key},
+        Params={"Bucket": settings.bucket, "Key": key},
         ExpiresIn=settings.presign_ttl_s,
     )
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)

@@ -1,10 +1,13 @@
-"""Bytes <-> pixels: guarded decoding of the template, JPEG encoding of the result."""
+"""Bytes <-> pixels: guarded decoding of the template, encoding of the result."""
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -12,7 +15,9 @@ from .errors import CorruptImage, ImageTooLarge, UnsupportedImage
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
-CONTENT_TYPES = {"jpeg": "image/jpeg"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+PNG_COMPRESS_LEVEL = 3
+WEBP_METHOD = 4
 
 # Signatures of image formats we recognise but do not accept (anything else is corrupt).
 _OTHER_IMAGE_MAGIC = (
@@ -44,14 +49,28 @@ _DECODE_ERRORS = (
 @dataclass(frozen=True)
 class Decoded:
     image: Image.Image
-    """RGB, upright (EXIF orientation applied), first frame."""
+    """RGB, upright (EXIF orientation applied), first frame, at the output size."""
     format: str
     icc_profile: bytes | None
     """Kept for the output when it describes RGB pixels."""
+    source_size: tuple[int, int]
+    """Upright size before any scaling."""
 
 
-def decode(data: bytes, *, max_source_pixels: int) -> Decoded:
-    """Decode a template; the pixel count is checked from the header before any decoding."""
+def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The output size: the longest side at most ``max_side``, aspect kept, never larger."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def decode(data: bytes, *, max_source_pixels: int, max_side: int | None = None) -> Decoded:
+    """Decode a template; the pixel count is checked from the header before any decoding.
+
+    A JPEG at least twice the output size is decoded at a reduced scale (libjpeg's DCT
+    scaling, "draft" mode), then resampled to the exact output size.
+    """
     try:
         source = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -70,30 +89,116 @@ def decode(data: bytes, *, max_source_pixels: int) -> Decoded:
             f"{width}x{height} is {width * height} pixels (limit {max_source_pixels})"
         )
     try:
+        turned = source.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        upright = (height, width) if turned else (width, height)
+        out_w, out_h = target_size(*upright, max_side)
+        if fmt == "JPEG" and out_w * 2 <= upright[0] and out_h * 2 <= upright[1]:
+            source.draft("RGB", (out_h, out_w) if turned else (out_w, out_h))
         source.load()  # the first frame of an animation
         icc = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA") else None
         ImageOps.exif_transpose(source, in_place=True)
         image = _to_rgb(source)
+        if image.size != (out_w, out_h):
+            image = image.resize((out_w, out_h), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode {fmt}: {exc}") from exc
-    return Decoded(image=image, format=fmt, icc_profile=icc or None)
+    return Decoded(image=image, format=fmt, icc_profile=icc or None, source_size=upright)
 
 
 def encode(image: Image.Image, *, fmt: str, quality: int, icc_profile: bytes | None) -> bytes:
-    if fmt != "jpeg":
-        raise ValueError(f"unknown output format {fmt!r}")
+    """JPEG (baseline, 4:2:0, a restart marker per MCU row: see jpeg_rows), PNG or WebP."""
     out = io.BytesIO()
-    image.save(
-        out,
-        "JPEG",
-        quality=quality,
-        optimize=False,
-        progressive=False,
-        icc_profile=icc_profile,
-    )
+    if fmt == "jpeg":
+        image.save(out, "JPEG", icc_profile=icc_profile, **jpeg_options(quality))
+    elif fmt == "png":
+        image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL, icc_profile=icc_profile)
+    elif fmt == "webp":
+        image.save(out, "WEBP", quality=quality, method=WEBP_METHOD, icc_profile=icc_profile)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
     return out.getvalue()
+
+
+def jpeg_options(quality: int) -> dict[str, Any]:
+    return {
+        "quality": quality,
+        "optimize": False,
+        "progressive": False,
+        "subsampling": 2,  # 4:2:0, 16x16 MCUs
+        "restart_marker_rows": 1,
+    }
+
+
+MCU = 16
+_RST = [bytes((0xFF, 0xD0 + i)) for i in range(8)]
+_RST_RE = re.compile(rb"\xff[\xd0-\xd7]")
+EOI = b"\xff\xd9"
+
+
+@dataclass(frozen=True, eq=False)
+class JpegRows:
+    """A baseline JPEG cut at its restart markers: one entropy-coded segment per MCU row.
+
+    Every row starts with fresh DC predictors and the Huffman tables are the standard ones,
+    so a row encoded on its own (same quality, same width, 16-row aligned) has exactly
+    the bytes it has inside the whole image. Re-encoding only the rows a caption touches
+    and splicing them between the template's cached rows gives the same file as
+    encoding the whole composed image.
+    """
+
+    header: bytes
+    rows: tuple[bytes, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.header) + sum(len(r) for r in self.rows)
+
+    @cached_property
+    def _parts(self) -> list[bytes]:
+        """header, row 0, RST0, row 1, RST1, ..., last row, EOI: row i is at 1 + 2 * i."""
+        parts = [self.header]
+        for i, row in enumerate(self.rows):
+            if i:
+                parts.append(_RST[(i - 1) & 7])
+            parts.append(row)
+        parts.append(EOI)
+        return parts
+
+    def splice(self, replacements: dict[int, bytes]) -> bytes:
+        parts = self._parts.copy()
+        for i, row in replacements.items():
+            parts[1 + 2 * i] = row
+        return b"".join(parts)
+
+
+def jpeg_rows(data: bytes) -> JpegRows | None:
+    """Split a JPEG written with ``jpeg_options`` into header and MCU rows (None if not)."""
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            start = i + 2 + length
+            if not data.endswith(EOI):
+                return None
+            return JpegRows(data[:start], tuple(_RST_RE.split(data[start:-2])))
+        i += 2 + length
+    return None
+
+
+def encode_rows(image: Image.Image, quality: int) -> tuple[bytes, ...] | None:
+    """The MCU-row segments of ``image`` (a band of a larger image) encoded on its own."""
+    out = io.BytesIO()
+    image.save(out, "JPEG", **jpeg_options(quality))
+    rows = jpeg_rows(out.getvalue())
+    if rows is None or len(rows.rows) != -(-image.height // MCU):
+        return None
+    return rows.rows
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -1,27 +1,65 @@
-"""Fit a caption into a box: greedy word wrap, binary search on the font size.
+"""Fit a caption into a box: wrap and size it under one of three overflow policies.
 
-Pure and deterministic: text + font + box in pixels -> the size and the lines to draw.
-Widths are measured with ``FreeTypeFont.getlength`` (shaped advance widths), heights
-with the ink box of the first and last line, and the outline (stroke) is counted on
-every side, so a fitted block never spills out of its box.
+Pure and deterministic: text + box in px -> the size and the lines to draw. All widths
+come from per-face metrics measured once in em (see typeface.py), so trying a size is
+arithmetic. A fitted block never leaves its box: every line's ink (outline included,
+plus a 1 px rounding margin) is within the width, the block's ink within the height.
 """
 
 from __future__ import annotations
 
 import math
-import unicodedata
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
-from PIL import ImageFont
+from .text import ZWJ, Metrics, Shaper, Token, is_attached, normalise, shaper
 
-from .typeface import load_font
-
-ELLIPSIS = "\u2026"
 LINE_SPACING = 1.1
-"""Baseline-to-baseline distance, in em (Anton's capitals are 0.86 em tall)."""
+"""Baseline-to-baseline distance, in em."""
+DEFAULT_OUTLINE_EM = 1 / 15
+SAFETY = 1
+"""px kept free on every side for rounding glyph positions to whole pixels."""
 MIN_GLYPH_EM = 0.1
-"""No glyph of a word is assumed narrower than this: it bounds the prefix search."""
+"""No glyph is assumed narrower than this: it bounds how much of a long word is measured."""
+OVERFLOW_POLICIES = ("wrap_shrink", "shrink_wrap", "ellipsis")
+EXACT_SIZES_UP_TO = 32
+"""Every px size up to this is a candidate; above it sizes go in ~4 % steps (LADDER)."""
+LADDER_STEP = 1.04
+
+
+def _ladder_above() -> tuple[int, ...]:
+    sizes = [EXACT_SIZES_UP_TO]
+    while sizes[-1] < 4000:
+        sizes.append(max(sizes[-1] + 1, int(sizes[-1] * LADDER_STEP)))
+    return tuple(sizes[1:])
+
+
+LADDER = _ladder_above()
+"""Sizes tried above EXACT_SIZES_UP_TO: a caption never needs 97 px when 96 px is there
+(4 % is invisible), and fewer distinct sizes means far more glyph-cache hits."""
+
+
+@lru_cache(maxsize=1024)
+def candidate_sizes(lo: int, hi: int) -> tuple[int, ...]:
+    """The sizes the fitter may pick in [lo, hi], ascending; both ends always included."""
+    exact = range(lo, min(hi, EXACT_SIZES_UP_TO) + 1)
+    above = [s for s in LADDER if lo <= s < hi]
+    sizes = sorted({*exact, *above, lo, hi})
+    return tuple(sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    tokens: tuple[Token, ...]
+    text: str
+    advance: float
+    """em, spaces included."""
+    over_left: float
+    over_right: float
+    top: float
+    bottom: float
 
 
 @dataclass(frozen=True)
@@ -35,9 +73,14 @@ class FittedText:
     line_height: int = 0
     """Baseline to baseline, in px."""
     top: int = 0
-    """From the top of the block (outline included) to the first baseline."""
+    """From the top of the block (margin and outline included) to the first baseline."""
     height: int = 0
-    """Height of the block, outline included."""
+    """Height of the block, margin and outline included."""
+    width: int = 0
+    """Width of the widest line's ink, margin and outline included."""
+    layout: tuple[Line, ...] = ()
+    missing: int = 0
+    """Characters that no bundled font has (drawn as .notdef boxes)."""
 
 
 EMPTY = FittedText(size=0, lines=(), truncated=False, stroke=0)
@@ -47,208 +90,464 @@ class _TooNarrow(Exception):
     """A single character is wider than the box."""
 
 
-def stroke_width(size: int) -> int:
-    return max(1, round(size / 15))
+def stroke_width(size: int, outline_em: float | None = None) -> int:
+    em = DEFAULT_OUTLINE_EM if outline_em is None else outline_em
+    return 0 if em <= 0 else max(1, round(size * em))
 
 
 def line_height(size: int) -> int:
     return max(1, round(size * LINE_SPACING))
 
 
-def paragraphs_of(text: str) -> list[list[str]]:
-    """Words per hard line; blank lines inside the text are kept, the ends are trimmed."""
-    return [line.split() for line in text.strip().splitlines()]
+class _Geometry:
+    """Everything about one candidate size that does not depend on the text."""
+
+    __slots__ = ("avail", "box_h", "box_w", "lh", "max_lines", "pad", "size", "stroke")
+
+    def __init__(self, size: int, box_w: int, box_h: int, outline_em: float | None) -> None:
+        self.size = size
+        self.stroke = stroke_width(size, outline_em)
+        self.pad = self.stroke + SAFETY
+        self.box_w = box_w
+        self.box_h = box_h
+        self.avail = (box_w - 2 * self.pad) / size  # em
+        self.lh = line_height(size)
+        room = box_h - 2 * self.pad
+        self.max_lines = 0 if room <= 0 else 1 + room // self.lh
+
+    def line_fits(self, advance: float, over_left: float, over_right: float) -> bool:
+        return (
+            math.ceil((advance + over_left + over_right) * self.size) <= self.box_w - 2 * self.pad
+        )
+
+    def block(self, lines: list[Line], *, truncated: bool, missing: int) -> FittedText | None:
+        """The block's exact ink height (first line's top, last line's bottom), or None."""
+        s = self.size
+        ascent = max(0, math.ceil(-lines[0].top * s))
+        descent = max(0, math.ceil(lines[-1].bottom * s))
+        height = 2 * self.pad + ascent + (len(lines) - 1) * self.lh + descent
+        if height > self.box_h:
+            return None
+        widest = max(math.ceil((ln.advance + ln.over_left + ln.over_right) * s) for ln in lines)
+        return FittedText(
+            size=s,
+            lines=tuple(ln.text for ln in lines),
+            truncated=truncated,
+            stroke=self.stroke,
+            line_height=self.lh,
+            top=self.pad + ascent,
+            height=height,
+            width=widest + 2 * self.pad,
+            layout=tuple(lines),
+            missing=missing,
+        )
+
+
+@lru_cache(maxsize=8192)
+def _geometry(size: int, box_w: int, box_h: int, outline_em: float | None) -> _Geometry:
+    return _Geometry(size, box_w, box_h, outline_em)
+
+
+def paragraphs_of(text: str) -> list[str]:
+    """Hard lines; blank lines inside the text are kept, the ends are trimmed."""
+    return text.strip().splitlines()
 
 
 def fit_text(
     text: str,
-    font_path: str,
+    font: str,
     box_w: int,
     box_h: int,
     *,
     max_size: int,
     min_size: int = 10,
+    overflow: str = "wrap_shrink",
+    outline_em: float | None = None,
 ) -> FittedText:
-    """The largest size in [min_size, max_size] whose wrapped lines fit the box.
+    """The largest size in [min_size, max_size] at which the text fits, per ``overflow``.
 
+    Text is taken as it is (see ``text.normalise`` for case and control characters).
     Words longer than the box are broken between characters. When even ``min_size``
     does not fit, the lines that fit are kept and the last one ends with an ellipsis
     (``truncated=True``). A ``max_size`` below ``min_size`` wins (tiny boxes).
     """
-    paragraphs = paragraphs_of(text)
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"unknown overflow policy {overflow!r}")
+    sh = shaper(font)
+    paragraphs = [sh.tokens(p) for p in paragraphs_of(text)]
     if not paragraphs:
         return EMPTY
+    missing = sum(tok.metrics.missing for p in paragraphs for tok in p)
     hi = max(1, max_size)
     lo = max(1, min(min_size, hi))
-    best: FittedText | None = None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        fitted = _try_size(paragraphs, font_path, mid, box_w, box_h)
-        if fitted is None:
-            hi = mid - 1
-        else:
-            best, lo = fitted, mid + 1
+    if box_w <= 0 or box_h <= 0:
+        return FittedText(size=lo, lines=(), truncated=True, stroke=stroke_width(lo, outline_em))
+
+    def attempt(size: int) -> FittedText | None:
+        return _try_size(sh, paragraphs, _geometry(size, box_w, box_h, outline_em), missing)
+
+    def fits(size: int) -> bool:
+        geo = _geometry(size, box_w, box_h, outline_em)
+        quick = _quick_fits(sh, paragraphs, geo)
+        if quick is None:  # a word wider than the line: the exact path decides
+            return _try_size(sh, paragraphs, geo, missing) is not None
+        return quick
+
+    if overflow == "ellipsis":
+        size = hi
+        while size > lo and _geometry(size, box_w, box_h, outline_em).max_lines < 1:
+            size -= 1
+        return attempt(size) or _truncate(
+            sh, paragraphs, _geometry(size, box_w, box_h, outline_em), missing
+        )
+    if overflow == "shrink_wrap":
+        single = _single_lines(sh, paragraphs, lo, hi, box_w, box_h, outline_em, missing)
+        if single is not None:
+            return single
+    sizes = candidate_sizes(lo, hi)
+    top = bisect_right(sizes, _upper_estimate(sh, paragraphs, box_w, box_h, hi))
+    chosen = _search(fits, sizes[: max(1, top)])
+    if chosen is None and top > 1 and fits(lo):
+        chosen = lo
+    best = attempt(chosen) if chosen is not None else None
     if best is not None:
         return best
-    return _truncate(paragraphs, font_path, max(1, min(min_size, max_size)), box_w, box_h)
+    return _truncate(sh, paragraphs, _geometry(lo, box_w, box_h, outline_em), missing)
+
+
+def _search(fits: Callable[[int], bool], sizes: tuple[int, ...]) -> int | None:
+    """Binary search for the largest size that fits (fitting is monotone in practice)."""
+    best: int | None = None
+    lo, hi = 0, len(sizes) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(sizes[mid]):
+            best, lo = sizes[mid], mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def _quick_fits(sh: Shaper, paragraphs: list[list[Token]], geo: _Geometry) -> bool | None:
+    """Does the text fit at this size? The same arithmetic as _try_size, without building
+    lines; None when a word is wider than a line (the exact path breaks it)."""
+    if geo.max_lines == 0 or geo.avail <= 0:
+        return False
+    size = geo.size
+    limit = geo.box_w - 2 * geo.pad
+    space = sh.space
+    ceil = math.ceil
+    lines = 0
+    first_top = last_bottom = 0.0
+    for paragraph in paragraphs:
+        n = len(paragraph)
+        if n == 0:
+            lines += 1
+            if lines > geo.max_lines:
+                return False
+            if lines == 1:
+                first_top = 0.0
+            last_bottom = 0.0
+            continue
+        i = 0
+        while i < n:
+            m = paragraph[i].metrics
+            advance, ol, orr = m.advance, m.over_left, m.over_right
+            if ceil((advance + ol + orr) * size) > limit:
+                return None
+            top, bottom = m.top, m.bottom
+            j = i + 1
+            while j < n:
+                tok = paragraph[j]
+                m = tok.metrics
+                extra = m.advance + (space if tok.space_before else 0.0)
+                nol = ol if ol > m.over_left else m.over_left
+                nor = orr if orr > m.over_right else m.over_right
+                if ceil((advance + extra + nol + nor) * size) > limit:
+                    break
+                advance += extra
+                ol, orr = nol, nor
+                if m.top < top:
+                    top = m.top
+                if m.bottom > bottom:
+                    bottom = m.bottom
+                j += 1
+            lines += 1
+            if lines > geo.max_lines:
+                return False
+            if lines == 1:
+                first_top = top
+            last_bottom = bottom
+            i = j
+    ascent = max(0, ceil(-first_top * size))
+    descent = max(0, ceil(last_bottom * size))
+    return 2 * geo.pad + ascent + (lines - 1) * geo.lh + descent <= geo.box_h
+
+
+def _upper_estimate(
+    sh: Shaper, paragraphs: list[list[Token]], box_w: int, box_h: int, hi: int
+) -> int:
+    """No size above this can fit: the text's area (advance x line height) exceeds the box's."""
+    total = sum(tok.metrics.advance for p in paragraphs for tok in p)
+    total += sh.space * sum(max(0, len(p) - 1) for p in paragraphs)
+    if total <= 0:
+        return hi
+    # k lines of advance box_w hold at most k * box_w / s em; k <= (box_h / s + 0.3) / 1.1
+    # solve total <= box_w / s * (box_h / s + 0.3) / 1.1 for s, with generous slack.
+    bound = math.sqrt(box_w * box_h / (LINE_SPACING * total)) * 1.25 + 2
+    bound = max(bound, box_w * 0.3 / (LINE_SPACING * total) + 2)
+    return max(1, min(hi, int(bound)))
+
+
+def _single_lines(
+    sh: Shaper,
+    paragraphs: list[list[Token]],
+    lo: int,
+    hi: int,
+    box_w: int,
+    box_h: int,
+    outline_em: float | None,
+    missing: int,
+) -> FittedText | None:
+    """shrink_wrap's first stage: each paragraph on one line, as large as fits."""
+    lines = [_make_line(sh, list(p)) for p in paragraphs]
+    widest = max((ln.advance + ln.over_left + ln.over_right) for ln in lines)
+    em = DEFAULT_OUTLINE_EM if outline_em is None else outline_em
+    guess = hi if widest <= 0 else int((box_w - 2 * SAFETY) / (widest + 2 * em)) + 1
+    sizes = candidate_sizes(lo, hi)
+    for size in reversed(sizes[: bisect_right(sizes, guess)]):
+        geo = _geometry(size, box_w, box_h, outline_em)
+        if len(lines) <= geo.max_lines and all(
+            geo.line_fits(ln.advance, ln.over_left, ln.over_right) for ln in lines
+        ):
+            fitted = geo.block(lines, truncated=False, missing=missing)
+            if fitted is not None:
+                return fitted
+    return None
+
+
+def _make_line(sh: Shaper, tokens: list[Token]) -> Line:
+    advance = 0.0
+    over_left = over_right = top = bottom = 0.0
+    parts: list[str] = []
+    for i, tok in enumerate(tokens):
+        m = tok.metrics
+        if i and tok.space_before:
+            advance += sh.space
+            parts.append(" ")
+        advance += m.advance
+        parts.append(m.text)
+        over_left = max(over_left, m.over_left)
+        over_right = max(over_right, m.over_right)
+        top = min(top, m.top)
+        bottom = max(bottom, m.bottom)
+    return Line(tuple(tokens), "".join(parts), advance, over_left, over_right, top, bottom)
 
 
 def _try_size(
-    paragraphs: list[list[str]], font_path: str, size: int, box_w: int, box_h: int
+    sh: Shaper, paragraphs: list[list[Token]], geo: _Geometry, missing: int
 ) -> FittedText | None:
-    font = load_font(font_path, size)
-    stroke = stroke_width(size)
-    max_lines = _max_lines(font, size, stroke, box_h)
-    avail = box_w - 2 * stroke
-    if max_lines == 0 or avail <= 0:
+    if geo.max_lines == 0 or geo.avail <= 0:
         return None
-    lines: list[str] = []
+    lines: list[Line] = []
     try:
-        for line in _wrap(paragraphs, font, avail):
-            if len(lines) == max_lines:
+        for line in _wrap(sh, paragraphs, geo):
+            if len(lines) == geo.max_lines:
                 return None
             lines.append(line)
     except _TooNarrow:
         return None
-    return _block(font, size, stroke, tuple(lines), truncated=False, box_h=box_h)
+    return geo.block(lines, truncated=False, missing=missing)
 
 
 def _truncate(
-    paragraphs: list[list[str]], font_path: str, size: int, box_w: int, box_h: int
+    sh: Shaper, paragraphs: list[list[Token]], geo: _Geometry, missing: int
 ) -> FittedText:
-    font = load_font(font_path, size)
-    stroke = stroke_width(size)
-    nothing = FittedText(size=size, lines=(), truncated=True, stroke=stroke)
-    max_lines = _max_lines(font, size, stroke, box_h)
-    avail = box_w - 2 * stroke
-    if max_lines == 0 or avail <= 0:
+    nothing = FittedText(size=geo.size, lines=(), truncated=True, stroke=geo.stroke)
+    if geo.max_lines == 0 or geo.avail <= 0:
         return nothing
-    lines: list[str] = []
+    lines: list[Line] = []
+    overflowed = False
     try:
-        for line in _wrap(paragraphs, font, avail):
-            lines.append(line)
-            if len(lines) == max_lines:
+        for line in _wrap(sh, paragraphs, geo):
+            if len(lines) == geo.max_lines:
+                overflowed = True
                 break
+            lines.append(line)
     except _TooNarrow:
-        return nothing
-    while lines:
-        lines[-1] = _with_ellipsis(lines[-1], font, avail)
-        fitted = _block(font, size, stroke, tuple(lines), truncated=True, box_h=box_h)
+        overflowed = True
+    if not overflowed:  # everything fitted after all (the block height decides below)
+        fitted = geo.block(lines, truncated=False, missing=missing) if lines else None
         if fitted is not None:
+            return fitted
+    while lines:
+        lines[-1] = _with_ellipsis(sh, lines[-1], geo)
+        fitted = geo.block(lines, truncated=True, missing=missing)
+        if fitted is not None and lines[-1].tokens:
             return fitted
         lines.pop()  # accents on the last line made the block too tall
     return nothing
 
 
-def _max_lines(font: ImageFont.FreeTypeFont, size: int, stroke: int, box_h: int) -> int:
-    """An upper bound on the lines that fit: capital height plus one advance per line."""
-    cap = math.ceil(-font.getbbox("H", anchor="ls")[1])
-    room = box_h - 2 * stroke - cap
-    return 0 if room < 0 else 1 + room // line_height(size)
+def _with_ellipsis(sh: Shaper, line: Line, geo: _Geometry) -> Line:
+    """``line`` shortened until it fits with a trailing ellipsis (no tokens if nothing does)."""
+    dots = sh.measure(sh.ellipsis())
+    tokens = list(line.tokens)
+    while tokens:
+        candidate = _make_line(sh, [*tokens, Token(dots, False)])
+        if geo.line_fits(candidate.advance, candidate.over_left, candidate.over_right):
+            return candidate
+        last = tokens.pop()
+        text = last.metrics.text
+        cut = _cut_back(text, len(text) - 1)
+        if cut > 0:
+            tokens.append(Token(_measure_piece(sh, text[:cut]), last.space_before))
+    alone = _make_line(sh, [Token(dots, False)])
+    if geo.line_fits(alone.advance, alone.over_left, alone.over_right):
+        return alone
+    return Line((), "", 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def _block(
-    font: ImageFont.FreeTypeFont,
-    size: int,
-    stroke: int,
-    lines: tuple[str, ...],
-    *,
-    truncated: bool,
-    box_h: int,
-) -> FittedText | None:
-    """The block's exact ink height (first line's top, last line's bottom), or None."""
-    lh = line_height(size)
-    ascent = max(0, math.ceil(-font.getbbox(lines[0], anchor="ls")[1]))
-    descent = max(0, math.ceil(font.getbbox(lines[-1], anchor="ls")[3]))
-    height = 2 * stroke + ascent + (len(lines) - 1) * lh + descent
-    if height > box_h:
-        return None
-    return FittedText(
-        size=size,
-        lines=lines,
-        truncated=truncated,
-        stroke=stroke,
-        line_height=lh,
-        top=stroke + ascent,
-        height=height,
-    )
+def _measure_piece(sh: Shaper, text: str) -> Metrics:
+    """Metrics of a piece of a word, without filling the word cache with prefixes."""
+    return sh._measure(text)
 
 
-def _wrap(paragraphs: list[list[str]], font: ImageFont.FreeTypeFont, avail: int) -> Iterator[str]:
+def _cut_back(text: str, cut: int) -> int:
+    """Move a cut left so that it does not split a character from its marks/joiners."""
+    while 0 < cut < len(text) and (is_attached(text[cut]) or text[cut - 1] == ZWJ):
+        cut -= 1
+    return cut
+
+
+def _wrap(sh: Shaper, paragraphs: list[list[Token]], geo: _Geometry) -> Iterator[Line]:
     """Greedy wrap, lazily: the caller stops as soon as it has seen enough lines."""
     for paragraph in paragraphs:
         if paragraph:
-            yield from _wrap_paragraph(list(paragraph), font, avail)
+            yield from _wrap_paragraph(sh, list(paragraph), geo)
         else:
-            yield ""
+            yield Line((), "", 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def _wrap_paragraph(words: list[str], font: ImageFont.FreeTypeFont, avail: int) -> Iterator[str]:
-    """Each line is guessed from its words' own widths, then settled by measuring the
-    joined line itself (so kerning and shaping count): a few measurements per line."""
-    most = _most_chars(font, avail)
-    space = font.getlength(" ")
-    widths: dict[str, float] = {}
-
-    def width(j: int) -> float:
-        word = words[j]
-        if word not in widths:
-            widths[word] = font.getlength(word) if len(word) <= most else math.inf
-        return widths[word]
-
+def _wrap_paragraph(sh: Shaper, tokens: list[Token], geo: _Geometry) -> Iterator[Line]:
+    size = geo.size
+    limit = geo.box_w - 2 * geo.pad
+    space = sh.space
     i = 0
-    while i < len(words):
-        if width(i) > avail:  # a word wider than the box: break it between characters
-            word = words[i]
-            cut = _longest_prefix(word, font, avail, most)
-            while cut < len(word):
-                yield word[:cut]
-                word = word[cut:]
-                cut = _longest_prefix(word, font, avail, most)
-            words[i] = word  # the rest starts the next line
+    n = len(tokens)
+    while i < n:
+        first = tokens[i].metrics
+        if not geo.line_fits(first.advance, first.over_left, first.over_right):
+            head, tokens[i] = _split_token(sh, tokens[i], geo)  # the rest starts a line
+            yield _make_line(sh, [head])
             continue
-        k, total = 1, width(i)
-        while i + k < len(words) and total + space + width(i + k) <= avail:
-            total += space + width(i + k)
-            k += 1
-        while k > 1 and font.getlength(" ".join(words[i : i + k])) > avail:
-            k -= 1
-        while i + k < len(words) and font.getlength(" ".join(words[i : i + k + 1])) <= avail:
-            k += 1
-        yield " ".join(words[i : i + k])
-        i += k
+        advance = first.advance
+        ol, orr = first.over_left, first.over_right
+        j = i + 1
+        while j < n:
+            m = tokens[j].metrics
+            extra = m.advance + (space if tokens[j].space_before else 0.0)
+            nol = max(ol, m.over_left)
+            nor = max(orr, m.over_right)
+            if math.ceil((advance + extra + nol + nor) * size) > limit:
+                break
+            advance += extra
+            ol, orr = nol, nor
+            j += 1
+        if j < n and tokens[j].cont:  # a chunked word goes on: fill the line with a piece
+            piece, remainder = _fill(sh, tokens[i:j], tokens[j], geo)
+            if piece is not None and remainder is not None:
+                yield _make_line(sh, [*tokens[i:j], piece])
+                tokens[j] = remainder
+                i = j
+                continue
+        yield _make_line(sh, tokens[i:j])
+        i = j
 
 
-def _most_chars(font: ImageFont.FreeTypeFont, avail: int) -> int:
-    """More characters than this cannot fit (so long words are never measured whole).
+def _fill(
+    sh: Shaper, line: list[Token], token: Token, geo: _Geometry
+) -> tuple[Token | None, Token | None]:
+    """The longest piece of ``token`` that still fits after ``line``, and the rest."""
+    text = token.metrics.text
 
-    Holds for every glyph with an advance of at least MIN_GLYPH_EM (Anton's narrowest is
-    0.146 em); runs of zero-width marks are merely broken a little early.
-    """
-    return int(avail / (MIN_GLYPH_EM * font.size)) + 1
+    def piece(n: int) -> Token:
+        return Token(_measure_piece(sh, text[:n]), token.space_before, cont=token.cont)
 
+    def fits(n: int) -> bool:
+        ln = _make_line(sh, [*line, piece(n)])
+        return geo.line_fits(ln.advance, ln.over_left, ln.over_right)
 
-def _longest_prefix(word: str, font: ImageFont.FreeTypeFont, avail: int, most: int) -> int:
-    """How many leading characters of ``word`` fit in ``avail``: binary search, >= 1."""
-    if len(word) <= most and font.getlength(word) <= avail:
-        return len(word)
-    if font.getlength(word[:1]) > avail:
-        raise _TooNarrow(word[:1])
-    lo, hi = 1, min(len(word) - 1, most)
+    lo, hi = 0, min(len(text) - 1, int(geo.avail / MIN_GLYPH_EM) + 1)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if font.getlength(word[:mid]) <= avail:
+        if fits(mid):
             lo = mid
         else:
             hi = mid - 1
-    while lo > 1 and unicodedata.combining(word[lo]):
-        lo -= 1  # keep a combining mark with its base
-    return lo
+    cut = _cut_back(text, lo)
+    if cut <= 0:
+        return None, None
+    return piece(cut), Token(_measure_piece(sh, text[cut:]), False, cont=True)
 
 
-def _with_ellipsis(line: str, font: ImageFont.FreeTypeFont, avail: int) -> str:
-    """``line`` shortened until it fits with a trailing ellipsis."""
-    text = line.rstrip()
-    while text and font.getlength(text + ELLIPSIS) > avail:
-        text = text[:-1].rstrip()
-    return text + ELLIPSIS if font.getlength(text + ELLIPSIS) <= avail else ""
+def _split_token(sh: Shaper, token: Token, geo: _Geometry) -> tuple[Token, Token]:
+    """A token wider than the line, cut between characters: the part that fits, the rest."""
+    text = token.metrics.text
+    most = int(geo.avail / MIN_GLYPH_EM) + 1
+    cut = _longest_prefix(sh, text, geo, most)
+    head = Token(_measure_piece(sh, text[:cut]), token.space_before)
+    return head, Token(_measure_piece(sh, text[cut:]), False, cont=True)
+
+
+def _longest_prefix(sh: Shaper, text: str, geo: _Geometry, most: int) -> int:
+    """How many leading characters fit on one line: binary search, >= 1 or _TooNarrow."""
+
+    def fits(n: int) -> bool:
+        m = _measure_piece(sh, text[:n])
+        return geo.line_fits(m.advance, m.over_left, m.over_right)
+
+    if len(text) <= most and fits(len(text)):
+        return len(text)
+    one = max(1, _cut_forward(text, 1))
+    if not fits(one):
+        raise _TooNarrow(text[:one])
+    lo, hi = one, min(len(text) - 1, most)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(one, _cut_back(text, lo))
+
+
+def _cut_forward(text: str, cut: int) -> int:
+    while cut < len(text) and (is_attached(text[cut]) or text[cut - 1] == ZWJ):
+        cut += 1
+    return cut
+
+
+def fit_caption(
+    text: str,
+    font: str,
+    box_w: int,
+    box_h: int,
+    *,
+    case: str = "upper",
+    max_size: int | None = None,
+    min_size: int = 10,
+    overflow: str = "wrap_shrink",
+    outline_em: float | None = None,
+) -> FittedText:
+    """``fit_text`` on the caption as a user typed it (case and control characters)."""
+    return fit_text(
+        normalise(text, case),
+        font,
+        box_w,
+        box_h,
+        max_size=box_h if max_size is None else max_size,
+        min_size=min_size,
+        overflow=overflow,
+        outline_em=outline_em,
+    )

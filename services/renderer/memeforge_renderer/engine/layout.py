@@ -1,16 +1,23 @@
-"""Place each caption: its box in pixels, its text normalised, its fitted lines."""
+"""Place each caption: its box in pixels, its text fitted, its style resolved.
+
+Fitted layouts are cached (LRU) by everything that decides them, so a caption that comes
+back on a template of the same size costs a dictionary look-up; drawing still happens.
+"""
 
 from __future__ import annotations
 
-import unicodedata
+import math
+from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass
 
 from memeforge_common.models import TextBox
 
-from .fit import EMPTY, FittedText, fit_text
-from .typeface import FONT_PATH
+from .draw import Style, parse_colour
+from .fit import EMPTY, FittedText, fit_caption
+from .text import shaper, strong_rtl
 
-MIN_FONT_SIZE = 10
+FIT_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -20,11 +27,18 @@ class Rect:
     width: int
     height: int
 
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.width, self.height)
+
 
 @dataclass(frozen=True)
 class PlacedText:
     rect: Rect
     fitted: FittedText
+    style: Style
+    base_rtl: bool
+    space: float
+    """The box font's space advance, in em."""
 
 
 def box_rect(box: TextBox, width: int, height: int) -> Rect:
@@ -36,26 +50,72 @@ def box_rect(box: TextBox, width: int, height: int) -> Rect:
     return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
 
-def caption_text(text: str) -> str:
-    """Upper case, line breaks unified, other control characters turned into spaces."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(ch if ch == "\n" or unicodedata.category(ch) != "Cc" else " " for ch in text)
-    return text.upper()
+_FITS: OrderedDict[tuple[object, ...], FittedText] = OrderedDict()
+
+
+def _fit(box: TextBox, w: int, h: int) -> FittedText:
+    key = (
+        box.text,
+        box.font,
+        w,
+        h,
+        box.case,
+        box.max_font_size,
+        box.min_font_size,
+        box.overflow,
+        box.outline_width,
+    )
+    fitted = _FITS.get(key)
+    if fitted is not None:
+        with suppress(KeyError):  # evicted by another thread meanwhile
+            _FITS.move_to_end(key)
+        return fitted
+    fitted = fit_caption(
+        box.text,
+        box.font,
+        w,
+        h,
+        case=box.case,
+        max_size=box.max_font_size,
+        min_size=box.min_font_size,
+        overflow=box.overflow,
+        outline_em=box.outline_width,
+    )
+    _FITS[key] = fitted
+    if len(_FITS) > FIT_CACHE_SIZE:
+        with suppress(KeyError):
+            _FITS.popitem(last=False)
+    return fitted
+
+
+def _rotated_extent(w: int, h: int, degrees: float) -> tuple[float, float]:
+    a = math.radians(degrees)
+    c, s = abs(math.cos(a)), abs(math.sin(a))
+    return w * c + h * s, w * s + h * c
 
 
 def place(box: TextBox, width: int, height: int) -> PlacedText:
     rect = box_rect(box, width, height)
-    text = caption_text(box.text)
-    if not text.strip():
-        return PlacedText(rect, EMPTY)
-    if rect.width == 0 or rect.height == 0:
-        return PlacedText(rect, FittedText(size=0, lines=(), truncated=True, stroke=0))
-    fitted = fit_text(
-        text,
-        FONT_PATH,
-        rect.width,
-        rect.height,
-        max_size=rect.height,
-        min_size=MIN_FONT_SIZE,
+    style = Style(
+        fill=parse_colour(box.color),
+        outline=parse_colour(box.outline_color),
+        align=box.align,
+        valign=box.valign,
+        rotation=box.rotation,
     )
-    return PlacedText(rect, fitted)
+    space = shaper(box.font).space
+    if not box.text.strip():
+        return PlacedText(rect, EMPTY, style, False, space)
+    w, h = rect.width, rect.height
+    fitted = _fit(box, w, h)
+    if box.rotation and fitted.lines:
+        for _ in range(6):  # shrink the area until the turned block fits the box
+            rw, rh = _rotated_extent(fitted.width, fitted.height, box.rotation)
+            if rw <= rect.width and rh <= rect.height:
+                break
+            scale = min(rect.width / rw, rect.height / rh) * 0.98
+            w, h = max(1, int(w * scale)), max(1, int(h * scale))
+            fitted = _fit(box, w, h)
+            if not fitted.lines:
+                break
+    return PlacedText(rect, fitted, style, bool(strong_rtl(box.text)), space)

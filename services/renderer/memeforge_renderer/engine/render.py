@@ -1,7 +1,13 @@
-"""The pure render engine: template bytes + RenderSpec -> JPEG bytes + layout report.
+"""The pure render engine: template bytes + RenderSpec -> image bytes + layout report.
 
 No AWS and no asyncio here (DESIGN.md, invariant 5): the worker wraps this in a
 process pool, the benchmarks time it, the golden-image tests check it.
+
+Fast path (JPEG output): the decoded template comes from the per-process cache, the
+captions are drawn from cached glyph masks into small canvases, and only the MCU rows
+that a caption touches are composited and JPEG-encoded; they are spliced between the
+template's own cached rows (codec.JpegRows). The bytes are the same as drawing on a
+full copy and encoding it all, which is what PNG, WebP and thumbnails still do.
 """
 
 from __future__ import annotations
@@ -14,11 +20,19 @@ from typing import Any
 from memeforge_common.models import RenderSpec, TextBox
 from PIL import Image
 
-from .codec import CONTENT_TYPES, decode, encode
-from .draw import draw_captions
+from .cache import TEMPLATES, CacheKey, Template, content_key
+from .codec import CONTENT_TYPES, MCU, decode, encode, encode_rows, jpeg_rows
+from .draw import Stamp, composite, stamp
+from .errors import ImageTooLarge
 from .layout import place
 
 DEFAULT_MAX_SOURCE_PIXELS = 40_000_000
+SPLICE_MAX_FRACTION = 0.6
+"""Above this share of rows touched, encoding the whole image is as cheap."""
+
+
+class TemplateNotCached(LookupError):
+    """``render(None, ...)`` for a template this process has not cached: send the bytes."""
 
 
 @dataclass(frozen=True)
@@ -28,25 +42,60 @@ class RenderOutput:
     width: int
     height: int
     report: dict[str, Any]
+    """A LayoutReport as a dict (memeforge_common.models.LayoutReport validates it)."""
+    thumbnail: bytes | None = None
 
 
 def render(
-    template: bytes, spec: RenderSpec, *, max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    template: bytes | None,
+    spec: RenderSpec,
+    *,
+    max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+    template_key: str | None = None,
+    etag: str | None = None,
+    splice: bool = True,
 ) -> RenderOutput:
     """Draw the spec's captions on the template and encode the result.
 
-    Raises CorruptImage, UnsupportedImage or ImageTooLarge (all RenderError) for bad input.
+    With ``template_key`` and ``etag`` the decoded template is cached under them, and
+    ``template`` may be None on a hit (TemplateNotCached on a miss); without them it is
+    cached under a hash of the bytes. Raises CorruptImage, UnsupportedImage or
+    ImageTooLarge (all RenderError) for bad input. ``splice=False`` forces the full
+    encode (tests compare both).
     """
     t0 = perf_counter()
-    decoded = decode(template, max_source_pixels=max_source_pixels)
-    image = decoded.image
-    width, height = image.size
+    entry = _template(template, spec.max_side, max_source_pixels, template_key, etag)
+    key, tpl, cached = entry
+    width, height = tpl.image.size
     t1 = perf_counter()
     placed = [place(box, width, height) for box in spec.boxes]
     t2 = perf_counter()
-    draw_captions(image, placed)
-    t3 = perf_counter()
-    data = encode(image, fmt=spec.format, quality=spec.quality, icc_profile=decoded.icc_profile)
+    stamps: list[Stamp] = []
+    for p in placed:
+        s = stamp(p.fitted, p.rect.as_tuple(), p.style, p.space, p.base_rtl)
+        if s is not None:
+            stamps.append(s)
+    thumbnail: bytes | None = None
+    data: bytes | None = None
+    t_encode = 0.0
+    if spec.format == "jpeg" and not spec.thumbnail_side and splice:
+        spliced = _jpeg_spliced(key, tpl, stamps, spec.quality)
+        if spliced is not None:
+            data, t_encode = spliced
+    thumb_size: tuple[int, int] | None = None
+    if data is None:
+        image = tpl.image.copy() if stamps else tpl.image
+        composite(image, stamps)
+        te = perf_counter()
+        data = encode(image, fmt=spec.format, quality=spec.quality, icc_profile=tpl.icc_profile)
+        if spec.thumbnail_side:
+            small = image.copy()
+            small.thumbnail((spec.thumbnail_side, spec.thumbnail_side), Image.Resampling.LANCZOS)
+            thumb_size = small.size
+            thumbnail = encode(
+                small, fmt=spec.format, quality=spec.quality, icc_profile=tpl.icc_profile
+            )
+        t_encode = perf_counter() - te
     t4 = perf_counter()
     report: dict[str, Any] = {
         "boxes": [
@@ -54,17 +103,24 @@ def render(
                 "font_size": p.fitted.size,
                 "lines": list(p.fitted.lines),
                 "truncated": p.fitted.truncated,
+                "missing_glyphs": p.fitted.missing,
             }
             for p in placed
         ],
         "width": width,
         "height": height,
         "bytes": len(data),
+        "format": spec.format,
+        "thumbnail": (
+            None
+            if thumbnail is None or thumb_size is None
+            else [thumb_size[0], thumb_size[1], len(thumbnail)]
+        ),
         "timings_ms": {
-            "decode": _ms(t0, t1),
+            "decode": 0.0 if cached else _ms(t0, t1),
             "layout": _ms(t1, t2),
-            "draw": _ms(t2, t3),
-            "encode": _ms(t3, t4),
+            "draw": round(max(0.0, (t4 - t2) - t_encode) * 1000, 3),
+            "encode": round(t_encode * 1000, 3),
         },
     }
     return RenderOutput(
@@ -73,11 +129,108 @@ def render(
         width=width,
         height=height,
         report=report,
+        thumbnail=thumbnail,
     )
 
 
+def _template(
+    data: bytes | None,
+    max_side: int | None,
+    max_source_pixels: int,
+    template_key: str | None,
+    etag: str | None,
+) -> tuple[CacheKey, Template, bool]:
+    if template_key is not None and etag is not None:
+        key: CacheKey = (template_key, etag, max_side or 0)
+    elif data is not None:
+        key = (content_key(data), "", max_side or 0)
+    else:
+        raise ValueError("give the template bytes, or its key and etag")
+    tpl = TEMPLATES.get(key)
+    if tpl is not None:
+        w, h = tpl.source_size
+        if w * h > max_source_pixels:
+            raise ImageTooLarge(f"{w}x{h} is {w * h} pixels (limit {max_source_pixels})")
+        return key, tpl, True
+    if data is None:
+        raise TemplateNotCached(template_key or "")
+    decoded = decode(data, max_source_pixels=max_source_pixels, max_side=max_side)
+    tpl = Template(
+        image=decoded.image,
+        icc_profile=decoded.icc_profile,
+        source_format=decoded.format,
+        source_size=decoded.source_size,
+    )
+    TEMPLATES.put(key, tpl)
+    return key, tpl, False
+
+
+def _jpeg_spliced(
+    key: CacheKey, tpl: Template, stamps: list[Stamp], quality: int
+) -> tuple[bytes, float] | None:
+    """Encode only the MCU rows the stamps touch; None when that does not pay or apply."""
+    if quality not in tpl.jpeg:
+        base = encode(tpl.image, fmt="jpeg", quality=quality, icc_profile=tpl.icc_profile)
+        rows = jpeg_rows(base)
+        if rows is not None and len(rows.rows) != -(-tpl.image.height // MCU):
+            rows = None
+        tpl.jpeg[quality] = rows
+        TEMPLATES.resized(key)
+    rows = tpl.jpeg[quality]
+    if rows is None:
+        return None
+    width, height = tpl.image.size
+    bands = _bands([s.rect for s in stamps], height)
+    if sum(b - a for a, b in bands) > SPLICE_MAX_FRACTION * len(rows.rows):
+        return None
+    if not bands:
+        return rows.splice({}), 0.0
+    # All bands stacked in one strip: one composite pass per band, one encode call.
+    heights = [min(b * MCU, height) - a * MCU for a, b in bands]
+    if len(bands) == 1:
+        strip = tpl.image.crop((0, bands[0][0] * MCU, width, bands[0][0] * MCU + heights[0]))
+    else:
+        strip = Image.new("RGB", (width, sum(heights)))
+        top = 0
+        for (a, _), h in zip(bands, heights, strict=True):
+            strip.paste(tpl.image.crop((0, a * MCU, width, a * MCU + h)), (0, top))
+            top += h
+    top = 0
+    for (a, _), h in zip(bands, heights, strict=True):
+        y0 = a * MCU
+        shifted = [s for s in stamps if s.rect[1] < y0 + h and s.rect[3] > y0]
+        composite(strip, shifted, offset_y=y0 - top)
+        top += h
+    te = perf_counter()
+    segments = encode_rows(strip, quality)
+    if segments is None:
+        return None
+    replacements: dict[int, bytes] = {}
+    k = 0
+    for a, b in bands:
+        for row in range(a, b):
+            replacements[row] = segments[k]
+            k += 1
+    data = rows.splice(replacements)
+    return data, perf_counter() - te
+
+
+def _bands(rects: list[tuple[int, int, int, int]], height: int) -> list[tuple[int, int]]:
+    """The MCU row ranges [a, b) that the rectangles touch, merged."""
+    spans = sorted(
+        (max(0, y0) // MCU, -(-min(height, y1) // MCU)) for _, y0, _, y1 in rects if y1 > y0
+    )
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def warm_up() -> None:
-    """Load the font and codecs once (the process-pool initializer calls this)."""
+    """Load the fonts and codecs once (the process-pool initializer calls this)."""
     buf = io.BytesIO()
     Image.new("RGB", (320, 240), (90, 120, 150)).save(buf, "JPEG")
     spec = RenderSpec(

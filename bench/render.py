@@ -1,0 +1,456 @@
+"""Render benchmark: floor vs naive vs engine, side by side (``make bench-render``).
+
+One process, the same generated templates and captions for every column:
+
+* **floor**: only JPEG-encode the already-composed output image (what no renderer can
+  avoid if it encodes its whole output);
+* **naive**: decode the template bytes, fit the font by trying sizes (binary search,
+  a freshly loaded font per size tried), draw with ``ImageDraw.text(stroke_width=...)``,
+  encode: no caches, what a simple worker does;
+* **engine**: ``memeforge_renderer.engine.render`` with warm caches (templates decoded
+  once per process, glyph masks, font metrics).
+
+Every render gets a caption pair that no earlier render had (random words from a
+vocabulary, checked against a set), so no cache of whole captions can stand in for
+drawing. Prints a table and one JSON line; then the peak RSS of a fresh worker process
+after 1,000 renders over 50 templates.
+
+    python -m bench.render                 # default, well under a minute
+    python -m bench.render --seconds 10    # longer cells
+    python -m bench.render --pool          # also: 2 processes vs 2 threads
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for sub in ("services/common", "services/renderer"):
+    if str(ROOT / sub) not in sys.path:
+        sys.path.insert(0, str(ROOT / sub))
+
+from memeforge_common.models import RenderSpec, classic_boxes  # noqa: E402
+from memeforge_renderer import engine  # noqa: E402
+from memeforge_renderer.engine.codec import jpeg_options  # noqa: E402
+from memeforge_renderer.engine.typeface import FONT_PATH  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+QUALITY = 85
+SIZES = (800, 1600)
+_WORDS = """
+when you finally fix the bug at four in the morning and then realise that test was wrong
+all along code fine me my boss says we need to ship it today nobody reads docs one does
+not simply deploy on friday cat dog coffee monday works on machine why is this broken
+again production database backup never trust user input looks good to merge reviewer
+approved without reading who wrote this oh wait it was me keep calm and restart server
+legacy spaghetti refactor later tomorrow meeting could have been an email expectation
+reality senior junior intern manager customer wants feature yesterday estimate two weeks
+turned into six months just one more small change
+"""
+VOCABULARY = tuple(_WORDS.split())
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_template(seed: int, width: int, height: int) -> bytes:
+    """A photo-like picture (smooth colour fields, shapes, grain); nothing copyrighted."""
+    rng = random.Random(seed)
+    low = Image.frombytes("RGB", (12, 9), rng.randbytes(12 * 9 * 3))
+    image = low.resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = rng.randrange(width), rng.randrange(height)
+        r = rng.randrange(width // 20, width // 5)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+    grain = Image.frombytes("L", (width, height), rng.randbytes(width * height))
+    grain = grain.point(lambda v: 128 + (v - 128) // 10)
+    image = Image.merge(
+        "RGB",
+        [Image.blend(c, grain, 0.25).point(lambda v: min(255, v * 1.3)) for c in image.split()],
+    )
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def captions(seed: int) -> Iterator[tuple[str, str]]:
+    """Caption pairs, never the same pair twice."""
+    rng = random.Random(seed)
+    seen: set[tuple[str, str]] = set()
+    while True:
+        pair = (
+            " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 7))),
+            " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 8))),
+        )
+        if pair not in seen:
+            seen.add(pair)
+            yield pair
+
+
+# --------------------------------------------------------------------------- naive
+
+
+def naive_render(template: bytes, top: str, bottom: str) -> bytes:
+    source = Image.open(io.BytesIO(template))
+    source.load()
+    image = source.convert("RGB")
+    w, h = image.size
+    draw = ImageDraw.Draw(image)
+    for text, y in ((top, 0.02), (bottom, 0.76)):
+        if not text.strip():
+            continue
+        box = (round(0.03 * w), round(y * h), round(0.94 * w), round(0.22 * h))
+        size, lines, font = _naive_fit(text.upper(), box[2], box[3])
+        stroke = max(1, round(size / 15))
+        spacing = round(size * 0.1)
+        block = "\n".join(lines)
+        draw.multiline_text(
+            (box[0] + box[2] / 2, box[1] + box[3] / 2),
+            block,
+            font=font,
+            fill="white",
+            anchor="mm",
+            align="center",
+            spacing=spacing,
+            stroke_width=stroke,
+            stroke_fill="black",
+        )
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=QUALITY)
+    return out.getvalue()
+
+
+def _naive_fit(text: str, box_w: int, box_h: int) -> tuple[int, list[str], Any]:
+    lo, hi = 10, box_h
+    best: tuple[int, list[str], Any] | None = None
+    while lo <= hi:
+        size = (lo + hi) // 2
+        font = ImageFont.truetype(FONT_PATH, size)  # no font cache: a simple worker
+        stroke = max(1, round(size / 15))
+        lines: list[str] = []
+        for word in text.split():
+            trial = f"{lines[-1]} {word}" if lines else word
+            if lines and font.getlength(trial) + 2 * stroke <= box_w:
+                lines[-1] = trial
+            else:
+                lines.append(word)
+        scratch = ImageDraw.Draw(Image.new("L", (1, 1)))
+        x0, t, r, b = scratch.multiline_textbbox(
+            (0, 0), "\n".join(lines), font=font, spacing=round(size * 0.1), stroke_width=stroke
+        )
+        if r - x0 <= box_w and b - t <= box_h:
+            best, lo = (size, lines, font), size + 1
+        else:
+            hi = size - 1
+    if best is None:
+        font = ImageFont.truetype(FONT_PATH, 10)
+        return 10, [text[:60]], font
+    return best
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def interleaved(
+    cells: dict[str, tuple[Callable[[int], object], int]], seconds: float
+) -> dict[str, tuple[float, int]]:
+    """Mean seconds per call of each cell's fn(i), run in alternating rounds (``batch``
+    calls of one cell, then of the next) so that noise from other processes on the
+    machine lands on every column alike. Each cell gets about ``seconds`` in all."""
+    spent = dict.fromkeys(cells, 0.0)
+    count = dict.fromkeys(cells, 0)
+    while min(spent.values()) < seconds:
+        for name, (fn, batch) in cells.items():
+            n = count[name]
+            start = time.perf_counter()
+            for i in range(n, n + batch):
+                fn(i)
+            spent[name] += time.perf_counter() - start
+            count[name] = n + batch
+    return {name: (spent[name] / count[name], count[name]) for name in cells}
+
+
+def run_size(side: int, templates: int, seconds: float, warmup: int) -> dict[str, Any]:
+    height = side * 3 // 4
+    tpls = [make_template(1000 + i, side, height) for i in range(templates)]
+    keys = [f"templates/bench-{side}-{i}" for i in range(templates)]
+    gen = captions(side)
+    unique: set[tuple[str, str]] = set()
+
+    def next_spec() -> tuple[RenderSpec, tuple[str, str]]:
+        pair = next(gen)
+        unique.add(pair)
+        return RenderSpec(boxes=classic_boxes(*pair), quality=QUALITY), pair
+
+    specs = [next_spec() for _ in range(12000)]  # built up front: pydantic is not timed
+    # warm the engine: every template decoded once, glyphs of the common sizes rasterised
+    # (with captions of their own: the timed renders all have captions never seen before)
+    for i in range(warmup):
+        engine.render(
+            tpls[i % templates], next_spec()[0], template_key=keys[i % templates], etag="e1"
+        )
+    engine_stats: dict[str, float] = {"decode": 0, "layout": 0, "draw": 0, "encode": 0}
+
+    def engine_one(i: int) -> None:
+        spec = specs[i % len(specs)][0]
+        t = i % templates
+        out = engine.render(None, spec, template_key=keys[t], etag="e1")
+        for k, v in out.report["timings_ms"].items():
+            engine_stats[k] += v
+
+    # floor: composed outputs (made by the engine, decoded once), then only encoded
+    composed = []
+    for i in range(16):
+        out = engine.render(None, next_spec()[0], template_key=keys[i % templates], etag="e1")
+        img = Image.open(io.BytesIO(out.data))
+        img.load()
+        composed.append(img.convert("RGB"))
+    options = jpeg_options(QUALITY)
+
+    def floor_one(i: int) -> None:
+        image = composed[i % len(composed)]
+        image.save(io.BytesIO(), "JPEG", **options)
+
+    naive_pairs = [next_spec()[1] for _ in range(2000)]
+
+    def naive_one(i: int) -> None:
+        naive_render(tpls[i % templates], *naive_pairs[i % len(naive_pairs)])
+
+    scale = 1 if side <= 800 else 4
+    timings = interleaved(
+        {
+            "floor": (floor_one, 40 // scale),
+            "engine": (engine_one, 40 // scale),
+            "naive": (naive_one, 4 // scale or 1),
+        },
+        seconds,
+    )
+    floor_s, floor_n = timings["floor"]
+    engine_s, engine_n = timings["engine"]
+    naive_s, naive_n = timings["naive"]
+    if engine_n > len(specs):
+        print(f"note: {engine_n} engine renders reused captions after {len(specs)}")
+    return {
+        "side": side,
+        "size": f"{side}x{height}",
+        "floor_ms": floor_s * 1000,
+        "naive_ms": naive_s * 1000,
+        "engine_ms": engine_s * 1000,
+        "floor_rps": 1 / floor_s,
+        "naive_rps": 1 / naive_s,
+        "engine_rps": 1 / engine_s,
+        "engine_vs_floor": floor_s / engine_s,
+        "engine_vs_naive": naive_s / engine_s,
+        "renders": {"floor": floor_n, "naive": naive_n, "engine": engine_n},
+        "unique_captions": len(unique),
+        "captions_per_render": 1.0,
+        "engine_stage_ms": {k: v / engine_n for k, v in engine_stats.items()},
+    }
+
+
+# --------------------------------------------------------------------------- RSS
+
+
+def rss_child(renders: int, templates: int, side: int) -> None:
+    """Run as a fresh process: what a pool worker's memory looks like after real work."""
+    engine.warm_up()
+    height = side * 3 // 4
+    tpls = [make_template(5000 + i, side, height) for i in range(templates)]
+    gen = captions(7)
+    start = time.perf_counter()
+    for i in range(renders):
+        t = i % templates
+        spec = RenderSpec(boxes=classic_boxes(*next(gen)), quality=QUALITY)
+        try:
+            engine.render(None, spec, template_key=f"t/{t}", etag="e")
+        except engine.TemplateNotCached:
+            engine.render(tpls[t], spec, template_key=f"t/{t}", etag="e")
+    elapsed = time.perf_counter() - start
+    peak_kib = _peak_rss_kib()
+    print(
+        json.dumps(
+            {
+                "renders": renders,
+                "templates": templates,
+                "peak_rss_mb": round(peak_kib / 1024, 1),
+                "template_cache_mb": round(engine.TEMPLATES.size_bytes / 2**20, 1),
+                "glyph_cache_mb": round(engine.GLYPHS.size_bytes / 2**20, 1),
+                "seconds": round(elapsed, 2),
+            }
+        )
+    )
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec,
+    so a child started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure_rss(renders: int, templates: int, side: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.render", "--rss-child", str(renders), str(templates)]
+    cmd.append(str(side))
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------- pool
+
+
+_POOL_TEMPLATES: list[bytes] = []
+
+
+def _pool_init() -> None:
+    engine.warm_up()
+    _POOL_TEMPLATES[:] = [make_template(9000 + i, 800, 600) for i in range(8)]
+
+
+def _pool_job(args: tuple[int, str, str]) -> int:
+    """One render as the worker does it: the template from the process cache when there."""
+    index, top, bottom = args
+    spec = RenderSpec(boxes=classic_boxes(top, bottom), quality=QUALITY)
+    key = f"p/{index}"
+    try:
+        out = engine.render(None, spec, template_key=key, etag="e")
+    except engine.TemplateNotCached:
+        out = engine.render(_POOL_TEMPLATES[index], spec, template_key=key, etag="e")
+    return len(out.data)
+
+
+def measure_pool(workers: int, seconds: float) -> dict[str, float]:
+    """Renders/s of ``workers`` processes vs ``workers`` threads on the same jobs."""
+    import multiprocessing
+    from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+    gen = captions(99)
+    jobs = [(i % 8, *next(gen)) for i in range(40000)]
+    result: dict[str, float] = {}
+    executors: dict[str, Callable[[], Executor]] = {
+        "processes": lambda: ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_pool_init
+        ),
+        "threads": lambda: ThreadPoolExecutor(workers, initializer=_pool_init),
+    }
+    for name, make in executors.items():
+        with make() as pool:
+            list(pool.map(_pool_job, jobs[: workers * 40]))  # warm every worker
+            done = workers * 40
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                batch = jobs[done : done + workers * 50]
+                list(pool.map(_pool_job, batch, chunksize=8))
+                done += len(batch)
+            result[f"{name}_rps"] = (done - workers * 40) / (time.perf_counter() - start)
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.5, help="per cell (default 2.5)")
+    parser.add_argument("--templates", type=int, default=8, help="templates per size")
+    parser.add_argument("--warmup", type=int, default=1500, help="untimed engine renders")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--rss-renders", type=int, default=1000)
+    parser.add_argument("--rss-templates", type=int, default=50)
+    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--pool", action="store_true", help="also compare processes/threads")
+    parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
+
+    build = engine.pillow_build()
+    features = build["features"]
+    print(
+        f"Pillow build: {build['distribution']} {build['version']}"
+        f" (freetype {features['freetype2']['version']}, raqm {features['raqm']['version']},"
+        f" libjpeg-turbo {features['libjpeg_turbo']['version']})"
+        f"; python {sys.version.split()[0]}; cores available {len(os.sched_getaffinity(0))}"
+    )
+    rows = [run_size(side, args.templates, args.seconds, args.warmup) for side in args.sizes]
+    header = (
+        f"{'output':>10} {'floor ms':>9} {'naive ms':>9} {'engine ms':>10} "
+        f"{'floor r/s':>10} {'naive r/s':>10} {'engine r/s':>11} "
+        f"{'eng/floor':>10} {'eng/naive':>10} {'captions':>9}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['size']:>10} {r['floor_ms']:>9.3f} {r['naive_ms']:>9.3f} {r['engine_ms']:>10.3f} "
+            f"{r['floor_rps']:>10.0f} {r['naive_rps']:>10.0f} {r['engine_rps']:>11.0f} "
+            f"{r['engine_vs_floor']:>10.2f} {r['engine_vs_naive']:>10.2f} "
+            f"{r['unique_captions']:>9}"
+        )
+    for r in rows:
+        stages = ", ".join(f"{k} {v:.3f}" for k, v in r["engine_stage_ms"].items())
+        print(f"  engine stages at {r['size']} (ms/render): {stages}")
+    print("  (r/s = renders per second on one core; every render had unseen captions)")
+    result: dict[str, Any] = {
+        "bench": "render",
+        "pillow": {"distribution": build["distribution"], "version": build["version"]},
+        "quality": QUALITY,
+        "results": rows,
+    }
+    goal = next((r for r in rows if r["side"] == 800), None)
+    if goal is not None:
+        result["goal_800"] = {
+            "engine_vs_floor": round(goal["engine_vs_floor"], 3),
+            "engine_vs_naive": round(goal["engine_vs_naive"], 3),
+            "met": goal["engine_vs_floor"] >= 0.85 and goal["engine_vs_naive"] >= 4,
+        }
+    if not args.no_rss:
+        rss = measure_rss(args.rss_renders, args.rss_templates, 800)
+        print(
+            f"worker peak RSS after {rss['renders']} renders over {rss['templates']} templates"
+            f" (800 px): {rss['peak_rss_mb']} MB (template cache {rss['template_cache_mb']} MB,"
+            f" glyph cache {rss['glyph_cache_mb']} MB)"
+        )
+        result["rss"] = rss
+        result["rss"]["goal_met"] = rss["peak_rss_mb"] <= 200
+    if args.pool:
+        pool = measure_pool(2, args.seconds)
+        print(
+            f"pool of 2: processes {pool['processes_rps']:.0f} r/s, "
+            f"threads {pool['threads_rps']:.0f} r/s"
+        )
+        result["pool"] = pool
+    print(json.dumps(_rounded(result)))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Golden images of the layout model: see cases.py; regenerate with ``make golden-update``."""
