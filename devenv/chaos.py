@@ -157,10 +157,12 @@ class ChaosRun:
             async with AwsClients.open(settings) as aws:
                 return await self._drill(aws, settings, started)
         finally:
+            # Off the event loop: the proxies run on it and must keep forwarding while
+            # the services drain, or every service would hang until its SIGKILL.
             if self.stack is not None:
-                self.stack.stop()
+                await asyncio.to_thread(self.stack.stop)
             else:
-                emulator.stop()
+                await asyncio.to_thread(emulator.stop)
             for proxy in self.proxies:
                 await proxy.close()
 

@@ -18,6 +18,7 @@ class TcpProxy:
         self._upstream = (upstream_host, upstream_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self.port = 0
         self.refused = 0
@@ -38,6 +39,9 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             self._drop_all()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     @property
@@ -54,6 +58,10 @@ class TcpProxy:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if self.paused:
             self.refused += 1
             writer.transport.abort()
