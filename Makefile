@@ -77,3 +77,4 @@ clean: clean-deploy ## remove the venvs, caches and run state
 
 include mk/deploy.mk
 include mk/bench.mk
+include mk/credentials.mk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +25,20 @@ class Stack:
     api_url: str
     workdir: Path
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # A service's own environment (e.g. its own AWS identity), by base name; default: env.
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Helper processes (e.g. a credentials vendor): stopped after the services.
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     def start_service(self, name: str, *, console: bool = False) -> subprocess.Popen[bytes]:
-        module = SERVICE_MODULES[name.split("-")[0]]
+        base = name.split("-")[0]
+        module = SERVICE_MODULES[base]
         log = None if console else str(self.log_path(name))
-        proc = spawn([sys.executable, "-m", module], env=self.env, log_path=log, console=console)
+        env = self.service_env.get(base, self.env)
+        proc = spawn([sys.executable, "-m", module], env=env, log_path=log, console=console)
         self.services[name] = proc
         return proc
 
@@ -43,6 +50,9 @@ class Stack:
         for name in sorted(self.services, key=lambda n: n != "api"):
             stop(self.services[name], grace=30)
         self.services.clear()
+        for helper in reversed(self.helpers):
+            stop(helper, grace=5)
+        self.helpers.clear()
         self.emulator.stop()
 
 
@@ -60,10 +70,17 @@ def start_stack(
     api_port: int | None = None,
     settings: dict[str, str] | None = None,
     console: bool = False,
+    emulator: Emulator | None = None,
+    prepare: Callable[[Stack], None] | None = None,
 ) -> Stack:
-    """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure."""
+    """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure.
+
+    ``emulator``: use this one (the stack then owns it) instead of starting ``backend``.
+    ``prepare``: runs after the bootstrap, before the services start (e.g. gives each
+    service its own identity through ``service_env``, or starts ``helpers``).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    emulator = start_emulator(backend, workdir=workdir)
+    emulator = emulator or start_emulator(backend, workdir=workdir)
     port = api_port or free_port()
     env = emulator.child_env(
         {"MEMEFORGE_API_HOST": "127.0.0.1", "MEMEFORGE_API_PORT": str(port), **(settings or {})}
@@ -71,6 +88,8 @@ def start_stack(
     stack = Stack(emulator=emulator, env=env, api_url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
         bootstrap(env)
+        if prepare is not None:
+            prepare(stack)
         for name in SERVICE_MODULES:
             stack.start_service(name, console=console)
         wait_until(

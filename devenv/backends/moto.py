@@ -11,10 +11,13 @@ from devenv.proc import free_port, http_ok, spawn, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_moto(workdir: Path) -> Emulator:
+def start_moto(workdir: Path, *, aws_iam: bool = False) -> Emulator:
+    """``aws_iam``: launch ``devenv.moto_iam``, which evaluates IAM as AWS does once
+    authentication is switched on (``devenv.iam_users.enforce_iam``)."""
     port = free_port()
+    module = "devenv.moto_iam" if aws_iam else "devenv.moto_server"
     proc = spawn(
-        [sys.executable, "-m", "devenv.moto_server", "--port", str(port)],
+        [sys.executable, "-m", module, "--port", str(port)],
         env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "PYTHONPATH": str(REPO_ROOT)},
         log_path=str(workdir / "moto.log"),
     )

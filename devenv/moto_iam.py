@@ -1,0 +1,254 @@
+"""moto's server, evaluating IAM the way AWS does for the calls memeforge makes.
+
+``python -m devenv.moto_iam --port N`` is ``devenv.moto_server`` (DynamoDB serialized) plus
+the corrections below. moto enforces nothing until authentication is switched on (its
+``INITIAL_NO_AUTH_ACTION_COUNT``; ``devenv.iam_users.enforce_iam`` arms it through moto's own
+``/moto-api/reset-auth`` once the bootstrap and the dev IAM users exist). From then on every
+request must be signed by a known access key and be allowed by that user's policies.
+
+Stock moto 5.2 checks SigV4 signatures, unknown keys and S3 object/bucket ARNs correctly,
+but differs from AWS where our policies would notice:
+
+- DynamoDB requests are authorised against Resource ``*`` (moto never names the table),
+  so a policy scoped to ``table/memeforge-memes`` is denied. We name the table (and
+  ``/index/<name>`` for a Query on an index), as AWS does.
+- SQS ``GetQueueUrl`` is authorised against ``*`` (moto looks for a ``QueueUrl`` it does
+  not have). We name the queue from ``QueueName``. Other SQS calls already use the ARN.
+- moto takes the API operation as the IAM action: ``SendMessageBatch``,
+  ``DeleteMessageBatch`` and ``ChangeMessageVisibilityBatch`` are authorised by
+  ``sqs:SendMessage`` etc. in AWS, and here.
+- IAM user-level calls (``CreateAccessKey`` …) are authorised against ``*``; we name the user.
+- Inactive access keys still authenticate in moto; AWS refuses them. So do we.
+- Presigned S3 URLs crash moto's checker (no ``Authorization`` header: HTTP 500). We verify
+  them as S3 does: known active key, signature over the query string, not expired, and the
+  signer's policy allows the action on the object.
+- Auth failures of JSON-protocol services (DynamoDB, SQS) come back as XML, so botocore sees
+  error code "403". We answer JSON with AWS's codes (``AccessDeniedException``,
+  ``UnrecognizedClientException``, ``InvalidSignatureException``).
+
+With these, the repository's policy documents are used verbatim (only ``envsubst``'d):
+nothing is widened for the emulator. Policy Conditions, resource-based policies (bucket or
+queue policies) and permission boundaries are still not evaluated: see docs/credentials.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.responses import DynamoHandler
+from moto.iam import access_control
+from moto.iam.models import iam_backends
+from moto.iam.responses import IamResponse
+from moto.s3.exceptions import S3AccessDeniedError
+from moto.sqs.responses import SQSResponse
+from moto.utilities.utils import get_partition
+
+# API operations whose IAM action has another name (moto uses the operation's name).
+IAM_ACTION_OF = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+_installed = False
+
+
+def install() -> None:
+    """Apply the corrections (idempotent). Call before the server handles a request."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
+    SQSResponse._determine_resource = _sqs_resource  # type: ignore[method-assign]
+    IamResponse._determine_resource = _iam_resource  # type: ignore[method-assign]
+    access_control.IAMRequest = _IAMRequest  # type: ignore[misc]
+    access_control.create_access_key = _create_access_key
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate  # type: ignore[method-assign]
+
+
+# --- resources -------------------------------------------------------------------------------
+def _arn(response: Any, service: str, resource: str) -> str:
+    partition = get_partition(response.region)
+    region = response.region if service != "iam" else ""  # IAM ARNs name no region
+    return f"arn:{partition}:{service}:{region}:{response.current_account}:{resource}"
+
+
+def _dynamodb_resource(self: DynamoHandler) -> str:
+    body = self.body if isinstance(self.body, dict) else {}
+    table = body.get("TableName")
+    if not isinstance(table, str) or not table:
+        return "*"  # ListTables, BatchGetItem ...: not used by the services
+    arn = table if table.startswith("arn:") else _arn(self, "dynamodb", f"table/{table}")
+    index = body.get("IndexName")
+    return f"{arn}/index/{index}" if isinstance(index, str) and index else arn
+
+
+_sqs_resource_stock = SQSResponse._determine_resource
+
+
+def _sqs_resource(self: SQSResponse) -> str:
+    resource = _sqs_resource_stock(self)
+    if resource != "*":
+        return resource
+    name = self._get_param("QueueName") or self._get_queue_name()
+    return _arn(self, "sqs", name) if isinstance(name, str) and name else "*"
+
+
+_iam_resource_stock = IamResponse._determine_resource
+
+
+def _iam_resource(self: IamResponse) -> str:
+    resource = _iam_resource_stock(self)
+    user = self._get_param("UserName")
+    if resource == "*" and isinstance(user, str) and user:
+        return _arn(self, "iam", f"user/{user}")
+    return resource
+
+
+# --- actions, keys, JSON errors --------------------------------------------------------------
+_JSON_ERRORS = {
+    "access_denied": "AccessDeniedException",
+    "invalid_key": "UnrecognizedClientException",
+    "signature": "InvalidSignatureException",
+}
+
+
+class _IAMRequest(access_control.IAMRequest):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._action = IAM_ACTION_OF.get(self._action, self._action)
+
+    def _json_protocol(self) -> bool:
+        return "X-Amz-Target" in self._headers
+
+    def _raise_access_denied(self) -> None:
+        if self._json_protocol():
+            raise JsonRESTError(
+                _JSON_ERRORS["access_denied"],
+                f"User: {self._access_key.arn} is not authorized to perform: {self._action}",
+            )
+        super()._raise_access_denied()
+
+    def _raise_invalid_access_key(self, reason: str) -> None:
+        if self._json_protocol():
+            raise JsonRESTError(
+                _JSON_ERRORS["invalid_key"],
+                "The security token included in the request is invalid.",
+            )
+        super()._raise_invalid_access_key(reason)
+
+    def _raise_signature_does_not_match(self) -> None:
+        if self._json_protocol():
+            raise JsonRESTError(
+                _JSON_ERRORS["signature"],
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        super()._raise_signature_does_not_match()
+
+
+_create_access_key_stock = access_control.create_access_key
+
+
+def _create_access_key(
+    account_id: str, partition: str, access_key_id: str, headers: dict[str, str]
+) -> Any:
+    key = _create_access_key_stock(account_id, partition, access_key_id, headers)
+    if isinstance(key, access_control.IAMUserAccessKey):
+        backend = iam_backends[account_id][partition]
+        for user in backend.list_users("/", None, None):
+            for candidate in user.access_keys:
+                if candidate.access_key_id == access_key_id and candidate.status != "Active":
+                    raise access_control.CreateAccessKeyFailure(reason="InvalidId")
+    return key
+
+
+# --- presigned and anonymous S3 requests -----------------------------------------------------
+class _PresignedS3Request(access_control.S3IAMRequest):
+    """An S3 request authenticated by a presigned URL's query string."""
+
+    def __init__(
+        self,
+        account_id: str,
+        method: str,
+        path: str,
+        data: dict[str, str],
+        body: bytes,
+        headers: dict[str, str],
+        action: str,
+    ) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        self._query = query
+        # The base class reads the access key and scope from an Authorization header and
+        # refuses a session token sent with a long-term key: feed it the query's values.
+        synthetic = dict(headers.items())
+        synthetic["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={query.get('X-Amz-Credential', '')}, "
+            f"SignedHeaders={query.get('X-Amz-SignedHeaders', '')}, "
+            f"Signature={query.get('X-Amz-Signature', '')}"
+        )
+        if "X-Amz-Security-Token" in query:
+            synthetic["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+        super().__init__(account_id, method, path, data, body, synthetic, action)
+
+    def check_signature(self) -> None:
+        try:
+            signed_at = datetime.datetime.strptime(
+                self._query["X-Amz-Date"], "%Y%m%dT%H%M%SZ"
+            ).replace(tzinfo=datetime.UTC)
+            expires = int(self._query["X-Amz-Expires"])
+        except (KeyError, ValueError):
+            self._raise_signature_does_not_match()
+            return
+        if datetime.datetime.now(datetime.UTC) > signed_at + datetime.timedelta(seconds=expires):
+            raise S3AccessDeniedError()  # S3: "Request has expired"
+        parts = urlsplit(self._path)
+        # Everything but the signature is signed, exactly as it was sent.
+        unsigned = "&".join(
+            p for p in parts.query.split("&") if not p.startswith("X-Amz-Signature=")
+        )
+        signed_headers = self._query.get("X-Amz-SignedHeaders", "host").split(";")
+        request = AWSRequest(
+            method=self._method,
+            url=f"{parts.path}?{unsigned}",
+            headers={k: v for k, v in self._headers.items() if k.lower() in signed_headers},
+        )
+        request.context["timestamp"] = self._query["X-Amz-Date"]
+        auth = S3SigV4QueryAuth(
+            self._access_key.create_credentials(), self._service, self._region, expires=expires
+        )
+        canonical = auth.canonical_request(request)
+        expected = auth.signature(auth.string_to_sign(request, canonical), request)
+        if expected != self._query.get("X-Amz-Signature"):
+            self._raise_signature_does_not_match()
+
+
+_authenticate_stock = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def _authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+    enforcing = ActionAuthenticatorMixin.request_count >= moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    s3 = issubclass(iam_request_cls, access_control.S3IAMRequest)
+    if enforcing and s3 and "Authorization" not in self.headers:
+        if "X-Amz-Signature=" not in urlsplit(self.uri).query:
+            raise S3AccessDeniedError()  # anonymous: the bucket is private
+        iam_request_cls = _PresignedS3Request
+    _authenticate_stock(self, iam_request_cls, resource)
+
+
+def main() -> None:
+    install()
+    from devenv.moto_server import main as serve
+
+    serve()
+
+
+if __name__ == "__main__":
+    main()

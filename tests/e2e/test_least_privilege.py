@@ -1,0 +1,235 @@
+"""Least privilege, enforced: every service runs as its own IAM user, with exactly its policy.
+
+moto (``devenv.moto_iam``) authenticates and authorises every request once the bootstrap
+and the dev IAM users exist (``devenv.iam_users``): the emulator's dummy keys are refused,
+and each service signs with the keys of ``memeforge-dev-<service>``, whose only policy is
+``iam/<service>-policy.json`` (``envsubst``'d, otherwise verbatim). The whole pipeline suite
+(tests/e2e/test_pipeline.py) runs against that stack; then one call per service outside its
+policy must be denied, next to a call inside it that must not be. moto backend only: LocalStack
+community does not enforce IAM.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devenv.backends.moto import start_moto
+from devenv.iam_users import AccessKey, client, static_keys, user_name
+from devenv.stack import Stack, bootstrap, start_stack
+from tests.e2e import test_pipeline as pipeline
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNT = "123456789012"  # moto's default account
+QUEUE_URL = "{endpoint}/" + ACCOUNT + "/{name}"
+DENIED = {"AccessDenied", "AccessDeniedException"}
+UNKNOWN_KEY = {"InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Overrides tests/e2e/conftest.py's ``stack`` for this module (and the pipeline tests
+    collected into it): moto enforcing IAM, one identity per service."""
+    workdir = tmp_path_factory.mktemp("stack-least-privilege")
+    running = start_stack(
+        workdir,
+        emulator=start_moto(workdir, aws_iam=True),
+        prepare=static_keys,
+        settings={"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"},
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+        for name in ("api", "consumer", "renderer"):
+            log = running.log_path(name)
+            if log.exists():
+                print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
+
+
+# The whole pipeline suite, collected again here so that it runs against this module's stack
+# (pytest resolves the ``stack`` fixture from the module a test is collected in).
+for _name, _test in vars(pipeline).items():
+    if _name.startswith("test_") and callable(_test):
+        globals()[_name] = _test
+
+
+def as_service(stack: Stack, service: str, aws_service: str) -> Any:
+    env = stack.service_env[service]
+    key = AccessKey(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    return client(stack.emulator, aws_service, key)
+
+
+def queue_url(stack: Stack, name: str) -> str:
+    return QUEUE_URL.format(endpoint=stack.emulator.env["AWS_ENDPOINT_URL"], name=name)
+
+
+def error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(ClientError) as caught:
+        call()
+    return str(caught.value.response.get("Error", {}).get("Code"))
+
+
+def not_found(call: Callable[[], object]) -> bool:
+    """Allowed, and the object does not exist (404, not 403)."""
+    try:
+        call()
+    except ClientError as err:
+        return err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+    return False
+
+
+# (service, what is tried, the call) — each outside the service's policy.
+Call = Callable[[Stack], object]
+OUT_OF_POLICY: list[tuple[str, str, Call]] = [
+    (
+        "renderer",
+        "SendMessage to the request queue",
+        lambda s: as_service(s, "renderer", "sqs").send_message(
+            QueueUrl=queue_url(s, "memeforge-requests"), MessageBody="{}"
+        ),
+    ),
+    (
+        "api",
+        "DeleteObject on a rendered meme",
+        lambda s: as_service(s, "api", "s3").delete_object(
+            Bucket="memeforge", Key="memes/anything.jpg"
+        ),
+    ),
+    (
+        "consumer",
+        "PutObject under memes/",
+        lambda s: as_service(s, "consumer", "s3").put_object(
+            Bucket="memeforge", Key="memes/forged.jpg", Body=b"x"
+        ),
+    ),
+    (
+        "renderer",
+        "GetItem on another table (DynamoDB resources are scoped too)",
+        lambda s: as_service(s, "renderer", "dynamodb").get_item(
+            TableName="someone-elses-table", Key={"id": {"S": "x"}}
+        ),
+    ),
+    (
+        "consumer",
+        "Query the table itself, not the live-items index",
+        lambda s: as_service(s, "consumer", "dynamodb").query(
+            TableName="memeforge-memes",
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": {"S": "x"}},
+        ),
+    ),
+    (
+        "api",
+        "UpdateItem (only the workers move state)",
+        lambda s: as_service(s, "api", "dynamodb").update_item(
+            TableName="memeforge-memes",
+            Key={"id": {"S": "x"}},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": {"S": "DONE"}},
+        ),
+    ),
+]
+
+# (service, what is tried, the call) — each inside the service's policy: it must not be denied.
+IN_POLICY: list[tuple[str, str, Call]] = [
+    (
+        "renderer",
+        "GetQueueUrl of the render queue",
+        lambda s: as_service(s, "renderer", "sqs").get_queue_url(QueueName="memeforge-renders"),
+    ),
+    (
+        "api",
+        "GetItem of a meme",
+        lambda s: as_service(s, "api", "dynamodb").get_item(
+            TableName="memeforge-memes", Key={"id": {"S": "no-such-meme"}}
+        ),
+    ),
+    (
+        "consumer",
+        "Query the live-items index",
+        lambda s: as_service(s, "consumer", "dynamodb").query(
+            TableName="memeforge-memes",
+            IndexName="live-items",
+            KeyConditionExpression="live_state = :s",
+            ExpressionAttributeValues={":s": {"S": "PENDING"}},
+            Limit=1,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("service", "call"),
+    [pytest.param(s, c, id=f"{s}: {what}") for s, what, c in OUT_OF_POLICY],
+)
+def test_a_call_outside_the_policy_is_denied(stack: Stack, service: str, call: Call) -> None:
+    assert error_code(lambda: call(stack)) in DENIED
+
+
+@pytest.mark.parametrize(
+    ("service", "call"),
+    [pytest.param(s, c, id=f"{s}: {what}") for s, what, c in IN_POLICY],
+)
+def test_a_call_inside_the_policy_is_allowed(stack: Stack, service: str, call: Call) -> None:
+    call(stack)
+
+
+def test_missing_objects_are_404_not_403(stack: Stack) -> None:
+    """s3:ListBucket beside s3:GetObject: the code relies on NotFound for missing templates."""
+    for service in ("api", "consumer", "renderer"):
+        s3 = as_service(stack, service, "s3")
+        assert not_found(lambda s3=s3: s3.head_object(Bucket="memeforge", Key="templates/nope"))
+    api = as_service(stack, "api", "s3")
+    assert not_found(lambda: api.head_object(Bucket="memeforge", Key="memes/nope.jpg"))
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_presigned_urls_are_verified(stack: Stack) -> None:
+    """S3 checks a presigned URL's signature, expiry and the signer's policy."""
+    params = {"Bucket": "memeforge", "Key": "templates/sunset-hills"}
+    api = as_service(stack, "api", "s3")
+    url = api.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
+    assert http_status(url) == 200
+    assert http_status(url.replace("sunset-hills", "ocean-waves")) == 403  # signed for another
+    renderer = as_service(stack, "renderer", "s3")  # may read templates, not presign memes/
+    rendered = {"Bucket": "memeforge", "Key": "memes/anything.jpg"}
+    assert http_status(renderer.generate_presigned_url("get_object", Params=rendered)) == 403
+    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/sunset-hills"
+    assert http_status(bare) == 403  # anonymous: the bucket is private
+
+
+def test_the_bootstrap_runs_under_its_own_policy(stack: Stack) -> None:
+    """iam/bootstrap-policy.json is enough for the (idempotent) bootstrap to run again."""
+    bootstrap(stack.service_env["bootstrap"])
+
+
+def test_each_service_signs_as_its_own_user(stack: Stack) -> None:
+    for service in ("api", "consumer", "renderer"):
+        identity = as_service(stack, service, "sts").get_caller_identity()
+        assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{user_name(service)}"
+
+
+def test_unknown_keys_and_bad_signatures_are_refused(stack: Stack) -> None:
+    dummy = client(stack.emulator, "sqs")  # the emulator's dummy keys, fine before enforcement
+    code = error_code(lambda: dummy.get_queue_url(QueueName="memeforge-requests"))
+    assert code in UNKNOWN_KEY
+    env = stack.service_env["renderer"]
+    forged = AccessKey(env["AWS_ACCESS_KEY_ID"], "not-the-secret")
+    sqs = client(stack.emulator, "sqs", forged)
+    code = error_code(lambda: sqs.get_queue_url(QueueName="memeforge-renders"))
+    assert code in {"SignatureDoesNotMatch", "InvalidSignatureException"}
