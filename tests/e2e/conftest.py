@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devenv.stack import Stack, start_stack
 
+# Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
+E2E_SETTINGS = {"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"}
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterator[Stack]:
-    backend = e2e_backend
-    workdir = tmp_path_factory.mktemp(f"stack-{backend}")
-    running = start_stack(
-        workdir,
-        backend=backend,
-        # Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
-        settings={"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"},
-    )
+
+@contextmanager
+def running_stack(workdir: Path, **options: Any) -> Iterator[Stack]:
+    """start_stack with the e2e settings; stops it after, printing each service's log tail
+    (pytest shows it for failed tests)."""
+    running = start_stack(workdir, settings=E2E_SETTINGS, **options)
     try:
         yield running
     finally:
@@ -28,6 +29,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterato
             log = running.log_path(name)
             if log.exists():
                 print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp(f"stack-{e2e_backend}"), backend=e2e_backend
+    ) as running:
+        yield running
 
 
 @pytest.fixture

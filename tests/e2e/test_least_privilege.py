@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from devenv.backends.moto import start_moto
 from devenv.iam_users import AccessKey, client, static_keys, user_name
-from devenv.stack import Stack, bootstrap, start_stack
+from devenv.stack import Stack, bootstrap
 from tests.e2e import test_pipeline as pipeline
+from tests.e2e.conftest import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -37,20 +38,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Overrides tests/e2e/conftest.py's ``stack`` for this module (and the pipeline tests
     collected into it): moto enforcing IAM, one identity per service."""
     workdir = tmp_path_factory.mktemp("stack-least-privilege")
-    running = start_stack(
-        workdir,
-        emulator=start_moto(workdir, aws_iam=True),
-        prepare=static_keys,
-        settings={"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"},
-    )
-    try:
+    with running_stack(
+        workdir, emulator=start_moto(workdir, aws_iam=True), prepare=static_keys
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        for name in ("api", "consumer", "renderer"):
-            log = running.log_path(name)
-            if log.exists():
-                print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
 
 
 # The whole pipeline suite, collected again here so that it runs against this module's stack
