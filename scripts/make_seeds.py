@@ -113,9 +113,19 @@ SEEDS: list[tuple[str, str, str, Callable[[], Image.Image]]] = [
 ]
 
 
+# Default text boxes a seed carries as data (the others use the classic top/bottom).
+LAYOUTS: dict[str, list[dict[str, object]]] = {
+    "tall-checker": [
+        {"x": 0.03, "y": 0.02, "width": 0.94, "height": 0.18, "valign": "top"},
+        {"x": 0.03, "y": 0.41, "width": 0.94, "height": 0.18},
+        {"x": 0.03, "y": 0.80, "width": 0.94, "height": 0.18, "valign": "bottom"},
+    ],
+}
+
+
 def main() -> int:
     DEST.mkdir(parents=True, exist_ok=True)
-    listing = []
+    listing: list[dict[str, object]] = []
     for seed_id, name, file, make in SEEDS:
         image = make()
         path = DEST / file
@@ -125,7 +135,15 @@ def main() -> int:
         else:
             image.save(path, "JPEG", quality=85, optimize=True)
             content_type = "image/jpeg"
-        listing.append({"id": seed_id, "name": name, "file": file, "content_type": content_type})
+        entry: dict[str, object] = {
+            "id": seed_id,
+            "name": name,
+            "file": file,
+            "content_type": content_type,
+        }
+        if seed_id in LAYOUTS:
+            entry["layout"] = LAYOUTS[seed_id]
+        listing.append(entry)
         print(f"{path.relative_to(ROOT)}: {image.width}x{image.height}, {path.stat().st_size} B")
     (DEST / "seeds.json").write_text(json.dumps(listing, indent=2) + "\n")
     return 0

@@ -180,3 +180,17 @@ async def test_both_classic_and_custom_boxes_is_a_problem(api: httpx.AsyncClient
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_captions_fill_a_seed_templates_own_layout(api: httpx.AsyncClient) -> None:
+    seed = (await api.get("/templates/tall-checker")).json()
+    assert len(seed["boxes"]) == 3
+    assert seed["classic_layout"] is False
+    created = await api.post(
+        "/memes", json={"template_id": "tall-checker", "captions": ["top", "middle", "bottom"]}
+    )
+    assert created.status_code == 202, created.text
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "DONE", meme["failure"]
+    lines = [box["lines"] for box in meme["result"]["report"]["boxes"]]
+    assert lines == [["TOP"], ["MIDDLE"], ["BOTTOM"]]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from memeforge_api.app import create_app
 from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
 from memeforge_common.models import RequestMessage
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
@@ -174,3 +176,85 @@ async def test_idempotency_key_replays_the_same_meme_once(
     ).get("Messages", []):
         ids += [RequestMessage.model_validate_json(m["Body"]).meme_id for m in batch]
     assert sorted(ids) == sorted([first.json()["id"], other.json()["id"]])
+
+
+async def test_templates_carry_default_boxes_that_captions_fill(
+    client: httpx.AsyncClient, aws: AwsClients, settings: Settings
+) -> None:
+    layout = [
+        {"x": 0.05, "y": 0.05, "width": 0.9, "height": 0.2, "align": "left"},
+        {"x": 0.05, "y": 0.4, "width": 0.9, "height": 0.2, "color": "#ffcc00"},
+        {"x": 0.05, "y": 0.75, "width": 0.9, "height": 0.2},
+    ]
+    upload = _upload("Three Panel", gradient(90, 120, "PNG"))
+    upload["data"] = {**upload["data"], "boxes": json.dumps(layout)}  # type: ignore[dict-item]
+    created = await client.post("/templates", **upload)
+    assert created.status_code == 201, created.text
+    view = (await client.get("/templates/three-panel")).json()
+    assert view["classic_layout"] is False
+    assert [(b["y"], b["color"]) for b in view["boxes"]] == [
+        (0.05, "#ffffff"),
+        (0.4, "#ffcc00"),
+        (0.75, "#ffffff"),
+    ]
+
+    meme = await client.post(
+        "/memes", json={"template_id": "three-panel", "captions": ["one", "", "three"]}
+    )
+    assert meme.status_code == 202, meme.text
+    item = await MemeStore(aws.dynamodb, settings.table).get(meme.json()["id"])
+    assert item is not None
+    assert [(b.text, b.y, b.align) for b in item.spec.boxes] == [
+        ("one", 0.05, "left"),
+        ("three", 0.75, "center"),
+    ]
+
+    too_many = await client.post(
+        "/memes", json={"template_id": "three-panel", "captions": ["a", "b", "c", "d"]}
+    )
+    assert (too_many.status_code, too_many.json()["code"]) == (422, "too-many-captions")
+    missing = await client.post("/memes", json={"template_id": "nope", "captions": ["a"]})
+    assert (missing.status_code, missing.json()["code"]) == (404, "template-not-found")
+    both = await client.post(
+        "/memes", json={"template_id": "three-panel", "top": "a", "captions": ["b"]}
+    )
+    assert both.status_code == 422
+
+    classic = (await client.get("/templates")).json()["items"]
+    assert all(t["classic_layout"] for t in classic if t["id"] != "three-panel")
+
+
+async def test_invalid_template_layouts_are_typed_problems(client: httpx.AsyncClient) -> None:
+    def with_boxes(name: str, boxes: str) -> dict[str, object]:
+        upload = _upload(name, gradient(16, 16, "PNG"))
+        upload["data"] = {**upload["data"], "boxes": boxes}  # type: ignore[dict-item]
+        return upload
+
+    not_json = await client.post("/templates", **with_boxes("a", "[{"))
+    with_text = await client.post(
+        "/templates",
+        **with_boxes("b", json.dumps([{"text": "x", "x": 0, "y": 0, "width": 1, "height": 1}])),
+    )
+    outside = await client.post(
+        "/templates", **with_boxes("c", json.dumps([{"x": 2, "y": 0, "width": 1, "height": 1}]))
+    )
+    big_box = {
+        "x": 0.1,
+        "y": 0.1,
+        "width": 0.5,
+        "height": 0.1,
+        "font": "noto-sans",
+        "color": "#123456",
+        "outline_color": "#654321",
+        "align": "right",
+        "valign": "bottom",
+        "case": "none",
+        "overflow": "ellipsis",
+        "rotation": 12.5,
+        "min_font_size": 12,
+        "max_font_size": 90,
+    }
+    too_big = await client.post("/templates", **with_boxes("d", json.dumps([big_box] * 16)))
+    codes = [r.json()["code"] for r in (not_json, with_text, outside, too_big)]
+    assert codes == ["invalid-layout", "invalid-layout", "invalid-layout", "layout-too-large"]
+    assert {r.status_code for r in (not_json, with_text, outside, too_big)} == {422}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from memeforge_common.models import (
     MAX_BOXES,
@@ -14,6 +14,7 @@ from memeforge_common.models import (
     TemplateId,
     TextBox,
     classic_boxes,
+    fill_layout,
 )
 from memeforge_common.templates import TemplateInfo
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,10 +26,15 @@ class CreateMeme(BaseModel):
     template_id: TemplateId
     top: str = Field(default="", max_length=500)
     bottom: str = Field(default="", max_length=500)
+    captions: list[Annotated[str, Field(max_length=500)]] | None = Field(
+        default=None,
+        max_length=MAX_BOXES,
+        description="texts for the template's own default boxes, in order",
+    )
     boxes: list[TextBox] | None = Field(
         default=None,
         max_length=MAX_BOXES,
-        description="text boxes replacing the classic top/bottom layout",
+        description="text boxes replacing the template's layout entirely",
     )
     format: Literal["jpeg", "png", "webp"] = "jpeg"
     quality: int = Field(default=85, ge=1, le=95)
@@ -38,19 +44,27 @@ class CreateMeme(BaseModel):
     @model_validator(mode="after")
     def _some_text(self) -> CreateMeme:
         classic = bool(self.top.strip() or self.bottom.strip())
-        if self.boxes is not None:
-            if classic:
-                raise ValueError("give either 'top'/'bottom' or 'boxes', not both")
-            if not any(box.text.strip() for box in self.boxes):
-                raise ValueError("give at least one box with text")
-        elif not classic:
-            raise ValueError("give at least one of 'top' or 'bottom'")
+        modes = [classic, self.captions is not None, self.boxes is not None]
+        if sum(modes) > 1:
+            raise ValueError("give only one of 'top'/'bottom', 'captions' or 'boxes'")
+        if self.boxes is not None and not any(box.text.strip() for box in self.boxes):
+            raise ValueError("give at least one box with text")
+        if self.captions is not None and not any(text.strip() for text in self.captions):
+            raise ValueError("give at least one non-empty caption")
+        if not any(modes):
+            raise ValueError("give 'top'/'bottom', 'captions' or 'boxes'")
         return self
 
-    def render_spec(self) -> RenderSpec:
-        boxes = classic_boxes(self.top, self.bottom) if self.boxes is None else self.boxes
+    def render_spec(self, template_boxes: tuple[TextBox, ...] = ()) -> RenderSpec:
+        """The spec to render; ``template_boxes`` (the template's layout) fill 'captions'."""
+        if self.boxes is not None:
+            boxes: tuple[TextBox, ...] = tuple(self.boxes)
+        elif self.captions is not None:
+            boxes = fill_layout(template_boxes, self.captions)
+        else:
+            boxes = classic_boxes(self.top, self.bottom)
         return RenderSpec(
-            boxes=tuple(boxes),
+            boxes=boxes,
             format=self.format,
             quality=self.quality,
             max_side=self.max_side,
@@ -129,12 +143,27 @@ class TemplateView(BaseModel):
     bytes: int
     etag: str
     last_modified: datetime
+    boxes: list[TextBox] = Field(
+        description="the template's default text boxes; POST /memes 'captions' fill them in order"
+    )
+    classic_layout: bool = Field(description="true when the template carries no layout of its own")
     links: dict[str, str]
 
     @classmethod
     def of(cls, info: TemplateInfo) -> TemplateView:
-        data: dict[str, Any] = info.as_dict()
-        return cls(**data, links={"self": f"/templates/{info.id}"})
+        return cls(
+            id=info.id,
+            name=info.name,
+            content_type=info.content_type,
+            width=info.width,
+            height=info.height,
+            bytes=info.bytes,
+            etag=info.etag,
+            last_modified=info.last_modified,
+            boxes=list(info.boxes),
+            classic_layout=info.layout is None,
+            links={"self": f"/templates/{info.id}"},
+        )
 
 
 class TemplatePage(BaseModel):

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import LIVE_INDEX
 from memeforge_common.logs import configure_logging
+from memeforge_common.models import TextBox
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import head_template, put_template
 
@@ -159,6 +160,7 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
             content_type=seed["content_type"],
             width=width,
             height=height,
+            layout=tuple(TextBox(text="", **box) for box in seed.get("layout", ())) or None,
         )
         uploaded += 1
     return uploaded

@@ -7,6 +7,7 @@ deploy can still read what the previous version wrote.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -112,14 +113,27 @@ class RenderSpec(Frozen):
     )
 
 
+CLASSIC_LAYOUT = (
+    TextBox(text="", x=0.03, y=0.02, width=0.94, height=0.22, valign="top"),
+    TextBox(text="", x=0.03, y=0.76, width=0.94, height=0.22, valign="bottom"),
+)
+"""The layout of a template that carries none: one caption on top, one at the bottom."""
+
+
+def fill_layout(layout: Sequence[TextBox], captions: Sequence[str]) -> tuple[TextBox, ...]:
+    """Put captions into a layout's boxes, in order; boxes left without text are dropped."""
+    if len(captions) > len(layout):
+        raise ValueError(f"{len(captions)} captions for a layout of {len(layout)} boxes")
+    return tuple(
+        TextBox.model_validate(box.model_dump() | {"text": text})
+        for box, text in zip(layout, captions, strict=False)
+        if text.strip()
+    )
+
+
 def classic_boxes(top: str, bottom: str) -> tuple[TextBox, ...]:
     """The classic meme layout: one caption across the top, one across the bottom."""
-    boxes = []
-    if top.strip():
-        boxes.append(TextBox(text=top, x=0.03, y=0.02, width=0.94, height=0.22, valign="top"))
-    if bottom.strip():
-        boxes.append(TextBox(text=bottom, x=0.03, y=0.76, width=0.94, height=0.22, valign="bottom"))
-    return tuple(boxes)
+    return fill_layout(CLASSIC_LAYOUT, [top, bottom])
 
 
 class BoxReport(Frozen):

@@ -1,21 +1,60 @@
-"""Templates live in S3 under ``templates/<id>``; their facts ride in object metadata."""
+"""Templates live in S3 under ``templates/<id>``; their facts ride in object metadata.
+
+That includes the template's default text boxes (its layout), so image and layout are
+written in one PutObject and can never disagree. S3 caps user metadata at 2 KiB, which
+bounds a layout; boxes are stored without their (empty) text and default fields.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter, ValidationError
 
-from memeforge_common.models import template_key
+from memeforge_common.models import CLASSIC_LAYOUT, TextBox, template_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 PREFIX = "templates/"
+# S3 allows 2 KiB of user metadata in all; leave room for name, width and height.
+MAX_LAYOUT_METADATA_BYTES = 1600
+
+_BOXES = TypeAdapter(tuple[TextBox, ...])
+
+
+class LayoutTooLarge(ValueError):
+    pass
+
+
+def encode_layout(boxes: tuple[TextBox, ...]) -> str:
+    """Compact, ASCII-safe metadata value for a layout; LayoutTooLarge past the bound."""
+    compact = [
+        box.model_dump(mode="json", exclude_defaults=True, exclude={"text"}) for box in boxes
+    ]
+    encoded = quote(json.dumps(compact, separators=(",", ":")), safe="")
+    if len(encoded) > MAX_LAYOUT_METADATA_BYTES:
+        raise LayoutTooLarge(
+            f"layout takes {len(encoded)} bytes of metadata; the limit is "
+            f"{MAX_LAYOUT_METADATA_BYTES} (use fewer boxes or fewer non-default fields)"
+        )
+    return encoded
+
+
+def decode_layout(value: str | None) -> tuple[TextBox, ...] | None:
+    if not value:
+        return None
+    try:
+        raw = json.loads(unquote(value))
+        return _BOXES.validate_python([{"text": "", **box} for box in raw])
+    except (ValueError, TypeError, ValidationError):
+        return None  # unreadable layout metadata: fall back to the classic layout
 
 
 @dataclass(frozen=True)
@@ -28,6 +67,12 @@ class TemplateInfo:
     bytes: int
     etag: str
     last_modified: datetime
+    layout: tuple[TextBox, ...] | None = None  # None: the classic top/bottom layout
+
+    @property
+    def boxes(self) -> tuple[TextBox, ...]:
+        """The default text boxes of this template (empty text)."""
+        return self.layout or CLASSIC_LAYOUT
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,14 +93,18 @@ async def put_template(
     content_type: str,
     width: int,
     height: int,
+    layout: tuple[TextBox, ...] | None = None,
 ) -> str:
     """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
+    metadata = {"name": quote(name), "width": str(width), "height": str(height)}
+    if layout:
+        metadata["layout"] = encode_layout(layout)
     response = await s3.put_object(
         Bucket=bucket,
         Key=template_key(template_id),
         Body=data,
         ContentType=content_type,
-        Metadata={"name": quote(name), "width": str(width), "height": str(height)},
+        Metadata=metadata,
     )
     return response["ETag"]
 
@@ -77,6 +126,7 @@ async def head_template(s3: S3Client, bucket: str, template_id: str) -> Template
         bytes=head["ContentLength"],
         etag=head["ETag"],
         last_modified=head["LastModified"],
+        layout=decode_layout(meta.get("layout")),
     )
 
 

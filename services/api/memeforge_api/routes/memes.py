@@ -14,9 +14,11 @@ from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
     MemeState,
+    RenderSpec,
     RequestMessage,
 )
 from memeforge_common.settings import Settings
+from memeforge_common.templates import head_template
 
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
@@ -39,6 +41,7 @@ async def create_meme(
     response: Response,
     aws: AwsDep,
     store: StoreDep,
+    settings: SettingsDep,
     idempotency: IdempotencyDep,
     request_queue_url: RequestQueueDep,
     idempotency_key: Annotated[
@@ -62,7 +65,7 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, body.render_spec())
+    item = new_item(meme_id, body.template_id, await _spec_for(body, aws, settings))
     try:
         await store.create(item)
     except ItemExists:
@@ -83,6 +86,24 @@ async def create_meme(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
     return MemeView.of(item)
+
+
+async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> RenderSpec:
+    """Only 'captions' need the template now (its layout); otherwise the consumer checks
+    that the template exists, off the request path."""
+    if body.captions is None:
+        return body.render_spec()
+    template = await head_template(aws.s3, settings.bucket, body.template_id)
+    if template is None:
+        raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
+    if len(body.captions) > len(template.boxes):
+        raise Problem(
+            422,
+            "too-many-captions",
+            "More captions than the template has boxes",
+            f"{len(body.captions)} captions, {len(template.boxes)} boxes",
+        )
+    return body.render_spec(template.boxes)
 
 
 async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:

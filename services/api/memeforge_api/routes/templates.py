@@ -4,8 +4,21 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
-from memeforge_common.models import TEMPLATE_ID_PATTERN, is_template_id, slugify
-from memeforge_common.templates import head_template, list_templates, put_template
+from memeforge_common.models import (
+    MAX_BOXES,
+    TEMPLATE_ID_PATTERN,
+    TextBox,
+    is_template_id,
+    slugify,
+)
+from memeforge_common.templates import (
+    LayoutTooLarge,
+    encode_layout,
+    head_template,
+    list_templates,
+    put_template,
+)
+from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.deps import AwsDep, SettingsDep
 from memeforge_api.images import InvalidImage, inspect_image
@@ -52,7 +65,15 @@ async def upload_template(
     template_id: Annotated[
         str | None, Form(alias="id", pattern=TEMPLATE_ID_PATTERN, description="default: from name")
     ] = None,
+    boxes: Annotated[
+        str | None,
+        Form(
+            max_length=16_000,
+            description="JSON list of default text boxes (x, y, width, height, style; no text)",
+        ),
+    ] = None,
 ) -> TemplateView:
+    layout = parse_layout(boxes) if boxes is not None else None
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise Problem(
@@ -77,9 +98,30 @@ async def upload_template(
         content_type=facts.content_type,
         width=facts.width,
         height=facts.height,
+        layout=layout,
     )
     info = await head_template(aws.s3, settings.bucket, tid)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
     response.headers["Location"] = f"/templates/{tid}"
     return TemplateView.of(info)
+
+
+def parse_layout(raw: str) -> tuple[TextBox, ...]:
+    """A template's default boxes from the upload form: validated, bounded, text-free."""
+    try:
+        boxes = _LAYOUT.validate_json(raw)
+        encode_layout(boxes)  # the same bound the storage applies, checked before upload
+    except ValidationError as err:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()]
+        raise Problem(422, "invalid-layout", "Invalid template layout", errors=errors) from err
+    except LayoutTooLarge as err:
+        raise Problem(422, "layout-too-large", "Template layout too large", str(err)) from err
+    return boxes
+
+
+class _LayoutBox(TextBox):
+    text: str = Field(default="", max_length=0, description="layouts carry no text")
+
+
+_LAYOUT = TypeAdapter(Annotated[tuple[_LayoutBox, ...], Field(min_length=1, max_length=MAX_BOXES)])
