@@ -158,7 +158,7 @@ async def test_poison_is_dead_lettered_at_once_with_its_reason(aws: AwsClients) 
 async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
     aws: AwsClients,
 ) -> None:
-    url = await ensure_queue(aws.sqs, "mf-heartbeat-test", {"VisibilityTimeout": "2"})
+    url = await ensure_queue(aws.sqs, "mf-heartbeat-test", {"VisibilityTimeout": "3"})
     await send_batch(aws.sqs, url, ["long"])
     started, finish = asyncio.Event(), asyncio.Event()
 
@@ -167,13 +167,13 @@ async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
         await finish.wait()
 
     worker = QueueWorker(
-        aws.sqs, url, per_message(long_job), concurrency=1, wait_s=1, visibility_timeout_s=2
+        aws.sqs, url, per_message(long_job), concurrency=1, wait_s=1, visibility_timeout_s=3
     )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(started.wait(), timeout=30)
     # Three times the visibility timeout: without the heartbeat it would reappear.
     stolen = []
-    for _ in range(6):
+    for _ in range(9):
         response = await aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
         stolen += response.get("Messages", [])
     finish.set()

@@ -276,11 +276,14 @@ class QueueWorker:
 
     async def _keep_visible(self) -> None:
         """Extend the visibility of messages still being worked on (the heartbeat)."""
+        # Checked every third of the timeout; anything held for half a period gets a new
+        # full timeout, so even a message received just after a check is extended at
+        # age 1.5 periods at the latest, half the timeout before it would reappear.
         period = max(1.0, self._visibility_s / 3)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            held = [m for m in self._in_flight.values() if now - m.received_at >= period]
+            held = [m for m in self._in_flight.values() if now - m.received_at >= period / 2]
             if not held:
                 continue
             try:
