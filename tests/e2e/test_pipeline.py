@@ -194,3 +194,25 @@ async def test_captions_fill_a_seed_templates_own_layout(api: httpx.AsyncClient)
     assert meme["state"] == "DONE", meme["failure"]
     lines = [box["lines"] for box in meme["result"]["report"]["boxes"]]
     assert lines == [["TOP"], ["MIDDLE"], ["BOTTOM"]]
+
+
+async def test_one_trace_id_follows_a_meme_through_every_service(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    created = await api.post(
+        "/memes",
+        json={"template_id": "sunset-hills", "top": "traced"},
+        headers={"traceparent": parent},
+    )
+    assert created.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "DONE"
+
+    def traced_lines(service: str) -> list[dict[str, Any]]:
+        lines = stack.log_path(service).read_text().splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        return [r for r in records if r.get("trace_id") == "0af7651916cd43dd8448eb211c80319c"]
+
+    assert any(r.get("meme_id") == meme["id"] for r in traced_lines("api"))
+    assert any(r.get("meme_id") == meme["id"] for r in traced_lines("renderer"))

@@ -20,6 +20,7 @@ from memeforge_common.models import (
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage, queue_url
 from memeforge_common.settings import Settings
 from memeforge_common.templates import put_template
+from memeforge_common.tracing import new_traceparent, trace_id
 from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
@@ -195,3 +196,30 @@ async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
     assert await sweeper.sweep_once() == 1
     [body] = await receive_all(aws, settings.render_queue)
     assert RenderJob.model_validate_json(body).meme_id == item.id
+
+
+async def test_dispatch_carries_the_trace_to_the_render_job(
+    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> None:
+    await put_template(
+        aws.s3,
+        resources.bucket,
+        "traced",
+        name="t",
+        data=gradient(32, 32),
+        content_type="image/jpeg",
+        width=32,
+        height=32,
+    )
+    item = new_item(uuid.uuid4().hex, "traced", SPEC)
+    await store.create(item)
+    parent = new_traceparent()
+    request = message(RequestMessage(meme_id=item.id).model_dump_json(), traceparent=parent)
+    assert (await dispatcher.handle_batch([request])).done == {request.message_id}
+    url = await queue_url(aws.sqs, resources.render_queue)
+    response = await aws.sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+    )
+    [job] = response["Messages"]
+    forwarded = job["MessageAttributes"]["traceparent"]["StringValue"]
+    assert trace_id(forwarded) == trace_id(parent)

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -53,11 +53,22 @@ def _chunks(items: Sequence[T], size: int = SQS_BATCH_MAX) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def send_batch(sqs: SQSClient, url: str, bodies: Sequence[str]) -> list[int]:
-    """SendMessageBatch in chunks of 10. Returns the indexes of the bodies that failed."""
+async def send_batch(
+    sqs: SQSClient,
+    url: str,
+    bodies: Sequence[str],
+    attributes: Sequence[Mapping[str, Any]] | None = None,
+) -> list[int]:
+    """SendMessageBatch in chunks of 10 (optional MessageAttributes per body). Returns
+    the indexes of the bodies that failed."""
     failed: list[int] = []
     for offset, chunk in zip(range(0, len(bodies), SQS_BATCH_MAX), _chunks(bodies), strict=True):
-        entries = [{"Id": str(offset + i), "MessageBody": body} for i, body in enumerate(chunk)]
+        entries: list[dict[str, Any]] = [
+            {"Id": str(offset + i), "MessageBody": body} for i, body in enumerate(chunk)
+        ]
+        if attributes is not None:
+            for entry in entries:
+                entry["MessageAttributes"] = attributes[int(entry["Id"])]
         response = await sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
         for failure in response.get("Failed", []):
             log.warning("send failed", extra={"entry": failure["Id"], "code": failure["Code"]})

@@ -28,6 +28,7 @@ from memeforge_common.models import (
 from memeforge_common.queues import QueueMessage, send_batch
 from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
+from memeforge_common.tracing import child_of, from_attributes, trace_attributes, trace_id
 from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
 
@@ -49,6 +50,7 @@ class Poison:
 @dataclass(frozen=True)
 class Enqueue:
     job: RenderJob
+    traceparent: str
 
 
 Outcome = Ack | Poison | Enqueue
@@ -66,7 +68,7 @@ class Dispatcher:
             *(self._decide(m) for m in messages), return_exceptions=True
         )
         outcomes = Outcomes()
-        to_send: list[tuple[QueueMessage, RenderJob]] = []
+        to_send: list[tuple[QueueMessage, Enqueue]] = []
         for message, decision in zip(messages, decisions, strict=True):
             if isinstance(decision, BaseException):
                 log.warning(
@@ -77,12 +79,13 @@ class Dispatcher:
             elif isinstance(decision, Ack):
                 outcomes.done.add(message.message_id)
             elif isinstance(decision, Enqueue):
-                to_send.append((message, decision.job))
+                to_send.append((message, decision))
             else:
                 outcomes.poison[message.message_id] = decision.why
         if to_send:
-            bodies = [job.model_dump_json() for _, job in to_send]
-            failed = set(await send_batch(self._aws.sqs, self._render_queue_url, bodies))
+            bodies = [enqueue.job.model_dump_json() for _, enqueue in to_send]
+            traces = [trace_attributes(enqueue.traceparent) for _, enqueue in to_send]
+            failed = set(await send_batch(self._aws.sqs, self._render_queue_url, bodies, traces))
             outcomes.done.update(
                 m.message_id for i, (m, _) in enumerate(to_send) if i not in failed
             )
@@ -93,13 +96,16 @@ class Dispatcher:
             request = RequestMessage.model_validate_json(message.body)
         except ValidationError as err:
             return Poison(f"invalid request message: {_first_error(err)}")
-        with bound(meme_id=request.meme_id, message_id=message.message_id):
+        traceparent = child_of(from_attributes(message.attributes))
+        with bound(
+            meme_id=request.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
+        ):
             item = await self._store.get(request.meme_id)
             if item is None:
                 return Poison(f"unknown meme id {request.meme_id}")
-            return await self._advance(item)
+            return await self._advance(item, traceparent)
 
-    async def _advance(self, item: MemeItem) -> Outcome:
+    async def _advance(self, item: MemeItem, traceparent: str) -> Outcome:
         if item.state not in (MemeState.PENDING, MemeState.QUEUED):
             return Ack()  # duplicate request: already rendering or finished
         failure = self._invalid_spec(item)
@@ -117,7 +123,7 @@ class Dispatcher:
             latest = await self._store.get(item.id)
             if latest is None or latest.state is not MemeState.QUEUED:
                 return Ack()  # someone else moved it on
-        return Enqueue(render_job(item, template.etag))
+        return Enqueue(render_job(item, template.etag), traceparent)
 
     async def resend(self, item: MemeItem) -> Failure | None:
         """Send a fresh render job for an item (the sweeper's way to recover a lost job).

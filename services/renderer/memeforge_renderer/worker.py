@@ -18,6 +18,7 @@ from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob, o
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.templates import is_not_found
+from memeforge_common.tracing import from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
 
@@ -47,7 +48,8 @@ class Renderer:
             job = RenderJob.model_validate_json(message.body)
         except ValidationError as err:
             raise PoisonMessage(f"invalid render job: {err.errors()[0].get('msg')}") from err
-        with bound(meme_id=job.meme_id, message_id=message.message_id):
+        trace = trace_id(from_attributes(message.attributes))
+        with bound(meme_id=job.meme_id, message_id=message.message_id, trace_id=trace):
             await self._render(job)
 
     async def _render(self, job: RenderJob) -> None:

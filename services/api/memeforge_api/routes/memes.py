@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from memeforge_common.models import (
 )
 from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
+from memeforge_common.tracing import child_of, trace_attributes, trace_id
 
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
@@ -26,6 +28,7 @@ from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
 
 router = APIRouter(prefix="/memes", tags=["memes"])
+log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
 _POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
@@ -47,6 +50,9 @@ async def create_meme(
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
+    ] = None,
+    traceparent: Annotated[
+        str | None, Header(max_length=128, description="W3C trace context to continue")
     ] = None,
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
@@ -78,10 +84,14 @@ async def create_meme(
             raise
         item = existing
     else:
+        trace = child_of(traceparent)
         await aws.sqs.send_message(
             QueueUrl=request_queue_url,
             MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
+            MessageAttributes=trace_attributes(trace),
         )
+        response.headers["traceparent"] = trace
+        log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
