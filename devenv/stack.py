@@ -37,7 +37,7 @@ class Stack:
         base = name.split("-")[0]
         module = SERVICE_MODULES[base]
         log = None if console else str(self.log_path(name))
-        env = self.service_env.get(base, self.env)
+        env = self.service_env.get(name, self.service_env.get(base, self.env))
         proc = spawn([sys.executable, "-m", module], env=env, log_path=log, console=console)
         self.services[name] = proc
         return proc

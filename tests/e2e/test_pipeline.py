@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from devenv.proc import wait_until
+from devenv.proc import free_port, http_ok, wait_until
 from devenv.stack import Stack
 from tests.images import gradient, region_diff
 
@@ -216,3 +216,18 @@ async def test_one_trace_id_follows_a_meme_through_every_service(
 
     assert any(r.get("meme_id") == meme["id"] for r in traced_lines("api"))
     assert any(r.get("meme_id") == meme["id"] for r in traced_lines("renderer"))
+
+
+async def test_a_worker_serves_prometheus_metrics_when_asked(stack: Stack) -> None:
+    port = free_port()
+    stack.service_env["renderer-metrics"] = {**stack.env, "MEMEFORGE_METRICS_PORT": str(port)}
+    proc = stack.start_service("renderer-metrics")
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        await asyncio.to_thread(wait_until, http_ok(url), timeout=60, what="metrics", proc=proc)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(url)).text
+        assert "# TYPE memeforge_messages_total counter" in text
+        assert "# TYPE memeforge_render_stage_seconds histogram" in text
+    finally:
+        await asyncio.to_thread(stack.stop_service, "renderer-metrics")

@@ -258,3 +258,18 @@ async def test_invalid_template_layouts_are_typed_problems(client: httpx.AsyncCl
     codes = [r.json()["code"] for r in (not_json, with_text, outside, too_big)]
     assert codes == ["invalid-layout", "invalid-layout", "invalid-layout", "layout-too-large"]
     assert {r.status_code for r in (not_json, with_text, outside, too_big)} == {422}
+
+
+async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/memes/" + "1" * 32)
+    await client.get("/memes/" + "2" * 32)
+    text = (await client.get("/metrics")).text
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("memeforge_http_request_seconds_count")
+        and 'route="/memes/{meme_id}"' in line
+        and 'status="404"' in line
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 2
+    assert "/memes/1111" not in text  # raw paths never become labels

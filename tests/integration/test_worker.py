@@ -10,6 +10,7 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import ensure_queue
 from memeforge_common.queues import QueueMessage, send_batch
 from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,14 @@ async def test_worker_deletes_only_messages_that_succeeded(aws: AwsClients) -> N
             raise ValueError("boom")
 
     worker = QueueWorker(
-        aws.sqs, url, per_message(handler), concurrency=4, wait_s=1, grace_s=5, backoff=ONE_SECOND
+        aws.sqs,
+        url,
+        per_message(handler),
+        concurrency=4,
+        wait_s=1,
+        grace_s=5,
+        backoff=ONE_SECOND,
+        name="only-successes",
     )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(all_seen.wait(), timeout=60)
@@ -54,6 +62,10 @@ async def test_worker_deletes_only_messages_that_succeeded(aws: AwsClients) -> N
     await asyncio.sleep(1.5)
     left = await _drain_bodies(aws, url)
     assert sorted(set(left)) == sorted(b for b in bodies if b.startswith("fail"))
+    done = {"worker": "only-successes", "outcome": "done"}
+    retried = {"worker": "only-successes", "outcome": "retry"}
+    assert REGISTRY.get_sample_value("memeforge_messages_total", done) == 13
+    assert (REGISTRY.get_sample_value("memeforge_messages_total", retried) or 0) >= 7
 
 
 async def test_partial_batch_handler_result_is_honoured(aws: AwsClients) -> None:

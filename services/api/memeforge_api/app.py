@@ -14,6 +14,7 @@ from memeforge_common.settings import Settings, get_settings
 
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
+from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.routes import health, memes, templates
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(RequestMetricsMiddleware)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(templates.router)

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
     Failure,
@@ -195,7 +196,9 @@ class MemeStore:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            TRANSITION_RESULTS.labels(target.value, "lost").inc()
             return False
+        TRANSITION_RESULTS.labels(target.value, "won").inc()
         return True
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from memeforge_common.metrics import BATCH_SECONDS, IN_FLIGHT, MESSAGES, RECEIVE_ERRORS
 from memeforge_common.queues import (
     SQS_BATCH_MAX,
     QueueMessage,
@@ -161,6 +162,7 @@ class QueueWorker:
                 try:
                     messages = await self._receive(min(free, SQS_BATCH_MAX))
                 except Exception as err:
+                    RECEIVE_ERRORS.labels(self._name).inc()
                     delay = backoff * random.uniform(0.5, 1.5)
                     log.warning("receive failed (%r); backing off %.1fs", err, delay)
                     await self._sleep_unless_stopping(delay)
@@ -220,11 +222,13 @@ class QueueWorker:
     def _start_batch(self, messages: list[QueueMessage]) -> None:
         for message in messages:
             self._in_flight[message.message_id] = message
+        IN_FLIGHT.labels(self._name).set(len(self._in_flight))
         task = asyncio.create_task(self._run_batch(messages))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
     async def _run_batch(self, messages: list[QueueMessage]) -> None:
+        started = time.monotonic()
         try:
             outcomes = await self._handler(messages)
         except asyncio.CancelledError:
@@ -232,11 +236,13 @@ class QueueWorker:
         except Exception:
             log.exception("batch handler failed; %d messages will be retried", len(messages))
             outcomes = Outcomes()
+        BATCH_SECONDS.labels(self._name).observe(time.monotonic() - started)
         try:
             await self._settle(messages, outcomes)
         finally:
             for message in messages:
                 self._in_flight.pop(message.message_id, None)
+            IN_FLIGHT.labels(self._name).set(len(self._in_flight))
             self._slot_freed.set()
 
     async def _settle(self, messages: list[QueueMessage], outcomes: Outcomes) -> None:
@@ -264,6 +270,9 @@ class QueueWorker:
                 log.warning("could not dead-letter poison messages", exc_info=True)
         elif poison:
             retry += [m for m, _ in poison]  # no DLQ known: let the redrive policy do it
+        MESSAGES.labels(self._name, "done").inc(len(done))
+        MESSAGES.labels(self._name, "poison").inc(len(poison))
+        MESSAGES.labels(self._name, "retry").inc(len(retry))
         try:
             if done:
                 await delete_batch(self._sqs, self._url, done)

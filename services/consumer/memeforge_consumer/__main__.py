@@ -7,6 +7,7 @@ import asyncio
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import configure_logging
+from memeforge_common.metrics import serve_metrics
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
 from memeforge_common.worker import make_worker, run_until_signalled
@@ -18,6 +19,7 @@ from memeforge_consumer.sweeper import Sweeper
 
 async def run() -> None:
     settings = get_settings()
+    serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
         render_url = await queue_url(aws.sqs, settings.render_queue)
         request_url = await queue_url(aws.sqs, settings.request_queue)

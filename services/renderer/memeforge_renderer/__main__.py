@@ -7,6 +7,7 @@ import logging
 
 from memeforge_common.aws import AwsClients
 from memeforge_common.logs import configure_logging
+from memeforge_common.metrics import serve_metrics
 from memeforge_common.settings import get_settings
 from memeforge_common.worker import make_worker, per_message, run_until_signalled
 
@@ -29,6 +30,7 @@ async def run() -> None:
     settings = get_settings()
     log_pillow_build()
     processes = settings.render_processes or available_cores()
+    serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
         with make_pool(processes) as pool:
             renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
+from memeforge_common.metrics import RENDER_STAGE_SECONDS
 from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob, output_key
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
@@ -86,6 +87,8 @@ class Renderer:
             Body=output.data,
             ContentType=output.content_type,
         )
+        for stage, ms in output.report.get("timings_ms", {}).items():
+            RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
             thumbnail_key = output_key(job.meme_id, job.spec.format, thumbnail=True)

@@ -1,0 +1,47 @@
+"""Prometheus metrics: one registry per process, served on MEMEFORGE_METRICS_PORT.
+
+The api serves them at ``/metrics``; the queue workers start a small HTTP server when
+``metrics_port`` is set (off by default, so several workers on one host don't collide).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+MESSAGES = Counter(
+    "memeforge_messages_total",
+    "Queue messages settled, by worker and outcome (done, poison, retry).",
+    ["worker", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "memeforge_batch_seconds", "Time to handle one received batch.", ["worker"]
+)
+IN_FLIGHT = Gauge("memeforge_in_flight_messages", "Messages being handled now.", ["worker"])
+RECEIVE_ERRORS = Counter(
+    "memeforge_receive_errors_total", "Failed ReceiveMessage calls (backed off).", ["worker"]
+)
+TRANSITION_RESULTS = Counter(
+    "memeforge_transitions_total",
+    "Conditional state transitions, by target state and result (won, lost).",
+    ["target", "result"],
+)
+RENDER_STAGE_SECONDS = Histogram(
+    "memeforge_render_stage_seconds",
+    "Render engine time per stage (decode, layout, draw, encode).",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+HTTP_REQUESTS = Histogram(
+    "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
+)
+
+
+def serve_metrics(host: str, port: int | None) -> None:
+    if port is None:
+        return
+    start_http_server(port, addr=host)
+    log.info("metrics on http://%s:%d/metrics", host, port)
