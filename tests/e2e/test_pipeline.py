@@ -220,7 +220,8 @@ async def test_one_trace_id_follows_a_meme_through_every_service(
 
 async def test_a_worker_serves_prometheus_metrics_when_asked(stack: Stack) -> None:
     port = free_port()
-    stack.service_env["renderer-metrics"] = {**stack.env, "MEMEFORGE_METRICS_PORT": str(port)}
+    renderer_env = stack.service_env.get("renderer", stack.env)  # its own identity, if any
+    stack.service_env["renderer-metrics"] = {**renderer_env, "MEMEFORGE_METRICS_PORT": str(port)}
     proc = stack.start_service("renderer-metrics")
     try:
         url = f"http://127.0.0.1:{port}/metrics"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import aioboto3
 import pytest
-from memeforge_common.aws import AwsClients
+from botocore.exceptions import ClientError
+from memeforge_common.aws import AwsClients, client_config
 from memeforge_common.bootstrap import ensure_queue
-from memeforge_common.queues import QueueMessage, send_batch
+from memeforge_common.queues import QueueMessage, queue_url, send_batch
 from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
 from prometheus_client import REGISTRY
+
+from devenv.emulator import Emulator
+from devenv.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +218,21 @@ async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
     assert handled == []
     # Visibility is 300 s: seeing it now proves the stopping worker handed it back.
     assert await _drain_bodies(aws, url) == ["late"]
+
+
+async def test_a_service_starting_during_an_outage_waits_for_aws(
+    aws: AwsClients, emulator: Emulator
+) -> None:
+    await ensure_queue(aws.sqs, "mf-outage-start-test", {})
+    proxy, proxy_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
+    try:
+        proxy.pause(2.0)
+        session = aioboto3.Session(region_name="us-east-1")
+        async with session.client("sqs", endpoint_url=proxy_url, config=client_config()) as sqs:
+            url = await queue_url(sqs, "mf-outage-start-test")
+            assert url.endswith("/mf-outage-start-test")
+            assert proxy.refused > 0  # it really was refused first, then got through
+            with pytest.raises(ClientError):  # a refusal is not an outage: no waiting
+                await queue_url(sqs, "mf-no-such-queue")
+    finally:
+        await proxy.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -45,8 +48,28 @@ class QueueMessage:
         )
 
 
-async def queue_url(sqs: SQSClient, name: str) -> str:
-    return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+async def queue_url(sqs: SQSClient, name: str, *, patience_s: float = 300.0) -> str:
+    """The queue's URL. Waits (with backoff) while AWS is unreachable or failing, so a
+    service started during an outage comes up when AWS does instead of crash-looping;
+    a refusal (no such queue, access denied) raises at once."""
+    delay = 0.5
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        except (BotoCoreError, ClientError) as err:
+            status = 0
+            if isinstance(err, ClientError):
+                status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                if status < 500:
+                    raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "AWS unreachable resolving queue %s (%r); retrying in %.1fs", name, err, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _chunks(items: Sequence[T], size: int = SQS_BATCH_MAX) -> list[Sequence[T]]:
