@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import random
@@ -37,6 +36,7 @@ from memeforge_common.models import (
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
+from devenv.drills import upload_gradient_template
 from devenv.emulator import start_emulator
 from devenv.proc import free_port, http_ok, wait_until
 from devenv.stack import Stack, bootstrap
@@ -171,7 +171,7 @@ class ChaosRun:
             Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"}
         )
         async with httpx.AsyncClient(base_url=self._api_url, timeout=30) as api:
-            await self._upload_template(api)
+            await upload_gradient_template(api, TEMPLATE_ID, "Chaos", (480, 360))
             stop = asyncio.Event()
             killer = asyncio.create_task(self._kill_randomly(stop))
             outage = asyncio.create_task(self._outage())
@@ -190,18 +190,6 @@ class ChaosRun:
     def _api_url(self) -> str:
         assert self.stack is not None
         return self.stack.api_url
-
-    async def _upload_template(self, api: httpx.AsyncClient) -> None:
-        from PIL import Image  # the driver's own test image
-
-        out = io.BytesIO()
-        Image.linear_gradient("L").resize((480, 360)).convert("RGB").save(out, "JPEG")
-        response = await api.post(
-            "/templates",
-            data={"name": "Chaos", "id": TEMPLATE_ID},
-            files={"file": ("chaos.jpg", out.getvalue(), "image/jpeg")},
-        )
-        response.raise_for_status()
 
     async def _submit(self, api: httpx.AsyncClient) -> list[str]:
         """POST every meme like a careful client: retry 503s and dropped connections with

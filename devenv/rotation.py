@@ -14,7 +14,6 @@ service fetched every key generation that was retired, and every retired key was
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 
 from devenv.backends.moto import start_moto
+from devenv.drills import upload_gradient_template
 from devenv.iam_users import SERVICES, Rotation, VendedCredentials
 from devenv.stack import Stack, start_stack
 
@@ -158,7 +158,7 @@ class RotationRun:
             pids = {name: proc.pid for name, proc in stack.services.items()}
             self.vendor_pid = stack.helpers[0].pid
             async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
-                await self._upload_template(api)
+                await upload_gradient_template(api, TEMPLATE_ID, "Rotation", (320, 240))
                 load_started = time.monotonic()
                 await self._load(api)
                 load_s = time.monotonic() - load_started
@@ -195,18 +195,6 @@ class RotationRun:
             stack.stop()
             raise
         return stack
-
-    async def _upload_template(self, api: httpx.AsyncClient) -> None:
-        from PIL import Image
-
-        out = io.BytesIO()
-        Image.linear_gradient("L").resize((320, 240)).convert("RGB").save(out, "JPEG")
-        response = await api.post(
-            "/templates",
-            data={"name": "Rotation", "id": TEMPLATE_ID},
-            files={"file": ("rotation.jpg", out.getvalue(), "image/jpeg")},
-        )
-        response.raise_for_status()
 
     def _retired_enough(self) -> bool:
         deleted = Counter(

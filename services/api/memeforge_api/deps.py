@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from memeforge_common.aws import AwsClients
@@ -12,33 +13,17 @@ from memeforge_common.settings import Settings
 from memeforge_api.idempotency import IdempotencyRecords
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency returning what the lifespan put on ``app.state.<name>``."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return dependency
 
 
-def _aws(request: Request) -> AwsClients:
-    aws: AwsClients = request.app.state.aws
-    return aws
-
-
-def _store(request: Request) -> MemeStore:
-    store: MemeStore = request.app.state.store
-    return store
-
-
-def _idempotency(request: Request) -> IdempotencyRecords:
-    records: IdempotencyRecords = request.app.state.idempotency
-    return records
-
-
-def _request_queue_url(request: Request) -> str:
-    url: str = request.app.state.request_queue_url
-    return url
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-AwsDep = Annotated[AwsClients, Depends(_aws)]
-StoreDep = Annotated[MemeStore, Depends(_store)]
-IdempotencyDep = Annotated[IdempotencyRecords, Depends(_idempotency)]
-RequestQueueDep = Annotated[str, Depends(_request_queue_url)]
+SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
+AwsDep = Annotated[AwsClients, Depends(_from_state("aws"))]
+StoreDep = Annotated[MemeStore, Depends(_from_state("store"))]
+IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
+RequestQueueDep = Annotated[str, Depends(_from_state("request_queue_url"))]
