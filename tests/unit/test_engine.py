@@ -391,9 +391,9 @@ def test_cached_template_still_obeys_the_pixel_limit(jpeg: bytes) -> None:
 
 
 def test_template_cache_is_bounded_by_bytes() -> None:
-    from memeforge_renderer.engine.cache import Template, TemplateCache
+    from memeforge_renderer.engine.cache import DecodedTemplateCache, Template
 
-    cache = TemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)
+    cache = DecodedTemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)
     for i in range(10):
         img = Image.new("RGB", (100, 100))
         cache.put((f"k{i}", "e", 0), Template(img, None, "PNG", (100, 100)))
