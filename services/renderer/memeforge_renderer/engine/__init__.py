@@ -1,6 +1,7 @@
 """The pure render engine: template bytes + RenderSpec -> image bytes + layout report."""
 
-from .build import pillow_build
+from memeforge_common.pillow import pillow_build
+
 from .cache import TEMPLATES, DecodedTemplateCache
 from .draw import GLYPHS
 from .errors import CorruptImage, ImageTooLarge, RenderError, UnsupportedImage
