@@ -14,8 +14,8 @@ from memeforge_common.queues import QueueMessage, queue_url, send_batch
 from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
 from prometheus_client import REGISTRY
 
-from devenv.emulator import Emulator
-from devenv.tcpproxy import TcpProxy
+from devenv.drills.tcpproxy import TcpProxy
+from devenv.run.emulator import Emulator
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from devenv.emulator import BACKENDS
-from devenv.stack import start_stack
+from devenv.run.emulator import BACKENDS
+from devenv.run.stack import start_stack
 
 
 def main() -> None:

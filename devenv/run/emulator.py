@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.proc import stop
+from devenv.run.proc import stop
 
 BACKENDS = ("moto", "localstack")
 
@@ -46,11 +46,11 @@ def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:
     backend = backend or os.environ.get("MEMEFORGE_BACKEND", "moto")
     workdir.mkdir(parents=True, exist_ok=True)
     if backend == "moto":
-        from devenv.backends.moto import start_moto
+        from devenv.run.backends.moto import start_moto
 
         return start_moto(workdir)
     if backend == "localstack":
-        from devenv.backends.localstack import start_localstack
+        from devenv.run.backends.localstack import start_localstack
 
         return start_localstack(workdir)
     raise ValueError(f"unknown emulator backend {backend!r}; choose one of {BACKENDS}")

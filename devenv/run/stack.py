@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.emulator import Emulator, start_emulator
-from devenv.proc import free_port, http_ok, spawn, stop, wait_until
+from devenv.run.emulator import Emulator, start_emulator
+from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 
 SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
