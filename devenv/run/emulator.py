@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +38,9 @@ class Emulator:
         env.update(extra or {})
         return env
 
-    def stop(self) -> None:
+    def stop(self, hurry: threading.Event | None = None) -> None:
         for proc in reversed(self.processes):
-            stop(proc, grace=5)
+            stop(proc, grace=5, hurry=hurry)
 
 
 def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:
