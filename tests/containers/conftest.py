@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from devenv.emulator import Emulator
-from devenv.proc import free_port, http_ok, wait_until
+from devenv.run.emulator import Emulator
+from devenv.run.proc import free_port, http_ok, wait_until
 from tests.containers import podman
 from tests.containers.workloads import Manifest, WorkloadSpec, load_manifests, workload
 

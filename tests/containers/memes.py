@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from tests.images import gradient, region_diff
+from tests.support.images import gradient, region_diff
 
 WIDTH, HEIGHT = 640, 480
 SETTLE_S = 180

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from devenv.emulator import Emulator
-from devenv.proc import free_port, http_ok, wait_until
+from devenv.run.emulator import Emulator
+from devenv.run.proc import free_port, http_ok, wait_until
 from tests.containers.kube_play import SERVICES, playable
 from tests.containers.memes import assert_captioned, settle, submit, upload_template
 from tests.containers.podman import podman
