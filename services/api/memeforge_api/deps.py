@@ -11,6 +11,7 @@ from memeforge_common.items import MemeStore
 from memeforge_common.settings import Settings
 
 from memeforge_api.idempotency import IdempotencyRecords
+from memeforge_api.watcher import Watcher
 
 
 def _from_state(name: str) -> Callable[[Request], Any]:
@@ -27,3 +28,4 @@ AwsDep = Annotated[AwsClients, Depends(_from_state("aws"))]
 StoreDep = Annotated[MemeStore, Depends(_from_state("store"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
 RequestQueueDep = Annotated[str, Depends(_from_state("request_queue_url"))]
+WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]

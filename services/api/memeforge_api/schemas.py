@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from memeforge_common.models import (
     MAX_BOXES,
     LayoutReport,
-    MemeItem,
     MemeState,
+    MemeStatus,
     RenderSpec,
     TemplateId,
     TextBox,
@@ -100,7 +100,7 @@ class MemeView(BaseModel):
     links: dict[str, str]
 
     @classmethod
-    def of(cls, item: MemeItem) -> MemeView:
+    def of(cls, item: MemeStatus) -> MemeView:
         self_url = f"/memes/{item.id}"
         links = {"self": self_url}
         result = None

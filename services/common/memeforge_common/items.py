@@ -7,7 +7,9 @@ conditional UpdateItem on the current state. Losing that condition is a normal r
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from memeforge_common.models import (
     MemeItem,
     MemeResult,
     MemeState,
+    MemeStatus,
     RenderSpec,
     utcnow,
 )
@@ -85,26 +88,49 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
     return record
 
 
-def from_dynamo(record: dict[str, Any]) -> MemeItem:
+def _status_fields(record: dict[str, Any]) -> dict[str, Any]:
     result = record.get("result")
     failure = record.get("failure")
-    return MemeItem(
-        v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
-        id=record["id"]["S"],
-        state=MemeState(record["state"]["S"]),
-        template_id=record["template_id"]["S"],
-        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
-        created_at=datetime.fromisoformat(record["created_at"]["S"]),
-        updated_at=datetime.fromisoformat(record["updated_at"]["S"]),
-        state_times={
+    return {
+        "id": record["id"]["S"],
+        "state": MemeState(record["state"]["S"]),
+        "template_id": record["template_id"]["S"],
+        "created_at": datetime.fromisoformat(record["created_at"]["S"]),
+        "updated_at": datetime.fromisoformat(record["updated_at"]["S"]),
+        "state_times": {
             MemeState(k): datetime.fromisoformat(v["S"])
             for k, v in record.get("state_times", {"M": {}})["M"].items()
         },
-        result=MemeResult.model_validate_json(result["S"]) if result else None,
-        failure=Failure.model_validate_json(failure["S"]) if failure else None,
-        attempts=int(record.get("attempts", {"N": "0"})["N"]),
+        "result": MemeResult.model_validate_json(result["S"]) if result else None,
+        "failure": Failure.model_validate_json(failure["S"]) if failure else None,
+        "attempts": int(record.get("attempts", {"N": "0"})["N"]),
+    }
+
+
+def from_dynamo(record: dict[str, Any]) -> MemeItem:
+    return MemeItem(
+        v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
+        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
+        **_status_fields(record),
     )
+
+
+# The attributes a MemeStatus is made of: what waiters read (no spec).
+STATUS_ATTRIBUTES = (
+    "id",
+    "state",
+    "template_id",
+    "created_at",
+    "updated_at",
+    "state_times",
+    "result",
+    "failure",
+    "attempts",
+)
+# BatchGetItem's limit on keys per call.
+BATCH_GET_KEYS = 100
+_UNPROCESSED_RETRIES = 5
 
 
 def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
@@ -145,6 +171,36 @@ class MemeStore:
         )
         record = response.get("Item")
         return from_dynamo(record) if record else None
+
+    async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
+        """The status of each existing item (consistent reads, BatchGetItem in chunks of
+        100; unprocessed keys retried with backoff), and the number of calls it took."""
+        found: dict[str, MemeStatus] = {}
+        calls = 0
+        names = {f"#a{i}": name for i, name in enumerate(STATUS_ATTRIBUTES)}
+        for start in range(0, len(meme_ids), BATCH_GET_KEYS):
+            keys: list[Any] = [{"id": _s(i)} for i in meme_ids[start : start + BATCH_GET_KEYS]]
+            for attempt in range(_UNPROCESSED_RETRIES + 1):
+                if attempt:
+                    await asyncio.sleep(0.02 * 2**attempt)  # throttled: back off, then retry
+                request: Any = {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+                response = await self._ddb.batch_get_item(RequestItems={self._table: request})
+                calls += 1
+                for record in response.get("Responses", {}).get(self._table, []):
+                    status = MemeStatus(**_status_fields(record))
+                    found[status.id] = status
+                unprocessed: Any = response.get("UnprocessedKeys", {})
+                keys = unprocessed.get(self._table, {}).get("Keys", [])
+                if not keys:
+                    break
+            else:
+                log.warning("batch read left %d keys unprocessed", len(keys))
+        return found, calls
 
     async def transition(
         self,

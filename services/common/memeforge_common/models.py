@@ -175,18 +175,24 @@ class Failure(Frozen):
     detail: str = ""
 
 
-class MemeItem(Frozen):
-    v: int = SCHEMA_VERSION
+class MemeStatus(Frozen):
+    """What a client sees of a meme: the item without its render spec. Waiters read only
+    these fields (a spec can be far larger than the rest)."""
+
     id: MemeId
     state: MemeState
     template_id: TemplateId
-    spec: RenderSpec
     created_at: datetime
     updated_at: datetime
     state_times: dict[MemeState, datetime]
     result: MemeResult | None = None
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
+
+
+class MemeItem(MemeStatus):
+    v: int = SCHEMA_VERSION
+    spec: RenderSpec
     sweeps: int = 0  # times the sweeper re-enqueued it
 
 

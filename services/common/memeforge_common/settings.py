@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     max_source_pixels: int = Field(default=40_000_000, ge=1)
     max_caption_chars: int = Field(default=500, ge=1)
     max_long_poll_s: float = Field(default=20.0, ge=0)
+    # Long-polls and event streams one api process serves at once; past it, 503.
+    max_waiters: int = Field(default=10_000, ge=1)
+    # The api's watcher reads every waited-on meme with at most this many calls a second
+    # (its tick slows down as the set grows past 100 ids a call).
+    watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.

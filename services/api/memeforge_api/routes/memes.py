@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import (
     MEME_ID_PATTERN,
-    MemeItem,
     MemeState,
+    MemeStatus,
     RenderSpec,
     RequestMessage,
 )
@@ -22,16 +19,23 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
 from memeforge_common.tracing import child_of, trace_attributes, trace_id
 
-from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.deps import (
+    AwsDep,
+    IdempotencyDep,
+    RequestQueueDep,
+    SettingsDep,
+    StoreDep,
+    WatcherDep,
+)
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
+from memeforge_api.waiting import event_stream, long_poll
 
 router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
-_POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
 
 
 def _not_found(meme_id: str) -> Problem:
@@ -47,6 +51,7 @@ async def create_meme(
     settings: SettingsDep,
     idempotency: IdempotencyDep,
     request_queue_url: RequestQueueDep,
+    watcher: WatcherDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -91,6 +96,7 @@ async def create_meme(
             MessageAttributes=trace_attributes(trace),
         )
         response.headers["traceparent"] = trace
+        watcher.hurry()
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
         response.headers["Idempotent-Replayed"] = "true"
@@ -116,37 +122,24 @@ async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> Re
     return body.render_spec(template.boxes)
 
 
-async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
-    deadline = time.monotonic() + wait_s
-    delay, max_delay = _POLL_INTERVAL_S
-    item = first
-    while not item.state.terminal and item.state == first.state:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_delay)
-        latest = await store.get(first.id)
-        if latest is None:
-            break
-        item = latest
-    return item
-
-
 @router.get("/{meme_id}", response_model=MemeView)
 async def get_meme(
     meme_id: MemeIdPath,
+    request: Request,
     store: StoreDep,
+    watcher: WatcherDep,
     settings: SettingsDep,
     wait: Annotated[
         float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
     ] = 0,
 ) -> MemeView:
-    item = await store.get(meme_id)
+    item: MemeStatus | None = await store.get(meme_id)
     if item is None:
         raise _not_found(meme_id)
     if wait > 0:
-        item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
+        item = await long_poll(
+            watcher, store, item, min(wait, settings.max_long_poll_s), request.receive
+        )
     return MemeView.of(item)
 
 
@@ -157,7 +150,9 @@ async def get_meme(
 )
 async def stream_meme(
     meme_id: MemeIdPath,
+    request: Request,
     store: StoreDep,
+    watcher: WatcherDep,
     stream_for: Annotated[
         float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
     ] = 120,
@@ -167,30 +162,11 @@ async def stream_meme(
     first = await store.get(meme_id)
     if first is None:
         raise _not_found(meme_id)
-
-    async def events() -> AsyncIterator[str]:
-        item: MemeItem = first
-        deadline = time.monotonic() + stream_for
-        last_sent = time.monotonic()
-        yield _sse(item)
-        while not item.state.terminal and time.monotonic() < deadline:
-            window = min(15.0, deadline - time.monotonic())
-            changed = await _wait_for_change(store, item, window)
-            if changed.state != item.state:
-                item = changed
-                yield _sse(item)
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= 15.0:
-                yield ": keep-alive\n\n"
-                last_sent = time.monotonic()
-
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        event_stream(watcher, store, first, stream_for, request.receive),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
     )
-
-
-def _sse(item: MemeItem) -> str:
-    return f"event: state\nid: {item.state.value}\ndata: {MemeView.of(item).model_dump_json()}\n\n"
 
 
 @router.get(
