@@ -124,6 +124,26 @@ class Api:
         )
         wait_until(http_ok(f"{self.url}/healthz"), timeout=60, what=name, proc=self.proc)
 
+    async def until_connected(self, waiters: int) -> None:
+        """Every client's first read done (each request starts with a GetItem, or with
+        a subscription the watcher counts), so the idle phase has no arrivals in it."""
+        for _ in range(1200):
+            subscribed = await self._waiters()
+            if subscribed is None:  # the baseline: no watcher, count first reads
+                data = json.loads(self.counts.read_text()) if self.counts.exists() else {}
+                subscribed = data.get("calls", {}).get("GetItem", 0)
+            if subscribed >= waiters:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError("clients did not all connect")
+
+    async def _waiters(self) -> int | None:
+        reader, writer = await _request(self.port, "/metrics")
+        text = (await reader.read()).decode()
+        writer.close()
+        gauge = [line for line in text.splitlines() if line.startswith("memeforge_waiters ")]
+        return int(float(gauge[0].split()[1])) if gauge else None
+
     def snapshot(self) -> tuple[float, int, int]:
         time.sleep(0.45)  # let the counts file catch up (written every 0.2 s)
         data = json.loads(self.counts.read_text())
@@ -194,7 +214,8 @@ async def run_column(
                 )
                 for n in range(args.waiters)
             ]
-            await asyncio.sleep(args.settle_s)  # every client connected and waiting
+            await api.until_connected(args.waiters)
+            await asyncio.sleep(args.settle_s)
 
             cpu0, calls0, items0 = api.snapshot()
             t0 = time.monotonic()
@@ -273,7 +294,7 @@ def main() -> None:
     parser.add_argument("--memes", type=int, default=1000, help="waiters spread over these")
     parser.add_argument("--rate", type=float, default=50.0, help="memes reaching DONE per s")
     parser.add_argument("--idle-s", type=float, default=10.0)
-    parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--settle-s", type=float, default=3.0, help="after all connected")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from memeforge_api.problems import Problem
-from memeforge_api.waiting import event_stream, long_poll
+from memeforge_api.waiting import current, event_stream, long_poll
 from memeforge_api.watcher import TooManyWaiters, Watcher
 from memeforge_common.items import MemeStore
 from memeforge_common.models import MemeState, MemeStatus, utcnow
@@ -26,6 +26,7 @@ class GatedStore:
     def __init__(self) -> None:
         self.items: dict[str, MemeStatus] = {}
         self.reads: list[list[str]] = []
+        self.gets = 0
         self._allowed = asyncio.Semaphore(0)
 
     def put(self, meme_id: str, state: MemeState) -> MemeStatus:
@@ -53,6 +54,7 @@ class GatedStore:
         return {i: self.items[i] for i in meme_ids if i in self.items}, 1
 
     async def get(self, meme_id: str) -> MemeStatus | None:
+        self.gets += 1
         return self.items.get(meme_id)
 
 
@@ -190,3 +192,20 @@ async def test_a_waiter_reads_the_truth_on_its_deadline(store: GatedStore) -> No
     seen = await long_poll(watcher, cast(MemeStore, store), first, 0.01, Client().receive)
     assert seen.state is MemeState.DONE
     assert watcher.waiters == 0
+
+
+async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    first = store.put(mid(4), MemeState.QUEUED)
+    poll = asyncio.ensure_future(
+        long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
+    )
+    await settle()
+    store.put(mid(4), MemeState.RENDERING)
+    store.allow_read()
+    assert (await poll).state is MemeState.RENDERING
+    again = await current(watcher, cast(MemeStore, store), mid(4))
+    assert again is not None
+    assert again.state is MemeState.RENDERING
+    assert store.gets == 0

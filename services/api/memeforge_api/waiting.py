@@ -53,9 +53,16 @@ async def _until_disconnected(receive: Receive) -> None:
         pass
 
 
-async def _truth(store: MemeStore, sub: Subscription) -> MemeStatus:
-    """One consistent read of the item, for a waiter at its deadline."""
-    latest = await store.get(sub.meme_id)
+async def current(watcher: Watcher, store: MemeStore, meme_id: str) -> MemeStatus | None:
+    """A waiter's starting point: what the watcher read just now, else a read of its own."""
+    return watcher.recent(meme_id) or await store.get(meme_id)
+
+
+async def _truth(watcher: Watcher, store: MemeStore, sub: Subscription) -> MemeStatus:
+    """The status at a waiter's deadline: the watcher's if a tick read it just now (then
+    no change since is older than one tick), else one consistent read of its own, so a
+    failing watcher never leaves a waiter with a stale answer."""
+    latest = watcher.recent(sub.meme_id) or await store.get(sub.meme_id)
     if latest is not None:
         sub.offer(latest)
     return sub.status
@@ -74,7 +81,7 @@ async def long_poll(
         while sub.status.state == first.state and not sub.closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return await _truth(store, sub)
+                return await _truth(watcher, store, sub)
             await sub.wait(remaining)
         return sub.status
     finally:
@@ -99,7 +106,7 @@ def event_stream(
             while not sent.state.terminal and not sub.closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if (await _truth(store, sub)).state != sent.state:
+                    if (await _truth(watcher, store, sub)).state != sent.state:
                         yield sse(sub.status)
                     return
                 await sub.wait(remaining)

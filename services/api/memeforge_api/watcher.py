@@ -94,6 +94,9 @@ class Watcher:
         self._slow = slow_tick_s
         self._keepalive_s = keepalive_s
         self._subs: dict[str, set[Subscription]] = {}
+        # The status each tick read, and when: new waiters on a meme read just now start
+        # from it instead of a GetItem of their own (a long-poll asked again, say).
+        self._recent: dict[str, tuple[MemeStatus, float]] = {}
         self._waiters = 0
         self._interval = fast_tick_s
         self._nudge = asyncio.Event()
@@ -107,6 +110,14 @@ class Watcher:
     @property
     def waiters(self) -> int:
         return self._waiters
+
+    def recent(self, meme_id: str) -> MemeStatus | None:
+        """The status a tick read within the last two tick periods, if any: as fresh as
+        a read of one's own would be by the time the next tick comes."""
+        entry = self._recent.get(meme_id)
+        if entry is None or asyncio.get_running_loop().time() - entry[1] > self._fresh_s():
+            return None
+        return entry[0]
 
     def hurry(self) -> None:
         """A change is likely soon (a submit, a new waiter): tick fast again."""
@@ -167,11 +178,22 @@ class Watcher:
             return False
         WATCHER_CALLS.inc(calls)
         WATCHER_ITEMS.inc(len(statuses))
+        read_at = asyncio.get_running_loop().time()
+        stale = read_at - self._fresh_s()
+        self._recent = {i: e for i, e in self._recent.items() if e[1] >= stale}
         moved = False
         for meme_id, status in statuses.items():
+            self._recent[meme_id] = (status, read_at)
             for sub in list(self._subs.get(meme_id, ())):
                 moved = sub.offer(status) or moved
         return moved
+
+    def _period_s(self) -> float:
+        budget = math.ceil(len(self._subs) / BATCH_GET_KEYS) / self._max_calls_per_s
+        return max(self._interval, budget)
+
+    def _fresh_s(self) -> float:
+        return 2 * max(self._slow, self._period_s())
 
     async def _until_next_tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -180,8 +202,7 @@ class Watcher:
             if not self._subs:
                 await self._nudge.wait()
                 continue
-            budget = math.ceil(len(self._subs) / BATCH_GET_KEYS) / self._max_calls_per_s
-            delay = self._last_tick + max(self._interval, budget) - loop.time()
+            delay = self._last_tick + self._period_s() - loop.time()
             if delay <= 0:
                 return
             with suppress(TimeoutError):

@@ -11,7 +11,6 @@ from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeState,
-    MemeStatus,
     RenderSpec,
     RequestMessage,
 )
@@ -30,7 +29,7 @@ from memeforge_api.deps import (
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
-from memeforge_api.waiting import event_stream, long_poll
+from memeforge_api.waiting import current, event_stream, long_poll
 
 router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
@@ -133,7 +132,7 @@ async def get_meme(
         float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
     ] = 0,
 ) -> MemeView:
-    item: MemeStatus | None = await store.get(meme_id)
+    item = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
     if item is None:
         raise _not_found(meme_id)
     if wait > 0:
@@ -159,7 +158,7 @@ async def stream_meme(
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = await store.get(meme_id)
+    first = await current(watcher, store, meme_id)
     if first is None:
         raise _not_found(meme_id)
     return StreamingResponse(
