@@ -78,7 +78,7 @@ async def make_memes(aws: AwsClients, settings: Settings, n: int) -> list[str]:
     return [item.id for item in items]
 
 
-async def test_statuses_batch_many_ids_and_project_the_client_fields(
+async def test_batch_reads_take_many_ids_and_project_few_fields(
     aws: AwsClients, resources: Settings
 ) -> None:
     ids = await make_memes(aws, resources, 250)
@@ -92,6 +92,9 @@ async def test_statuses_batch_many_ids_and_project_the_client_fields(
     assert item is not None
     assert statuses[ids[8]].model_dump() == item.model_dump(include=set(MemeStatus.model_fields))
     assert not hasattr(statuses[ids[8]], "spec")
+    stamps, calls = await store.stamps([*ids, "f" * 32])
+    assert calls == 3
+    assert stamps == {i: status.updated_at for i, status in statuses.items()}
 
 
 async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
@@ -130,7 +133,9 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
                 pass
 
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as clients:
-        waiting = [asyncio.ensure_future(clients.get(f"/memes/{i}?wait=20")) for i in ids]
+        waiting: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(clients.get(f"/memes/{i}?wait=20")) for i in ids
+        ]
         waiting += [asyncio.ensure_future(stream(clients, i)) for i in ids]
         await until_gauges(http, waiters=MAX_WAITERS, watched=len(ids))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -27,6 +27,7 @@ class GatedStore:
         self.items: dict[str, MemeStatus] = {}
         self.reads: list[list[str]] = []
         self.gets = 0
+        self.full_reads: list[list[str]] = []
         self._allowed = asyncio.Semaphore(0)
 
     def put(self, meme_id: str, state: MemeState) -> MemeStatus:
@@ -48,9 +49,13 @@ class GatedStore:
     def allow_read(self) -> None:
         self._allowed.release()
 
-    async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
+    async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
         await self._allowed.acquire()
         self.reads.append(list(meme_ids))
+        return {i: self.items[i].updated_at for i in meme_ids if i in self.items}, 1
+
+    async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
+        self.full_reads.append(list(meme_ids))
         return {i: self.items[i] for i in meme_ids if i in self.items}, 1
 
     async def get(self, meme_id: str) -> MemeStatus | None:
@@ -134,6 +139,7 @@ async def test_one_read_serves_every_waiter_and_wakes_only_the_moved(
     moved = await polls[1]
     assert moved.state is MemeState.RENDERING
     assert sorted(store.reads[0]) == [mid(0), mid(1), mid(2)]
+    assert store.full_reads == [[mid(1)]]  # only what moved is read in full
     assert not polls[0].done()
     assert not polls[2].done()
     for poll in (polls[0], polls[2]):

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 from contextlib import suppress
+from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 from memeforge_common.items import BATCH_GET_KEYS, MemeStore
@@ -101,6 +102,7 @@ class Watcher:
         self._interval = fast_tick_s
         self._nudge = asyncio.Event()
         self._last_tick = 0.0
+        self._last_calls = 0
 
     @property
     def watched(self) -> int:
@@ -167,30 +169,42 @@ class Watcher:
             self._interval = self._fast if moved else min(self._interval * TICK_BACKOFF, self._slow)
 
     async def _tick(self) -> bool:
+        """Read every watched id's ``updated_at``; then full statuses of those that moved."""
         ids = list(self._subs)
         if not ids:
             return False
         try:
-            statuses, calls = await self._store.statuses(ids)
+            stamps, calls = await self._store.stamps(ids)
+            moved_ids = [i for i, t in stamps.items() if i in self._subs and t > self._known(i)]
+            statuses, more = await self._store.statuses(moved_ids) if moved_ids else ({}, 0)
         except (BotoCoreError, ClientError) as err:
             # Waiters still read the truth on their deadline; the next tick tries again.
             log.warning("watcher read failed: %s", err)
             return False
-        WATCHER_CALLS.inc(calls)
-        WATCHER_ITEMS.inc(len(statuses))
+        self._last_calls = calls + more
+        WATCHER_CALLS.inc(self._last_calls)
+        WATCHER_ITEMS.inc(len(stamps) + len(statuses))
         read_at = asyncio.get_running_loop().time()
         stale = read_at - self._fresh_s()
         self._recent = {i: e for i, e in self._recent.items() if e[1] >= stale}
         moved = False
-        for meme_id, status in statuses.items():
-            self._recent[meme_id] = (status, read_at)
-            for sub in list(self._subs.get(meme_id, ())):
-                moved = sub.offer(status) or moved
+        for meme_id in stamps:
+            subs = list(self._subs.get(meme_id, ()))
+            status = statuses.get(meme_id)
+            for sub in subs:
+                moved = (status is not None and sub.offer(status)) or moved
+            if subs:  # confirmed as of this read: what a new waiter may start from
+                latest = max((sub.status for sub in subs), key=lambda s: s.updated_at)
+                self._recent[meme_id] = (latest, read_at)
         return moved
 
+    def _known(self, meme_id: str) -> datetime:
+        """The oldest ``updated_at`` a subscriber of the meme holds."""
+        return min(sub.status.updated_at for sub in self._subs.get(meme_id, ()))
+
     def _period_s(self) -> float:
-        budget = math.ceil(len(self._subs) / BATCH_GET_KEYS) / self._max_calls_per_s
-        return max(self._interval, budget)
+        calls = max(self._last_calls, math.ceil(len(self._subs) / BATCH_GET_KEYS))
+        return max(self._interval, calls / self._max_calls_per_s)
 
     def _fresh_s(self) -> float:
         return 2 * max(self._slow, self._period_s())

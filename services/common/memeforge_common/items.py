@@ -172,34 +172,52 @@ class MemeStore:
         record = response.get("Item")
         return from_dynamo(record) if record else None
 
+    async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
+        """``updated_at`` of each existing item (a tiny projection: cheap to fetch and to
+        parse, so a watcher reads full statuses only of what changed), and the calls."""
+        records, calls = await self._batch_get(meme_ids, ("id", "updated_at"))
+        return {r["id"]["S"]: datetime.fromisoformat(r["updated_at"]["S"]) for r in records}, calls
+
     async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
-        """The status of each existing item (consistent reads, BatchGetItem in chunks of
-        100; unprocessed keys retried with backoff), and the number of calls it took."""
-        found: dict[str, MemeStatus] = {}
+        """The status of each existing item, and the calls it took."""
+        records, calls = await self._batch_get(meme_ids, STATUS_ATTRIBUTES)
+        statuses = (MemeStatus(**_status_fields(record)) for record in records)
+        return {status.id: status for status in statuses}, calls
+
+    async def _batch_get(
+        self, meme_ids: Sequence[str], attributes: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Consistent BatchGetItem reads, 100 keys a call, the calls in parallel; keys
+        left unprocessed (throttling) are retried with backoff, then left out."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        chunks = [meme_ids[i : i + BATCH_GET_KEYS] for i in range(0, len(meme_ids), BATCH_GET_KEYS)]
+        results = await asyncio.gather(*(self._batch_get_chunk(c, names) for c in chunks))
+        records = [record for found, _ in results for record in found]
+        return records, sum(calls for _, calls in results)
+
+    async def _batch_get_chunk(
+        self, meme_ids: Sequence[str], names: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        keys: list[Any] = [{"id": _s(i)} for i in meme_ids]
+        found: list[dict[str, Any]] = []
         calls = 0
-        names = {f"#a{i}": name for i, name in enumerate(STATUS_ATTRIBUTES)}
-        for start in range(0, len(meme_ids), BATCH_GET_KEYS):
-            keys: list[Any] = [{"id": _s(i)} for i in meme_ids[start : start + BATCH_GET_KEYS]]
-            for attempt in range(_UNPROCESSED_RETRIES + 1):
-                if attempt:
-                    await asyncio.sleep(0.02 * 2**attempt)  # throttled: back off, then retry
-                request: Any = {
-                    "Keys": keys,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": ", ".join(names),
-                    "ExpressionAttributeNames": names,
-                }
-                response = await self._ddb.batch_get_item(RequestItems={self._table: request})
-                calls += 1
-                for record in response.get("Responses", {}).get(self._table, []):
-                    status = MemeStatus(**_status_fields(record))
-                    found[status.id] = status
-                unprocessed: Any = response.get("UnprocessedKeys", {})
-                keys = unprocessed.get(self._table, {}).get("Keys", [])
-                if not keys:
-                    break
-            else:
-                log.warning("batch read left %d keys unprocessed", len(keys))
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(0.02 * 2**attempt)  # throttled: back off, then retry
+            request: Any = {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+            response = await self._ddb.batch_get_item(RequestItems={self._table: request})
+            calls += 1
+            found += response.get("Responses", {}).get(self._table, [])
+            unprocessed: Any = response.get("UnprocessedKeys", {})
+            keys = unprocessed.get(self._table, {}).get("Keys", [])
+            if not keys:
+                return found, calls
+        log.warning("batch read left %d keys unprocessed", len(keys))
         return found, calls
 
     async def transition(
