@@ -106,6 +106,7 @@ class Column:
     finish: Phase = field(default_factory=Phase)
     latencies_ms: list[float] = field(default_factory=list)
     seen: list[tuple[str, float]] = field(default_factory=list)
+    calls_by_operation: dict[str, int] = field(default_factory=dict)
     refused: int = 0
 
 
@@ -143,6 +144,9 @@ class Api:
         writer.close()
         gauge = [line for line in text.splitlines() if line.startswith("memeforge_waiters ")]
         return int(float(gauge[0].split()[1])) if gauge else None
+
+    def by_operation(self) -> dict[str, int]:
+        return dict(json.loads(self.counts.read_text())["calls"])
 
     def snapshot(self) -> tuple[float, int, int]:
         time.sleep(0.45)  # let the counts file catch up (written every 0.2 s)
@@ -233,6 +237,7 @@ async def run_column(
             col.latencies_ms = [max(0.0, seen - done_at[i]) * 1000 for i, seen in col.seen]
             cpu2, calls2, items2 = api.snapshot()
             col.finish = Phase(time.monotonic() - t1, cpu2 - cpu1, calls2 - calls1, items2 - items1)
+            col.calls_by_operation = api.by_operation()
     finally:
         stop(api.proc, grace=10)
     return col
@@ -296,6 +301,13 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--settle-s", type=float, default=3.0, help="after all connected")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--api-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an api environment variable, e.g. MEMEFORGE_WATCHER_MAX_CALLS_PER_S=50",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-waiting-") as tmp:
@@ -306,8 +318,9 @@ def main() -> None:
         tree = None
         try:
             settings = Settings(table=f"bench-waiting-{os.getpid()}")
+            extra = dict(setting.split("=", 1) for setting in args.api_setting)
             base_env = emulator.child_env(
-                {"MEMEFORGE_TABLE": settings.table, "MEMEFORGE_MAX_LONG_POLL_S": "20"}
+                {"MEMEFORGE_TABLE": settings.table, "MEMEFORGE_MAX_LONG_POLL_S": "20", **extra}
             )
             os.environ.update({k: v for k, v in base_env.items() if k.startswith("AWS_")})
             asyncio.run(bootstrap(settings, seed=False))
@@ -340,11 +353,13 @@ def report(
     rows = list(next(iter(stats.values())))
     print(
         f"\n{args.waiters} waiters (half long-poll, half SSE) on {args.memes} memes, "
-        f"DONE at {args.rate:g}/s, backend {args.backend}"
+        f"DONE at {args.rate:g}/s, backend {args.backend} {' '.join(args.api_setting)}"
     )
     print(f"{'':34}" + "".join(f"{name:>12}" for name in stats))
     for row in rows:
         print(f"{row:34}" + "".join(f"{s[row]:>12.1f}" for s in stats.values()))
+    for name, col in columns.items():
+        print(f"{name} calls over the whole run, by operation: {col.calls_by_operation}")
     print(
         f"machine: {os.cpu_count()} cores, {busy_pct:.0f} % busy during the run, "
         f"load average {load[0]:.1f} → {load[1]:.1f}"
@@ -356,6 +371,7 @@ def report(
         "memes": args.memes,
         "rate_per_s": args.rate,
         "machine_busy_pct": round(busy_pct, 1),
+        "api_settings": args.api_setting,
     }
     for name, s in stats.items():
         result |= {f"{name}_{k}": round(v, 2) for k, v in s.items()}

@@ -181,6 +181,10 @@ class Watcher:
             # Waiters still read the truth on their deadline; the next tick tries again.
             log.warning("watcher read failed: %s", err)
             return False
+        except Exception:
+            # Whatever else (an unreadable item, say) must not stop the one loop.
+            log.exception("watcher tick failed")
+            return False
         self._last_calls = calls + more
         WATCHER_CALLS.inc(self._last_calls)
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
@@ -193,9 +197,9 @@ class Watcher:
             status = statuses.get(meme_id)
             for sub in subs:
                 moved = (status is not None and sub.offer(status)) or moved
-            if subs:  # confirmed as of this read: what a new waiter may start from
-                latest = max((sub.status for sub in subs), key=lambda s: s.updated_at)
-                self._recent[meme_id] = (latest, read_at)
+            latest = max((sub.status for sub in subs), key=lambda s: s.updated_at, default=None)
+            if latest is not None and latest.updated_at >= stamps[meme_id]:
+                self._recent[meme_id] = (latest, read_at)  # confirmed as of this read
         return moved
 
     def _known(self, meme_id: str) -> datetime:
