@@ -55,7 +55,8 @@ async def stream_until_settled(api: httpx.AsyncClient, meme_id: str) -> str:
 
 async def watcher_sizes(api: httpx.AsyncClient) -> tuple[float, float]:
     lines = (await api.get("/metrics")).text.splitlines()
-    values = {line.split()[0]: float(line.split()[1]) for line in lines if " " in line}
+    samples = [line.split() for line in lines if line and not line.startswith("#")]
+    values = {name: float(value) for name, value, *_ in samples}
     return values["memeforge_waiters"], values["memeforge_watched_memes"]
 
 
