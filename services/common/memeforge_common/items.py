@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from memeforge_common.backoff import Backoff
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
@@ -22,6 +25,7 @@ from memeforge_common.models import (
     MemeState,
     MemeStatus,
     RenderSpec,
+    first_error,
     utcnow,
 )
 
@@ -67,6 +71,8 @@ def _ts(value: datetime) -> str:
 
 
 def to_dynamo(item: MemeItem) -> dict[str, Any]:
+    if item.spec is None:
+        raise ValueError("an item is only ever written with a valid spec")
     record: dict[str, Any] = {
         "id": _s(item.id),
         "v": _n(item.v),
@@ -85,6 +91,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
         record["failure"] = _s(item.failure.model_dump_json())
+    if item.traceparent is not None:
+        record["traceparent"] = _s(item.traceparent)
     return record
 
 
@@ -110,10 +118,21 @@ def _status_fields(record: dict[str, Any]) -> dict[str, Any]:
 def from_dynamo(record: dict[str, Any]) -> MemeItem:
     return MemeItem(
         v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
-        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
+        spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
+        traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
         **_status_fields(record),
     )
+
+
+def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
+    """The stored spec, or None when it breaks today's limits: the item stays readable
+    (its state, failure and result still show) and the consumer fails it."""
+    try:
+        return RenderSpec.model_validate_json(raw)
+    except ValidationError as err:
+        log.warning("stored spec is invalid: %s", first_error(err), extra={"meme_id": meme_id})
+        return None
 
 
 # The attributes a MemeStatus is made of: what waiters read (no spec).
@@ -131,9 +150,12 @@ STATUS_ATTRIBUTES = (
 # BatchGetItem's limit on keys per call.
 BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
+_UNPROCESSED_BACKOFF = Backoff(base_s=0.05, max_s=1.0)
 
 
-def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
+def new_item(
+    meme_id: str, template_id: str, spec: RenderSpec, traceparent: str | None = None
+) -> MemeItem:
     now = utcnow()
     return MemeItem(
         id=meme_id,
@@ -143,6 +165,7 @@ def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
         created_at=now,
         updated_at=now,
         state_times={MemeState.PENDING: now},
+        traceparent=traceparent,
     )
 
 
@@ -203,7 +226,7 @@ class MemeStore:
         calls = 0
         for attempt in range(_UNPROCESSED_RETRIES + 1):
             if attempt:
-                await asyncio.sleep(0.02 * 2**attempt)  # throttled: back off, then retry
+                await asyncio.sleep(_UNPROCESSED_BACKOFF.delay(attempt))  # throttled
             request: Any = {
                 "Keys": keys,
                 "ConsistentRead": True,

@@ -6,24 +6,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeState,
     RenderSpec,
     RequestMessage,
 )
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import PublishFailed
 from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, trace_attributes, trace_id
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.deps import (
-    AwsDep,
     IdempotencyDep,
-    RequestQueueDep,
+    OutputsDep,
+    RequestsDep,
     SettingsDep,
     StoreDep,
+    TemplatesDep,
     WatcherDep,
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
@@ -45,11 +48,10 @@ def _not_found(meme_id: str) -> Problem:
 async def create_meme(
     body: CreateMeme,
     response: Response,
-    aws: AwsDep,
     store: StoreDep,
-    settings: SettingsDep,
+    templates: TemplatesDep,
+    requests: RequestsDep,
     idempotency: IdempotencyDep,
-    request_queue_url: RequestQueueDep,
     watcher: WatcherDep,
     idempotency_key: Annotated[
         str | None,
@@ -75,7 +77,8 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, await _spec_for(body, aws, settings))
+    trace = child_of(traceparent)
+    item = new_item(meme_id, body.template_id, await _spec_for(body, templates), trace)
     try:
         await store.create(item)
     except ItemExists:
@@ -88,12 +91,11 @@ async def create_meme(
             raise
         item = existing
     else:
-        trace = child_of(traceparent)
-        await aws.sqs.send_message(
-            QueueUrl=request_queue_url,
-            MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
-            MessageAttributes=trace_attributes(trace),
-        )
+        try:
+            await requests.publish(RequestMessage(meme_id=item.id), trace)
+        except PublishFailed:
+            # The item is written: the sweeper re-sends the request of a PENDING item.
+            log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
         watcher.hurry()
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
@@ -103,12 +105,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await head_template(aws.s3, settings.bucket, body.template_id)
+    template = await templates.head(body.template_id)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):
@@ -129,7 +131,8 @@ async def get_meme(
     watcher: WatcherDep,
     settings: SettingsDep,
     wait: Annotated[
-        float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
+        float,
+        Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
     item = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
@@ -175,9 +178,9 @@ async def stream_meme(
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_image(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
+    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=False)
 
 
 @router.get(
@@ -187,13 +190,13 @@ async def get_meme_image(
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
+    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=True)
 
 
 async def _redirect_to_output(
-    meme_id: str, store: MemeStore, aws: AwsClients, settings: Settings, *, thumbnail: bool
+    meme_id: str, store: MemeStore, outputs: OutputStore, settings: Settings, *, thumbnail: bool
 ) -> RedirectResponse:
     item = await store.get(meme_id)
     if item is None:
@@ -211,9 +214,5 @@ async def _redirect_to_output(
         if item.result.thumbnail_key is None:
             raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
         key = item.result.thumbnail_key
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": key},
-        ExpiresIn=settings.presign_ttl_s,
-    )
+    url = await outputs.presigned_url(key, settings.presign_ttl_s)
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
