@@ -58,7 +58,8 @@ async def create_meme(
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
     ] = None,
     traceparent: Annotated[
-        str | None, Header(max_length=128, description="W3C trace context to continue")
+        str | None,
+        Header(description="W3C trace context to continue; anything else starts a new trace"),
     ] = None,
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
