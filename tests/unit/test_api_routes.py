@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from memeforge_api.app import create_app
 from memeforge_api.idempotency import Claim
-from memeforge_common.items import ItemExists
+from memeforge_api.watcher import Watcher
+from memeforge_common.items import ItemExists, MemeStore
 from memeforge_common.limits import MAX_CAPTION_CHARS
 from memeforge_common.models import MemeItem, RequestMessage
 from memeforge_common.settings import Settings
@@ -84,6 +86,7 @@ def api() -> Api:
     app.state.templates = FakeTemplates()
     app.state.requests = published
     app.state.idempotency = FakeIdempotency()
+    app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
     return Api(TestClient(app), memes, published)
 
 
