@@ -112,13 +112,14 @@ class Column:
 
 class Api:
     def __init__(self, env: dict[str, str], counts: Path, workdir: Path, name: str) -> None:
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts = counts
         env = env | {
             "MEMEFORGE_API_PORT": str(self.port),
             "MEMEFORGE_LOG_LEVEL": "WARNING",
             "BENCH_COUNTS": str(counts),
+            "MEMEFORGE_METRICS_PORT": str(self.metrics_port),
         }
         self.proc = spawn(
             [sys.executable, "-m", "memeforge_api"], env=env, log_path=str(workdir / f"{name}.log")
@@ -139,7 +140,10 @@ class Api:
         raise TimeoutError("clients did not all connect")
 
     async def _waiters(self) -> int | None:
-        reader, writer = await _request(self.port, "/metrics")
+        try:
+            reader, writer = await _request(self.metrics_port, "/metrics")
+        except OSError:  # the baseline serves no metrics port
+            return None
         text = (await reader.read()).decode()
         writer.close()
         gauge = [line for line in text.splitlines() if line.startswith("memeforge_waiters ")]

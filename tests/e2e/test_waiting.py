@@ -21,19 +21,26 @@ WAITERS_PER_MEME = 5  # 200 in all, spread over both processes and both kinds
 
 
 @pytest.fixture(scope="module")
-def two_apis(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterator[list[str]]:
+def two_apis(
+    tmp_path_factory: pytest.TempPathFactory, e2e_backend: str
+) -> Iterator[list[tuple[str, str]]]:
+    """Two api processes of their own beside the stack's, each with its metrics port."""
     workdir: Path = tmp_path_factory.mktemp(f"waiting-{e2e_backend}")
     with running_stack(workdir, backend=e2e_backend) as stack:
-        yield [stack.api_url, start_second_api(stack)]
+        yield [start_api(stack, "api-a"), start_api(stack, "api-b")]
 
 
-def start_second_api(stack: Stack) -> str:
-    port = free_port()
-    stack.service_env["api-second"] = stack.env | {"MEMEFORGE_API_PORT": str(port)}
-    proc = stack.start_service("api-second")
+def start_api(stack: Stack, name: str) -> tuple[str, str]:
+    """(api url, metrics url) of a new api process."""
+    port, metrics_port = free_port(), free_port()
+    stack.service_env[name] = stack.env | {
+        "MEMEFORGE_API_PORT": str(port),
+        "MEMEFORGE_METRICS_PORT": str(metrics_port),
+    }
+    proc = stack.start_service(name)
     url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(f"{url}/healthz"), timeout=60, what="second api", proc=proc)
-    return url
+    wait_until(http_ok(f"{url}/healthz"), timeout=60, what=name, proc=proc)
+    return url, f"http://127.0.0.1:{metrics_port}"
 
 
 async def long_poll_until_settled(api: httpx.AsyncClient, meme_id: str) -> str:
@@ -53,18 +60,19 @@ async def stream_until_settled(api: httpx.AsyncClient, meme_id: str) -> str:
     return states[-1]
 
 
-async def watcher_sizes(api: httpx.AsyncClient) -> tuple[float, float]:
-    lines = (await api.get("/metrics")).text.splitlines()
+async def watcher_sizes(metrics_url: str) -> tuple[float, float]:
+    async with httpx.AsyncClient() as client:
+        lines = (await client.get(f"{metrics_url}/metrics")).text.splitlines()
     samples = [line.split() for line in lines if line and not line.startswith("#")]
     values = {name: float(value) for name, value, *_ in samples}
     return values["memeforge_waiters"], values["memeforge_watched_memes"]
 
 
 async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
-    two_apis: list[str],
+    two_apis: list[tuple[str, str]],
 ) -> None:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
-    clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for url in two_apis]
+    clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for url, _ in two_apis]
     try:
         seed = (await clients[0].get("/templates", params={"limit": 1})).json()["items"][0]
         created = await asyncio.gather(
@@ -83,12 +91,12 @@ async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
         assert states == ["DONE"] * len(waiters)
 
         # Every subscription is gone once its request ended, on both processes.
-        for api in clients:
+        for _, metrics_url in two_apis:
             for _ in range(100):
-                if await watcher_sizes(api) == (0.0, 0.0):
+                if await watcher_sizes(metrics_url) == (0.0, 0.0):
                     break
                 await asyncio.sleep(0.1)
-            assert await watcher_sizes(api) == (0.0, 0.0)
+            assert await watcher_sizes(metrics_url) == (0.0, 0.0)
     finally:
         for client in clients:
             await client.aclose()

@@ -24,7 +24,14 @@ MAX_WAITERS = 20
 
 
 @pytest.fixture
-def api_url(emulator: Emulator, resources: Settings, tmp_path: Path) -> Iterator[str]:
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def api_url(
+    emulator: Emulator, resources: Settings, tmp_path: Path, metrics_port: int
+) -> Iterator[str]:
     port = free_port()
     env = emulator.child_env(
         {
@@ -34,6 +41,7 @@ def api_url(emulator: Emulator, resources: Settings, tmp_path: Path) -> Iterator
             "MEMEFORGE_RENDER_QUEUE": resources.render_queue,
             "MEMEFORGE_API_PORT": str(port),
             "MEMEFORGE_MAX_WAITERS": str(MAX_WAITERS),
+            "MEMEFORGE_METRICS_PORT": str(metrics_port),
         }
     )
     log = tmp_path / "api.log"
@@ -53,16 +61,25 @@ async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def gauge(http: httpx.AsyncClient, name: str) -> float:
-    text = (await http.get("/metrics")).text
+@pytest.fixture
+async def metrics(metrics_port: int) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{metrics_port}") as client:
+        yield client
+
+
+async def gauge(metrics: httpx.AsyncClient, name: str) -> float:
+    text = (await metrics.get("/metrics")).text
     line = next(line for line in text.splitlines() if line.startswith(f"{name} "))
     return float(line.split()[1])
 
 
-async def until_gauges(http: httpx.AsyncClient, waiters: float, watched: float) -> None:
+async def until_gauges(metrics: httpx.AsyncClient, waiters: float, watched: float) -> None:
     """Bounded wait for the watcher's sizes (a gauge is set as a request unwinds)."""
     for _ in range(200):
-        now = (await gauge(http, "memeforge_waiters"), await gauge(http, "memeforge_watched_memes"))
+        now = (
+            await gauge(metrics, "memeforge_waiters"),
+            await gauge(metrics, "memeforge_watched_memes"),
+        )
         if now == (waiters, watched):
             return
         await asyncio.sleep(0.05)
@@ -98,7 +115,7 @@ async def test_batch_reads_take_many_ids_and_project_few_fields(
 
 
 async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
-    http: httpx.AsyncClient, aws: AwsClients, resources: Settings
+    http: httpx.AsyncClient, metrics: httpx.AsyncClient, aws: AwsClients, resources: Settings
 ) -> None:
     (meme_id,) = await make_memes(aws, resources, 1)
     poll = asyncio.ensure_future(http.get(f"/memes/{meme_id}", params={"wait": 20}))
@@ -111,7 +128,7 @@ async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
                     events.append(line.removeprefix("id: "))
 
     streaming = asyncio.ensure_future(stream())
-    await until_gauges(http, waiters=2, watched=1)
+    await until_gauges(metrics, waiters=2, watched=1)
     store = MemeStore(aws.dynamodb, resources.table)
     await store.transition(meme_id, MemeState.QUEUED)
     assert (await poll).json()["state"] == "QUEUED"
@@ -119,11 +136,15 @@ async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
     await streaming
     assert events[0] == "PENDING"
     assert events[-1] == "FAILED"
-    await until_gauges(http, waiters=0, watched=0)
+    await until_gauges(metrics, waiters=0, watched=0)
 
 
 async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
-    api_url: str, http: httpx.AsyncClient, aws: AwsClients, resources: Settings
+    api_url: str,
+    http: httpx.AsyncClient,
+    metrics: httpx.AsyncClient,
+    aws: AwsClients,
+    resources: Settings,
 ) -> None:
     ids = await make_memes(aws, resources, MAX_WAITERS // 2)
 
@@ -137,7 +158,7 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
             asyncio.ensure_future(clients.get(f"/memes/{i}?wait=20")) for i in ids
         ]
         waiting += [asyncio.ensure_future(stream(clients, i)) for i in ids]
-        await until_gauges(http, waiters=MAX_WAITERS, watched=len(ids))
+        await until_gauges(metrics, waiters=MAX_WAITERS, watched=len(ids))
 
         refused = await http.get(f"/memes/{ids[0]}", params={"wait": 5})
         assert refused.status_code == 503
@@ -152,4 +173,4 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
     # The connections are closed: every subscription goes, long before any wait ends.
-    await until_gauges(http, waiters=0, watched=0)
+    await until_gauges(metrics, waiters=0, watched=0)
