@@ -46,8 +46,8 @@ from memeforge_common.items import MemeStore, new_item  # noqa: E402
 from memeforge_common.models import MemeState, RenderSpec, classic_boxes  # noqa: E402
 from memeforge_common.settings import Settings  # noqa: E402
 
-from devenv.emulator import start_emulator  # noqa: E402
-from devenv.proc import free_port, http_ok, spawn, stop, wait_until  # noqa: E402
+from devenv.run.emulator import start_emulator  # noqa: E402
+from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Counts every aiobotocore call (and the items it returned) inside the api process,

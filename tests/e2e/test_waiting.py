@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import Stack
-from tests.e2e.conftest import running_stack
+from devenv.run.proc import free_port, http_ok, wait_until
+from devenv.run.stack import Stack
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.e2e
 

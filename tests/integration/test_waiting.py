@@ -15,8 +15,8 @@ from memeforge_common.items import MemeStore, new_item
 from memeforge_common.models import MemeState, MemeStatus, RenderSpec, classic_boxes
 from memeforge_common.settings import Settings
 
-from devenv.emulator import Emulator
-from devenv.proc import free_port, http_ok, spawn, stop, wait_until
+from devenv.run.emulator import Emulator
+from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 
 pytestmark = pytest.mark.integration
 
