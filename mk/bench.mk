@@ -8,3 +8,7 @@ bench-render: $(STAMP) ## render benchmark: floor vs naive vs engine, 800/1600 p
 .PHONY: golden-update
 golden-update: $(STAMP) ## regenerate tests/golden/*.png after an intended font/drawing change
 	$(PY) -m tests.golden.cases --update
+
+.PHONY: bench-waiting
+bench-waiting: $(STAMP) ## waiting benchmark: 1,000 long-poll/SSE waiters, watcher vs per-client polling
+	$(PY) -m bench.waiting $(BENCH_ARGS)

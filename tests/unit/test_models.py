@@ -46,16 +46,17 @@ def test_unknown_message_version_is_rejected() -> None:
         RequestMessage.model_validate_json(json.dumps({"v": 99, "meme_id": MEME_ID}))
 
 
-def test_render_job_rejects_keys_that_escape_the_bucket_prefix() -> None:
+def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
     spec = RenderSpec(boxes=classic_boxes("a", "b"))
-    with pytest.raises(ValidationError):
-        RenderJob(
-            meme_id=MEME_ID,
-            template_key="../secrets",
-            template_etag='"x"',
-            spec=spec,
-            output_key=output_key(MEME_ID),
-        )
+    for key in ("../secrets", "memes/" + MEME_ID + ".jpg", "templates/../memes/x", "templates/"):
+        with pytest.raises(ValidationError):
+            RenderJob(meme_id=MEME_ID, template_key=key, template_etag='"x"', spec=spec)
+    job = RenderJob(meme_id=MEME_ID, template_key="templates/drake", template_etag='"x"', spec=spec)
+    assert job.template_id == "drake"
+    assert "output_key" not in json.loads(job.model_dump_json())
+    # An older consumer's job still parses; its output_key is never used (Renderer derives it).
+    old = json.loads(job.model_dump_json()) | {"output_key": "memes/someone-else.jpg"}
+    assert RenderJob.model_validate(old).meme_id == MEME_ID
 
 
 def test_output_key_is_deterministic() -> None:

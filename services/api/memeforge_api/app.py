@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.routes import health, memes, templates
+from memeforge_api.watcher import Watcher
 
 log = logging.getLogger("memeforge.api")
 
@@ -43,8 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.requests = RequestPublisher(
                 aws.sqs, await queue_url(aws.sqs, settings.request_queue)
             )
+            app.state.watcher = Watcher(
+                app.state.store,
+                max_waiters=settings.max_waiters,
+                max_calls_per_s=settings.watcher_max_calls_per_s,
+            )
+            watching = asyncio.create_task(app.state.watcher.run(), name="watcher")
             log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
-            yield
+            try:
+                yield
+            finally:
+                watching.cancel()
 
     app = FastAPI(
         title="memeforge",

@@ -131,6 +131,14 @@ def install_problem_handlers(app: FastAPI) -> None:
                 "Storage is temporarily unavailable",
                 headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
             )
+        if status == 400:
+            # AWS refused what the request carried (a value over one of its limits, a
+            # malformed argument): the client's input, not an outage. The AWS message
+            # may name internal resources, so only its code is passed on.
+            log.info("AWS refused the request's input: %s", code)
+            return problem_response(
+                request, 400, "invalid-request", "Request refused by storage", code
+            )
         log.exception("unexpected AWS error %s", code)
         return problem_response(request, 500, "internal-error", "Internal error")
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memeforge_common.limits import (
     MAX_BOXES,
@@ -28,6 +28,8 @@ SCHEMA_VERSION = 1
 MEME_ID_PATTERN = r"^[0-9a-f]{32}$"
 TEMPLATE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TEMPLATE_ID_RE = re.compile(TEMPLATE_ID_PATTERN)
+TEMPLATE_KEY_PREFIX = "templates/"
+TEMPLATE_KEY_PATTERN = "^" + TEMPLATE_KEY_PREFIX + TEMPLATE_ID_PATTERN[1:]
 
 MemeId = Annotated[str, Field(pattern=MEME_ID_PATTERN)]
 TemplateId = Annotated[str, Field(pattern=TEMPLATE_ID_PATTERN)]
@@ -193,20 +195,26 @@ class Failure(Frozen):
     detail: str = ""
 
 
-class MemeItem(Frozen):
-    v: int = SCHEMA_VERSION
+class MemeStatus(Frozen):
+    """What a client sees of a meme: the item without its render spec. Waiters read only
+    these fields (a spec can be far larger than the rest)."""
+
     id: MemeId
     state: MemeState
     template_id: TemplateId
-    spec: RenderSpec | None
-    """None when the stored spec breaks today's limits (written by an older version):
-    the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     created_at: datetime
     updated_at: datetime
     state_times: dict[MemeState, datetime]
     result: MemeResult | None = None
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
+
+
+class MemeItem(MemeStatus):
+    v: int = SCHEMA_VERSION
+    spec: RenderSpec | None
+    """None when the stored spec breaks today's limits (written by an older version):
+    the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     sweeps: int = 0  # times the sweeper re-enqueued it
     traceparent: str | None = None
     """The trace of the request that created it, continued by whatever re-sends it."""
@@ -221,22 +229,25 @@ class RequestMessage(Frozen):
 
 
 class RenderJob(Frozen):
-    """consumer → renderer: everything the renderer needs, so it reads no item to start."""
+    """consumer → renderer: everything the renderer needs, so it reads no item to start.
+
+    The renderer writes only under the keys derived from ``meme_id`` (output_key()), so
+    a forged or corrupted job cannot overwrite another object, and reads only a key of
+    the ``templates/`` prefix, at the ETag the meme was queued with.
+    """
 
     v: Literal[1] = 1
     kind: Literal["meme.render"] = "meme.render"
     meme_id: MemeId
-    template_key: str
-    template_etag: str
+    template_key: str = Field(pattern=TEMPLATE_KEY_PATTERN)
+    template_etag: str = Field(min_length=1, max_length=1024)
     spec: RenderSpec
-    output_key: str
+    output_key: str | None = Field(default=None, exclude=True)
+    """Sent by older consumers; ignored (never trusted) and no longer sent."""
 
-    @field_validator("template_key", "output_key")
-    @classmethod
-    def _relative_key(cls, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError("must be a relative S3 key")
-        return key
+    @property
+    def template_id(self) -> str:
+        return self.template_key.removeprefix(TEMPLATE_KEY_PREFIX)
 
 
 def output_key(meme_id: str, fmt: str = "jpeg", *, thumbnail: bool = False) -> str:
@@ -246,4 +257,4 @@ def output_key(meme_id: str, fmt: str = "jpeg", *, thumbnail: bool = False) -> s
 
 
 def template_key(template_id: str) -> str:
-    return f"templates/{template_id}"
+    return TEMPLATE_KEY_PREFIX + template_id

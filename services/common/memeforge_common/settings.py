@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     max_sweeps: int = Field(default=3, ge=0)
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
-    # Prometheus metrics of the queue workers (the api serves /metrics on its own port).
+    # Prometheus /metrics of any service, on a port of its own (never the api's public
+    # one); off when unset, so several processes on one host do not collide.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Touched by the receive loop on every turn; a liveness probe checks its age.
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
     max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
     max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
+    # Long-polls and event streams one api process serves at once; past it, 503.
+    max_waiters: int = Field(default=10_000, ge=1)
+    # The api's watcher reads every waited-on meme with at most this many calls a second
+    # (its tick slows down as the set grows past 100 ids a call).
+    watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.

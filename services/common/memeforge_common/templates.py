@@ -8,6 +8,7 @@ bounds a layout; boxes are stored without their (empty) text and default fields.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -17,19 +18,80 @@ from urllib.parse import quote, unquote
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter, ValidationError
 
-from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES
-from memeforge_common.models import CLASSIC_LAYOUT, TextBox, template_key
+from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES, MAX_TEMPLATE_METADATA_BYTES
+from memeforge_common.models import (
+    CLASSIC_LAYOUT,
+    TEMPLATE_KEY_PREFIX,
+    TextBox,
+    is_template_id,
+    template_key,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-PREFIX = "templates/"
+PREFIX = TEMPLATE_KEY_PREFIX
 
 _BOXES = TypeAdapter(tuple[TextBox, ...])
 
 
 class LayoutTooLarge(ValueError):
     pass
+
+
+class MetadataTooLarge(ValueError):
+    """Name and layout together exceed what S3 stores as object metadata."""
+
+
+class TemplateExists(Exception):
+    """A template with that id is already stored (templates are never replaced)."""
+
+
+class TemplateChanged(Exception):
+    """The template no longer has the ETag the job was queued with."""
+
+
+class InvalidCursor(ValueError):
+    """A page cursor this store did not hand out."""
+
+
+_CURSOR_PREFIX = "t1."
+
+
+def encode_cursor(template_id: str) -> str:
+    """Opaque page cursor: the last id of a page (a cursor is never trusted unchecked)."""
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(template_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The template id a cursor continues after; InvalidCursor for anything else."""
+    if not cursor.startswith(_CURSOR_PREFIX):
+        raise InvalidCursor(cursor)
+    raw = cursor[len(_CURSOR_PREFIX) :]
+    try:
+        template_id = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidCursor(cursor) from err
+    if not is_template_id(template_id):
+        raise InvalidCursor(cursor)
+    return template_id
+
+
+def template_metadata(
+    name: str, width: int, height: int, layout: tuple[TextBox, ...] | None
+) -> dict[str, str]:
+    """The S3 metadata of a template, checked against S3's size limit before any upload
+    (S3 metadata is ASCII-only, so the name is percent-encoded)."""
+    metadata = {"name": quote(name), "width": str(width), "height": str(height)}
+    if layout:
+        metadata["layout"] = encode_layout(layout)
+    size = sum(len(k) + len(v) for k, v in metadata.items())
+    if size > MAX_TEMPLATE_METADATA_BYTES:
+        raise MetadataTooLarge(
+            f"name and layout take {size} bytes of metadata; the limit is "
+            f"{MAX_TEMPLATE_METADATA_BYTES} (use a shorter name or fewer boxes)"
+        )
+    return metadata
 
 
 def encode_layout(boxes: tuple[TextBox, ...]) -> str:
@@ -77,9 +139,12 @@ class TemplateInfo:
         return asdict(self)
 
 
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
 def is_not_found(err: ClientError) -> bool:
-    code = err.response.get("Error", {}).get("Code", "")
-    return code in ("404", "NoSuchKey", "NotFound")
+    return _error_code(err) in ("404", "NoSuchKey", "NotFound")
 
 
 class TemplateMissing(LookupError):
@@ -104,17 +169,22 @@ class TemplateStore:
         height: int,
         layout: tuple[TextBox, ...] | None = None,
     ) -> str:
-        """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
-        metadata = {"name": quote(name), "width": str(width), "height": str(height)}
-        if layout:
-            metadata["layout"] = encode_layout(layout)
-        response = await self._s3.put_object(
-            Bucket=self._bucket,
-            Key=template_key(template_id),
-            Body=data,
-            ContentType=content_type,
-            Metadata=metadata,
-        )
+        """Store a new template; returns its ETag. TemplateExists when the id is taken:
+        the write is conditional (If-None-Match: *), so of two concurrent uploads of one
+        id exactly one wins, and a template's bytes never change under queued memes."""
+        try:
+            response = await self._s3.put_object(
+                Bucket=self._bucket,
+                Key=template_key(template_id),
+                Body=data,
+                ContentType=content_type,
+                Metadata=template_metadata(name, width, height, layout),
+                IfNoneMatch="*",
+            )
+        except ClientError as err:
+            if _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise TemplateExists(template_id) from err
+            raise
         return response["ETag"]
 
     async def head(self, template_id: str) -> TemplateInfo | None:
@@ -140,25 +210,29 @@ class TemplateStore:
     async def page(
         self, *, limit: int, cursor: str | None
     ) -> tuple[list[TemplateInfo], str | None]:
-        """One page of templates via ListObjectsV2 continuation tokens (never a full listing)."""
+        """One page of templates in id order (ListObjectsV2 from after the cursor's id,
+        never a full listing). InvalidCursor for a cursor this store did not make."""
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": PREFIX, "MaxKeys": limit}
         if cursor:
-            params["ContinuationToken"] = cursor
+            params["StartAfter"] = template_key(decode_cursor(cursor))
         page = await self._s3.list_objects_v2(**params)
         ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
         heads = await asyncio.gather(*(self.head(tid) for tid in ids))
         infos = [info for info in heads if info is not None]  # deleted between list and head
-        next_cursor = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        next_cursor = encode_cursor(ids[-1]) if page.get("IsTruncated") and ids else None
         return infos, next_cursor
 
-    async def fetch(self, key: str) -> tuple[bytes, str]:
-        """A template's bytes and the ETag they have; TemplateMissing when there is none."""
+    async def fetch(self, key: str, etag: str) -> bytes:
+        """The template's bytes, only as they were at ``etag`` (the version a job was
+        queued with): TemplateChanged if it has another ETag now, TemplateMissing if
+        it is gone."""
         try:
-            response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            response = await self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as err:
             if is_not_found(err):
                 raise TemplateMissing(key) from err
+            if _error_code(err) == "PreconditionFailed":
+                raise TemplateChanged(key) from err
             raise
         async with response["Body"] as body:
-            data = await body.read()
-        return data, response["ETag"]
+            return await body.read()

@@ -22,7 +22,6 @@ from memeforge_common.models import (
     RenderJob,
     RequestMessage,
     first_error,
-    output_key,
     template_key,
 )
 from memeforge_common.publishers import RenderPublisher
@@ -156,5 +155,4 @@ def render_job(item: MemeItem, template_etag: str) -> RenderJob:
         template_key=template_key(item.template_id),
         template_etag=template_etag,
         spec=item.spec,
-        output_key=output_key(item.id, item.spec.format),
     )

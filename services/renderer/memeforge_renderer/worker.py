@@ -16,7 +16,7 @@ from memeforge_common.metrics import RENDER_STAGE_SECONDS
 from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
 from memeforge_common.outputs import OutputStore
 from memeforge_common.queues import QueueMessage
-from memeforge_common.templates import TemplateMissing, TemplateStore
+from memeforge_common.templates import TemplateChanged, TemplateMissing, TemplateStore
 from memeforge_common.tracing import from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
@@ -66,10 +66,18 @@ class Renderer:
             # PENDING: the job overtook its own QUEUED write (cannot happen in order,
             # but costs nothing to survive): retry later.
             raise RuntimeError(f"cannot start rendering: item is {item.state.value}")
+        template_id = job.template_id
         try:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
-            await self._fail(job, Failure(reason="template_not_found", detail=job.template_key))
+            detail = f"template {template_id!r} no longer exists"
+            await self._fail(job, Failure(reason="template_not_found", detail=detail))
+            return
+        except TemplateChanged:
+            # Not rendered with other bytes than the meme was made for (its captions may
+            # have been fitted to the old layout); the bucket keeps no old versions.
+            detail = f"template {template_id!r} changed after the meme was requested"
+            await self._fail(job, Failure(reason="template_changed", detail=detail))
             return
         try:
             output = await render_in_pool(
@@ -107,12 +115,12 @@ class Renderer:
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
     async def _template(self, key: str, etag: str) -> bytes:
+        """The template as it was when the job was queued (its ETag is pinned)."""
         cached = self._cache.get(key, etag)
         if cached is not None:
             return cached
-        data, current_etag = await self._templates.fetch(key)
-        # Cache under the ETag we actually got: the template may have changed since.
-        self._cache.put(key, current_etag, data)
+        data = await self._templates.fetch(key, etag)
+        self._cache.put(key, etag, data)
         return data
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:

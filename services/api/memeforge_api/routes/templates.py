@@ -11,7 +11,13 @@ from memeforge_common.models import (
     is_template_id,
     slugify,
 )
-from memeforge_common.templates import LayoutTooLarge, encode_layout
+from memeforge_common.templates import (
+    InvalidCursor,
+    LayoutTooLarge,
+    MetadataTooLarge,
+    TemplateExists,
+    encode_layout,
+)
 from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.deps import SettingsDep, TemplatesDep
@@ -26,13 +32,22 @@ def _not_found(template_id: str) -> Problem:
     return Problem(404, "template-not-found", "No such template", f"template {template_id!r}")
 
 
+def _exists(template_id: str) -> Problem:
+    return Problem(409, "template-exists", "Template id already taken", f"template {template_id!r}")
+
+
 @router.get("", response_model=TemplatePage)
 async def get_templates(
     templates: TemplatesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TemplatePage:
-    infos, next_cursor = await templates.page(limit=limit, cursor=cursor)
+    try:
+        infos, next_cursor = await templates.page(limit=limit, cursor=cursor)
+    except InvalidCursor as err:
+        raise Problem(
+            400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor unchanged"
+        ) from err
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
@@ -76,17 +91,23 @@ async def upload_template(
     tid = template_id or slugify(name)
     if not is_template_id(tid):
         raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await templates.head(tid) is not None:
-        raise Problem(409, "template-exists", "Template id already taken", f"template {tid!r}")
-    await templates.upload(
-        tid,
-        name=name,
-        data=data,
-        content_type=facts.content_type,
-        width=facts.width,
-        height=facts.height,
-        layout=layout,
-    )
+    if await templates.head(tid) is not None:  # cheap early answer; upload() decides
+        raise _exists(tid)
+    try:
+        await templates.upload(
+            tid,
+            name=name,
+            data=data,
+            content_type=facts.content_type,
+            width=facts.width,
+            height=facts.height,
+            layout=layout,
+        )
+    except TemplateExists as err:
+        raise _exists(tid) from err
+    except MetadataTooLarge as err:
+        title = "Template name and layout too large"
+        raise Problem(422, "metadata-too-large", title, str(err)) from err
     info = await templates.head(tid)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
