@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # CPU flags the renderer refuses to start without (memeforge_renderer/cpu.py):
+    # "auto" = avx2 for pillow-simd on x86-64; "" for a build without AVX2.
+    renderer_cpu_flags: str = "auto"
 
     # API server.
     api_host: str = "127.0.0.1"
