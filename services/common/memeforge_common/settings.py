@@ -12,6 +12,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memeforge_common.timing import LIVENESS_SLACK_S
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMEFORGE_", extra="ignore", frozen=True)
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
         a long poll with retries."""
         if self.liveness_max_age_s is not None:
             return self.liveness_max_age_s
-        return self.job_deadline_s + self.receive_wait_s + 30
+        return self.job_deadline_s + self.receive_wait_s + LIVENESS_SLACK_S
 
     @property
     def request_dlq(self) -> str:

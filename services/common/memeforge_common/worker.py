@@ -45,6 +45,7 @@ from memeforge_common.queues import (
     set_visibility,
 )
 from memeforge_common.settings import Settings
+from memeforge_common.timing import RELEASE_RESERVE_S
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -113,8 +114,6 @@ class Backoff:
 
 # While waiting for a free slot, the loop still beats this often.
 BEAT_EVERY_S = 5.0
-# The last seconds of the shutdown budget are kept for handing messages back.
-RELEASE_RESERVE_S = 3.0
 # How long an abandoned handler gets to unwind after its cancellation.
 ABANDON_WAIT_S = 5.0
 
