@@ -1,6 +1,6 @@
 """``make chaos``: the failure drill at full size, one line of results (plus JSON).
 
-    python bench/chaos.py [--memes 500] [--backend localstack|moto] [--outage 10] ...
+    python -m bench.chaos [--memes 500] [--backend localstack|moto] [--outage 10] ...
 
 Runs the real services as processes against the emulator, SIGKILLs a random renderer
 or consumer every few seconds and restarts it, cuts every service off from AWS for
@@ -16,10 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devenv.backends.localstack import find_install
-from devenv.chaos import ChaosConfig, run_chaos
+from devenv.drills.chaos import ChaosConfig, run_chaos
+from devenv.run.backends.localstack import find_install
 
 
 def localstack_installed() -> bool:

@@ -36,16 +36,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for sub in ("services/common", "services/renderer"):
-    if str(ROOT / sub) not in sys.path:
-        sys.path.insert(0, str(ROOT / sub))
+from memeforge_common.models import RenderSpec, classic_boxes
+from memeforge_renderer import engine
+from memeforge_renderer.engine.codec import jpeg_options
+from memeforge_renderer.engine.typeface import FONT_PATH
+from PIL import Image, ImageDraw, ImageFont
 
-from memeforge_common.models import RenderSpec, classic_boxes  # noqa: E402
-from memeforge_renderer import engine  # noqa: E402
-from memeforge_renderer.engine.codec import jpeg_options  # noqa: E402
-from memeforge_renderer.engine.typeface import FONT_PATH  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from devenv import REPO_ROOT as ROOT
 
 QUALITY = 85
 SIZES = (800, 1600)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devenv.chaos import ChaosConfig, run_chaos
+from devenv.drills.chaos import ChaosConfig, run_chaos
 
 pytestmark = pytest.mark.e2e
 

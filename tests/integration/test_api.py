@@ -15,8 +15,8 @@ from memeforge_common.models import RequestMessage
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
-from tests.conftest import unique_settings
-from tests.images import gradient
+from tests.support.images import gradient
+from tests.support.settings import unique_settings
 
 pytestmark = pytest.mark.integration
 

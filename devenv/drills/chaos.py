@@ -36,11 +36,11 @@ from memeforge_common.models import (
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
-from devenv.drills import upload_gradient_template
-from devenv.emulator import start_emulator
-from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import Stack, bootstrap
-from devenv.tcpproxy import TcpProxy
+from devenv.drills.tcpproxy import TcpProxy
+from devenv.drills.templates import upload_gradient_template
+from devenv.run.emulator import start_emulator
+from devenv.run.proc import free_port, http_ok, wait_until
+from devenv.run.stack import Stack, bootstrap
 
 TEMPLATE_ID = "chaos-template"
 SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
