@@ -201,18 +201,30 @@ async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
 
 
 class _SignalsPolls:
-    """The real SQS client, setting ``polling`` as each ReceiveMessage call goes out."""
+    """The real SQS client, signalling as ReceiveMessage calls go out and as queue
+    lookups are refused."""
 
     def __init__(self, sqs: object) -> None:
         self._sqs = sqs
         self.polling = asyncio.Event()
+        self.polling_again = asyncio.Event()  # a second ReceiveMessage went out
+        self.queue_lookups_refused = asyncio.Event()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._sqs, name)
 
     async def receive_message(self, **kwargs: object) -> object:
+        if self.polling.is_set():
+            self.polling_again.set()
         self.polling.set()
         return await self._sqs.receive_message(**kwargs)  # type: ignore[attr-defined]
+
+    async def get_queue_url(self, **kwargs: object) -> object:
+        try:
+            return await self._sqs.get_queue_url(**kwargs)  # type: ignore[attr-defined]
+        except ClientError:
+            self.queue_lookups_refused.set()
+            raise
 
 
 async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
@@ -254,9 +266,10 @@ async def test_a_service_starting_during_an_outage_waits_for_aws(
 
 async def test_a_queue_not_created_yet_is_waited_for(aws: AwsClients) -> None:
     """Services may start before the bootstrap: a missing queue is retried, not fatal."""
-    waiting = asyncio.create_task(queue_url(aws.sqs, "mf-created-later", patience_s=60))
-    await asyncio.sleep(1.5)
-    assert not waiting.done()
+    sqs = _SignalsPolls(aws.sqs)
+    waiting = asyncio.create_task(queue_url(sqs, "mf-created-later", patience_s=60))  # type: ignore[arg-type]
+    await asyncio.wait_for(sqs.queue_lookups_refused.wait(), timeout=30)
+    assert not waiting.done()  # refused ("no such queue"), and still waiting
     await ensure_queue(aws.sqs, "mf-created-later", {})
     assert (await asyncio.wait_for(waiting, timeout=30)).endswith("/mf-created-later")
     with pytest.raises(ClientError):  # and it gives up once its patience is spent
@@ -318,10 +331,11 @@ async def test_stop_during_a_long_poll_releases_held_messages_within_the_grace(
         started.set()
         await asyncio.sleep(3600)
 
-    worker = QueueWorker(aws.sqs, url, per_message(slow), concurrency=2, wait_s=20, grace_s=25)
+    sqs = _SignalsPolls(aws.sqs)
+    worker = QueueWorker(sqs, url, per_message(slow), concurrency=2, wait_s=20, grace_s=25)  # type: ignore[arg-type]
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(started.wait(), timeout=30)
-    await asyncio.sleep(1)  # the loop is now in a 20 s long poll for its second slot
+    await asyncio.wait_for(sqs.polling_again.wait(), timeout=30)  # a 20 s poll for slot 2
     worker.stop()
     await asyncio.wait_for(task, timeout=60)
     assert await _drain_bodies(aws, url) == ["held"]  # released, not hidden for 300 s

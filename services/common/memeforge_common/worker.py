@@ -11,8 +11,8 @@
 - messages held longer than a third of the visibility timeout get it extended
   (a heartbeat), so a long render is not handed to a second worker, while a worker
   that dies simply stops extending and its messages reappear;
-- the loop records each turn, and every few seconds while it waits for a free slot, in
-  the liveness heartbeat (healthcheck.py), under its own name;
+- the loop records each turn, and every few seconds while it waits (for a free slot, a
+  long poll, a backoff), in the liveness heartbeat (healthcheck.py), under its own name;
 - receive errors (AWS unreachable, throttling) back off and retry, never crash;
 - ``stop()`` (SIGTERM) starts a shutdown that ends ``grace_s`` after it, whatever AWS
   does: receiving stops (a long poll under way may complete, and what it brings is
@@ -29,9 +29,9 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memeforge_common.healthcheck import Heartbeat, process_heartbeat
 from memeforge_common.metrics import BATCH_SECONDS, IN_FLIGHT, MESSAGES, RECEIVE_ERRORS
@@ -112,7 +112,7 @@ class Backoff:
         return int(max(0, min(43200, round(raw * random.uniform(0.8, 1.2)))))
 
 
-# While waiting for a free slot, the loop still beats this often.
+# While waiting (a free slot, a long poll, a backoff), the loop still beats this often.
 BEAT_EVERY_S = 5.0
 # How long an abandoned handler gets to unwind after its cancellation.
 ABANDON_WAIT_S = 5.0
@@ -167,6 +167,12 @@ class QueueWorker:
         if not self._stopping.is_set():
             self._stop_at = time.monotonic()
             self._stopping.set()
+            # The shutdown is bounded by its own budget: not a loop to watch any more.
+            self._heartbeat.forget(self._name)
+
+    def _beat(self) -> None:
+        if not self._stopping.is_set():
+            self._heartbeat.beat(self._name)
 
     def _shutdown_left(self, reserve: float = 0.0) -> float:
         """Seconds left of the shutdown budget (counted from stop()), minus ``reserve``."""
@@ -181,7 +187,7 @@ class QueueWorker:
         backoff = 0.5
         try:
             while not self._stopping.is_set():
-                self._heartbeat.beat(self._name)
+                self._beat()
                 free = await self._wait_for_capacity()
                 if free == 0:
                     break
@@ -206,23 +212,37 @@ class QueueWorker:
         log.info("worker stopped", extra={"worker": self._name, "processed": self.processed})
 
     async def _wait_for_capacity(self) -> int:
-        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping. Beats
-        while it waits: a full worker is busy, not stuck (the job deadline bounds it)."""
+        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping. A full
+        worker is busy, not stuck (the job deadline bounds how long)."""
         while len(self._in_flight) >= self._concurrency and not self._stopping.is_set():
             self._slot_freed.clear()
             waiters = {
                 asyncio.ensure_future(self._slot_freed.wait()),
                 asyncio.ensure_future(self._stopping.wait()),
             }
-            _, pending = await asyncio.wait(
-                waiters, timeout=BEAT_EVERY_S, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in pending:
+            await self._wait_beating(waiters)
+            for waiter in waiters:
                 waiter.cancel()
-            self._heartbeat.beat(self._name)
         if self._stopping.is_set():
             return 0
         return self._concurrency - len(self._in_flight)
+
+    async def _wait_beating(
+        self, waiters: Collection[asyncio.Future[Any]], at_most_s: float | None = None
+    ) -> None:
+        """Wait until one of ``waiters`` is done (or ``at_most_s``), beating the liveness
+        heartbeat meanwhile: waiting for a slot, a long poll or a backoff is the loop
+        turning. Only a loop that stops running (a blocked event loop, a hang in the
+        loop itself) goes quiet."""
+        end = None if at_most_s is None else time.monotonic() + at_most_s
+        while True:
+            step = BEAT_EVERY_S if end is None else min(BEAT_EVERY_S, end - time.monotonic())
+            done, _ = await asyncio.wait(
+                waiters, timeout=max(0.0, step), return_when=asyncio.FIRST_COMPLETED
+            )
+            self._beat()
+            if done or (end is not None and time.monotonic() >= end):
+                return
 
     async def _receive(self, count: int) -> list[QueueMessage]:
         poll = asyncio.ensure_future(
@@ -236,7 +256,7 @@ class QueueWorker:
         )
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await self._wait_beating({poll, stopping})
             if not poll.done():
                 # Stop came during the long poll. Let it end (SQS would otherwise still
                 # hand its messages to the closed call and hide them for a whole
@@ -397,8 +417,11 @@ class QueueWorker:
             log.warning("could not release %d messages (%r)", len(messages), err)
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await self._wait_beating({stopping}, at_most_s=delay)
+        finally:
+            stopping.cancel()
 
 
 def _forget_result(task: asyncio.Future[Outcomes]) -> None:

@@ -1,5 +1,6 @@
 """scripts/check-manifests.py holds every Deployment to the timing budget
-(memeforge_common/timing.py), and docs/deploy.md's table to the manifests."""
+(memeforge_common/timing.py), docs/deploy.md's table to the manifests, and egress away
+from the instance metadata service."""
 
 from __future__ import annotations
 
@@ -113,4 +114,29 @@ def test_the_docs_table_is_checked_against_the_manifests(checker: Any) -> None:
     checker.check_doc_timing({"memeforge-renderer": {**table, "job deadline": 120.0}})
     assert checker.problems == [
         "docs/deploy.md says job deadline is 180 s; the manifests have 120 s"
+    ]
+
+
+def _policies() -> list[dict[str, Any]]:
+    docs = yaml.safe_load_all((BASE / "networkpolicies.yaml").read_text())
+    return [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def test_the_shipped_egress_policy_keeps_pods_off_instance_metadata(checker: Any) -> None:
+    checker.check_no_instance_metadata(_policies())
+    assert checker.problems == []
+
+
+def test_egress_open_to_instance_metadata_is_refused(checker: Any) -> None:
+    policies = _policies()
+    egress = next(p for p in policies if "Egress" in p["spec"]["policyTypes"])
+    egress["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}]})
+    checker.check_no_instance_metadata(policies)
+    assert checker.problems == [
+        "an egress rule allows the instance metadata service 169.254.169.254/32"
+    ]
+    checker.problems.clear()
+    checker.check_no_instance_metadata([p for p in policies if p is not egress])
+    assert checker.problems == [
+        "no egress NetworkPolicy for every pod that excludes 169.254.169.254/32"
     ]
