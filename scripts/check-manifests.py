@@ -59,6 +59,7 @@ QUEUE_SETTING = {
     "memeforge-renderer": "MEMEFORGE_RENDER_QUEUE",
 }
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+IMDS = "169.254.169.254/32"
 # Rows of the doc's timing table that come straight from a setting.
 TIMING_ROWS = {
     "receive wait": "MEMEFORGE_RECEIVE_WAIT_S",
@@ -295,6 +296,27 @@ def check_doc_timing(actual: dict[str, dict[str, float]]) -> None:
             )
 
 
+def check_no_instance_metadata(policies: list[dict[str, Any]]) -> None:
+    """Every pod's egress excludes IMDS (a pod without its own identity would otherwise
+    get the node's role), and no rule lets it back in."""
+    egress = [
+        p
+        for p in policies
+        if p["spec"].get("podSelector") == {} and "Egress" in p["spec"].get("policyTypes", [])
+    ]
+    blocks = [
+        peer["ipBlock"]
+        for p in egress
+        for rule in p["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    ]
+    if not egress or not any(IMDS in b.get("except", []) for b in blocks):
+        problem(None, f"no egress NetworkPolicy for every pod that excludes {IMDS}")
+    if any(b["cidr"] == IMDS for b in blocks):
+        problem(None, f"an egress rule allows the instance metadata service {IMDS}")
+
+
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     match = selector.get("matchLabels", {})
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
@@ -357,6 +379,8 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
             for key in ("queueLength", "activationQueueLength"):
                 if key not in metadata:
                     problem(so, f"trigger needs {key}")
+            if metadata.get("scaleOnInFlight", "true") != "false":
+                problem(so, "scaleOnInFlight must be false: messages in retry back-off count")
             if not 0 <= so["spec"].get("minReplicaCount", 0) <= so["spec"]["maxReplicaCount"]:
                 problem(so, "needs 0 <= minReplicaCount <= maxReplicaCount")
             concurrency = env.get("MEMEFORGE_WORKER_CONCURRENCY", "16")
@@ -396,6 +420,10 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
             target = policy["spec"].get("podSelector", {}).get("matchLabels", {})
             if target.get("app.kubernetes.io/name") != "memeforge-api":
                 problem(policy, "only the api may receive traffic")
+            for rule in policy["spec"]["ingress"]:
+                if not rule.get("from"):
+                    problem(policy, "api ingress must name where it comes from")
+    check_no_instance_metadata(policies)
 
     text = yaml.safe_dump_all(objects)
     if overlay == "aws":
