@@ -25,6 +25,7 @@ from pathlib import Path
 import aioboto3
 import httpx
 import pytest
+import pytest_asyncio
 from memeforge_common import timing
 from memeforge_common.aws import client_config
 
@@ -33,7 +34,8 @@ from devenv.run.emulator import start_emulator
 from devenv.run.proc import wait_until
 from devenv.run.stack import Stack, start_stack
 
-pytestmark = pytest.mark.e2e
+# One stack per backend for both tests: its async proxy lives on the module's loop.
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 # The production budget: SIGKILL comes this long after SIGTERM (compose: 40 s, k8s: 45 s).
 SHUTDOWN_GRACE_S = timing.DEFAULTS["MEMEFORGE_SHUTDOWN_GRACE_S"]
@@ -49,8 +51,9 @@ class Drill:
     heartbeat: Path
 
 
-@pytest.fixture
-async def drill(tmp_path: Path, e2e_backend: str) -> AsyncIterator[Drill]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def drill(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> AsyncIterator[Drill]:
+    tmp_path = tmp_path_factory.mktemp(f"uptime-{e2e_backend}")
     emulator = await asyncio.to_thread(start_emulator, e2e_backend, workdir=tmp_path / "emu")
     s3, s3_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
     heartbeat = tmp_path / "renderer-heartbeat"
@@ -77,7 +80,7 @@ async def drill(tmp_path: Path, e2e_backend: str) -> AsyncIterator[Drill]:
         s3.resume()
         await asyncio.to_thread(stack.stop)
         await s3.close()
-        for name in ("renderer", "renderer-quiet"):
+        for name in ("renderer", "renderer-quiet", "renderer-silent"):
             log = stack.log_path(name)
             if log.exists():
                 print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
