@@ -43,7 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
             app.state.requests = RequestPublisher(
-                aws.sqs, await queue_url(aws.sqs, settings.request_queue)
+                aws.sqs,
+                await queue_url(
+                    aws.sqs, settings.request_queue, patience_s=settings.startup_wait_s
+                ),
             )
             app.state.watcher = Watcher(
                 app.state.store,
