@@ -24,13 +24,12 @@ from botocore.exceptions import ClientError
 from memeforge_api.app import create_app
 from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import bootstrap
-from memeforge_common.items import MemeStore, new_item
-from memeforge_common.models import MemeResult, MemeState, RenderSpec, classic_boxes, output_key
 from memeforge_common.settings import Settings
 
 from devenv.run.backends.localstack import find_install, start_localstack
 from devenv.run.emulator import Emulator
 from tests.support.backends import unavailable
+from tests.support.memes import put_done_meme
 from tests.support.settings import unique_settings
 
 if TYPE_CHECKING:
@@ -111,24 +110,6 @@ async def test_s3_put_and_get(s3: S3Client) -> None:
     assert got["ContentType"] == "text/plain"
 
 
-async def _done_meme(settings: Settings, body: bytes) -> str:
-    """A DONE meme whose output object holds ``body``, written as the renderer would."""
-    await bootstrap(settings, seed=False)
-    meme_id = uuid.uuid4().hex
-    async with AwsClients.open(settings) as aws:
-        key = output_key(meme_id)
-        await aws.s3.put_object(
-            Bucket=settings.bucket, Key=key, Body=body, ContentType="image/jpeg"
-        )
-        store = MemeStore(aws.dynamodb, settings.table)
-        await store.create(new_item(meme_id, "any", RenderSpec(boxes=classic_boxes("a", ""))))
-        for state in (MemeState.QUEUED, MemeState.RENDERING):
-            assert await store.transition(meme_id, state)
-        result = MemeResult(key=key, content_type="image/jpeg", bytes=len(body), width=1, height=1)
-        assert await store.transition(meme_id, MemeState.DONE, result=result)
-    return meme_id
-
-
 async def _redirect(settings: Settings, meme_id: str) -> str:
     """Where the api's GET /memes/{id}/image sends a client."""
     app = create_app(settings)
@@ -149,7 +130,9 @@ async def test_the_apis_download_redirect_is_a_checked_expiring_url(
         if name.startswith("AWS_"):
             monkeypatch.setenv(name, value)
     settings = unique_settings()
-    meme_id = await _done_meme(settings, b"rendered meme bytes")
+    await bootstrap(settings, seed=False)
+    async with AwsClients.open(settings) as aws:
+        meme_id = await put_done_meme(aws, settings, b"rendered meme bytes")
     url = await _redirect(settings, meme_id)
     signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url)
     assert signature is not None, url
