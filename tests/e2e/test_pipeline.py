@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 from typing import Any
 
 import httpx
@@ -134,6 +135,41 @@ async def test_state_changes_stream_as_server_sent_events(
     assert states[-1] == "DONE"
     order = ["PENDING", "QUEUED", "RENDERING", "DONE"]
     assert states == sorted(set(states), key=order.index)
+
+
+async def test_sigterm_lets_the_api_finish_a_request_in_flight(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """README: "SIGTERM: ... the api drains in-flight requests". An event stream is open
+    (its first event received) when the api is told to stop: the stream still ends
+    normally, and the api finishes its shutdown; then it is started again."""
+    listing = (await api.get("/templates", params={"limit": 1})).json()
+    await asyncio.to_thread(stack.stop_service, "consumer")  # the meme stays PENDING
+    try:
+        created = await api.post(
+            "/memes", json={"template_id": listing["items"][0]["id"], "top": "in flight"}
+        )
+        meme_id = created.json()["id"]
+        api_proc = stack.services["api"]
+        states: list[str] = []
+        async with api.stream("GET", f"/memes/{meme_id}/events", params={"timeout": 3}) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    states.append(json.loads(line[len("data: ") :])["state"])
+                    if len(states) == 1:
+                        api_proc.send_signal(signal.SIGTERM)
+        assert states == ["PENDING"]  # the stream ran to its own end, 3 s later
+        # uvicorn re-raises the signal it caught once it has shut down gracefully
+        assert await asyncio.to_thread(api_proc.wait, 60) in (0, -signal.SIGTERM)
+        assert "Finished server process" in stack.log_path("api").read_text()
+    finally:
+        stack.services.pop("api", None)
+        api_proc = stack.start_service("api")
+        await asyncio.to_thread(
+            wait_until, http_ok(f"{stack.api_url}/healthz"), timeout=60, what="api", proc=api_proc
+        )
+        if "consumer" not in stack.services:
+            stack.start_service("consumer")
 
 
 async def test_custom_boxes_png_output_and_thumbnail(api: httpx.AsyncClient) -> None:

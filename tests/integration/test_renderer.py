@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,25 @@ async def test_a_replaced_template_is_rendered_from_its_new_bytes(
     blue = await render_with((30, 30, 220))  # same template id, new bytes, new ETag
     assert red[0] > 180 > red[2], red
     assert blue[2] > 180 > blue[0], blue
+
+
+async def test_sigterm_with_jobs_in_flight_loses_none_and_renders_none_twice(
+    aws: AwsClients, versioned: Settings, store: MemeStore, emulator: Emulator, tmp_path: Path
+) -> None:
+    """README: "SIGTERM: workers stop receiving, finish or release (visibility 0) what they
+    hold within MEMEFORGE_SHUTDOWN_GRACE_S". A renderer is stopped while it works through
+    20 jobs: it exits 0, and a second renderer finishes the rest, each meme once."""
+    etag = await upload(aws, versioned, "busy", solid((90, 90, 160)))
+    items = [await queued_meme(store, "busy") for _ in range(20)]
+    log = tmp_path / "first.log"
+    with service_process("memeforge_renderer", emulator, versioned, log) as first:
+        for item in items:
+            await send_job(aws, versioned, item, etag)
+        await wait_until_terminal(store, items[0].id)  # busy: the others are in flight
+        first.send_signal(signal.SIGTERM)  # spawn() made it a group leader: as k8s would
+        assert await asyncio.to_thread(first.wait, 60) == 0, log.read_text()[-3000:]
+    with service_process("memeforge_renderer", emulator, versioned, tmp_path / "second.log"):
+        done = [await wait_until_terminal(store, item.id) for item in items]
+    assert [d.state for d in done] == [MemeState.DONE] * 20
+    for item in items:
+        assert len(await output_versions(aws, versioned, output_key(item.id))) == 1

@@ -31,6 +31,6 @@ def service_process(
     )
     proc = spawn([sys.executable, "-m", module], env=env, log_path=str(log))
     try:
-        yield
+        yield proc
     finally:
         stop(proc, grace=30)
