@@ -26,7 +26,7 @@ from memeforge_common.models import (
 )
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
-from memeforge_common.templates import put_template
+from memeforge_common.templates import TemplateStore
 from PIL import Image
 
 from devenv.run.emulator import Emulator
@@ -53,9 +53,7 @@ def solid(colour: tuple[int, int, int]) -> bytes:
 
 
 async def upload(aws: AwsClients, settings: Settings, template_id: str, data: bytes) -> str:
-    return await put_template(
-        aws.s3,
-        settings.bucket,
+    return await TemplateStore(aws.s3, settings.bucket).upload(
         template_id,
         name=template_id,
         data=data,

@@ -9,9 +9,10 @@ import aioboto3
 import pytest
 from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients, client_config
+from memeforge_common.backoff import Backoff
 from memeforge_common.bootstrap import ensure_queue
 from memeforge_common.queues import QueueMessage, queue_url, send_batch
-from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
+from memeforge_common.worker import Outcomes, PoisonMessage, QueueWorker, per_message
 from prometheus_client import REGISTRY
 
 from devenv.drills.tcpproxy import TcpProxy

@@ -11,6 +11,8 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
@@ -19,6 +21,7 @@ from memeforge_common.models import (
     MemeResult,
     MemeState,
     RenderSpec,
+    first_error,
     utcnow,
 )
 
@@ -64,6 +67,8 @@ def _ts(value: datetime) -> str:
 
 
 def to_dynamo(item: MemeItem) -> dict[str, Any]:
+    if item.spec is None:
+        raise ValueError("an item is only ever written with a valid spec")
     record: dict[str, Any] = {
         "id": _s(item.id),
         "v": _n(item.v),
@@ -82,6 +87,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
         record["failure"] = _s(item.failure.model_dump_json())
+    if item.traceparent is not None:
+        record["traceparent"] = _s(item.traceparent)
     return record
 
 
@@ -93,7 +100,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         id=record["id"]["S"],
         state=MemeState(record["state"]["S"]),
         template_id=record["template_id"]["S"],
-        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
+        spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         created_at=datetime.fromisoformat(record["created_at"]["S"]),
         updated_at=datetime.fromisoformat(record["updated_at"]["S"]),
         state_times={
@@ -104,10 +111,23 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         failure=Failure.model_validate_json(failure["S"]) if failure else None,
         attempts=int(record.get("attempts", {"N": "0"})["N"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
+        traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
     )
 
 
-def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
+def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
+    """The stored spec, or None when it breaks today's limits: the item stays readable
+    (its state, failure and result still show) and the consumer fails it."""
+    try:
+        return RenderSpec.model_validate_json(raw)
+    except ValidationError as err:
+        log.warning("stored spec is invalid: %s", first_error(err), extra={"meme_id": meme_id})
+        return None
+
+
+def new_item(
+    meme_id: str, template_id: str, spec: RenderSpec, traceparent: str | None = None
+) -> MemeItem:
     now = utcnow()
     return MemeItem(
         id=meme_id,
@@ -117,6 +137,7 @@ def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
         created_at=now,
         updated_at=now,
         state_times={MemeState.PENDING: now},
+        traceparent=traceparent,
     )
 
 

@@ -12,6 +12,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memeforge_common import limits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMEFORGE_", extra="ignore", frozen=True)
@@ -53,17 +55,20 @@ class Settings(BaseSettings):
     # Touched by the receive loop on every turn; a liveness probe checks its age.
     heartbeat_file: str | None = None
 
-    # Limits (invariant 7: bounded everything).
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_source_pixels: int = Field(default=40_000_000, ge=1)
-    max_caption_chars: int = Field(default=500, ge=1)
-    max_long_poll_s: float = Field(default=20.0, ge=0)
+    # Operational limits (the request limits are fixed, in limits.py).
+    max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
+    max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
+    max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
-    jpeg_quality: int = Field(default=85, ge=1, le=95)
-    template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # Template bytes fetched from S3, in the renderer's parent process.
+    template_cache_bytes: int = Field(default=limits.TEMPLATE_CACHE_BYTES, ge=0)
+    # Per pool process (so multiply by render_processes for the pod's memory budget):
+    # decoded, scaled templates and glyph masks.
+    decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
+    glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
 
     # API server.
     api_host: str = "127.0.0.1"

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import (
@@ -22,13 +21,14 @@ from memeforge_common.models import (
     MemeState,
     RenderJob,
     RequestMessage,
+    first_error,
     output_key,
     template_key,
 )
-from memeforge_common.queues import QueueMessage, send_batch
-from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, from_attributes, trace_attributes, trace_id
+from memeforge_common.publishers import RenderPublisher
+from memeforge_common.queues import QueueMessage
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
 
@@ -57,11 +57,12 @@ Outcome = Ack | Poison | Enqueue
 
 
 class Dispatcher:
-    def __init__(self, aws: AwsClients, settings: Settings, render_queue_url: str) -> None:
-        self._aws = aws
-        self._settings = settings
-        self._store = MemeStore(aws.dynamodb, settings.table)
-        self._render_queue_url = render_queue_url
+    def __init__(
+        self, store: MemeStore, templates: TemplateStore, renders: RenderPublisher
+    ) -> None:
+        self._store = store
+        self._templates = templates
+        self._renders = renders
 
     async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
         decisions = await asyncio.gather(
@@ -83,9 +84,9 @@ class Dispatcher:
             else:
                 outcomes.poison[message.message_id] = decision.why
         if to_send:
-            bodies = [enqueue.job.model_dump_json() for _, enqueue in to_send]
-            traces = [trace_attributes(enqueue.traceparent) for _, enqueue in to_send]
-            failed = set(await send_batch(self._aws.sqs, self._render_queue_url, bodies, traces))
+            failed = await self._renders.publish_batch(
+                [(enqueue.job, enqueue.traceparent) for _, enqueue in to_send]
+            )
             outcomes.done.update(
                 m.message_id for i, (m, _) in enumerate(to_send) if i not in failed
             )
@@ -95,7 +96,7 @@ class Dispatcher:
         try:
             request = RequestMessage.model_validate_json(message.body)
         except ValidationError as err:
-            return Poison(f"invalid request message: {_first_error(err)}")
+            return Poison(f"invalid request message: {first_error(err)}")
         traceparent = child_of(from_attributes(message.attributes))
         with bound(
             meme_id=request.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
@@ -108,8 +109,8 @@ class Dispatcher:
     async def _advance(self, item: MemeItem, traceparent: str) -> Outcome:
         if item.state not in (MemeState.PENDING, MemeState.QUEUED):
             return Ack()  # duplicate request: already rendering or finished
-        failure = self._invalid_spec(item)
-        template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
+        failure = invalid_spec(item)
+        template = await self._templates.head(item.template_id)
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
         if failure is not None:
@@ -128,26 +129,28 @@ class Dispatcher:
     async def resend(self, item: MemeItem) -> Failure | None:
         """Send a fresh render job for an item (the sweeper's way to recover a lost job).
         Returns the failure instead when the item can no longer be rendered."""
-        template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
+        invalid = invalid_spec(item)
+        if invalid is not None:
+            return invalid
+        template = await self._templates.head(item.template_id)
         if template is None:
             return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
-        await self._aws.sqs.send_message(
-            QueueUrl=self._render_queue_url,
-            MessageBody=render_job(item, template.etag).model_dump_json(),
-        )
+        await self._renders.publish(render_job(item, template.etag), child_of(item.traceparent))
         return None
 
-    def _invalid_spec(self, item: MemeItem) -> Failure | None:
-        limit = self._settings.max_caption_chars
-        if not any(box.text.strip() for box in item.spec.boxes):
-            return Failure(reason="empty_caption", detail="no caption text")
-        for box in item.spec.boxes:
-            if len(box.text) > limit:
-                return Failure(reason="caption_too_long", detail=f"limit {limit} characters")
-        return None
+
+def invalid_spec(item: MemeItem) -> Failure | None:
+    """Why an item's spec cannot be rendered; the limits themselves were checked when the
+    spec was read (memeforge_common.limits), the same way the api checked them."""
+    if item.spec is None:
+        return Failure(reason="invalid_spec", detail="the spec breaks the current limits")
+    if not item.spec.has_text:
+        return Failure(reason="empty_caption", detail="no caption text")
+    return None
 
 
 def render_job(item: MemeItem, template_etag: str) -> RenderJob:
+    assert item.spec is not None, "checked by invalid_spec"
     return RenderJob(
         meme_id=item.id,
         template_key=template_key(item.template_id),
@@ -155,9 +158,3 @@ def render_job(item: MemeItem, template_etag: str) -> RenderJob:
         spec=item.spec,
         output_key=output_key(item.id, item.spec.format),
     )
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-    return f"{where}: {first.get('msg', 'invalid')}"
