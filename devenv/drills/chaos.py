@@ -200,14 +200,19 @@ class ChaosRun:
             stop = asyncio.Event()
             killer = asyncio.create_task(self._kill_randomly(stop))
             outage = asyncio.create_task(self._outage())
-            poison = await self._inject_poison(aws, settings, api)
-            ids = await self._submit(api)
-            submitted_at = time.monotonic()
-            await outage
-            await self.enough_kills.wait()  # the drill promised at least min_kills
-            settled = await self._wait_until_settled(aws, settings, ids + list(poison))
-            stop.set()
-            await killer
+            try:
+                poison = await self._inject_poison(aws, settings, api)
+                ids = await self._submit(api)
+                submitted_at = time.monotonic()
+                await outage
+                await self.enough_kills.wait()  # the drill promised at least min_kills
+                settled = await self._wait_until_settled(aws, settings, ids + list(poison))
+            finally:
+                # Also when the drill fails: a killer still running would restart a
+                # service after the stack's stop, leaving it behind as an orphan.
+                stop.set()
+                outage.cancel()
+                await killer
         drain_s = time.monotonic() - submitted_at
         return await self._report(aws, settings, ids, poison, settled, drain_s, started)
 
