@@ -249,6 +249,44 @@ async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
     assert await _drain_bodies(aws, url) == ["late"]
 
 
+async def test_failed_receives_are_counted_and_survived(
+    aws: AwsClients, emulator: Emulator
+) -> None:
+    """README: worker metrics count "receive errors"; the worker survives them."""
+    url = await ensure_queue(aws.sqs, "mf-receive-errors-test", {})
+    labels = {"worker": "receive-errors"}
+    before = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+    proxy, proxy_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
+    try:
+        proxy.pause(3600)
+        session = aioboto3.Session(region_name="us-east-1")
+        async with session.client("sqs", endpoint_url=proxy_url, config=client_config()) as sqs:
+            worker = QueueWorker(
+                sqs,
+                url,
+                per_message(lambda m: asyncio.sleep(0)),
+                concurrency=1,
+                wait_s=1,
+                name="receive-errors",
+            )
+            task = asyncio.create_task(worker.run())
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 120
+            while loop.time() < deadline and not task.done():
+                now = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+                if now > before:
+                    break
+                await asyncio.sleep(0.2)
+            assert not task.done(), "the worker died of a failed receive"
+            worker.stop()
+            await asyncio.wait_for(task, timeout=60)
+        after = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+        assert after > before
+        assert proxy.refused > 0
+    finally:
+        await proxy.close()
+
+
 async def test_a_service_starting_during_an_outage_waits_for_aws(
     aws: AwsClients, emulator: Emulator
 ) -> None:
