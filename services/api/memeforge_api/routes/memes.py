@@ -5,7 +5,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -205,24 +205,21 @@ def _sse(item: MemeItem) -> str:
     return f"event: state\nid: {item.state.value}\ndata: {MemeView.of(item).model_dump_json()}\n\n"
 
 
-@router.get(
-    "/{meme_id}/image",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+_REDIRECT: dict[str, Any] = {
+    "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
+    "response_class": RedirectResponse,
+    "responses": {307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+}
+
+
+@router.get("/{meme_id}/image", **_REDIRECT)
 async def get_meme_image(
     meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
     return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=False)
 
 
-@router.get(
-    "/{meme_id}/thumbnail",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+@router.get("/{meme_id}/thumbnail", **_REDIRECT)
 async def get_meme_thumbnail(
     meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
