@@ -87,15 +87,15 @@ async def create_meme(
     try:
         await store.create(item)
     except ItemExists:
-        if not replay:
-            raise
-        # The first request with this key already wrote the item (and enqueues it, or
-        # the sweeper will): answer with the item as it is now.
+        # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
+        # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
+        # retried a PutItem whose first attempt had written it. Either way, answer with
+        # the item as it is now.
         existing = await store.get(meme_id)
         if existing is None:
             raise
         item = existing
-    else:
+    if not replay:
         try:
             await requests.publish(RequestMessage(meme_id=item.id), trace)
         except PublishFailed:
