@@ -221,6 +221,12 @@ async def _aws_unavailable(settings: Settings, emulator: Emulator) -> httpx.Resp
             await proxy.close()
 
 
+async def _upload_twice(client: httpx.AsyncClient, name: str) -> httpx.Response:
+    first = await client.post("/templates", **_upload(name, gradient(16, 16, "PNG")))
+    assert first.status_code == 201, first.text
+    return await client.post("/templates", **_upload(name, gradient(20, 16, "PNG")))
+
+
 async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
     client: httpx.AsyncClient, settings: Settings, emulator: Emulator, repo_root: Path
 ) -> None:
@@ -238,6 +244,8 @@ async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
             "/memes", json={"template_id": "x", "top": "a", "x": 1}
         ),
         "meme-not-ready": lambda: client.get(f"/memes/{created.json()['id']}/image"),
+        "template-exists": lambda: _upload_twice(client, "readme-dup"),
+        "invalid-cursor": lambda: client.get("/templates", params={"cursor": "junk"}),
         "aws-unavailable": lambda: _aws_unavailable(settings, emulator),
     }
     listed = _readme_error_codes(repo_root)

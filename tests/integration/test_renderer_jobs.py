@@ -1,4 +1,5 @@
-"""The renderer's job handling in-process on the real emulator: keys derived, templates pinned."""
+"""The renderer's job handling in-process against the real emulator: keys derived from
+the meme id, templates pinned to the ETag a meme was queued with."""
 
 from __future__ import annotations
 

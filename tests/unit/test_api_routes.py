@@ -156,3 +156,21 @@ def test_the_openapi_schema_states_the_caption_limit(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()["components"]["schemas"]
     assert schema["CreateMeme"]["properties"]["top"]["maxLength"] == MAX_CAPTION_CHARS
     assert schema["TextBox"]["properties"]["text"]["maxLength"] == MAX_CAPTION_CHARS
+
+
+def test_a_put_item_retried_after_it_succeeded_still_answers_202_and_enqueues(
+    api: Api,
+) -> None:
+    """The SDK retries a PutItem that timed out after DynamoDB wrote it; the retry's
+    condition then fails. The item is ours: the api answers 202 and enqueues it once."""
+    store = api.memes
+    original = store.create
+
+    async def written_then_refused(item: MemeItem) -> None:
+        await original(item)
+        raise ItemExists(item.id)
+
+    store.create = written_then_refused  # type: ignore[method-assign]
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "hi"})
+    assert response.status_code == 202
+    assert [m.meme_id for m, _ in api.published.sent] == [response.json()["id"]]

@@ -1,4 +1,6 @@
-"""The one schema (invariant 2): the DynamoDB item, each message body, the render spec.
+"""The one schema: the DynamoDB item, each message body, the render spec.
+
+docs/architecture.md, invariant 2.
 
 Every persisted or queued shape carries a version field ``v`` so that a rolling
 deploy can still read what the previous version wrote.

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES, MAX_TEMPLATE_METADATA_BYTES
 from memeforge_common.models import (
@@ -118,8 +117,9 @@ def decode_layout(value: str | None) -> tuple[TextBox, ...] | None:
         return None  # unreadable layout metadata: fall back to the classic layout
 
 
-@dataclass(frozen=True)
-class TemplateInfo:
+class TemplateFacts(BaseModel):
+    """What S3 says about a template (the api's TemplateView shows these as they are)."""
+
     id: str
     name: str
     content_type: str
@@ -128,15 +128,17 @@ class TemplateInfo:
     bytes: int
     etag: str
     last_modified: datetime
+
+
+class TemplateInfo(TemplateFacts):
+    model_config = ConfigDict(frozen=True)
+
     layout: tuple[TextBox, ...] | None = None  # None: the classic top/bottom layout
 
     @property
     def boxes(self) -> tuple[TextBox, ...]:
         """The default text boxes of this template (empty text)."""
         return self.layout or CLASSIC_LAYOUT
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _error_code(err: ClientError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
@@ -28,23 +29,14 @@ from memeforge_renderer.pool import render_in_pool
 log = logging.getLogger("memeforge.renderer")
 
 
+@dataclass
 class Renderer:
-    def __init__(
-        self,
-        store: MemeStore,
-        templates: TemplateStore,
-        outputs: OutputStore,
-        pool: Executor,
-        cache: TemplateBytesCache,
-        *,
-        max_source_pixels: int,
-    ) -> None:
-        self._store = store
-        self._templates = templates
-        self._outputs = outputs
-        self._pool = pool
-        self._cache = cache
-        self._max_source_pixels = max_source_pixels
+    store: MemeStore
+    templates: TemplateStore
+    outputs: OutputStore
+    pool: Executor
+    cache: TemplateBytesCache
+    max_source_pixels: int = field(kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -56,8 +48,8 @@ class Renderer:
             await self._render(job)
 
     async def _render(self, job: RenderJob) -> None:
-        if not await self._store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
-            item = await self._store.get(job.meme_id)
+        if not await self.store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
+            item = await self.store.get(job.meme_id)
             if item is None:
                 raise PoisonMessage(f"unknown meme id {job.meme_id}")
             if item.state.terminal:
@@ -81,24 +73,24 @@ class Renderer:
             return
         try:
             output = await render_in_pool(
-                self._pool,
+                self.pool,
                 template,
                 job.spec,
                 template_key=job.template_key,
                 etag=job.template_etag,
-                max_source_pixels=self._max_source_pixels,
+                max_source_pixels=self.max_source_pixels,
             )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
-        key = await self._outputs.save(
+        key = await self.outputs.save(
             job.meme_id, job.spec.format, output.data, output.content_type
         )
         for stage, ms in output.report.get("timings_ms", {}).items():
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
-            thumbnail_key = await self._outputs.save(
+            thumbnail_key = await self.outputs.save(
                 job.meme_id, job.spec.format, output.thumbnail, output.content_type, thumbnail=True
             )
         result = MemeResult(
@@ -110,19 +102,19 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self._store.transition(job.meme_id, MemeState.DONE, result=result):
+        if await self.store.transition(job.meme_id, MemeState.DONE, result=result):
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
     async def _template(self, key: str, etag: str) -> bytes:
         """The template as it was when the job was queued (its ETag is pinned)."""
-        cached = self._cache.get(key, etag)
+        cached = self.cache.get(key, etag)
         if cached is not None:
             return cached
-        data = await self._templates.fetch(key, etag)
-        self._cache.put(key, etag, data)
+        data = await self.templates.fetch(key, etag)
+        self.cache.put(key, etag, data)
         return data
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self._store.transition(job.meme_id, MemeState.FAILED, failure=failure)
+        await self.store.transition(job.meme_id, MemeState.FAILED, failure=failure)

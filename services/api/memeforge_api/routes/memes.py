@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -83,15 +83,15 @@ async def create_meme(
     try:
         await store.create(item)
     except ItemExists:
-        if not replay:
-            raise
-        # The first request with this key already wrote the item (and enqueues it, or
-        # the sweeper will): answer with the item as it is now.
+        # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
+        # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
+        # retried a PutItem whose first attempt had written it. Either way, answer with
+        # the item as it is now.
         existing = await store.get(meme_id)
         if existing is None:
             raise
         item = existing
-    else:
+    if not replay:
         try:
             await requests.publish(RequestMessage(meme_id=item.id), trace)
         except PublishFailed:
@@ -172,24 +172,21 @@ async def stream_meme(
     )
 
 
-@router.get(
-    "/{meme_id}/image",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+_REDIRECT: dict[str, Any] = {
+    "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
+    "response_class": RedirectResponse,
+    "responses": {307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+}
+
+
+@router.get("/{meme_id}/image", **_REDIRECT)
 async def get_meme_image(
     meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
     return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=False)
 
 
-@router.get(
-    "/{meme_id}/thumbnail",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+@router.get("/{meme_id}/thumbnail", **_REDIRECT)
 async def get_meme_thumbnail(
     meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
