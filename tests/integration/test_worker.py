@@ -232,7 +232,80 @@ async def test_a_service_starting_during_an_outage_waits_for_aws(
             url = await queue_url(sqs, "mf-outage-start-test")
             assert url.endswith("/mf-outage-start-test")
             assert proxy.refused > 0  # it really was refused first, then got through
-            with pytest.raises(ClientError):  # a refusal is not an outage: no waiting
-                await queue_url(sqs, "mf-no-such-queue")
     finally:
         await proxy.close()
+
+
+async def test_a_queue_not_created_yet_is_waited_for(aws: AwsClients) -> None:
+    """Services may start before the bootstrap: a missing queue is retried, not fatal."""
+    waiting = asyncio.create_task(queue_url(aws.sqs, "mf-created-later", patience_s=60))
+    await asyncio.sleep(1.5)
+    assert not waiting.done()
+    await ensure_queue(aws.sqs, "mf-created-later", {})
+    assert (await asyncio.wait_for(waiting, timeout=30)).endswith("/mf-created-later")
+    with pytest.raises(ClientError):  # and it gives up once its patience is spent
+        await queue_url(aws.sqs, "mf-never-created", patience_s=1)
+
+
+async def test_a_hung_job_is_abandoned_at_its_deadline_and_retried_with_backoff(
+    aws: AwsClients,
+) -> None:
+    # Visibility 300 s: seeing the message again soon proves the worker set a backoff.
+    url = await ensure_queue(aws.sqs, "mf-deadline-test", {"VisibilityTimeout": "300"})
+    await send_batch(aws.sqs, url, ["hangs-once"])
+    receives: list[int] = []
+    cancelled = asyncio.Event()
+    retried = asyncio.Event()
+
+    async def hangs_first_time(message: QueueMessage) -> None:
+        receives.append(message.receive_count)
+        if message.receive_count > 1:
+            retried.set()
+            return
+        try:
+            await asyncio.Event().wait()  # a render that never returns
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    worker = QueueWorker(
+        aws.sqs,
+        url,
+        per_message(hangs_first_time),
+        concurrency=1,
+        wait_s=1,
+        job_deadline_s=1.0,
+        backoff=ONE_SECOND,
+        name="deadline",
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(retried.wait(), timeout=60)
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+    assert cancelled.is_set()  # the hung task was cancelled, not left holding its slot
+    assert receives == [1, 2]
+    abandoned = {"worker": "deadline", "outcome": "abandoned"}
+    assert REGISTRY.get_sample_value("memeforge_messages_total", abandoned) == 1
+    assert await _drain_bodies(aws, url) == []  # the retry succeeded and was deleted
+
+
+async def test_stop_during_a_long_poll_releases_held_messages_within_the_grace(
+    aws: AwsClients,
+) -> None:
+    """Production timings: a 20 s long poll and a 25 s budget counted from stop(), so a
+    poll under way does not push the release of held messages past the grace."""
+    url = await ensure_queue(aws.sqs, "mf-poll-budget-test", {"VisibilityTimeout": "300"})
+    await send_batch(aws.sqs, url, ["held"])
+    started = asyncio.Event()
+
+    async def slow(message: QueueMessage) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    worker = QueueWorker(aws.sqs, url, per_message(slow), concurrency=2, wait_s=20, grace_s=25)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    await asyncio.sleep(1)  # the loop is now in a 20 s long poll for its second slot
+    worker.stop()
+    await asyncio.wait_for(task, timeout=60)
+    assert await _drain_bodies(aws, url) == ["held"]  # released, not hidden for 300 s

@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
-            app.state.request_queue_url = await queue_url(aws.sqs, settings.request_queue)
+            app.state.request_queue_url = await queue_url(
+                aws.sqs, settings.request_queue, patience_s=settings.startup_wait_s
+            )
             log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
             yield
 

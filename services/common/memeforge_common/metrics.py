@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 MESSAGES = Counter(
     "memeforge_messages_total",
-    "Queue messages settled, by worker and outcome (done, poison, retry).",
+    "Queue messages settled, by worker and outcome (done, poison, retry, abandoned).",
     ["worker", "outcome"],
 )
 BATCH_SECONDS = Histogram(

@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     # Queue workers (consumer and renderer).
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
+    # Counted from SIGTERM: a long poll under way finishes, in-flight work finishes or is
+    # released (visibility 0), all within this; then the process exits. Keep it at least
+    # receive_wait_s + a few seconds so a poll under way can end and hand its messages back.
     shutdown_grace_s: float = Field(default=25.0, gt=0)
+    # Per-job deadline: a batch still running after this is abandoned (its task is
+    # cancelled) and its messages are retried with backoff; the visibility heartbeat stops
+    # extending them. Keep it below rendering_timeout_s, or the sweeper re-sends a job that
+    # still holds a slot.
+    job_deadline_s: float = Field(default=180.0, gt=0)
+    # How long a service waits at start-up for AWS and its queues (an outage, or the
+    # bootstrap Job not done yet) before it gives up and exits.
+    startup_wait_s: float = Field(default=300.0, ge=0)
     # Retries: a failed message becomes visible again after base·2^(n-1) s (capped).
     retry_base_s: float = Field(default=2.0, ge=0)
     retry_max_s: float = Field(default=300.0, ge=0, le=43200)
@@ -52,8 +63,10 @@ class Settings(BaseSettings):
     # Prometheus metrics of the queue workers (the api serves /metrics on its own port).
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # Touched by the receive loop on every turn; a liveness probe checks its age.
+    # Each receive loop records its last turn here (healthcheck.py); the liveness probe
+    # and the in-process watchdog fail when any loop is older than liveness_max_age_s.
     heartbeat_file: str | None = None
+    liveness_max_age_s: float | None = Field(default=None, gt=0)
 
     # Operational limits (the request limits are fixed, in limits.py).
     max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
@@ -65,10 +78,21 @@ class Settings(BaseSettings):
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # CPU flags the renderer refuses to start without (memeforge_renderer/cpu.py):
+    # "auto" = avx2 for pillow-simd on x86-64; "" for a build without AVX2.
+    renderer_cpu_flags: str = "auto"
 
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @property
+    def liveness_max_age(self) -> float:
+        """Above the longest legitimate wait of a loop: a job running to its deadline, or
+        a long poll with retries."""
+        if self.liveness_max_age_s is not None:
+            return self.liveness_max_age_s
+        return self.job_deadline_s + self.receive_wait_s + 30
 
     @property
     def request_dlq(self) -> str:

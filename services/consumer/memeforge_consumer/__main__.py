@@ -21,8 +21,9 @@ async def run() -> None:
     settings = get_settings()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        render_url = await queue_url(aws.sqs, settings.render_queue)
-        request_url = await queue_url(aws.sqs, settings.request_queue)
+        patience = settings.startup_wait_s
+        render_url = await queue_url(aws.sqs, settings.render_queue, patience_s=patience)
+        request_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
         dispatcher = Dispatcher(aws, settings, render_url)
         store = MemeStore(aws.dynamodb, settings.table)
         workers = [

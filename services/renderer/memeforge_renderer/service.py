@@ -1,0 +1,52 @@
+"""The renderer service: render jobs until SIGTERM (started by ``__main__`` after the
+CPU check)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from memeforge_common.aws import AwsClients
+from memeforge_common.logs import configure_logging
+from memeforge_common.metrics import serve_metrics
+from memeforge_common.settings import get_settings
+from memeforge_common.worker import make_worker, per_message, run_until_signalled
+
+from memeforge_renderer import engine
+from memeforge_renderer.cache import TemplateCache
+from memeforge_renderer.pool import available_cores, make_pool
+from memeforge_renderer.worker import Renderer
+
+log = logging.getLogger("memeforge.renderer")
+
+
+def log_pillow_build() -> None:
+    build = engine.pillow_build()
+    log.info("pillow build", extra={"pillow": build})
+    if build.get("distribution") != "pillow-simd":
+        log.warning("NOT running on pillow-simd: resampling will be several times slower")
+
+
+async def run() -> None:
+    settings = get_settings()
+    log_pillow_build()
+    processes = settings.render_processes or available_cores()
+    serve_metrics(settings.metrics_host, settings.metrics_port)
+    async with AwsClients.open(settings) as aws:
+        with make_pool(processes) as pool:
+            renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
+            worker = await make_worker(
+                aws.sqs,
+                settings,
+                settings.render_queue,
+                per_message(renderer.handle),
+                name="renderer",
+                dead_letter_queue=settings.render_dlq,
+            )
+            await run_until_signalled([worker])
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("renderer", settings.log_level, settings.log_format)
+    asyncio.run(run())
