@@ -14,7 +14,7 @@ from memeforge_common.worker import make_worker, per_message, run_until_signalle
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateCache
-from memeforge_renderer.pool import available_cores, make_pool
+from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
 
 log = logging.getLogger("memeforge.renderer")
@@ -30,10 +30,11 @@ def log_pillow_build() -> None:
 async def run() -> None:
     settings = get_settings()
     log_pillow_build()
-    processes = settings.render_processes or available_cores()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        with make_pool(processes) as pool:
+        pool = RenderPool(settings.render_processes)
+        await pool.start()
+        try:
             renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
             worker = await make_worker(
                 aws.sqs,
@@ -44,6 +45,8 @@ async def run() -> None:
                 dead_letter_queue=settings.render_dlq,
             )
             await run_until_signalled([worker])
+        finally:
+            await pool.close()
 
 
 def main() -> None:

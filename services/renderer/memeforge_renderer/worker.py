@@ -8,7 +8,6 @@ and, after maxReceiveCount, dead-lettered.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
 
 from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateCache
-from memeforge_renderer.pool import render_in_pool
+from memeforge_renderer.pool import RenderPool, render_in_pool
 
 log = logging.getLogger("memeforge.renderer")
 
@@ -36,7 +35,7 @@ class TemplateMissing(Exception):
 
 class Renderer:
     def __init__(
-        self, aws: AwsClients, settings: Settings, pool: Executor, cache: TemplateCache
+        self, aws: AwsClients, settings: Settings, pool: RenderPool, cache: TemplateCache
     ) -> None:
         self._aws = aws
         self._settings = settings
@@ -70,14 +69,15 @@ class Renderer:
             await self._fail(job, Failure(reason="template_not_found", detail=job.template_key))
             return
         try:
-            output = await render_in_pool(
-                self._pool,
-                template,
-                job.spec,
-                template_key=job.template_key,
-                etag=job.template_etag,
-                max_source_pixels=self._settings.max_source_pixels,
-            )
+            async with self._pool.process() as executor:
+                output = await render_in_pool(
+                    executor,
+                    template,
+                    job.spec,
+                    template_key=job.template_key,
+                    etag=job.template_etag,
+                    max_source_pixels=self._settings.max_source_pixels,
+                )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
