@@ -3,7 +3,14 @@
 from .build import pillow_build
 from .cache import TEMPLATES, TemplateCache
 from .draw import GLYPHS
-from .errors import CorruptImage, ImageTooLarge, RenderError, UnsupportedImage
+from .errors import (
+    CorruptImage,
+    ImageTooLarge,
+    OutputTooLarge,
+    RenderError,
+    TooExpensive,
+    UnsupportedImage,
+)
 from .fit import FittedText, fit_caption, fit_text
 from .render import RenderOutput, TemplateNotCached, render, warm_up
 
@@ -13,10 +20,12 @@ __all__ = [
     "CorruptImage",
     "FittedText",
     "ImageTooLarge",
+    "OutputTooLarge",
     "RenderError",
     "RenderOutput",
     "TemplateCache",
     "TemplateNotCached",
+    "TooExpensive",
     "UnsupportedImage",
     "configure",
     "fit_caption",
