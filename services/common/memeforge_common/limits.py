@@ -37,6 +37,10 @@ MAX_SOURCE_PIXELS = 40_000_000
 """Default of ``MEMEFORGE_MAX_SOURCE_PIXELS``: a template's width x height, checked from
 the header before decoding (upload and render)."""
 
+MAX_CONCURRENT_UPLOAD_DECODES = 2
+"""Template uploads one api process verifies at once (each may decode up to
+MAX_SOURCE_PIXELS: ~155 MB for a 40 Mpx PNG); the others wait their turn."""
+
 MAX_OUTPUT_PIXELS = 25_000_000
 """A render's output width x height (after ``max_side``), checked before any decoding: a
 larger template renders only with a ``max_side`` that brings it under. Else FAILED
