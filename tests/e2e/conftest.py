@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from devenv.stack import Stack, start_stack
-
-# Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
-E2E_SETTINGS = {"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"}
-
-
-@contextmanager
-def running_stack(workdir: Path, **options: Any) -> Iterator[Stack]:
-    """start_stack with the e2e settings; stops it after, printing each service's log tail
-    (pytest shows it for failed tests)."""
-    running = start_stack(workdir, settings=E2E_SETTINGS, **options)
-    try:
-        yield running
-    finally:
-        running.stop()
-        for name in ("api", "consumer", "renderer"):
-            log = running.log_path(name)
-            if log.exists():
-                print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
+from devenv.run.stack import Stack
+from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="module")

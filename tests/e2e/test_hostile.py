@@ -14,9 +14,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from devenv.proc import wait_until
-from devenv.stack import Stack
-from tests.e2e.test_pipeline import wait_until_settled
+from devenv.run.proc import wait_until
+from devenv.run.stack import Stack
+from tests.support.memes import wait_until_settled
 
 pytestmark = pytest.mark.e2e
 

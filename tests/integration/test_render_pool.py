@@ -17,7 +17,7 @@ from memeforge_renderer import engine
 from memeforge_renderer.pool import RenderPool, render_in_pool
 from PIL import Image
 
-from devenv.proc import wait_until
+from devenv.run.proc import wait_until
 
 pytestmark = pytest.mark.integration
 

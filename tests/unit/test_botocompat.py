@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
-from itertools import count
 from pathlib import Path
 
 import pytest
@@ -19,37 +17,11 @@ from botocore.credentials import RefreshableCredentials
 from memeforge_common import botocompat
 from packaging.requirements import Requirement
 
+from tests.support.credentials import Vendor, refreshable
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Vendor:
-    """A credentials provider handing out new keys of ``lifetime_s`` on every fetch."""
-
-    def __init__(self, lifetime_s: float = 3600) -> None:
-        self.lifetime_s = lifetime_s
-        self.fetches = 0
-        self._n = count(1)
-
-    async def __call__(self) -> dict[str, str]:
-        self.fetches += 1
-        n = next(self._n)
-        expiry = datetime.now(UTC) + timedelta(seconds=self.lifetime_s)
-        return {
-            "access_key": f"AKIA{n:016d}",
-            "secret_key": f"secret-{n}",
-            "token": f"token-{n}",
-            "expiry_time": expiry.isoformat(),
-        }
-
-
-async def refreshable(vendor: Vendor) -> AioRefreshableCredentials:
-    metadata = await vendor()
-    creds: AioRefreshableCredentials = AioRefreshableCredentials.create_from_metadata(
-        metadata, refresh_using=vendor, method="test"
-    )
-    return creds
 
 
 def test_the_private_attributes_are_still_there() -> None:

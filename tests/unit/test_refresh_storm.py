@@ -11,7 +11,7 @@ import pytest
 from memeforge_common import botocompat
 from memeforge_common.aws import RefreshOnCredentialError, fit_refresh_windows
 
-from tests.unit.test_botocompat import Vendor, refreshable
+from tests.support.credentials import Vendor, refreshable
 
 pytestmark = pytest.mark.unit
 

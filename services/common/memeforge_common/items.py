@@ -87,6 +87,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
         record["failure"] = _s(item.failure.model_dump_json())
+    if item.traceparent is not None:
+        record["traceparent"] = _s(item.traceparent)
     return record
 
 
@@ -109,6 +111,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         failure=Failure.model_validate_json(failure["S"]) if failure else None,
         attempts=int(record.get("attempts", {"N": "0"})["N"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
+        traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
     )
 
 
@@ -122,7 +125,9 @@ def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
         return None
 
 
-def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
+def new_item(
+    meme_id: str, template_id: str, spec: RenderSpec, traceparent: str | None = None
+) -> MemeItem:
     now = utcnow()
     return MemeItem(
         id=meme_id,
@@ -132,6 +137,7 @@ def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
         created_at=now,
         updated_at=now,
         state_times={MemeState.PENDING: now},
+        traceparent=traceparent,
     )
 
 

@@ -58,6 +58,14 @@ ROTATION_COST_FACTOR = 4
 MAX_ICC_PROFILE_BYTES = 128 * 1024
 """A template's ICC profile is copied into the output only up to this size (real profiles
 are a few KB); a larger one is dropped. Thumbnails never carry one."""
+TEMPLATE_CACHE_BYTES = 256 * 1024 * 1024
+"""Default of ``MEMEFORGE_TEMPLATE_CACHE_BYTES``: template bytes in the renderer's parent."""
+
+DECODED_TEMPLATE_CACHE_BYTES = 96 * 1024 * 1024
+"""Default of ``MEMEFORGE_DECODED_TEMPLATE_CACHE_BYTES``: decoded templates, per pool process."""
+
+GLYPH_CACHE_BYTES = 48 * 1024 * 1024
+"""Default of ``MEMEFORGE_GLYPH_CACHE_BYTES``: glyph masks, per pool process."""
 
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""

@@ -208,6 +208,8 @@ class MemeItem(Frozen):
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
     sweeps: int = 0  # times the sweeper re-enqueued it
+    traceparent: str | None = None
+    """The trace of the request that created it, continued by whatever re-sends it."""
 
 
 class RequestMessage(Frozen):

@@ -37,9 +37,20 @@ from memeforge_common.models import RenderSpec
 from memeforge_renderer import engine
 
 
-def _init_pool_process() -> None:
+@dataclass(frozen=True)
+class PoolCaches:
+    """Byte budgets of each pool process's own caches (None: the engine's default)."""
+
+    decoded_template_bytes: int | None = None
+    glyph_bytes: int | None = None
+
+
+def _init_pool_process(caches: PoolCaches) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine.configure(
+        template_cache_bytes=caches.decoded_template_bytes, glyph_cache_bytes=caches.glyph_bytes
+    )
     engine.warm_up()
 
 
@@ -81,8 +92,15 @@ class _Slot:
 class RenderPool:
     """``async with pool.process() as executor``: one pool process for one job."""
 
-    def __init__(self, processes: int, *, max_tasks_per_process: int = MAX_TASKS_PER_PROCESS):
+    def __init__(
+        self,
+        processes: int,
+        caches: PoolCaches | None = None,
+        *,
+        max_tasks_per_process: int = MAX_TASKS_PER_PROCESS,
+    ) -> None:
         self.processes = processes or available_cores()
+        self.caches = caches or PoolCaches()
         self.max_tasks_per_process = max_tasks_per_process
         self.replaced = 0
         """Processes replaced after a death or an abandoned render (not retirements)."""
@@ -155,6 +173,7 @@ class RenderPool:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_pool_process,
+            initargs=(self.caches,),
         )
         # Starts the process (and its warm-up) and learns its pid, to kill it if needed.
         pid = await asyncio.get_running_loop().run_in_executor(executor, os.getpid)

@@ -7,14 +7,17 @@ import asyncio
 import logging
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
 from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import serve_metrics
+from memeforge_common.outputs import OutputStore
 from memeforge_common.settings import get_settings
+from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, per_message, run_until_signalled
 
 from memeforge_renderer import engine
-from memeforge_renderer.cache import TemplateCache
-from memeforge_renderer.pool import RenderPool
+from memeforge_renderer.cache import TemplateBytesCache
+from memeforge_renderer.pool import PoolCaches, RenderPool
 from memeforge_renderer.worker import Renderer
 
 log = logging.getLogger("memeforge.renderer")
@@ -32,10 +35,18 @@ async def run() -> None:
     log_pillow_build()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        pool = RenderPool(settings.render_processes)
+        caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
+        pool = RenderPool(settings.render_processes, caches)
         await pool.start()
         try:
-            renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
+            renderer = Renderer(
+                MemeStore(aws.dynamodb, settings.table),
+                TemplateStore(aws.s3, settings.bucket),
+                OutputStore(aws.s3, settings.bucket),
+                pool,
+                TemplateBytesCache(settings.template_cache_bytes),
+                max_source_pixels=settings.max_source_pixels,
+            )
             worker = await make_worker(
                 aws.sqs,
                 settings,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.aws import AwsClients
+from memeforge_common.backoff import Backoff
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
@@ -19,11 +19,20 @@ from memeforge_common.models import (
     RenderSpec,
     RequestMessage,
 )
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import PublishFailed
 from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, trace_attributes, trace_id
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, trace_id
 
-from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.deps import (
+    IdempotencyDep,
+    OutputsDep,
+    RequestsDep,
+    SettingsDep,
+    StoreDep,
+    TemplatesDep,
+)
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
@@ -32,7 +41,8 @@ router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
-_POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
+# Long-poll read interval: start fast, back off to a read every half second.
+_POLL = Backoff(base_s=0.05, max_s=0.5, factor=1.5, jitter=0.0)
 
 
 def _not_found(meme_id: str) -> Problem:
@@ -43,11 +53,10 @@ def _not_found(meme_id: str) -> Problem:
 async def create_meme(
     body: CreateMeme,
     response: Response,
-    aws: AwsDep,
     store: StoreDep,
-    settings: SettingsDep,
+    templates: TemplatesDep,
+    requests: RequestsDep,
     idempotency: IdempotencyDep,
-    request_queue_url: RequestQueueDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -72,7 +81,8 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, await _spec_for(body, aws, settings))
+    trace = child_of(traceparent)
+    item = new_item(meme_id, body.template_id, await _spec_for(body, templates), trace)
     try:
         await store.create(item)
     except ItemExists:
@@ -85,12 +95,11 @@ async def create_meme(
             raise
         item = existing
     else:
-        trace = child_of(traceparent)
-        await aws.sqs.send_message(
-            QueueUrl=request_queue_url,
-            MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
-            MessageAttributes=trace_attributes(trace),
-        )
+        try:
+            await requests.publish(RequestMessage(meme_id=item.id), trace)
+        except PublishFailed:
+            # The item is written: the sweeper re-sends the request of a PENDING item.
+            log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
@@ -99,12 +108,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await head_template(aws.s3, settings.bucket, body.template_id)
+    template = await templates.head(body.template_id)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):
@@ -119,14 +128,14 @@ async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> Re
 
 async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
     deadline = time.monotonic() + wait_s
-    delay, max_delay = _POLL_INTERVAL_S
     item = first
+    reads = 0
     while not item.state.terminal and item.state == first.state:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_delay)
+        reads += 1
+        await asyncio.sleep(min(_POLL.delay(reads), remaining))
         latest = await store.get(first.id)
         if latest is None:
             break
@@ -202,9 +211,9 @@ def _sse(item: MemeItem) -> str:
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_image(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
+    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=False)
 
 
 @router.get(
@@ -214,13 +223,13 @@ async def get_meme_image(
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
+    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=True)
 
 
 async def _redirect_to_output(
-    meme_id: str, store: MemeStore, aws: AwsClients, settings: Settings, *, thumbnail: bool
+    meme_id: str, store: MemeStore, outputs: OutputStore, settings: Settings, *, thumbnail: bool
 ) -> RedirectResponse:
     item = await store.get(meme_id)
     if item is None:
@@ -238,9 +247,5 @@ async def _redirect_to_output(
         if item.result.thumbnail_key is None:
             raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
         key = item.result.thumbnail_key
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": key},
-        ExpiresIn=settings.presign_ttl_s,
-    )
+    url = await outputs.presigned_url(key, settings.presign_ttl_s)
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)

@@ -1,7 +1,8 @@
 """The pure render engine: template bytes + RenderSpec -> image bytes + layout report."""
 
-from .build import pillow_build
-from .cache import TEMPLATES, TemplateCache
+from memeforge_common.pillow import pillow_build
+
+from .cache import TEMPLATES, DecodedTemplateCache
 from .draw import GLYPHS
 from .errors import (
     CorruptImage,
@@ -18,12 +19,12 @@ __all__ = [
     "GLYPHS",
     "TEMPLATES",
     "CorruptImage",
+    "DecodedTemplateCache",
     "FittedText",
     "ImageTooLarge",
     "OutputTooLarge",
     "RenderError",
     "RenderOutput",
-    "TemplateCache",
     "TemplateNotCached",
     "TooExpensive",
     "UnsupportedImage",
