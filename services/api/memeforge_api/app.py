@@ -42,11 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
+            patience = settings.startup_wait_s
             app.state.requests = RequestPublisher(
-                aws.sqs,
-                await queue_url(
-                    aws.sqs, settings.request_queue, patience_s=settings.startup_wait_s
-                ),
+                aws.sqs, await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
             )
             app.state.watcher = Watcher(
                 app.state.store,

@@ -20,8 +20,8 @@ async def run() -> None:
     settings = get_settings()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        store = MemeStore(aws.dynamodb, settings.table)
         patience = settings.startup_wait_s
+        store = MemeStore(aws.dynamodb, settings.table)
         render_url = await queue_url(aws.sqs, settings.render_queue, patience_s=patience)
         request_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
         renders = RenderPublisher(aws.sqs, render_url)

@@ -15,7 +15,7 @@ from memeforge_common.worker import make_worker, per_message, run_service, run_u
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateBytesCache
-from memeforge_renderer.pool import PoolCaches, available_cores, make_pool
+from memeforge_renderer.pool import PoolCaches, RenderPool
 from memeforge_renderer.worker import Renderer
 
 log = logging.getLogger("memeforge.renderer")
@@ -31,11 +31,12 @@ def log_pillow_build() -> None:
 async def run() -> None:
     settings = get_settings()
     log_pillow_build()
-    processes = settings.render_processes or available_cores()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
         caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
-        with make_pool(processes, caches) as pool:
+        pool = RenderPool(settings.render_processes, caches)
+        await pool.start()
+        try:
             renderer = Renderer(
                 MemeStore(aws.dynamodb, settings.table),
                 TemplateStore(aws.s3, settings.bucket),
@@ -53,6 +54,8 @@ async def run() -> None:
                 dead_letter_queue=settings.render_dlq,
             )
             await run_until_signalled([worker])
+        finally:
+            await pool.close()
 
 
 def main() -> None:
