@@ -3,14 +3,16 @@
 Only the accepted formats' decoders ever see the bytes (``formats=``). A JPEG is verified
 by decoding it at 1/8 scale (libjpeg's DCT scaling still reads every entropy-coded
 byte, so truncation and corruption fail the same way) with 1/64 of the memory; other
-formats are decoded in full. Routes run this under UPLOAD_DECODES, so concurrent uploads
-cannot add up past the api's memory limit.
+formats are decoded in full. Routes run this through ``check_upload``, whose pool of
+MAX_CONCURRENT_UPLOAD_DECODES threads bounds how many decodes add up in the api's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from memeforge_common.limits import MAX_CONCURRENT_UPLOAD_DECODES
@@ -24,8 +26,9 @@ ACCEPTED_FORMATS = {
 }
 
 
-UPLOAD_DECODES = asyncio.Semaphore(MAX_CONCURRENT_UPLOAD_DECODES)
-"""Held around every inspect_image call of this process."""
+# A thread pool rather than an asyncio.Semaphore: it bounds the decodes of the whole
+# process whatever event loop asks (the app's, or a test's), and queues the rest.
+_DECODERS = ThreadPoolExecutor(MAX_CONCURRENT_UPLOAD_DECODES, thread_name_prefix="decode")
 
 JPEG_VERIFY_SCALE = 8
 
@@ -82,3 +85,11 @@ def _other_format(data: bytes) -> str:
             return image.format or ""
     except Exception:  # unreadable by any plugin: not an image at all
         return ""
+
+
+async def check_upload(data: bytes, *, max_pixels: int) -> ImageFacts:
+    """``inspect_image`` off the event loop, at most MAX_CONCURRENT_UPLOAD_DECODES at once."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _DECODERS, functools.partial(inspect_image, data, max_pixels=max_pixels)
+    )
