@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 MEME_ID_PATTERN = r"^[0-9a-f]{32}$"
 TEMPLATE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TEMPLATE_ID_RE = re.compile(TEMPLATE_ID_PATTERN)
+TENANT_ID_PATTERN = TEMPLATE_ID_PATTERN  # the same slug shape: it is part of S3 keys
 
 MemeId = Annotated[str, Field(pattern=MEME_ID_PATTERN)]
 TemplateId = Annotated[str, Field(pattern=TEMPLATE_ID_PATTERN)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
+    # API keys: how long an api process trusts a key record it read (the revocation bound).
+    key_cache_s: float = Field(default=10.0, ge=0, le=300)
+    # Per-key request rate (shared by all api replicas): a sustained rate, and how many
+    # requests an idle key may make at once.
+    rate_limit_per_minute: int = Field(default=600, ge=1, le=600_000)
+    rate_limit_burst: int = Field(default=100, ge=1, le=100_000)
+    # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
+    # for this tenant, so a fresh deployment has one key without anyone running the CLI.
+    first_api_key: SecretStr | None = None
+    first_api_key_tenant: str = "default"
 
     # API server.
     api_host: str = "127.0.0.1"

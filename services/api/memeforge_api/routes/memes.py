@@ -22,6 +22,7 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
 from memeforge_common.tracing import child_of, trace_attributes, trace_id
 
+from memeforge_api.auth import MemesRead, MemesWrite
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
@@ -41,6 +42,7 @@ def _not_found(meme_id: str) -> Problem:
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
 async def create_meme(
     body: CreateMeme,
+    caller: MemesWrite,
     response: Response,
     aws: AwsDep,
     store: StoreDep,
@@ -136,6 +138,7 @@ async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> 
 @router.get("/{meme_id}", response_model=MemeView)
 async def get_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     store: StoreDep,
     settings: SettingsDep,
     wait: Annotated[
@@ -157,6 +160,7 @@ async def get_meme(
 )
 async def stream_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     store: StoreDep,
     stream_for: Annotated[
         float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
@@ -200,7 +204,7 @@ def _sse(item: MemeItem) -> str:
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_image(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
 ) -> RedirectResponse:
     return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
 
@@ -212,7 +216,7 @@ async def get_meme_image(
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
 ) -> RedirectResponse:
     return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
 

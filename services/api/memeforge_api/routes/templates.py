@@ -20,6 +20,7 @@ from memeforge_common.templates import (
 )
 from pydantic import Field, TypeAdapter, ValidationError
 
+from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import AwsDep, SettingsDep
 from memeforge_api.images import InvalidImage, inspect_image
 from memeforge_api.problems import Problem
@@ -34,6 +35,7 @@ def _not_found(template_id: str) -> Problem:
 
 @router.get("", response_model=TemplatePage)
 async def get_templates(
+    caller: TemplatesRead,
     aws: AwsDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -44,7 +46,9 @@ async def get_templates(
 
 
 @router.get("/{template_id}", response_model=TemplateView)
-async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> TemplateView:
+async def get_template(
+    template_id: str, caller: TemplatesRead, aws: AwsDep, settings: SettingsDep
+) -> TemplateView:
     info = (
         await head_template(aws.s3, settings.bucket, template_id)
         if is_template_id(template_id)
@@ -58,6 +62,7 @@ async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
 async def upload_template(
     response: Response,
+    caller: TemplatesWrite,
     aws: AwsDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
