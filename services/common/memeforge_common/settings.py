@@ -12,6 +12,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memeforge_common import limits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMEFORGE_", extra="ignore", frozen=True)
@@ -53,11 +55,10 @@ class Settings(BaseSettings):
     # Touched by the receive loop on every turn; a liveness probe checks its age.
     heartbeat_file: str | None = None
 
-    # Limits (invariant 7: bounded everything).
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_source_pixels: int = Field(default=40_000_000, ge=1)
-    max_caption_chars: int = Field(default=500, ge=1)
-    max_long_poll_s: float = Field(default=20.0, ge=0)
+    # Operational limits (the request limits are fixed, in limits.py).
+    max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
+    max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
+    max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.

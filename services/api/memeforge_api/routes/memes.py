@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
@@ -142,7 +143,8 @@ async def get_meme(
     store: StoreDep,
     settings: SettingsDep,
     wait: Annotated[
-        float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
+        float,
+        Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
     item = await store.get(meme_id)

@@ -4,8 +4,8 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
 from memeforge_common.models import (
-    MAX_BOXES,
     TEMPLATE_ID_PATTERN,
     TextBox,
     is_template_id,
@@ -66,14 +66,14 @@ async def upload_template(
     aws: AwsDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[str, Form(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)],
     template_id: Annotated[
         str | None, Form(alias="id", pattern=TEMPLATE_ID_PATTERN, description="default: from name")
     ] = None,
     boxes: Annotated[
         str | None,
         Form(
-            max_length=16_000,
+            max_length=MAX_LAYOUT_FORM_CHARS,
             description="JSON list of default text boxes (x, y, width, height, style; no text)",
         ),
     ] = None,
