@@ -159,5 +159,5 @@ def render_job(item: MemeItem, template_etag: str) -> RenderJob:
         template_key=template_key(item.template_id),
         template_etag=template_etag,
         spec=item.spec,
-        output_key=output_key(item.id, item.spec.format),
+        output_key=output_key(item.id, item.spec.format, tenant=item.tenant),
     )

@@ -15,7 +15,8 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.metrics import RENDER_STAGE_SECONDS
-from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob, output_key
+from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
+from memeforge_common.models import thumbnail_key as thumbnail_key_of
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.templates import is_not_found
@@ -91,7 +92,7 @@ class Renderer:
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
-            thumbnail_key = output_key(job.meme_id, job.spec.format, thumbnail=True)
+            thumbnail_key = thumbnail_key_of(job.output_key)
             await self._aws.s3.put_object(
                 Bucket=self._settings.bucket,
                 Key=thumbnail_key,

@@ -5,29 +5,33 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.aws import AwsClients
-from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
+    OUTPUT_FORMATS,
     MemeItem,
     MemeState,
     RenderSpec,
     RequestMessage,
+    output_key,
+    thumbnail_key,
 )
 from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
 from memeforge_common.tracing import child_of, trace_attributes, trace_id
 
-from memeforge_api.auth import MemesRead, MemesWrite
+from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
-from memeforge_api.schemas import CreateMeme, MemeView
+from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 
 router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
@@ -38,6 +42,29 @@ _POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
 
 def _not_found(meme_id: str) -> Problem:
     return Problem(404, "meme-not-found", "No such meme", f"meme {meme_id!r}")
+
+
+async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
+    """The caller's meme; another tenant's meme is as absent as one that never existed."""
+    item = await store.get(meme_id)
+    if item is None or item.tenant != caller.tenant:
+        raise _not_found(meme_id)
+    return item
+
+
+@router.get("", response_model=MemePage)
+async def list_memes(
+    caller: MemesRead,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> MemePage:
+    """The caller's memes, newest first; pass ``next_cursor`` back as ``?cursor=``."""
+    try:
+        items, next_cursor = await store.page(caller.tenant, limit=limit, cursor=cursor)
+    except InvalidCursor as err:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
+    return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
@@ -65,7 +92,7 @@ async def create_meme(
     if idempotency_key is not None:
         try:
             claim = await idempotency.claim(
-                idempotency_key, fingerprint(body.model_dump_json()), meme_id
+                caller.tenant, idempotency_key, fingerprint(body.model_dump_json()), meme_id
             )
         except IdempotencyConflict as err:
             raise Problem(
@@ -74,7 +101,13 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, await _spec_for(body, aws, settings))
+    item = new_item(
+        meme_id,
+        body.template_id,
+        await _spec_for(body, aws, settings),
+        tenant=caller.tenant,
+        retention=timedelta(days=settings.retention_days),
+    )
     try:
         await store.create(item)
     except ItemExists:
@@ -147,9 +180,7 @@ async def get_meme(
         Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
-    item = await store.get(meme_id)
-    if item is None:
-        raise _not_found(meme_id)
+    item = await _owned(store, meme_id, caller)
     if wait > 0:
         item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
     return MemeView.of(item)
@@ -170,9 +201,7 @@ async def stream_meme(
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = await store.get(meme_id)
-    if first is None:
-        raise _not_found(meme_id)
+    first = await _owned(store, meme_id, caller)
 
     async def events() -> AsyncIterator[str]:
         item: MemeItem = first
@@ -208,7 +237,8 @@ def _sse(item: MemeItem) -> str:
 async def get_meme_image(
     meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
+    item = await _owned(store, meme_id, caller)
+    return await _redirect_to_output(item, aws, settings, thumbnail=False)
 
 
 @router.get(
@@ -220,15 +250,13 @@ async def get_meme_image(
 async def get_meme_thumbnail(
     meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
+    item = await _owned(store, meme_id, caller)
+    return await _redirect_to_output(item, aws, settings, thumbnail=True)
 
 
 async def _redirect_to_output(
-    meme_id: str, store: MemeStore, aws: AwsClients, settings: Settings, *, thumbnail: bool
+    item: MemeItem, aws: AwsClients, settings: Settings, *, thumbnail: bool
 ) -> RedirectResponse:
-    item = await store.get(meme_id)
-    if item is None:
-        raise _not_found(meme_id)
     if item.state is not MemeState.DONE or item.result is None:
         raise Problem(
             409,
@@ -248,3 +276,23 @@ async def _redirect_to_output(
         ExpiresIn=settings.presign_ttl_s,
     )
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_meme(
+    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, aws: AwsDep, settings: SettingsDep
+) -> Response:
+    """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
+    there to delete again. A render still in flight may write its output afterwards; the
+    retention lifecycle rule removes that orphan."""
+    item = await _owned(store, meme_id, caller)
+    keys = {output_key(item.id, fmt, tenant=item.tenant) for fmt in OUTPUT_FORMATS}
+    keys |= {thumbnail_key(key) for key in keys}
+    if item.result is not None:
+        keys |= {item.result.key, item.result.thumbnail_key or item.result.key}
+    await aws.s3.delete_objects(
+        Bucket=settings.bucket,
+        Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
+    )
+    await store.delete(item.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
