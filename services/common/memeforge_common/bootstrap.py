@@ -21,7 +21,7 @@ from memeforge_common.items import LIVE_INDEX
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
-from memeforge_common.templates import head_template, put_template
+from memeforge_common.templates import TemplateStore
 from memeforge_common.tenancy import TENANT_INDEX
 
 if TYPE_CHECKING:
@@ -176,16 +176,15 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
 
     seeds_dir = resources.files("memeforge_common") / "seeds"
     catalogue = json.loads((seeds_dir / "seeds.json").read_text())
+    templates = TemplateStore(s3, settings.bucket)
     uploaded = 0
     for seed in catalogue:
-        if await head_template(s3, settings.bucket, seed["id"]) is not None:
+        if await templates.head(seed["id"]) is not None:
             continue
         data = (seeds_dir / seed["file"]).read_bytes()
         with Image.open(seeds_dir / seed["file"]) as image:
             width, height = image.size
-        await put_template(
-            s3,
-            settings.bucket,
+        await templates.upload(
             seed["id"],
             name=seed["name"],
             data=data,

@@ -97,6 +97,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
         record["failure"] = _s(item.failure.model_dump_json())
+    if item.traceparent is not None:
+        record["traceparent"] = _s(item.traceparent)
     return record
 
 
@@ -125,6 +127,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
             if "expires_at" in record
             else None
         ),
+        traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
     )
 
 
@@ -142,6 +145,7 @@ def new_item(
     meme_id: str,
     template_id: str,
     spec: RenderSpec,
+    traceparent: str | None = None,
     *,
     tenant: str = "",
     retention: timedelta | None = None,
@@ -157,6 +161,7 @@ def new_item(
         state_times={MemeState.PENDING: now},
         tenant=tenant,
         expires_at=now.replace(microsecond=0) + retention if retention else None,
+        traceparent=traceparent,
     )
 
 

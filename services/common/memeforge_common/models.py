@@ -215,6 +215,8 @@ class MemeItem(Frozen):
     sweeps: int = 0  # times the sweeper re-enqueued it
     tenant: str = ""  # "" on items from before tenants: no key can reach them
     expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this
+    traceparent: str | None = None
+    """The trace of the request that created it, continued by whatever re-sends it."""
 
 
 class RequestMessage(Frozen):
@@ -235,6 +237,7 @@ class RenderJob(Frozen):
     template_etag: str
     spec: RenderSpec
     output_key: str
+    tenant: str = ""  # the meme's tenant: part of its output keys (absent before tenants)
 
     @field_validator("template_key", "output_key")
     @classmethod
@@ -247,18 +250,14 @@ class RenderJob(Frozen):
 OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it
 
 
-def output_key(meme_id: str, fmt: str = "jpeg", *, tenant: str = "") -> str:
+def output_key(
+    meme_id: str, fmt: str = "jpeg", *, tenant: str = "", thumbnail: bool = False
+) -> str:
     """Deterministic output key (invariant 4): a repeated render overwrites the same object.
     It carries the tenant, so IAM and lifecycle rules can work per tenant."""
     ext = {"jpeg": "jpg"}.get(fmt, fmt)
     folder = f"{OUTPUT_PREFIX}{tenant}/" if tenant else OUTPUT_PREFIX
-    return f"{folder}{meme_id}.{ext}"
-
-
-def thumbnail_key(output: str) -> str:
-    """The thumbnail's key beside an output key: ``<stem>.thumb.<ext>``."""
-    stem, _, ext = output.rpartition(".")
-    return f"{stem}.thumb.{ext}"
+    return f"{folder}{meme_id}.thumb.{ext}" if thumbnail else f"{folder}{meme_id}.{ext}"
 
 
 def template_key(template_id: str) -> str:

@@ -10,25 +10,30 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
-    OUTPUT_FORMATS,
     MemeItem,
     MemeState,
     RenderSpec,
     RequestMessage,
-    output_key,
-    thumbnail_key,
 )
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import PublishFailed
 from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, trace_attributes, trace_id
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
-from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.deps import (
+    IdempotencyDep,
+    OutputsDep,
+    RequestsDep,
+    SettingsDep,
+    StoreDep,
+    TemplatesDep,
+)
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemePage, MemeView
@@ -72,11 +77,11 @@ async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
     response: Response,
-    aws: AwsDep,
     store: StoreDep,
-    settings: SettingsDep,
+    templates: TemplatesDep,
+    requests: RequestsDep,
     idempotency: IdempotencyDep,
-    request_queue_url: RequestQueueDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -101,10 +106,12 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
+    trace = child_of(traceparent)
     item = new_item(
         meme_id,
         body.template_id,
-        await _spec_for(body, aws, settings),
+        await _spec_for(body, templates),
+        trace,
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
     )
@@ -120,12 +127,11 @@ async def create_meme(
             raise
         item = existing
     else:
-        trace = child_of(traceparent)
-        await aws.sqs.send_message(
-            QueueUrl=request_queue_url,
-            MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
-            MessageAttributes=trace_attributes(trace),
-        )
+        try:
+            await requests.publish(RequestMessage(meme_id=item.id), trace)
+        except PublishFailed:
+            # The item is written: the sweeper re-sends the request of a PENDING item.
+            log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
@@ -134,12 +140,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await head_template(aws.s3, settings.bucket, body.template_id)
+    template = await templates.head(body.template_id)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):
@@ -235,10 +241,14 @@ def _sse(item: MemeItem) -> str:
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_image(
-    meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    outputs: OutputsDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
     item = await _owned(store, meme_id, caller)
-    return await _redirect_to_output(item, aws, settings, thumbnail=False)
+    return await _redirect_to_output(item, outputs, settings, thumbnail=False)
 
 
 @router.get(
@@ -248,14 +258,18 @@ async def get_meme_image(
     responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
 )
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, caller: MemesRead, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    outputs: OutputsDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
     item = await _owned(store, meme_id, caller)
-    return await _redirect_to_output(item, aws, settings, thumbnail=True)
+    return await _redirect_to_output(item, outputs, settings, thumbnail=True)
 
 
 async def _redirect_to_output(
-    item: MemeItem, aws: AwsClients, settings: Settings, *, thumbnail: bool
+    item: MemeItem, outputs: OutputStore, settings: Settings, *, thumbnail: bool
 ) -> RedirectResponse:
     if item.state is not MemeState.DONE or item.result is None:
         raise Problem(
@@ -270,29 +284,18 @@ async def _redirect_to_output(
         if item.result.thumbnail_key is None:
             raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
         key = item.result.thumbnail_key
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": key},
-        ExpiresIn=settings.presign_ttl_s,
-    )
+    url = await outputs.presigned_url(key, settings.presign_ttl_s)
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
 @router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_meme(
-    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, aws: AwsDep, settings: SettingsDep
+    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
 ) -> Response:
     """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
     there to delete again. A render still in flight may write its output afterwards; the
     retention lifecycle rule removes that orphan."""
     item = await _owned(store, meme_id, caller)
-    keys = {output_key(item.id, fmt, tenant=item.tenant) for fmt in OUTPUT_FORMATS}
-    keys |= {thumbnail_key(key) for key in keys}
-    if item.result is not None:
-        keys |= {item.result.key, item.result.thumbnail_key or item.result.key}
-    await aws.s3.delete_objects(
-        Bucket=settings.bucket,
-        Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
-    )
+    await outputs.delete_all(item)
     await store.delete(item.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
