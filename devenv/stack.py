@@ -72,10 +72,7 @@ def bootstrap(env: dict[str, str]) -> None:
 DEV_TENANT = "dev"
 # Load generators (drills, soaks) run one key far past a client's rate limit on purpose;
 # the limit itself is tested on its own (tests/e2e/test_quotas.py).
-UNLIMITED_RATE = {
-    "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "600000",
-    "MEMEFORGE_RATE_LIMIT_BURST": "100000",
-}
+UNLIMITED_RATE = {"MEMEFORGE_RATE_LIMIT_PER_MINUTE": "0"}
 
 
 def create_key(env: dict[str, str], tenant: str = DEV_TENANT, *scopes: str) -> str:

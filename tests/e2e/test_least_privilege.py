@@ -193,7 +193,7 @@ def http_status(url: str) -> int:
 
 def test_presigned_urls_are_verified(stack: Stack) -> None:
     """S3 checks a presigned URL's signature, expiry and the signer's policy."""
-    params = {"Bucket": "memeforge", "Key": "templates/sunset-hills"}
+    params = {"Bucket": "memeforge", "Key": "templates/public/sunset-hills"}
     api = as_service(stack, "api", "s3")
     url = api.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
     assert http_status(url) == 200
@@ -201,7 +201,7 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
     renderer = as_service(stack, "renderer", "s3")  # may read templates, not presign memes/
     rendered = {"Bucket": "memeforge", "Key": "memes/anything.jpg"}
     assert http_status(renderer.generate_presigned_url("get_object", Params=rendered)) == 403
-    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/sunset-hills"
+    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/public/sunset-hills"
     assert http_status(bare) == 403  # anonymous: the bucket is private
 
 

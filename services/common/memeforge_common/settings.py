@@ -72,9 +72,9 @@ class Settings(BaseSettings):
 
     # API keys: how long an api process trusts a key record it read (the revocation bound).
     key_cache_s: float = Field(default=10.0, ge=0, le=300)
-    # Per-key request rate (shared by all api replicas): a sustained rate, and how many
-    # requests an idle key may make at once.
-    rate_limit_per_minute: int = Field(default=1200, ge=1, le=600_000)
+    # Per-key request rate (shared by all api replicas): a sustained rate (0: no limit),
+    # and how many requests an idle key may make at once.
+    rate_limit_per_minute: int = Field(default=1200, ge=0, le=60_000)
     rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
     # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
     # for this tenant, so a fresh deployment has one key without anyone running the CLI.
