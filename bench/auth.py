@@ -29,7 +29,7 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import bootstrap
 from memeforge_common.settings import Settings
 
-from devenv.emulator import BACKENDS, start_emulator
+from devenv.run.emulator import BACKENDS, start_emulator
 
 MISSING = "0" * 32
 
