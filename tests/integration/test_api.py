@@ -140,8 +140,11 @@ def _readme_error_codes(repo_root: Path) -> dict[str, int]:
     return {code: int(status) for status, code in re.findall(r"`(\d{3}) ([a-z-]+)`", paragraph)}
 
 
-async def _aws_unavailable(settings: Settings, emulator: Emulator) -> httpx.Response:
-    """GET a meme from an api whose AWS endpoint stops answering after start-up."""
+async def _aws_unavailable(
+    settings: Settings, emulator: Emulator, headers: dict[str, str]
+) -> httpx.Response:
+    """GET a meme from an api whose AWS endpoint stops answering after start-up (with a
+    valid key: checking it is the first call that finds AWS gone)."""
     proxies = [await TcpProxy.in_front_of(url) for url in emulator.env.values()]
     endpoints = dict(zip(emulator.env, (url for _, url in proxies), strict=True))
     saved = {key: os.environ[key] for key in endpoints}
@@ -152,7 +155,9 @@ async def _aws_unavailable(settings: Settings, emulator: Emulator) -> httpx.Resp
             for proxy, _ in proxies:
                 proxy.pause(3600)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", headers=headers
+            ) as http:
                 response = await http.get("/memes/" + "0" * 32)
             assert sum(proxy.refused for proxy, _ in proxies) > 0  # really cut off
             return response
@@ -179,7 +184,9 @@ async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
             "/memes", json={"template_id": "x", "top": "a", "x": 1}
         ),
         "meme-not-ready": lambda: client.get(f"/memes/{created.json()['id']}/image"),
-        "aws-unavailable": lambda: _aws_unavailable(settings, emulator),
+        "aws-unavailable": lambda: _aws_unavailable(
+            settings, emulator, {"Authorization": client.headers["Authorization"]}
+        ),
     }
     listed = _readme_error_codes(repo_root)
     assert set(listed) == set(triggers), "README and this test list different codes"
