@@ -30,7 +30,6 @@ from memeforge_common.models import (
     RenderSpec,
     RequestMessage,
     classic_boxes,
-    output_key,
     template_key,
 )
 from memeforge_common.queues import queue_url
@@ -309,7 +308,6 @@ class ChaosRun:
                 template_key=tkey,
                 template_etag=put["ETag"],
                 spec=SPEC,
-                output_key=output_key(item.id, tenant=DEV_TENANT),
                 tenant=DEV_TENANT,
             )
             await aws.sqs.send_message(QueueUrl=renders, MessageBody=job.model_dump_json())

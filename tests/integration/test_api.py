@@ -18,6 +18,7 @@ from memeforge_common.items import MemeStore
 from memeforge_common.models import RequestMessage
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
+from prometheus_client import generate_latest
 
 from devenv.drills.tcpproxy import TcpProxy
 from devenv.run.emulator import Emulator
@@ -167,6 +168,12 @@ async def _aws_unavailable(
             await proxy.close()
 
 
+async def _upload_twice(client: httpx.AsyncClient, name: str) -> httpx.Response:
+    first = await client.post("/templates", **_upload(name, gradient(16, 16, "PNG")))
+    assert first.status_code == 201, first.text
+    return await client.post("/templates", **_upload(name, gradient(20, 16, "PNG")))
+
+
 async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
     client: httpx.AsyncClient, settings: Settings, emulator: Emulator, repo_root: Path
 ) -> None:
@@ -184,6 +191,8 @@ async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
             "/memes", json={"template_id": "x", "top": "a", "x": 1}
         ),
         "meme-not-ready": lambda: client.get(f"/memes/{created.json()['id']}/image"),
+        "template-exists": lambda: _upload_twice(client, "readme-dup"),
+        "invalid-cursor": lambda: client.get("/templates", params={"cursor": "junk"}),
         "aws-unavailable": lambda: _aws_unavailable(
             settings, emulator, {"Authorization": client.headers["Authorization"]}
         ),
@@ -344,7 +353,8 @@ async def test_invalid_template_layouts_are_typed_problems(client: httpx.AsyncCl
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
     await client.get("/memes/" + "1" * 32)
     await client.get("/memes/" + "2" * 32)
-    text = (await client.get("/metrics")).text
+    assert (await client.get("/metrics")).status_code == 404  # not on the public port
+    text = generate_latest().decode()  # what MEMEFORGE_METRICS_PORT serves
     line = next(
         line
         for line in text.splitlines()
@@ -354,3 +364,48 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     )
     assert float(line.rsplit(" ", 1)[1]) >= 2
     assert "/memes/1111" not in text  # raw paths never become labels
+
+
+async def test_concurrent_uploads_of_one_name_create_it_exactly_once(
+    client: httpx.AsyncClient,
+) -> None:
+    uploads = [gradient(16 + i, 16, "PNG") for i in range(8)]
+    responses = await asyncio.gather(
+        *(client.post("/templates", **_upload("Contested", data)) for data in uploads)
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 7
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"template-exists"}
+    [winner] = [r.json() for r in responses if r.status_code == 201]
+    stored = (await client.get("/templates/contested")).json()
+    assert (stored["width"], stored["etag"]) == (winner["width"], winner["etag"])
+
+
+async def test_client_input_is_answered_with_4xx_problems_never_500(
+    client: httpx.AsyncClient,
+) -> None:
+    junk = await client.get("/templates", params={"cursor": "junk"})
+    assert (junk.status_code, junk.json()["code"]) == (400, "invalid-cursor")
+    forged = await client.get("/templates", params={"cursor": "t1.Li4vbWVtZXM"})  # "../memes"
+    assert (forged.status_code, forged.json()["code"]) == (400, "invalid-cursor")
+
+    long_name = "\U0001f600" * 200  # 200 characters, 2.4 KB once percent-encoded
+    named = await client.post(
+        "/templates", **_upload(long_name, gradient(16, 16, "PNG"), template_id="long-name")
+    )
+    assert (named.status_code, named.json()["code"]) == (422, "metadata-too-large")
+
+    box = {"x": 0, "y": 0, "width": 1, "height": 0.5}
+    over = await client.post(
+        "/memes", json={"template_id": "x", "boxes": [box | {"text": "\U0001f600" * 501}]}
+    )
+    assert (over.status_code, over.json()["code"]) == (422, "validation-failed")
+    many = await client.post(
+        "/memes", json={"template_id": "x", "boxes": [box | {"text": "a"}] * 17}
+    )
+    assert many.status_code == 422
+
+    for junk_bytes in (b"plain text", b"\x89PNG\r\n\x1a\n" + b"x" * 64):
+        garbage = await client.post("/templates", **_upload("garbage", junk_bytes))
+        assert garbage.status_code == 422
+        assert "0x" not in garbage.text  # no heap address of PIL's BytesIO in the body

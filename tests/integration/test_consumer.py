@@ -132,11 +132,8 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     assert failed.failure.reason == "template_not_found"
     [job_body] = await receive_all(aws, resources.render_queue)
     job = RenderJob.model_validate_json(job_body)
-    assert (job.meme_id, job.template_key, job.output_key) == (
-        good.id,
-        "templates/acme/tpl",
-        f"memes/acme/{good.id}.jpg",
-    )
+    assert (job.meme_id, job.template_key, job.tenant) == (good.id, "templates/acme/tpl", "acme")
+    assert "output_key" not in json.loads(job_body)
 
     # A duplicate request for the QUEUED item re-sends its job (the renderer dedupes).
     again = await dispatcher.handle_batch([batch[0]])
@@ -172,7 +169,10 @@ async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
     poison = await store.get(poisoned.id)
     assert poison is not None
     assert poison.failure is not None
-    assert (poison.failure.reason, poison.failure.detail) == ("poison_message", "corrupt job")
+    assert poison.failure.reason == "poison_message"
+    assert "corrupt job" not in poison.failure.detail  # the worker's text stays in the logs
+    assert exhausted.failure.detail == "gave up after 1 failed attempt"
+    assert resources.render_queue not in exhausted.failure.detail
 
 
 async def test_sweeper_requeues_stuck_pending_items_then_gives_up(

@@ -46,20 +46,44 @@ def test_unknown_message_version_is_rejected() -> None:
         RequestMessage.model_validate_json(json.dumps({"v": 99, "meme_id": MEME_ID}))
 
 
-def test_render_job_rejects_keys_that_escape_the_bucket_prefix() -> None:
+def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
     spec = RenderSpec(boxes=classic_boxes("a", "b"))
-    with pytest.raises(ValidationError):
+    bad_keys = (
+        "../secrets",
+        "memes/acme/" + MEME_ID + ".jpg",
+        "templates/../memes/x",
+        "templates/acme/../x",
+        "templates/drake",
+        "templates/",
+    )
+    for key in bad_keys:
+        with pytest.raises(ValidationError):
+            RenderJob(meme_id=MEME_ID, template_key=key, template_etag='"x"', spec=spec)
+    with pytest.raises(ValidationError):  # the tenant becomes part of output keys
         RenderJob(
             meme_id=MEME_ID,
-            template_key="../secrets",
+            template_key="templates/public/drake",
             template_etag='"x"',
             spec=spec,
-            output_key=output_key(MEME_ID),
+            tenant="../acme",
         )
+    job = RenderJob(
+        meme_id=MEME_ID,
+        template_key="templates/public/drake",
+        template_etag='"x"',
+        spec=spec,
+        tenant="acme",
+    )
+    assert (job.template_id, job.tenant) == ("drake", "acme")
+    assert "output_key" not in json.loads(job.model_dump_json())
+    # An older consumer's job still parses; its output_key is never used (Renderer derives it).
+    old = json.loads(job.model_dump_json()) | {"output_key": "memes/someone-else.jpg"}
+    assert RenderJob.model_validate(old).meme_id == MEME_ID
 
 
 def test_output_key_is_deterministic() -> None:
     assert output_key(MEME_ID) == output_key(MEME_ID) == f"memes/{MEME_ID}.jpg"
+    assert output_key(MEME_ID, tenant="acme", thumbnail=True) == f"memes/acme/{MEME_ID}.thumb.jpg"
 
 
 def test_item_round_trips_through_dynamodb_format() -> None:

@@ -1,10 +1,12 @@
-"""moto's server, with DynamoDB requests serialized.
+"""moto's server, with DynamoDB requests and conditional S3 writes serialized.
 
 moto serves each request on its own thread and does not lock its DynamoDB backend,
 so two concurrent conditional writes can both pass their condition — which real
 DynamoDB (and DynamoDB Local) never allows. Our exactly-once guarantees rest on that
 atomicity, so this launcher runs the DynamoDB API one request at a time while S3 and
-SQS (long polls included) stay concurrent.
+SQS (long polls included) stay concurrent. The same holds for S3's conditional
+PutObject (``If-None-Match: *`` creates a template at most once): moto checks, then
+writes, so those requests take the lock too.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 
-class SerializeDynamoDB:
+def _needs_serializing(environ: dict[str, Any]) -> bool:
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        return True
+    conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
+    return environ.get("REQUEST_METHOD") == "PUT" and conditional
+
+
+class SerializeConditionalWrites:
     def __init__(self, app: Any) -> None:
         self._app = app
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        if _needs_serializing(environ):
             with self._lock:
                 # Materialize the body inside the lock: the write happens while iterating.
                 return list(self._app(environ, start_response))
@@ -47,7 +56,7 @@ def main() -> None:
     run_simple(
         args.host,
         args.port,
-        SerializeDynamoDB(app),
+        SerializeConditionalWrites(app),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 from memeforge_common.logs import configure_logging
+from memeforge_common.metrics import serve_metrics
 from memeforge_common.settings import get_settings
 
 from memeforge_api.app import create_app
@@ -12,6 +13,8 @@ from memeforge_api.app import create_app
 def main() -> None:
     settings = get_settings()
     configure_logging("api", settings.log_level, settings.log_format)
+    # Metrics on their own port (MEMEFORGE_METRICS_PORT), never on the public one.
+    serve_metrics(settings.metrics_host, settings.metrics_port)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

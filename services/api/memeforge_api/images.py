@@ -48,8 +48,11 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageFacts:
             image.load()  # decodes the pixels: truncated or corrupt data fails here
     except InvalidImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise InvalidImage("invalid-image", f"not a readable image: {err}") from err
+    # Fixed texts: PIL's messages name its BytesIO, heap address included.
+    except Image.DecompressionBombError as err:
+        raise InvalidImage("image-too-large", f"more than {max_pixels} pixels") from err
+    except UnidentifiedImageError as err:
+        raise InvalidImage("invalid-image", "not a JPEG, PNG, WebP or GIF image") from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise InvalidImage("invalid-image", f"corrupt image data: {err}") from err
+        raise InvalidImage("invalid-image", "corrupt or truncated image data") from err
     return ImageFacts(ACCEPTED_FORMATS[fmt], width, height)

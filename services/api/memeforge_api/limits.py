@@ -1,4 +1,4 @@
-"""Bound request bodies before any parser buffers them (invariant 7)."""
+"""Bound request bodies before any parser buffers them (docs/architecture.md, invariant 7)."""
 
 from __future__ import annotations
 

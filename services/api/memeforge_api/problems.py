@@ -68,31 +68,41 @@ def problem_body(
     return body
 
 
-def problem_response(
-    request: Request,
-    status: int,
-    code: str,
-    title: str,
-    detail: str = "",
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    body = problem_body(status, code, title, detail, instance=request.url.path, **extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body = problem_body(
+        problem.status,
+        problem.code,
+        problem.title,
+        problem.detail,
+        instance=request.url.path,
+        **problem.extra,
+    )
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+_INTERNAL = Problem(500, "internal-error", "Internal error")
+_AWS_UNAVAILABLE = Problem(
+    503,
+    "aws-unavailable",
+    "Storage is temporarily unavailable",
+    "Try again shortly.",
+    headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
+)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra
-        )
+        return problem_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
+        headers = dict(exc.headers or {})
         return problem_response(
-            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+            request, Problem(exc.status_code, code, str(exc.detail), headers=headers)
         )
 
     @app.exception_handler(RequestValidationError)
@@ -101,22 +111,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
             for err in exc.errors()
         ]
-        return problem_response(
-            request, 422, "validation-failed", "Request is invalid", errors=errors
-        )
+        invalid = Problem(422, "validation-failed", "Request is invalid", errors=errors)
+        return problem_response(request, invalid)
 
     @app.exception_handler(EndpointConnectionError)
     @app.exception_handler(BotoCoreError)
     async def _aws_unreachable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("AWS unreachable: %s", exc)
-        return problem_response(
-            request,
-            503,
-            "aws-unavailable",
-            "Storage is temporarily unavailable",
-            "Try again shortly.",
-            headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
-        )
+        return problem_response(request, _AWS_UNAVAILABLE)
 
     @app.exception_handler(ClientError)
     async def _aws_error(request: Request, exc: ClientError) -> JSONResponse:
@@ -124,17 +126,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = exc.response.get("Error", {}).get("Code", "")
         if status >= 500 or code in _THROTTLING_CODES:
             log.warning("AWS error %s", code)
-            return problem_response(
-                request,
-                503,
-                "aws-unavailable",
-                "Storage is temporarily unavailable",
-                headers={"Retry-After": str(AWS_RETRY_AFTER_S)},
-            )
+            return problem_response(request, _AWS_UNAVAILABLE)
+        if status == 400:
+            # AWS refused what the request carried (a value over one of its limits, a
+            # malformed argument): the client's input, not an outage. The AWS message
+            # may name internal resources, so only its code is passed on.
+            log.info("AWS refused the request's input: %s", code)
+            refused = Problem(400, "invalid-request", "Request refused by storage", code)
+            return problem_response(request, refused)
         log.exception("unexpected AWS error %s", code)
-        return problem_response(request, 500, "internal-error", "Internal error")
+        return problem_response(request, _INTERNAL)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return problem_response(request, 500, "internal-error", "Internal error")
+        return problem_response(request, _INTERNAL)

@@ -16,7 +16,7 @@ from memeforge_common.models import (
     classic_boxes,
     fill_layout,
 )
-from memeforge_common.templates import TemplateInfo
+from memeforge_common.templates import TemplateFacts, TemplateInfo
 from pydantic import BaseModel, Field, model_validator
 
 
@@ -135,15 +135,7 @@ class MemePage(BaseModel):
     next_cursor: str | None = None
 
 
-class TemplateView(BaseModel):
-    id: str
-    name: str
-    content_type: str
-    width: int
-    height: int
-    bytes: int
-    etag: str
-    last_modified: datetime
+class TemplateView(TemplateFacts):
     boxes: list[TextBox] = Field(
         description="the template's default text boxes; POST /memes 'captions' fill them in order"
     )
@@ -153,14 +145,7 @@ class TemplateView(BaseModel):
     @classmethod
     def of(cls, info: TemplateInfo) -> TemplateView:
         return cls(
-            id=info.id,
-            name=info.name,
-            content_type=info.content_type,
-            width=info.width,
-            height=info.height,
-            bytes=info.bytes,
-            etag=info.etag,
-            last_modified=info.last_modified,
+            **info.model_dump(include=set(TemplateFacts.model_fields)),
             boxes=list(info.boxes),
             classic_layout=info.layout is None,
             links={"self": f"/templates/{info.id}"},

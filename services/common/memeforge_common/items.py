@@ -1,4 +1,4 @@
-"""The meme item in DynamoDB and its state machine (invariant 3).
+"""The meme item in DynamoDB and its state machine (docs/architecture.md, invariant 3).
 
 State moves forward only: PENDING → QUEUED → RENDERING → DONE | FAILED, each step one
 conditional UpdateItem on the current state. Losing that condition is a normal race

@@ -1,4 +1,6 @@
-"""The one schema (invariant 2): the DynamoDB item, each message body, the render spec.
+"""The one schema: the DynamoDB item, each message body, the render spec.
+
+docs/architecture.md, invariant 2.
 
 Every persisted or queued shape carries a version field ``v`` so that a rolling
 deploy can still read what the previous version wrote.
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memeforge_common.limits import (
     MAX_BOXES,
@@ -29,6 +31,11 @@ MEME_ID_PATTERN = r"^[0-9a-f]{32}$"
 TEMPLATE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TEMPLATE_ID_RE = re.compile(TEMPLATE_ID_PATTERN)
 TENANT_ID_PATTERN = TEMPLATE_ID_PATTERN  # the same slug shape: it is part of S3 keys
+TEMPLATE_KEY_PREFIX = "templates/"
+# templates/<tenant>/<id>: the tenant's own folder, or the public one of the seeds
+TEMPLATE_KEY_PATTERN = (
+    "^" + TEMPLATE_KEY_PREFIX + TENANT_ID_PATTERN[1:-1] + "/" + TEMPLATE_ID_PATTERN[1:]
+)
 
 MemeId = Annotated[str, Field(pattern=MEME_ID_PATTERN)]
 TemplateId = Annotated[str, Field(pattern=TEMPLATE_ID_PATTERN)]
@@ -228,23 +235,27 @@ class RequestMessage(Frozen):
 
 
 class RenderJob(Frozen):
-    """consumer → renderer: everything the renderer needs, so it reads no item to start."""
+    """consumer → renderer: everything the renderer needs, so it reads no item to start.
+
+    The renderer writes only under the keys derived from ``meme_id`` (output_key()), so
+    a forged or corrupted job cannot overwrite another object, and reads only a key of
+    the ``templates/`` prefix, at the ETag the meme was queued with.
+    """
 
     v: Literal[1] = 1
     kind: Literal["meme.render"] = "meme.render"
     meme_id: MemeId
-    template_key: str
-    template_etag: str
+    template_key: str = Field(pattern=TEMPLATE_KEY_PATTERN)
+    template_etag: str = Field(min_length=1, max_length=1024)
     spec: RenderSpec
-    output_key: str
-    tenant: str = ""  # the meme's tenant: part of its output keys (absent before tenants)
+    # The meme's tenant: part of its output keys ("" on jobs from before tenants).
+    tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
+    output_key: str | None = Field(default=None, exclude=True)
+    """Sent by older consumers; ignored (never trusted) and no longer sent."""
 
-    @field_validator("template_key", "output_key")
-    @classmethod
-    def _relative_key(cls, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError("must be a relative S3 key")
-        return key
+    @property
+    def template_id(self) -> str:
+        return self.template_key.rpartition("/")[2]
 
 
 OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it
@@ -262,4 +273,4 @@ def output_key(
 
 def template_key(template_id: str, tenant: str) -> str:
     """Templates live under their tenant's folder (the seeds under the public one)."""
-    return f"templates/{tenant}/{template_id}"
+    return f"{TEMPLATE_KEY_PREFIX}{tenant}/{template_id}"

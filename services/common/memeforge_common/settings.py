@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     max_sweeps: int = Field(default=3, ge=0)
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
-    # Prometheus metrics of the queue workers (the api serves /metrics on its own port).
+    # Prometheus /metrics of any service, on a port of its own (never the api's public
+    # one); off when unset, so several processes on one host do not collide.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Touched by the receive loop on every turn; a liveness probe checks its age.

@@ -1,4 +1,4 @@
-"""Templates live in S3 under ``templates/<id>``; their facts ride in object metadata.
+"""Templates live in S3 under ``templates/<tenant>/<id>``; their facts ride in object metadata.
 
 That includes the template's default text boxes (its layout), so image and layout are
 written in one PutObject and can never disagree. S3 caps user metadata at 2 KiB, which
@@ -8,29 +8,96 @@ bounds a layout; boxes are stored without their (empty) text and default fields.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES
-from memeforge_common.models import CLASSIC_LAYOUT, TextBox, template_key
+from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES, MAX_TEMPLATE_METADATA_BYTES
+from memeforge_common.models import (
+    CLASSIC_LAYOUT,
+    TEMPLATE_KEY_PREFIX,
+    TextBox,
+    is_template_id,
+    template_key,
+)
 from memeforge_common.tenancy import PUBLIC_TENANT
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-PREFIX = "templates/"
+PREFIX = TEMPLATE_KEY_PREFIX
 
 _BOXES = TypeAdapter(tuple[TextBox, ...])
 
 
 class LayoutTooLarge(ValueError):
     pass
+
+
+class MetadataTooLarge(ValueError):
+    """Name and layout together exceed what S3 stores as object metadata."""
+
+
+class TemplateExists(Exception):
+    """A template with that id is already stored (templates are never replaced)."""
+
+
+class TemplateChanged(Exception):
+    """The template no longer has the ETag the job was queued with."""
+
+
+class InvalidCursor(ValueError):
+    """A page cursor this store did not hand out."""
+
+
+_CURSOR_PREFIX = "t1."
+# A listing goes through the tenant's own folder, then the public one.
+_FOLDERS = ("own", "public")
+
+
+def encode_cursor(folder: str, after: str) -> str:
+    """Opaque page cursor: the folder a page ended in and its last id there ("" when
+    the next page starts that folder). A cursor is never trusted unchecked."""
+    raw = f"{folder}:{after}".encode()
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The folder and template id a cursor continues after; InvalidCursor for anything
+    else."""
+    if not cursor.startswith(_CURSOR_PREFIX):
+        raise InvalidCursor(cursor)
+    raw = cursor[len(_CURSOR_PREFIX) :]
+    try:
+        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidCursor(cursor) from err
+    folder, sep, after = decoded.partition(":")
+    if not sep or folder not in _FOLDERS or (after and not is_template_id(after)):
+        raise InvalidCursor(cursor)
+    return folder, after
+
+
+def template_metadata(
+    name: str, width: int, height: int, layout: tuple[TextBox, ...] | None
+) -> dict[str, str]:
+    """The S3 metadata of a template, checked against S3's size limit before any upload
+    (S3 metadata is ASCII-only, so the name is percent-encoded)."""
+    metadata = {"name": quote(name), "width": str(width), "height": str(height)}
+    if layout:
+        metadata["layout"] = encode_layout(layout)
+    size = sum(len(k) + len(v) for k, v in metadata.items())
+    if size > MAX_TEMPLATE_METADATA_BYTES:
+        raise MetadataTooLarge(
+            f"name and layout take {size} bytes of metadata; the limit is "
+            f"{MAX_TEMPLATE_METADATA_BYTES} (use a shorter name or fewer boxes)"
+        )
+    return metadata
 
 
 def encode_layout(boxes: tuple[TextBox, ...]) -> str:
@@ -57,10 +124,10 @@ def decode_layout(value: str | None) -> tuple[TextBox, ...] | None:
         return None  # unreadable layout metadata: fall back to the classic layout
 
 
-@dataclass(frozen=True)
-class TemplateInfo:
+class TemplateFacts(BaseModel):
+    """What S3 says about a template (the api's TemplateView shows these as they are)."""
+
     id: str
-    tenant: str
     name: str
     content_type: str
     width: int
@@ -68,6 +135,12 @@ class TemplateInfo:
     bytes: int
     etag: str
     last_modified: datetime
+
+
+class TemplateInfo(TemplateFacts):
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str  # whose folder it is in: the caller's own, or the public one
     layout: tuple[TextBox, ...] | None = None  # None: the classic top/bottom layout
 
     @property
@@ -79,26 +152,13 @@ class TemplateInfo:
         """The default text boxes of this template (empty text)."""
         return self.layout or CLASSIC_LAYOUT
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 def is_not_found(err: ClientError) -> bool:
-    code = err.response.get("Error", {}).get("Code", "")
-    return code in ("404", "NoSuchKey", "NotFound")
-
-
-class InvalidTemplateCursor(ValueError):
-    """A cursor this store did not hand out."""
-
-
-def _parse_cursor(cursor: str | None) -> tuple[str, str]:
-    if not cursor:
-        return "own", ""
-    folder, sep, token = cursor.partition(":")
-    if not sep or folder not in ("own", "public"):
-        raise InvalidTemplateCursor(cursor)
-    return folder, token
+    return _error_code(err) in ("404", "NoSuchKey", "NotFound")
 
 
 class TemplateMissing(LookupError):
@@ -124,17 +184,22 @@ class TemplateStore:
         height: int,
         layout: tuple[TextBox, ...] | None = None,
     ) -> str:
-        """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
-        metadata = {"name": quote(name), "width": str(width), "height": str(height)}
-        if layout:
-            metadata["layout"] = encode_layout(layout)
-        response = await self._s3.put_object(
-            Bucket=self._bucket,
-            Key=template_key(template_id, tenant),
-            Body=data,
-            ContentType=content_type,
-            Metadata=metadata,
-        )
+        """Store a new template; returns its ETag. TemplateExists when the id is taken:
+        the write is conditional (If-None-Match: *), so of two concurrent uploads of one
+        id exactly one wins, and a template's bytes never change under queued memes."""
+        try:
+            response = await self._s3.put_object(
+                Bucket=self._bucket,
+                Key=template_key(template_id, tenant),
+                Body=data,
+                ContentType=content_type,
+                Metadata=template_metadata(name, width, height, layout),
+                IfNoneMatch="*",
+            )
+        except ClientError as err:
+            if _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise TemplateExists(template_id) from err
+            raise
         return response["ETag"]
 
     async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
@@ -174,43 +239,47 @@ class TemplateStore:
     async def page(
         self, tenant: str, *, limit: int, cursor: str | None
     ) -> tuple[list[TemplateInfo], str | None]:
-        """One page of the tenant's own templates, then the public ones, via ListObjectsV2
-        continuation tokens (never a full listing). The cursor says which folder it is in:
-        ``own:<token>`` or ``public:<token>`` (an empty token starts that folder)."""
-        folder, token = _parse_cursor(cursor)
+        """One page of the tenant's own templates, then the public ones, each folder in id
+        order (ListObjectsV2 from after the cursor's id, never a full listing).
+        InvalidCursor for a cursor this store did not make."""
+        folder, after = decode_cursor(cursor) if cursor else (_FOLDERS[0], "")
         infos: list[TemplateInfo] = []
         while True:
             owner = tenant if folder == "own" else PUBLIC_TENANT
-            found, token = await self._list(owner, limit - len(infos), token)
+            found, after = await self._list(owner, limit - len(infos), after)
             infos += found
-            if token:
-                return infos, f"{folder}:{token}"
+            if after:
+                return infos, encode_cursor(folder, after)
             if folder == "public":
                 return infos, None
             folder = "public"  # the own folder is done: fill the page from the public one
             if len(infos) >= limit:
-                return infos, "public:"
+                return infos, encode_cursor(folder, "")
 
-    async def _list(self, owner: str, limit: int, token: str) -> tuple[list[TemplateInfo], str]:
-        """Up to ``limit`` templates of one folder, and the token to go on ("" at its end)."""
+    async def _list(self, owner: str, limit: int, after: str) -> tuple[list[TemplateInfo], str]:
+        """Up to ``limit`` templates of one folder after the id ``after``, and the last
+        id listed when the folder goes on ("" at its end)."""
         prefix = f"{PREFIX}{owner}/"
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
-        if token:
-            params["ContinuationToken"] = token
+        if after:
+            params["StartAfter"] = template_key(after, owner)
         page = await self._s3.list_objects_v2(**params)
         ids = [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
         heads = await asyncio.gather(*(self.head(tid, owner) for tid in ids))
         infos = [info for info in heads if info is not None]  # deleted between list and head
-        return infos, page.get("NextContinuationToken", "") if page.get("IsTruncated") else ""
+        return infos, ids[-1] if page.get("IsTruncated") and ids else ""
 
-    async def fetch(self, key: str) -> tuple[bytes, str]:
-        """A template's bytes and the ETag they have; TemplateMissing when there is none."""
+    async def fetch(self, key: str, etag: str) -> bytes:
+        """The template's bytes, only as they were at ``etag`` (the version a job was
+        queued with): TemplateChanged if it has another ETag now, TemplateMissing if
+        it is gone."""
         try:
-            response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            response = await self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as err:
             if is_not_found(err):
                 raise TemplateMissing(key) from err
+            if _error_code(err) == "PreconditionFailed":
+                raise TemplateChanged(key) from err
             raise
         async with response["Body"] as body:
-            data = await body.read()
-        return data, response["ETag"]
+            return await body.read()

@@ -21,10 +21,11 @@ def new_traceparent() -> str:
 
 
 def valid_traceparent(value: str | None) -> str | None:
-    """The value if it is a well-formed, non-zero W3C traceparent, else None."""
+    """The value if it is a well-formed, non-zero W3C traceparent (version 00, lowercase
+    hex, as the spec requires), else None: a caller cannot pick a malformed trace id."""
     if not value:
         return None
-    match = _TRACEPARENT.match(value.strip().lower())
+    match = _TRACEPARENT.fullmatch(value.strip())
     if match is None or set(match.group(1)) == {"0"} or set(match.group(2)) == {"0"}:
         return None
     return match.group(0)

@@ -21,12 +21,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memeforge_common.backoff import Backoff
+from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import BATCH_SECONDS, IN_FLIGHT, MESSAGES, RECEIVE_ERRORS
 from memeforge_common.queues import (
     SQS_BATCH_MAX,
@@ -37,7 +38,7 @@ from memeforge_common.queues import (
     release_batch,
     set_visibility,
 )
-from memeforge_common.settings import Settings
+from memeforge_common.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -337,6 +338,13 @@ async def make_worker(
         backoff=backoff or Backoff(settings.retry_base_s, settings.retry_max_s),
         dlq_url=dlq_url,
     )
+
+
+def run_service(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """A worker process's entry point: logging as the settings say, then ``run``."""
+    settings = get_settings()
+    configure_logging(name, settings.log_level, settings.log_format)
+    asyncio.run(run())
 
 
 async def run_until_signalled(

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
-from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import serve_metrics
 from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
 from memeforge_common.templates import TemplateStore
-from memeforge_common.worker import make_worker, run_until_signalled
+from memeforge_common.worker import make_worker, run_service, run_until_signalled
 
 from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
@@ -58,9 +55,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging("consumer", settings.log_level, settings.log_format)
-    asyncio.run(run())
+    run_service("consumer", run)
 
 
 if __name__ == "__main__":

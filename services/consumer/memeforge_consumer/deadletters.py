@@ -22,6 +22,13 @@ from memeforge_common.worker import Outcomes
 
 log = logging.getLogger("memeforge.consumer.dlq")
 
+POISON_DETAIL = "the job could not be read or processed; it was set aside"
+
+
+def _exhausted(attempts: int) -> str:
+    return f"gave up after {attempts} failed attempt{'s' if attempts > 1 else ''}"
+
+
 # Unidentifiable dead messages are looked at again only rarely.
 PARKED = Backoff(base_s=3600, max_s=43200)
 
@@ -69,12 +76,16 @@ class DeadLetterDrain:
             error = message.attributes.get(ERROR_ATTRIBUTE)
             # The DLQ's own receive count includes this one; the source queue's is unknown
             # here, so record at least the attempts the renderer counted.
-            reason = "poison_message" if error else "retries_exhausted"
-            detail = error or f"gave up after repeated failures on {self._source}"
-            failure = Failure(reason=reason, detail=detail)
             attempts = max(item.attempts, 1)
+            # The client sees why in general terms; the worker's own text (which names
+            # queues and keys) stays in the logs.
+            if error:
+                log.warning("poison message: %s", error)
+                failure = Failure(reason="poison_message", detail=POISON_DETAIL)
+            else:
+                failure = Failure(reason="retries_exhausted", detail=_exhausted(attempts))
             await self._store.transition(
                 meme_id, MemeState.FAILED, failure=failure, attempts=attempts
             )
-            log.warning("dead-lettered meme marked FAILED: %s", reason)
+            log.warning("dead-lettered meme marked FAILED: %s", failure.reason)
             return True

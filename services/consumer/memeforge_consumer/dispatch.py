@@ -22,7 +22,6 @@ from memeforge_common.models import (
     RenderJob,
     RequestMessage,
     first_error,
-    output_key,
 )
 from memeforge_common.publishers import RenderPublisher
 from memeforge_common.queues import QueueMessage
@@ -155,6 +154,5 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         template_key=template.key,
         template_etag=template.etag,
         spec=item.spec,
-        output_key=output_key(item.id, item.spec.format, tenant=item.tenant),
         tenant=item.tenant,
     )

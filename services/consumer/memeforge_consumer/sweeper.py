@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from memeforge_common.items import MemeStore
@@ -26,18 +27,12 @@ from memeforge_consumer.dispatch import Dispatcher
 log = logging.getLogger("memeforge.consumer.sweeper")
 
 
+@dataclass
 class Sweeper:
-    def __init__(
-        self,
-        store: MemeStore,
-        dispatcher: Dispatcher,
-        requests: RequestPublisher,
-        settings: Settings,
-    ) -> None:
-        self._store = store
-        self._dispatcher = dispatcher
-        self._requests = requests
-        self._settings = settings
+    store: MemeStore
+    dispatcher: Dispatcher
+    requests: RequestPublisher
+    settings: Settings
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -46,40 +41,38 @@ class Sweeper:
             except Exception as err:
                 log.warning("sweep failed: %r", err)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self._settings.sweep_interval_s)
+                await asyncio.wait_for(stopping.wait(), timeout=self.settings.sweep_interval_s)
 
     async def sweep_once(self) -> int:
         """One pass over both stuck states. Returns how many items were acted on."""
         acted = 0
         now = utcnow()
         for state, timeout in (
-            (MemeState.PENDING, self._settings.pending_timeout_s),
-            (MemeState.RENDERING, self._settings.rendering_timeout_s),
+            (MemeState.PENDING, self.settings.pending_timeout_s),
+            (MemeState.RENDERING, self.settings.rendering_timeout_s),
         ):
-            for meme_id in await self._store.stuck(state, now - timedelta(seconds=timeout)):
-                item = await self._store.get(meme_id)
+            for meme_id in await self.store.stuck(state, now - timedelta(seconds=timeout)):
+                item = await self.store.get(meme_id)
                 if item is not None and item.state is state:
                     with bound(meme_id=meme_id):
                         acted += await self._recover(item)
         return acted
 
     async def _recover(self, item: MemeItem) -> int:
-        if item.sweeps >= self._settings.max_sweeps:
+        if item.sweeps >= self.settings.max_sweeps:
             failure = Failure(
                 reason="stuck", detail=f"{item.state.value} after {item.sweeps} sweeps"
             )
-            await self._store.transition(item.id, MemeState.FAILED, failure=failure)
+            await self.store.transition(item.id, MemeState.FAILED, failure=failure)
             log.warning("stuck item failed after %d sweeps", item.sweeps)
             return 1
-        if not await self._store.mark_swept(item):
+        if not await self.store.mark_swept(item):
             return 0  # it moved meanwhile, or another replica swept it
         if item.state is MemeState.PENDING:
-            await self._requests.publish(
-                RequestMessage(meme_id=item.id), child_of(item.traceparent)
-            )
+            await self.requests.publish(RequestMessage(meme_id=item.id), child_of(item.traceparent))
         else:
-            unrenderable = await self._dispatcher.resend(item)
+            unrenderable = await self.dispatcher.resend(item)
             if unrenderable is not None:
-                await self._store.transition(item.id, MemeState.FAILED, failure=unrenderable)
+                await self.store.transition(item.id, MemeState.FAILED, failure=unrenderable)
         log.info("re-enqueued a stuck %s item", item.state.value)
         return 1

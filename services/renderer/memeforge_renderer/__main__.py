@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
-from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import serve_metrics
 from memeforge_common.outputs import OutputStore
 from memeforge_common.settings import get_settings
 from memeforge_common.templates import TemplateStore
-from memeforge_common.worker import make_worker, per_message, run_until_signalled
+from memeforge_common.worker import make_worker, per_message, run_service, run_until_signalled
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateBytesCache
@@ -57,9 +55,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging("renderer", settings.log_level, settings.log_format)
-    asyncio.run(run())
+    run_service("renderer", run)
 
 
 if __name__ == "__main__":

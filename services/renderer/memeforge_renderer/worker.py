@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
@@ -16,7 +17,7 @@ from memeforge_common.metrics import RENDER_STAGE_SECONDS
 from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
 from memeforge_common.outputs import OutputStore
 from memeforge_common.queues import QueueMessage
-from memeforge_common.templates import TemplateMissing, TemplateStore
+from memeforge_common.templates import TemplateChanged, TemplateMissing, TemplateStore
 from memeforge_common.tracing import from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
@@ -28,23 +29,14 @@ from memeforge_renderer.pool import render_in_pool
 log = logging.getLogger("memeforge.renderer")
 
 
+@dataclass
 class Renderer:
-    def __init__(
-        self,
-        store: MemeStore,
-        templates: TemplateStore,
-        outputs: OutputStore,
-        pool: Executor,
-        cache: TemplateBytesCache,
-        *,
-        max_source_pixels: int,
-    ) -> None:
-        self._store = store
-        self._templates = templates
-        self._outputs = outputs
-        self._pool = pool
-        self._cache = cache
-        self._max_source_pixels = max_source_pixels
+    store: MemeStore
+    templates: TemplateStore
+    outputs: OutputStore
+    pool: Executor
+    cache: TemplateBytesCache
+    max_source_pixels: int = field(kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -56,8 +48,8 @@ class Renderer:
             await self._render(job)
 
     async def _render(self, job: RenderJob) -> None:
-        if not await self._store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
-            item = await self._store.get(job.meme_id)
+        if not await self.store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
+            item = await self.store.get(job.meme_id)
             if item is None:
                 raise PoisonMessage(f"unknown meme id {job.meme_id}")
             if item.state.terminal:
@@ -66,31 +58,39 @@ class Renderer:
             # PENDING: the job overtook its own QUEUED write (cannot happen in order,
             # but costs nothing to survive): retry later.
             raise RuntimeError(f"cannot start rendering: item is {item.state.value}")
+        template_id = job.template_id
         try:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
-            await self._fail(job, Failure(reason="template_not_found", detail=job.template_key))
+            detail = f"template {template_id!r} no longer exists"
+            await self._fail(job, Failure(reason="template_not_found", detail=detail))
+            return
+        except TemplateChanged:
+            # Not rendered with other bytes than the meme was made for (its captions may
+            # have been fitted to the old layout); the bucket keeps no old versions.
+            detail = f"template {template_id!r} changed after the meme was requested"
+            await self._fail(job, Failure(reason="template_changed", detail=detail))
             return
         try:
             output = await render_in_pool(
-                self._pool,
+                self.pool,
                 template,
                 job.spec,
                 template_key=job.template_key,
                 etag=job.template_etag,
-                max_source_pixels=self._max_source_pixels,
+                max_source_pixels=self.max_source_pixels,
             )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
-        key = await self._outputs.save(
+        key = await self.outputs.save(
             job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
         )
         for stage, ms in output.report.get("timings_ms", {}).items():
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
-            thumbnail_key = await self._outputs.save(
+            thumbnail_key = await self.outputs.save(
                 job.meme_id,
                 job.spec.format,
                 output.thumbnail,
@@ -107,19 +107,19 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self._store.transition(job.meme_id, MemeState.DONE, result=result):
+        if await self.store.transition(job.meme_id, MemeState.DONE, result=result):
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
     async def _template(self, key: str, etag: str) -> bytes:
-        cached = self._cache.get(key, etag)
+        """The template as it was when the job was queued (its ETag is pinned)."""
+        cached = self.cache.get(key, etag)
         if cached is not None:
             return cached
-        data, current_etag = await self._templates.fetch(key)
-        # Cache under the ETag we actually got: the template may have changed since.
-        self._cache.put(key, current_etag, data)
+        data = await self.templates.fetch(key, etag)
+        self.cache.put(key, etag, data)
         return data
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self._store.transition(job.meme_id, MemeState.FAILED, failure=failure)
+        await self.store.transition(job.meme_id, MemeState.FAILED, failure=failure)

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from memeforge_common.pillow import pillow_build
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["health"])
 
@@ -15,9 +14,3 @@ async def healthz() -> dict[str, Any]:
     build = pillow_build()
     pillow = {"distribution": build["distribution"], "version": build["version"]}
     return {"status": "ok", "pillow": pillow}
-
-
-@router.get("/metrics", response_class=Response, include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -89,7 +89,8 @@ async def create_meme(
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
     ] = None,
     traceparent: Annotated[
-        str | None, Header(max_length=128, description="W3C trace context to continue")
+        str | None,
+        Header(description="W3C trace context to continue; anything else starts a new trace"),
     ] = None,
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
@@ -120,15 +121,15 @@ async def create_meme(
     try:
         await store.create(item)
     except ItemExists:
-        if not replay:
-            raise
-        # The first request with this key already wrote the item (and enqueues it, or
-        # the sweeper will): answer with the item as it is now.
+        # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
+        # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
+        # retried a PutItem whose first attempt had written it. Either way, answer with
+        # the item as it is now.
         existing = await store.get(meme_id)
         if existing is None:
             raise
         item = existing
-    else:
+    if not replay:
         try:
             await requests.publish(RequestMessage(meme_id=item.id), trace)
         except PublishFailed:
@@ -236,12 +237,14 @@ def _sse(item: MemeItem) -> str:
     return f"event: state\nid: {item.state.value}\ndata: {MemeView.of(item).model_dump_json()}\n\n"
 
 
-@router.get(
-    "/{meme_id}/image",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+_REDIRECT: dict[str, Any] = {
+    "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
+    "response_class": RedirectResponse,
+    "responses": {307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+}
+
+
+@router.get("/{meme_id}/image", **_REDIRECT)
 async def get_meme_image(
     meme_id: MemeIdPath,
     caller: MemesRead,
@@ -253,12 +256,7 @@ async def get_meme_image(
     return await _redirect_to_output(item, outputs, settings, thumbnail=False)
 
 
-@router.get(
-    "/{meme_id}/thumbnail",
-    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
-)
+@router.get("/{meme_id}/thumbnail", **_REDIRECT)
 async def get_meme_thumbnail(
     meme_id: MemeIdPath,
     caller: MemesRead,

@@ -11,7 +11,13 @@ from memeforge_common.models import (
     is_template_id,
     slugify,
 )
-from memeforge_common.templates import InvalidTemplateCursor, LayoutTooLarge, encode_layout
+from memeforge_common.templates import (
+    InvalidCursor,
+    LayoutTooLarge,
+    MetadataTooLarge,
+    TemplateExists,
+    encode_layout,
+)
 from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
@@ -27,6 +33,10 @@ def _not_found(template_id: str) -> Problem:
     return Problem(404, "template-not-found", "No such template", f"template {template_id!r}")
 
 
+def _exists(template_id: str) -> Problem:
+    return Problem(409, "template-exists", "Template id already taken", f"template {template_id!r}")
+
+
 @router.get("", response_model=TemplatePage)
 async def get_templates(
     caller: TemplatesRead,
@@ -37,8 +47,10 @@ async def get_templates(
     """The caller's own templates, then the public ones (the seeds)."""
     try:
         infos, next_cursor = await templates.page(caller.tenant, limit=limit, cursor=cursor)
-    except InvalidTemplateCursor as err:
-        raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
+    except InvalidCursor as err:
+        raise Problem(
+            400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor unchanged"
+        ) from err
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
@@ -96,18 +108,24 @@ async def upload_template(
     tid = template_id or slugify(name)
     if not is_template_id(tid):
         raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await templates.head(tid, caller.tenant) is not None:
-        raise Problem(409, "template-exists", "Template id already taken", f"template {tid!r}")
-    await templates.upload(
-        tid,
-        tenant=caller.tenant,
-        name=name,
-        data=data,
-        content_type=facts.content_type,
-        width=facts.width,
-        height=facts.height,
-        layout=layout,
-    )
+    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
+        raise _exists(tid)
+    try:
+        await templates.upload(
+            tid,
+            tenant=caller.tenant,
+            name=name,
+            data=data,
+            content_type=facts.content_type,
+            width=facts.width,
+            height=facts.height,
+            layout=layout,
+        )
+    except TemplateExists as err:
+        raise _exists(tid) from err
+    except MetadataTooLarge as err:
+        title = "Template name and layout too large"
+        raise Problem(422, "metadata-too-large", title, str(err)) from err
     info = await templates.head(tid, caller.tenant)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)

@@ -478,17 +478,21 @@ def _fill(
         ln = _make_line(sh, [*line, piece(n)])
         return geo.line_fits(ln.advance, ln.over_left, ln.over_right)
 
-    lo, hi = 0, min(len(text) - 1, int(geo.avail / MIN_GLYPH_EM) + 1)
+    cut = _cut_back(text, _largest(fits, 0, min(len(text) - 1, int(geo.avail / MIN_GLYPH_EM) + 1)))
+    if cut <= 0:
+        return None, None
+    return piece(cut), Token(_measure_piece(sh, text[cut:]), False, cont=True)
+
+
+def _largest(fits: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest n in [lo, hi] with fits(n), for a fits that is monotone (lo assumed)."""
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if fits(mid):
             lo = mid
         else:
             hi = mid - 1
-    cut = _cut_back(text, lo)
-    if cut <= 0:
-        return None, None
-    return piece(cut), Token(_measure_piece(sh, text[cut:]), False, cont=True)
+    return lo
 
 
 def _split_token(sh: Shaper, token: Token, geo: _Geometry) -> tuple[Token, Token]:
@@ -512,14 +516,7 @@ def _longest_prefix(sh: Shaper, text: str, geo: _Geometry, most: int) -> int:
     one = max(1, _cut_forward(text, 1))
     if not fits(one):
         raise _TooNarrow(text[:one])
-    lo, hi = one, min(len(text) - 1, most)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return max(one, _cut_back(text, lo))
+    return max(one, _cut_back(text, _largest(fits, one, min(len(text) - 1, most))))
 
 
 def _cut_forward(text: str, cut: int) -> int:

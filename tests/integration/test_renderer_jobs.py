@@ -1,0 +1,146 @@
+"""The renderer's job handling in-process against the real emulator: keys derived from
+the meme id, templates pinned to the ETag a meme was queued with."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore, new_item
+from memeforge_common.models import (
+    MemeState,
+    RenderJob,
+    RenderSpec,
+    classic_boxes,
+    output_key,
+    template_key,
+)
+from memeforge_common.outputs import OutputStore
+from memeforge_common.queues import QueueMessage
+from memeforge_common.settings import Settings
+from memeforge_common.templates import TemplateStore
+from memeforge_renderer.cache import TemplateBytesCache
+from memeforge_renderer.worker import Renderer
+
+from tests.support.images import gradient
+
+pytestmark = pytest.mark.integration
+
+SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"))
+TENANT = "acme"
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(1) as executor:  # the engine is the same in a thread
+        yield executor
+
+
+@pytest.fixture
+def store(aws: AwsClients, resources: Settings) -> MemeStore:
+    return MemeStore(aws.dynamodb, resources.table)
+
+
+@pytest.fixture
+def templates(aws: AwsClients, resources: Settings) -> TemplateStore:
+    return TemplateStore(aws.s3, resources.bucket)
+
+
+@pytest.fixture
+def renderer(
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    templates: TemplateStore,
+    pool: ThreadPoolExecutor,
+) -> Renderer:
+    outputs = OutputStore(aws.s3, resources.bucket)
+    cache = TemplateBytesCache(1 << 20)
+    return Renderer(store, templates, outputs, pool, cache, max_source_pixels=10**7)
+
+
+async def _queued(store: MemeStore) -> str:
+    item = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant=TENANT)
+    await store.create(item)
+    await store.transition(item.id, MemeState.QUEUED)
+    return item.id
+
+
+def _job(meme_id: str, etag: str, **extra: str) -> QueueMessage:
+    job = RenderJob(
+        meme_id=meme_id,
+        template_key=template_key("tpl", TENANT),
+        template_etag=etag,
+        spec=SPEC,
+        tenant=TENANT,
+    )
+    body = json.loads(job.model_dump_json()) | extra
+    return QueueMessage(message_id="m", receipt_handle="r", body=json.dumps(body), receive_count=1)
+
+
+async def _read(aws: AwsClients, bucket: str, key: str) -> bytes:
+    response = await aws.s3.get_object(Bucket=bucket, Key=key)
+    async with response["Body"] as body:
+        return await body.read()
+
+
+async def test_a_forged_job_naming_another_key_cannot_write_there(
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    templates: TemplateStore,
+    renderer: Renderer,
+) -> None:
+    etag = await templates.upload(
+        "tpl",
+        tenant=TENANT,
+        name="t",
+        data=gradient(64, 48),
+        content_type="image/jpeg",
+        width=64,
+        height=48,
+    )
+    victim = output_key(uuid.uuid4().hex, tenant=TENANT)
+    await aws.s3.put_object(Bucket=resources.bucket, Key=victim, Body=b"someone else's meme")
+    meme_id = await _queued(store)
+
+    await renderer.handle(_job(meme_id, etag, output_key=victim))
+
+    assert await _read(aws, resources.bucket, victim) == b"someone else's meme"
+    item = await store.get(meme_id)
+    assert item is not None
+    assert item.state is MemeState.DONE
+    assert item.result is not None
+    assert item.result.key == output_key(meme_id, tenant=TENANT)
+    assert (await _read(aws, resources.bucket, output_key(meme_id, tenant=TENANT)))[
+        :2
+    ] == b"\xff\xd8"
+
+
+async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
+    aws: AwsClients, resources: Settings, store: MemeStore, renderer: Renderer
+) -> None:
+    await aws.s3.put_object(
+        Bucket=resources.bucket, Key=template_key("tpl", TENANT), Body=gradient(32, 32)
+    )
+    queued_with = (
+        await aws.s3.head_object(Bucket=resources.bucket, Key=template_key("tpl", TENANT))
+    )["ETag"]
+    # Replaced out of band (the api never replaces a template) after the job was queued.
+    await aws.s3.put_object(
+        Bucket=resources.bucket, Key=template_key("tpl", TENANT), Body=gradient(48, 48)
+    )
+    meme_id = await _queued(store)
+
+    await renderer.handle(_job(meme_id, queued_with))
+
+    item = await store.get(meme_id)
+    assert item is not None
+    assert item.state is MemeState.FAILED
+    assert item.failure is not None
+    assert item.failure.reason == "template_changed"
+    assert "templates/" not in item.failure.detail

@@ -1,0 +1,198 @@
+"""The api's request handling in-process: FastAPI's TestClient over in-memory fakes of the
+stores and the publisher (the same routes run against the emulator in integration/).
+The caller is a fixed principal of tenant ``acme`` (key checks: tests/integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from memeforge_api.app import create_app
+from memeforge_api.auth import Principal, authenticate
+from memeforge_api.idempotency import Claim
+from memeforge_common.apikeys import Scope
+from memeforge_common.items import ItemExists, new_item
+from memeforge_common.limits import MAX_CAPTION_CHARS
+from memeforge_common.models import MemeItem, RenderSpec, RequestMessage, classic_boxes
+from memeforge_common.settings import Settings
+from memeforge_common.templates import TemplateInfo, decode_cursor, encode_cursor
+from memeforge_common.tracing import trace_id
+
+pytestmark = pytest.mark.unit
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+BOX = {"x": 0.0, "y": 0.0, "width": 1.0, "height": 0.5}
+CALLER = Principal(key_id="k1", tenant="acme", scopes=frozenset(Scope))
+
+
+@dataclass
+class FakeMemes:
+    items: dict[str, MemeItem] = field(default_factory=dict)
+
+    async def create(self, item: MemeItem) -> None:
+        if item.id in self.items:
+            raise ItemExists(item.id)
+        self.items[item.id] = item
+
+    async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
+        return self.items.get(meme_id)
+
+
+@dataclass
+class FakeTemplates:
+    async def head(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        return None
+
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        return None
+
+    async def page(
+        self, tenant: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[TemplateInfo], str | None]:
+        if cursor:
+            decode_cursor(cursor)  # the store's own check
+        return [], None
+
+
+@dataclass
+class FakePublisher:
+    sent: list[tuple[RequestMessage, str]] = field(default_factory=list)
+
+    async def publish(self, message: RequestMessage, traceparent: str) -> None:
+        self.sent.append((message, traceparent))
+
+    async def publish_batch(self, messages: Sequence[tuple[RequestMessage, str]]) -> set[int]:
+        self.sent += messages
+        return set()
+
+
+class FakeOutputs:
+    async def presigned_url(self, key: str, ttl_s: int) -> str:
+        return f"https://s3.invalid/{key}"
+
+
+class FakeIdempotency:
+    async def claim(self, tenant: str, key: str, body_fingerprint: str, meme_id: str) -> Claim:
+        return Claim(meme_id=meme_id, replay=False)
+
+
+@dataclass
+class Api:
+    client: TestClient
+    memes: FakeMemes
+    published: FakePublisher
+
+
+@pytest.fixture
+def api() -> Api:
+    app: FastAPI = create_app(Settings())
+    memes, published = FakeMemes(), FakePublisher()
+    # What the lifespan builds from AWS clients; TestClient without `with` skips it.
+    app.state.settings = Settings()
+    app.state.store = memes
+    app.state.templates = FakeTemplates()
+    app.state.requests = published
+    app.state.outputs = FakeOutputs()
+    app.state.idempotency = FakeIdempotency()
+    app.dependency_overrides[authenticate] = lambda: CALLER
+    return Api(TestClient(app), memes, published)
+
+
+def test_a_caption_over_the_limit_in_boxes_is_a_422_at_the_door(api: Api) -> None:
+    too_long = {"template_id": "drake", "boxes": [BOX | {"text": "x" * (MAX_CAPTION_CHARS + 1)}]}
+    response = api.client.post("/memes", json=too_long)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "validation-failed"
+    assert api.memes.items == {}
+    assert api.published.sent == []
+
+
+def test_a_valid_meme_is_stored_then_published_once_with_the_callers_trace(api: Api) -> None:
+    body = {"template_id": "drake", "boxes": [BOX | {"text": "x" * MAX_CAPTION_CHARS}]}
+    response = api.client.post("/memes", json=body, headers={"traceparent": PARENT})
+    assert response.status_code == 202
+    meme_id = response.json()["id"]
+    [(message, trace)] = api.published.sent
+    assert message.meme_id == meme_id
+    assert trace_id(trace) == trace_id(PARENT) == trace_id(response.headers["traceparent"])
+    assert api.memes.items[meme_id].traceparent == trace
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage",
+        PARENT.upper(),
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        PARENT + "-" + "x" * 500,
+    ],
+)
+def test_a_bad_traceparent_starts_a_new_trace_instead_of_being_refused(api: Api, bad: str) -> None:
+    response = api.client.post(
+        "/memes", json={"template_id": "drake", "top": "hi"}, headers={"traceparent": bad}
+    )
+    assert response.status_code == 202
+    [(_, trace)] = api.published.sent
+    assert trace_id(trace) is not None
+    assert trace_id(trace) != trace_id(PARENT)
+
+
+def test_a_cursor_the_api_did_not_hand_out_is_a_400_invalid_cursor(api: Api) -> None:
+    forged = (encode_cursor("own", "../memes"), encode_cursor("theirs", "tpl"))
+    for junk in ("junk", "t1.%%%", "t1.Li4vbWVtZXM", *forged):
+        response = api.client.get("/templates", params={"cursor": junk})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid-cursor")
+    assert api.client.get("/templates").status_code == 200
+
+
+def test_an_unreadable_upload_is_a_422_without_internal_details(api: Api) -> None:
+    response = api.client.post(
+        "/templates",
+        data={"name": "notes"},
+        files={"file": ("notes.png", b"just some text", "image/png")},
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "invalid-image")
+    assert "0x" not in response.text
+    assert "BytesIO" not in response.text
+
+
+def test_metrics_are_not_served_on_the_public_port(api: Api) -> None:
+    assert api.client.get("/metrics").status_code == 404
+
+
+def test_the_openapi_schema_states_the_caption_limit(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["CreateMeme"]["properties"]["top"]["maxLength"] == MAX_CAPTION_CHARS
+    assert schema["TextBox"]["properties"]["text"]["maxLength"] == MAX_CAPTION_CHARS
+
+
+def test_a_put_item_retried_after_it_succeeded_still_answers_202_and_enqueues(
+    api: Api,
+) -> None:
+    """The SDK retries a PutItem that timed out after DynamoDB wrote it; the retry's
+    condition then fails. The item is ours: the api answers 202 and enqueues it once."""
+    store = api.memes
+    original = store.create
+
+    async def written_then_refused(item: MemeItem) -> None:
+        await original(item)
+        raise ItemExists(item.id)
+
+    store.create = written_then_refused  # type: ignore[method-assign]
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "hi"})
+    assert response.status_code == 202
+    assert [m.meme_id for m, _ in api.published.sent] == [response.json()["id"]]
+
+
+def test_another_tenants_meme_is_a_404_like_one_that_never_existed(api: Api) -> None:
+    theirs = new_item("a" * 32, "drake", RenderSpec(boxes=classic_boxes("a", "b")), tenant="other")
+    api.memes.items[theirs.id] = theirs
+    for path in ("", "/image", "/thumbnail"):
+        response = api.client.get(f"/memes/{theirs.id}{path}")
+        assert (response.status_code, response.json()["code"]) == (404, "meme-not-found")
+    missing = api.client.get(f"/memes/{'b' * 32}")
+    assert (missing.status_code, missing.json()["code"]) == (404, "meme-not-found")
