@@ -183,9 +183,10 @@ def test_missing_objects_are_404_not_403(stack: Stack) -> None:
     assert not_found(lambda: api.head_object(Bucket="memeforge", Key="memes/nope.jpg"))
 
 
-def http_status(url: str) -> int:
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return err.code
@@ -203,6 +204,10 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
     assert http_status(renderer.generate_presigned_url("get_object", Params=rendered)) == 403
     bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/public/sunset-hills"
     assert http_status(bare) == 403  # anonymous: the bucket is private
+    # Another Authorization scheme (a client's API key sent along): 400, as S3 answers.
+    bearer = {"Authorization": "Bearer mf_key_secret"}
+    assert http_status(url, bearer) == 400  # two auth mechanisms
+    assert http_status(bare, bearer) == 400  # not SigV4
 
 
 def test_the_bootstrap_runs_under_its_own_policy(stack: Stack) -> None:
