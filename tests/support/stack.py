@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from devenv.run.proc import free_port, http_ok, wait_until
-from devenv.run.stack import UNLIMITED_RATE, Stack, start_stack
+from devenv.run.stack import Stack, start_stack
 
-# Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
-# The suite drives one key harder than a client may (tests/e2e/test_quotas.py tests that).
+# Two render processes fit CI's two cores; a short long-poll keeps shutdown quick. The
+# rate limit is on at its default, as for any client (tests/e2e/test_quotas.py tests it).
 E2E_SETTINGS = {
     "MEMEFORGE_RENDER_PROCESSES": "2",
     "MEMEFORGE_RECEIVE_WAIT_S": "2",
-    **UNLIMITED_RATE,
 }
 
 

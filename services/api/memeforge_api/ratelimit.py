@@ -5,11 +5,15 @@ theoretical arrival time ``tat``. A request at ``now`` is admitted when the key 
 (``tat <= now``: set ``tat = now + T``) or busy but within its burst (``now < tat <= now +
 (burst-1)·T``: ``tat += T``), where ``T = 60 s / rate``. Each branch is one conditional
 UpdateItem, so replicas never over-admit: DynamoDB serialises the writes on the item.
+A write whose condition fails returns the item as it is (ReturnValuesOnConditionCheckFailure),
+and the next write is the branch that tat calls for: the idle branch loses only to a
+concurrent request that made the key busy, and the busy branch fails only past the burst,
+so concurrent requests under the limit are never refused for having raced each other.
 Precision: exact up to the clock skew between api hosts (NTP keeps it to milliseconds),
 with T rounded to whole milliseconds, and a request whose write was retried by the SDK
 may be charged twice.
-Cost: one UpdateItem per admitted request when the path guessed from the key's last
-request is right, two when not, plus a GetItem per refusal (for Retry-After).
+Cost: one UpdateItem per admitted request when the branch guessed from the key's last
+request is right, two (rarely three) when not; one per refusal.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +34,9 @@ log = logging.getLogger("memeforge.api")
 KEY_PREFIX = "rate#"
 POLICY = "per-key"
 MAX_HINTS = 10_000
+# Writes per check: idle → busy → (the item expired by TTL in between) idle. Each write
+# that fails moves tat forward or finds it past the burst, so this bounds a check.
+MAX_WRITES = 3
 
 
 @dataclass(frozen=True)
@@ -64,33 +71,22 @@ class RateLimiter:
         self._busy: dict[str, bool] = {}  # key id → was it busy last time (which branch first)
 
     async def check(self, key_id: str) -> Decision:
-        for attempt in (1, 2):
-            now_ms = int(time.time() * 1000)
-            branches = (self._busy_branch, self._idle_branch)
-            if not self._busy.get(key_id, False):
-                branches = branches[::-1]
-            for branch in branches:
-                tat = await branch(key_id, now_ms)
-                if tat is not None:
-                    self._remember(key_id, busy=branch == self._busy_branch)
-                    return self._decision(True, tat, now_ms)
-            self._remember(key_id, busy=True)
-            item = (
-                await self._ddb.get_item(
-                    TableName=self._table,
-                    Key={"id": {"S": KEY_PREFIX + key_id}},
-                    ConsistentRead=True,
-                )
-            ).get("Item")
-            tat = int(item["tat"]["N"]) if item else now_ms
-            # Both conditions failed, yet the budget has room: a write of ours landed but
-            # its response was lost and botocore's retry then failed the condition. Try
-            # once more (that request may be charged twice: the tolerance we accept).
-            if attempt == 1 and tat - now_ms <= (self._burst - 1) * self._t:
-                continue
-            log.info("rate limited", extra={"key_id": key_id, "ahead_ms": tat - now_ms})
-            return self._decision(False, tat, now_ms)
-        raise AssertionError("unreachable")
+        now_ms = int(time.time() * 1000)
+        ceiling = now_ms + (self._burst - 1) * self._t
+        # The first branch to try: the one this key's last request took.
+        tat = now_ms + 1 if self._busy.get(key_id, False) else now_ms
+        for _ in range(MAX_WRITES):
+            if tat > ceiling:
+                break
+            busy = tat > now_ms
+            branch = self._busy_branch if busy else self._idle_branch
+            admitted, tat = await branch(key_id, now_ms)
+            if admitted:
+                self._remember(key_id, busy=busy)
+                return self._decision(True, tat, now_ms)
+        self._remember(key_id, busy=True)
+        log.info("rate limited", extra={"key_id": key_id, "ahead_ms": tat - now_ms})
+        return self._decision(False, tat, now_ms)
 
     def _decision(self, admitted: bool, tat_ms: int, now_ms: int) -> Decision:
         t = self._t
@@ -111,16 +107,17 @@ class RateLimiter:
             self._busy.pop(next(iter(self._busy)))
         self._busy[key_id] = busy
 
-    async def _idle_branch(self, key_id: str, now_ms: int) -> int | None:
+    async def _idle_branch(self, key_id: str, now_ms: int) -> tuple[bool, int]:
         tat = now_ms + self._t
         return await self._update(
             key_id,
             "SET tat = :tat, expires_at = :exp",
             "attribute_not_exists(tat) OR tat <= :now",
             {":tat": tat, ":now": now_ms, ":exp": tat // 1000 + 60},
+            now_ms,
         )
 
-    async def _busy_branch(self, key_id: str, now_ms: int) -> int | None:
+    async def _busy_branch(self, key_id: str, now_ms: int) -> tuple[bool, int]:
         ceiling = now_ms + (self._burst - 1) * self._t
         return await self._update(
             key_id,
@@ -132,12 +129,14 @@ class RateLimiter:
                 ":ceiling": ceiling,
                 ":exp": (ceiling + self._t) // 1000 + 60,
             },
+            now_ms,
         )
 
     async def _update(
-        self, key_id: str, update: str, condition: str, values: dict[str, int]
-    ) -> int | None:
-        """The new tat, or None when the condition did not hold."""
+        self, key_id: str, update: str, condition: str, values: dict[str, int], now_ms: int
+    ) -> tuple[bool, int]:
+        """(True, the new tat), or (False, the tat that failed the condition; ``now_ms``
+        when the key has none)."""
         try:
             response = await self._ddb.update_item(
                 TableName=self._table,
@@ -146,10 +145,12 @@ class RateLimiter:
                 ConditionExpression=condition,
                 ExpressionAttributeValues={k: {"N": str(v)} for k, v in values.items()},
                 ReturnValues="ALL_NEW",  # moto's UPDATED_NEW was seen to omit tat
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
-            return None
-        return int(response["Attributes"]["tat"]["N"])
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            item: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
+            return False, int(item["tat"]["N"]) if "tat" in item else now_ms
+        return True, int(response["Attributes"]["tat"]["N"])
 
 
 class RateLimitHeadersMiddleware:
