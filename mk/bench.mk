@@ -12,3 +12,7 @@ bench-auth: $(STAMP) ## cost of API keys + rate limit per request (ms, DynamoDB 
 .PHONY: golden-update
 golden-update: $(STAMP) ## regenerate tests/golden/*.png after an intended font/drawing change
 	$(PY) -m tests.golden.cases --update
+
+.PHONY: bench-waiting
+bench-waiting: $(STAMP) ## waiting benchmark: 1,000 long-poll/SSE waiters, watcher vs per-client polling
+	$(PY) -m bench.waiting $(BENCH_ARGS)

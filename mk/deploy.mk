@@ -1,18 +1,17 @@
 # Deployment artefacts: container images, docker compose on LocalStack, Kubernetes
-# manifests (k8s/), IAM policies (iam/), and their offline validation (docs/deploy.md).
+# manifests (k8s/), IAM policies (iam/), their offline validation, and the containerized
+# e2e run with podman where Docker is absent (docs/deploy.md).
 #
 # Included from the top-level Makefile (`include mk/deploy.mk`); every path is relative to
-# the repository root. Only `images` and `compose-up` need a Docker engine; the checks
-# need Python and, on first use, the package registries (tools go into .venv-deploy).
+# the repository root. `images` needs docker or podman, `container-e2e` podman,
+# `compose-up` Docker; the checks need Python and, on first use, the package registries
+# (tools go into .venv-deploy).
 
 DEPLOY_VENV ?= .venv-deploy
 IMAGE_TAG ?= local
 # auto = AVX2 on amd64 (see services/renderer/Dockerfile); 0 for CPUs without AVX2.
 PILLOW_SIMD_AVX2 ?= auto
-# Set REQUIRE_DOCKER=1 to make `images` fail (not skip) without a Docker engine.
-REQUIRE_DOCKER ?=
 COMPOSE_UP_ARGS ?=
-MEMEFORGE_IMAGES := api consumer renderer
 VALIDATE_DEPLOY := DEPLOY_VENV=$(DEPLOY_VENV) scripts/validate-deploy.sh
 
 .PHONY: lint-deploy
@@ -36,19 +35,13 @@ deploy-tools: ## install the pinned validation tools into .venv-deploy
 	$(VALIDATE_DEPLOY) setup
 
 .PHONY: images
-images: ## docker build memeforge-{api,consumer,renderer}:IMAGE_TAG (default local; needs Docker)
-	@if ! timeout 20 docker info >/dev/null 2>&1; then \
-	  echo "make images: no Docker engine reachable ('docker info' failed): no image built."; \
-	  echo "  The Dockerfiles are still checked offline: make dockerfile-lint."; \
-	  if [ -n "$(REQUIRE_DOCKER)" ]; then exit 1; fi; \
-	else \
-	  set -e; for svc in $(MEMEFORGE_IMAGES); do \
-	    echo "== docker build memeforge-$$svc:$(IMAGE_TAG)"; \
-	    docker build -f services/$$svc/Dockerfile -t memeforge-$$svc:$(IMAGE_TAG) \
-	      --build-arg PILLOW_SIMD_AVX2=$(PILLOW_SIMD_AVX2) . ; \
-	  done; \
-	  docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^memeforge-'; \
-	fi
+images: ## build memeforge-{api,consumer,renderer}:IMAGE_TAG: docker if an engine answers, else podman
+	IMAGE_TAG=$(IMAGE_TAG) PILLOW_SIMD_AVX2=$(PILLOW_SIMD_AVX2) scripts/containers/build-images.sh
+
+.PHONY: container-e2e
+container-e2e: $(STAMP) ## podman: build the images, run the pipeline as containers + `podman kube play` of k8s/overlays/local
+	VENV=$(VENV) DEPLOY_VENV=$(DEPLOY_VENV) PYTEST_ARGS="$(PYTEST_ARGS)" \
+	  scripts/containers/e2e.sh
 
 .PHONY: compose-up
 compose-up: ## docker compose up --build (LocalStack + bootstrap + services); COMPOSE_UP_ARGS="--scale renderer=4"

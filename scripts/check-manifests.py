@@ -9,8 +9,11 @@
    openAPIV3Schema, made strict: an unknown field is an error, as `kubectl apply` with
    server-side field validation would say) plus what the CRD cannot say: the
    aws-sqs-queue trigger's metadata keys.
-3. Checks the deployment rules that schemas cannot express: hardened pods, probes,
-   grace periods between drain time and visibility timeout, autoscaling and disruption
+3. Checks the deployment rules that schemas cannot express: hardened pods, probes, the
+   timing budget (services/common/memeforge_common/timing.py: shutdown grace covers a
+   long poll, SIGKILL comes after the grace plus a margin and before the visibility
+   timeout, startup probes outlast the startup wait, liveness max age covers the job
+   deadline) and docs/deploy.md's "Timing budget" table against it, autoscaling and disruption
    budgets for every Deployment, ingress only to the api, no credentials or emulator
    endpoints in the aws overlay.
 
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,7 +58,32 @@ QUEUE_SETTING = {
     "memeforge-consumer": "MEMEFORGE_REQUEST_QUEUE",
     "memeforge-renderer": "MEMEFORGE_RENDER_QUEUE",
 }
-SETTINGS_DEFAULTS = {"MEMEFORGE_SHUTDOWN_GRACE_S": 25.0, "MEMEFORGE_VISIBILITY_TIMEOUT_S": 60.0}
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+IMDS = "169.254.169.254/32"
+# Rows of the doc's timing table that come straight from a setting.
+TIMING_ROWS = {
+    "receive wait": "MEMEFORGE_RECEIVE_WAIT_S",
+    "shutdown grace": "MEMEFORGE_SHUTDOWN_GRACE_S",
+    "visibility timeout": "MEMEFORGE_VISIBILITY_TIMEOUT_S",
+    "job deadline": "MEMEFORGE_JOB_DEADLINE_S",
+    "startup wait": "MEMEFORGE_STARTUP_WAIT_S",
+}
+# The api holds no messages: only these rows describe it too.
+API_ROWS = {"termination grace", "startup probe budget", "startup wait", "shutdown grace"}
+
+
+def _load_timing() -> Any:
+    """memeforge_common/timing.py, by path: this venv does not install the services."""
+    path = ROOT / "services" / "common" / "memeforge_common" / "timing.py"
+    spec = importlib.util.spec_from_file_location("memeforge_timing", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+timing = _load_timing()
 
 # Strings that would mean the aws overlay talks to an emulator or carries keys.
 AWS_OVERLAY_FORBIDDEN = (
@@ -193,22 +223,98 @@ def check_pod(obj: dict[str, Any], names: dict[str, set[str]]) -> None:
                     problem(obj, f"{kind} {ref['name']} does not exist")
 
 
-def check_grace(obj: dict[str, Any], env: dict[str, str]) -> None:
-    grace = float(
-        env.get("MEMEFORGE_SHUTDOWN_GRACE_S", SETTINGS_DEFAULTS["MEMEFORGE_SHUTDOWN_GRACE_S"])
+def probe_budget(probe: dict[str, Any]) -> float:
+    """The longest a probe lets a container go without success before it acts."""
+    return float(
+        probe.get("initialDelaySeconds", 0)
+        + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
     )
-    visibility = float(
-        env.get(
-            "MEMEFORGE_VISIBILITY_TIMEOUT_S", SETTINGS_DEFAULTS["MEMEFORGE_VISIBILITY_TIMEOUT_S"]
-        )
-    )
-    termination = pod_spec(obj).get("terminationGracePeriodSeconds", 30)
-    if not grace < termination < visibility:
-        problem(
-            obj,
-            f"terminationGracePeriodSeconds {termination} must lie between the drain time "
-            f"({grace:g} s) and the queue visibility timeout ({visibility:g} s)",
-        )
+
+
+def check_timing(obj: dict[str, Any], env: dict[str, str], *, worker: bool) -> dict[str, float]:
+    """The timing budget (memeforge_common/timing.py); returns the numbers it checked."""
+    spec = pod_spec(obj)
+    container = spec["containers"][0]
+    termination = float(spec.get("terminationGracePeriodSeconds", 30))
+    grace = timing.setting(env, "MEMEFORGE_SHUTDOWN_GRACE_S")
+    visibility = timing.setting(env, "MEMEFORGE_VISIBILITY_TIMEOUT_S")
+    startup = probe_budget(container.get("startupProbe", {}))
+    found = timing.startup_problems(env, startup_budget_s=startup)
+    numbers = {
+        "termination grace": termination,
+        "startup probe budget": startup,
+        "liveness probe period": float(container.get("livenessProbe", {}).get("periodSeconds", 10)),
+    }
+    if worker:
+        found += timing.worker_problems(env, stop_grace_s=termination)
+        numbers["liveness max age"] = timing.liveness_max_age(env)
+    else:
+        # The api: preStop, then uvicorn's graceful shutdown (the same grace setting).
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
+        sleep = float(pre_stop.get("command", ["sleep", "0"])[-1])
+        if termination < sleep + grace + timing.EXIT_MARGIN_S:
+            found.append(
+                f"terminationGracePeriodSeconds {termination:g} < preStop {sleep:g} s + "
+                f"graceful shutdown {grace:g} s + exit margin {timing.EXIT_MARGIN_S:g} s"
+            )
+        if termination >= visibility:
+            found.append(f"terminationGracePeriodSeconds {termination:g} >= visibility")
+    for message in found:
+        problem(obj, message)
+    return numbers
+
+
+def doc_timing_table(path: Path = DEPLOY_DOC) -> dict[str, float]:
+    """The "timing budget" table of docs/deploy.md: first column → seconds (3rd column)."""
+    text = path.read_text()
+    start = text.find("### Timing budget")
+    if start < 0:
+        problem(None, f"{path.name} has no '### Timing budget' section")
+        return {}
+    rows: dict[str, float] = {}
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and (value := re.fullmatch(r"(\d+(?:\.\d+)?) s", cells[2])):
+            rows[cells[0]] = float(value[1])
+    return rows
+
+
+def check_doc_timing(actual: dict[str, dict[str, float]]) -> None:
+    """Every number in the doc's table is what every deployment it covers really has."""
+    documented = doc_timing_table()
+    for row, value in documented.items():
+        seen = {v[row] for v in actual.values() if row in v}
+        if not seen:
+            problem(None, f"docs/deploy.md timing row {row!r} matches nothing checked")
+        elif seen != {value}:
+            problem(
+                None,
+                f"docs/deploy.md says {row} is {value:g} s; the manifests have "
+                f"{', '.join(f'{v:g} s' for v in sorted(seen))}",
+            )
+
+
+def check_no_instance_metadata(policies: list[dict[str, Any]]) -> None:
+    """Every pod's egress excludes IMDS (a pod without its own identity would otherwise
+    get the node's role), and no rule lets it back in."""
+    egress = [
+        p
+        for p in policies
+        if p["spec"].get("podSelector") == {} and "Egress" in p["spec"].get("policyTypes", [])
+    ]
+    blocks = [
+        peer["ipBlock"]
+        for p in egress
+        for rule in p["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    ]
+    if not egress or not any(IMDS in b.get("except", []) for b in blocks):
+        problem(None, f"no egress NetworkPolicy for every pod that excludes {IMDS}")
+    if any(b["cidr"] == IMDS for b in blocks):
+        problem(None, f"an egress rule allows the instance metadata service {IMDS}")
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -240,12 +346,17 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
         if obj["kind"] in ("Deployment", "Job"):
             check_pod(obj, names)
 
+    timings: dict[str, dict[str, float]] = {}
+
     for deployment in deployments:
         name = deployment["metadata"]["name"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         container = pod_spec(deployment)["containers"][0]
         env = container_env(container, configmaps)
-        check_grace(deployment, env)
+        numbers = check_timing(deployment, env, worker=name in scaled)
+        for row, setting_name in TIMING_ROWS.items():
+            numbers[row] = timing.setting(env, setting_name)
+        timings[name] = numbers
         if "replicas" in deployment["spec"]:
             problem(deployment, "replicas is set, but an autoscaler owns the count")
         if not any(selects(p["spec"]["selector"], labels) for p in pdbs):
@@ -268,6 +379,8 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
             for key in ("queueLength", "activationQueueLength"):
                 if key not in metadata:
                     problem(so, f"trigger needs {key}")
+            if metadata.get("scaleOnInFlight", "true") != "false":
+                problem(so, "scaleOnInFlight must be false: messages in retry back-off count")
             if not 0 <= so["spec"].get("minReplicaCount", 0) <= so["spec"]["maxReplicaCount"]:
                 problem(so, "needs 0 <= minReplicaCount <= maxReplicaCount")
             concurrency = env.get("MEMEFORGE_WORKER_CONCURRENCY", "16")
@@ -281,6 +394,12 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
                 problem(so, f"TriggerAuthentication {auth} does not exist")
         else:
             problem(deployment, "neither an HPA nor a KEDA ScaledObject scales it")
+    check_doc_timing(
+        {
+            n: t if n in scaled else {k: v for k, v in t.items() if k in API_ROWS}
+            for n, t in timings.items()
+        }
+    )
 
     for job in (o for o in ours if o["kind"] == "Job"):
         if pod_spec(job).get("restartPolicy") not in ("Never", "OnFailure"):
@@ -301,6 +420,10 @@ def check_rules(objects: list[dict[str, Any]], overlay: str) -> None:
             target = policy["spec"].get("podSelector", {}).get("matchLabels", {})
             if target.get("app.kubernetes.io/name") != "memeforge-api":
                 problem(policy, "only the api may receive traffic")
+            for rule in policy["spec"]["ingress"]:
+                if not rule.get("from"):
+                    problem(policy, "api ingress must name where it comes from")
+    check_no_instance_metadata(policies)
 
     text = yaml.safe_dump_all(objects)
     if overlay == "aws":

@@ -12,19 +12,19 @@ from memeforge_common.bootstrap import bootstrap
 from memeforge_common.settings import Settings
 
 from devenv.run.emulator import Emulator, start_emulator
+from tests.support.backends import required_backends, unavailable
 from tests.support.settings import unique_settings
 
 BACKEND = os.environ.get("MEMEFORGE_BACKEND", "moto")
 # The end-to-end suite runs on every backend; a backend that is not installed is
 # skipped, unless MEMEFORGE_REQUIRE_BACKENDS names it (CI does), then it fails.
 E2E_BACKENDS = ("moto", "localstack")
-REQUIRED_BACKENDS = set(filter(None, os.environ.get("MEMEFORGE_REQUIRE_BACKENDS", "").split(",")))
 
 
 def pytest_report_header() -> list[str]:
     return [
         f"integration emulator backend: {BACKEND}",
-        f"e2e backends: {', '.join(E2E_BACKENDS)} (required: {sorted(REQUIRED_BACKENDS) or '-'})",
+        f"e2e backends: {', '.join(E2E_BACKENDS)} (required: {sorted(required_backends()) or '-'})",
     ]
 
 
@@ -45,9 +45,7 @@ def e2e_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
     reason = _unavailable(backend)
     if reason is not None:
-        if backend in REQUIRED_BACKENDS:
-            pytest.fail(f"required backend {backend} is not available: {reason}")
-        pytest.skip(f"backend {backend} not installed: {reason}")
+        unavailable(backend, reason)
     return backend
 
 

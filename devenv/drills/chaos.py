@@ -204,14 +204,19 @@ class ChaosRun:
             stop = asyncio.Event()
             killer = asyncio.create_task(self._kill_randomly(stop))
             outage = asyncio.create_task(self._outage())
-            poison = await self._inject_poison(aws, settings, api)
-            ids = await self._submit(api)
-            submitted_at = time.monotonic()
-            await outage
-            await self.enough_kills.wait()  # the drill promised at least min_kills
-            settled = await self._wait_until_settled(aws, settings, ids + list(poison))
-            stop.set()
-            await killer
+            try:
+                poison = await self._inject_poison(aws, settings, api)
+                ids = await self._submit(api)
+                submitted_at = time.monotonic()
+                await outage
+                await self.enough_kills.wait()  # the drill promised at least min_kills
+                settled = await self._wait_until_settled(aws, settings, ids + list(poison))
+            finally:
+                # Also when the drill fails: a killer still running would restart a
+                # service after the stack's stop, leaving it behind as an orphan.
+                stop.set()
+                outage.cancel()
+                await killer
         drain_s = time.monotonic() - submitted_at
         return await self._report(aws, settings, ids, poison, settled, drain_s, started)
 
@@ -221,25 +226,13 @@ class ChaosRun:
         return self.stack.api_url
 
     async def _submit(self, api: httpx.AsyncClient) -> list[str]:
-        """POST every meme like a careful client: retry 503s and dropped connections with
-        the same Idempotency-Key, so a retry never makes a second meme."""
+        """POST every meme, concurrently (``_post_meme`` retries as a careful client)."""
         gate = asyncio.Semaphore(self.config.submit_concurrency)
 
         async def submit(i: int) -> str:
-            key = f"chaos-{uuid.uuid4().hex}"
             body = {"template_id": TEMPLATE_ID, "top": f"meme {i}", "bottom": "survives chaos"}
             async with gate:
-                for attempt in range(60):
-                    try:
-                        response = await api.post(
-                            "/memes", json=body, headers={"Idempotency-Key": key}
-                        )
-                        if response.status_code == 202:
-                            return str(response.json()["id"])
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-            raise RuntimeError(f"could not submit meme {i}")
+                return await _post_meme(api, body)
 
         return list(await asyncio.gather(*(submit(i) for i in range(self.config.memes))))
 
@@ -292,8 +285,8 @@ class ChaosRun:
         expected: dict[str, str] = {}
 
         # A request whose template is gone: the consumer fails it.
-        gone = await api.post("/memes", json={"template_id": "deleted-template", "top": "x"})
-        expected[str(gone.json()["id"])] = "FAILED:template_not_found"
+        gone = await _post_meme(api, {"template_id": "deleted-template", "top": "x"})
+        expected[gone] = "FAILED:template_not_found"
 
         async def queued_item(template_id: str, body: bytes, *, delete_first: bool = False) -> str:
             tkey = template_key(template_id, DEV_TENANT)
@@ -417,6 +410,23 @@ class ChaosRun:
                     if record.get("message") == "rendered" and record.get("meme_id"):
                         wins[record["meme_id"]] += 1
         return wins
+
+
+async def _post_meme(api: httpx.AsyncClient, body: dict[str, str]) -> str:
+    """POST a meme like a careful client (the outage may be on): retry 503s and dropped
+    connections with the same Idempotency-Key, so a retry never makes a second meme."""
+    key = f"chaos-{uuid.uuid4().hex}"
+    for attempt in range(60):
+        try:
+            response = await api.post("/memes", json=body, headers={"Idempotency-Key": key})
+            if response.status_code == 202:
+                return str(response.json()["id"])
+            if response.status_code != 503:
+                raise RuntimeError(f"meme refused: {response.status_code} {response.text}")
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+    raise RuntimeError(f"could not submit {body}")
 
 
 async def _meme_ids(aws: AwsClients, table: str) -> set[str]:

@@ -3,6 +3,10 @@
 ``pause(seconds)`` drops every open connection and refuses new ones (accept, then
 close at once) until the time is up; the upstream (the emulator) keeps its state.
 To the services this looks like AWS becoming unreachable and coming back.
+
+``stall()`` keeps every connection open but forwards nothing (both ways) until
+``resume()``: AWS that has gone silent, or an extremely slow S3. Calls hang until the
+client's own timeouts fire, which is what a blackholed endpoint does.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
         self.refused = 0
 
@@ -52,6 +58,12 @@ class TcpProxy:
         self._paused_until = time.monotonic() + seconds
         self._drop_all()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def _drop_all(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
@@ -66,6 +78,7 @@ class TcpProxy:
             self.refused += 1
             writer.transport.abort()
             return
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         except OSError:
@@ -73,16 +86,21 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self._flowing), _pipe(up_reader, writer, self._flowing)
+            )
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 w.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     with contextlib.suppress(Exception):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.run.proc import free_port, http_ok, wait_until
 from devenv.run.stack import Stack
@@ -48,8 +50,11 @@ async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> N
     # The presigned URL is fetched as a browser would follow the redirect: without the API
     # key, which is the api's secret and never goes to S3.
     async with httpx.AsyncClient(timeout=30) as storage:
-        for meme in settled:
+        for meme, (top_text, bottom_text) in zip(settled, captions, strict=True):
             assert set(meme["state_times"]) == {"PENDING", "QUEUED", "RENDERING", "DONE"}
+            # Each meme drew its own captions (upper-cased by default), not another's.
+            drawn = [" ".join(box["lines"]) for box in meme["result"]["report"]["boxes"]]
+            assert drawn == [top_text.upper(), bottom_text.upper()], meme["id"]
             assert (meme["result"]["width"], meme["result"]["height"]) == (WIDTH, HEIGHT)
             response = await api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
             assert response.status_code == 307
@@ -105,22 +110,69 @@ async def test_services_shut_down_cleanly(stack: Stack) -> None:
     assert proc.returncode == 0
 
 
-async def test_state_changes_stream_as_server_sent_events(api: httpx.AsyncClient) -> None:
+async def test_state_changes_stream_as_server_sent_events(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """README: "stream the state changes as server-sent events": the stream opens with
+    the meme's state (PENDING: the consumer is stopped until the stream is open), then
+    follows it forward to DONE and ends by itself."""
     listing = (await api.get("/templates", params={"limit": 1})).json()
-    created = await api.post(
-        "/memes", json={"template_id": listing["items"][0]["id"], "top": "streamed"}
-    )
-    meme_id = created.json()["id"]
-    states: list[str] = []
-    async with api.stream("GET", f"/memes/{meme_id}/events", params={"timeout": 60}) as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        async for line in stream.aiter_lines():
-            if line.startswith("data: "):
-                states.append(json.loads(line[len("data: ") :])["state"])
-    # The stream ends by itself after the terminal state; states only move forward.
+    await asyncio.to_thread(stack.stop_service, "consumer")
+    try:
+        created = await api.post(
+            "/memes", json={"template_id": listing["items"][0]["id"], "top": "streamed"}
+        )
+        meme_id = created.json()["id"]
+        states: list[str] = []
+        async with api.stream("GET", f"/memes/{meme_id}/events", params={"timeout": 60}) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    states.append(json.loads(line[len("data: ") :])["state"])
+                    if len(states) == 1:
+                        stack.start_service("consumer")
+    finally:
+        if "consumer" not in stack.services:
+            stack.start_service("consumer")
+    assert states[0] == "PENDING"
     assert states[-1] == "DONE"
     order = ["PENDING", "QUEUED", "RENDERING", "DONE"]
     assert states == sorted(set(states), key=order.index)
+
+
+async def test_sigterm_lets_the_api_finish_a_request_in_flight(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """README: "SIGTERM: ... the api drains in-flight requests". An event stream is open
+    (its first event received) when the api is told to stop: the stream still ends
+    normally, and the api finishes its shutdown; then it is started again."""
+    listing = (await api.get("/templates", params={"limit": 1})).json()
+    await asyncio.to_thread(stack.stop_service, "consumer")  # the meme stays PENDING
+    try:
+        created = await api.post(
+            "/memes", json={"template_id": listing["items"][0]["id"], "top": "in flight"}
+        )
+        meme_id = created.json()["id"]
+        api_proc = stack.services["api"]
+        states: list[str] = []
+        async with api.stream("GET", f"/memes/{meme_id}/events", params={"timeout": 3}) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    states.append(json.loads(line[len("data: ") :])["state"])
+                    if len(states) == 1:
+                        api_proc.send_signal(signal.SIGTERM)
+        assert states == ["PENDING"]  # the stream ran to its own end, 3 s later
+        # uvicorn re-raises the signal it caught once it has shut down gracefully
+        assert await asyncio.to_thread(api_proc.wait, 60) in (0, -signal.SIGTERM)
+        assert "Finished server process" in stack.log_path("api").read_text()
+    finally:
+        stack.services.pop("api", None)
+        api_proc = stack.start_service("api")
+        await asyncio.to_thread(
+            wait_until, http_ok(f"{stack.api_url}/healthz"), timeout=60, what="api", proc=api_proc
+        )
+        if "consumer" not in stack.services:
+            stack.start_service("consumer")
 
 
 async def test_custom_boxes_png_output_and_thumbnail(api: httpx.AsyncClient) -> None:
@@ -209,18 +261,49 @@ async def test_one_trace_id_follows_a_meme_through_every_service(
     assert any(r.get("meme_id") == meme["id"] for r in traced_lines("api"))
     assert any(r.get("meme_id") == meme["id"] for r in traced_lines("renderer"))
 
+    # The consumer logs nothing for a meme it passes on, so follow one it fails.
+    missing = await api.post(
+        "/memes",
+        json={"template_id": "no-such-template", "top": "traced"},
+        headers={"traceparent": parent},
+    )
+    failed = await wait_until_settled(api, missing.json()["id"])
+    assert failed["state"] == "FAILED"
+    assert any(r.get("meme_id") == failed["id"] for r in traced_lines("consumer"))
 
-async def test_a_worker_serves_prometheus_metrics_when_asked(stack: Stack) -> None:
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in a /metrics text, 0 if absent."""
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_a_worker_serves_prometheus_metrics_when_asked(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """README: worker metrics are "messages settled by outcome (done/poison/retry), ...,
+    won/lost state transitions, and render time per engine stage". The stack's own
+    renderer is stopped meanwhile, so the meme is rendered by the one with metrics."""
     port = free_port()
     renderer_env = stack.service_env.get("renderer", stack.env)  # its own identity, if any
     stack.service_env["renderer-metrics"] = {**renderer_env, "MEMEFORGE_METRICS_PORT": str(port)}
+    await asyncio.to_thread(stack.stop_service, "renderer")
     proc = stack.start_service("renderer-metrics")
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         await asyncio.to_thread(wait_until, http_ok(url), timeout=60, what="metrics", proc=proc)
+        created = await api.post("/memes", json={"template_id": "sunset-hills", "top": "metered"})
+        meme = await wait_until_settled(api, created.json()["id"])
+        assert meme["state"] == "DONE", meme["failure"]
         async with httpx.AsyncClient() as client:
             text = (await client.get(url)).text
-        assert "# TYPE memeforge_messages_total counter" in text
-        assert "# TYPE memeforge_render_stage_seconds histogram" in text
+        assert _sample(text, "memeforge_render_stage_seconds_count", stage="draw") >= 1
+        assert _sample(text, "memeforge_messages_total", outcome="done") >= 1
+        assert _sample(text, "memeforge_transitions_total", target="DONE", result="won") >= 1
+        assert _sample(text, "memeforge_transitions_total", target="RENDERING", result="won") >= 1
     finally:
         await asyncio.to_thread(stack.stop_service, "renderer-metrics")
+        stack.start_service("renderer")

@@ -54,6 +54,9 @@ async def test_keys_rotate_under_load_with_nothing_failed_and_nothing_restarted(
     assert report.request_errors == {}, report.json()
     assert report.downloads == report.done, report.json()
     assert report.restarted == [], report.json()
+    # Keys rotate with an overlap: each service refreshes before its old key is
+    # deactivated, so no service ever has a call refused for its credentials.
+    assert report.credential_errors == {}, report.json()
     # The vendor's log: every service fetched fresh keys, every key it retired on schedule.
     fetched: dict[str, set[int]] = defaultdict(set)
     for event in vendor_events(tmp_path / "credentials-vendor.log"):

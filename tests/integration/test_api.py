@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from prometheus_client import generate_latest
 from devenv.drills.tcpproxy import TcpProxy
 from devenv.run.emulator import Emulator
 from tests.support.images import gradient
+from tests.support.memes import put_done_meme
 from tests.support.settings import unique_settings
 
 pytestmark = pytest.mark.integration
@@ -85,6 +87,73 @@ async def test_pagination_returns_every_template_exactly_once(client: httpx.Asyn
     first = (await client.get("/templates/template-00")).json()
     assert (first["name"], first["width"], first["height"]) == ("Template 00", 32, 24)
     assert first["content_type"] == "image/png"
+
+
+async def test_pagination_ends_cleanly_on_an_exact_multiple_of_the_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    """README: "cursor pagination: pass next_cursor back as ?cursor=": with 10 templates
+    and limit 5, two full pages, the second without a cursor to an empty third."""
+    small = gradient(32, 24, "PNG")
+    names = [f"Exact {i:02d}" for i in range(10)]
+    responses = await asyncio.gather(
+        *(client.post("/templates", **_upload(n, small)) for n in names)
+    )
+    assert [r.status_code for r in responses] == [201] * len(names)
+    first = (await client.get("/templates", params={"limit": "5"})).json()
+    assert len(first["items"]) == 5
+    assert first["next_cursor"] is not None
+    second = (
+        await client.get("/templates", params={"limit": "5", "cursor": first["next_cursor"]})
+    ).json()
+    assert len(second["items"]) == 5
+    assert second["next_cursor"] is None
+    seen = [t["id"] for t in first["items"] + second["items"]]
+    assert sorted(seen) == sorted(f"exact-{i:02d}" for i in range(10))
+
+
+async def test_a_meme_rendered_without_a_thumbnail_has_none_to_download(
+    client: httpx.AsyncClient, aws: AwsClients, settings: Settings
+) -> None:
+    """GET /memes/{id}/thumbnail of a DONE meme made without thumbnail_side is a typed 404,
+    while its image is there."""
+    meme_id = await put_done_meme(aws, settings, b"image bytes", tenant="acme")
+    image = await client.get(f"/memes/{meme_id}/image")
+    assert image.status_code == 307
+    thumbnail = await client.get(f"/memes/{meme_id}/thumbnail")
+    assert thumbnail.status_code == 404
+    assert thumbnail.headers["content-type"] == "application/problem+json"
+    assert thumbnail.json()["code"] == "no-thumbnail"
+
+
+async def test_an_idempotency_key_is_free_again_once_its_record_expired(
+    settings: Settings, aws: AwsClients
+) -> None:
+    """README: "POST /memes with Idempotency-Key returns the same meme for the same body";
+    records expire (MEMEFORGE_IDEMPOTENCY_TTL_S), and an expired one no longer replays
+    even before DynamoDB's TTL has deleted it."""
+    short = settings.model_copy(update={"idempotency_ttl_s": 1})  # below the 60 s floor
+    app = create_app(short)
+    body = {"template_id": "anything", "top": "once"}
+    key = await KeyStore(aws.dynamodb, settings.table).create("acme", "expiry", ALL_SCOPES)
+    headers = {
+        "Idempotency-Key": f"expiry-{uuid.uuid4().hex}",
+        "Authorization": f"Bearer {key.token}",
+    }
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            first = await http.post("/memes", json=body, headers=headers)
+            replay = await http.post("/memes", json=body, headers=headers)
+            assert first.status_code == replay.status_code == 202
+            assert replay.json()["id"] == first.json()["id"]
+            assert replay.headers["idempotent-replayed"] == "true"
+            # Expiry is checked to the second: the record is past it within 3 s.
+            await asyncio.sleep(3.1)
+            fresh = await http.post("/memes", json=body, headers=headers)
+    assert fresh.status_code == 202
+    assert fresh.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in fresh.headers
 
 
 async def test_upload_errors_are_typed_problems(client: httpx.AsyncClient) -> None:

@@ -175,6 +175,13 @@ async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
     assert resources.render_queue not in exhausted.failure.detail
 
 
+async def _drain(aws: AwsClients, settings: Settings) -> list[str]:
+    bodies: list[str] = []
+    while batch := await receive_all(aws, settings.request_queue):
+        bodies += batch
+    return bodies
+
+
 async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
 ) -> None:
@@ -199,13 +206,21 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
 
     aged = settings.model_copy(update={"pending_timeout_s": 0.001})
     sweeper = await sweeper_for(aws, aged, store, dispatcher)
-    await sweeper.sweep_once()  # second sweep (fresh is swept too: it is now "old")
-    await sweeper.sweep_once()  # over max_sweeps: FAILED
+    # stuck's second sweep; fresh is swept too, as everything is "old" now
+    assert await sweeper.sweep_once() == 2
+    # stuck is over max_sweeps: FAILED; fresh gets its second sweep
+    assert await sweeper.sweep_once() == 2
     final = await store.get(stuck.id)
     assert final is not None
     assert final.state is MemeState.FAILED
     assert final.failure is not None
     assert final.failure.reason == "stuck"
+    still = await store.get(fresh.id)
+    assert still is not None
+    assert (still.state, still.sweeps) == (MemeState.PENDING, 2)
+    # One request message per re-enqueue: stuck once more, fresh twice.
+    resent = [RequestMessage.model_validate_json(b).meme_id for b in await _drain(aws, aged)]
+    assert sorted(resent) == sorted([stuck.id, fresh.id, fresh.id])
 
 
 async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(

@@ -10,6 +10,7 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.models import Failure, MemeResult, MemeState, RenderSpec, classic_boxes
 from memeforge_common.settings import Settings
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,20 @@ async def test_exactly_one_of_many_racing_writers_wins(store: MemeStore) -> None
         assert item is not None
         assert item.state is MemeState.QUEUED
         assert set(item.state_times) == {MemeState.PENDING, MemeState.QUEUED}
+
+
+async def test_won_and_lost_transitions_are_counted(store: MemeStore) -> None:
+    """README: worker metrics count "won/lost state transitions"."""
+
+    def count(result: str) -> float:
+        labels = {"target": "QUEUED", "result": result}
+        return REGISTRY.get_sample_value("memeforge_transitions_total", labels) or 0.0
+
+    won, lost = count("won"), count("lost")
+    meme_id = await _pending(store)
+    assert await store.transition(meme_id, MemeState.QUEUED)
+    assert not await store.transition(meme_id, MemeState.QUEUED)  # a duplicate's write
+    assert (count("won") - won, count("lost") - lost) == (1, 1)
 
 
 async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:

@@ -1,7 +1,8 @@
 """The "localstack" emulator backend for real: LocalStack (S3, SQS) + DynamoDB Local processes.
 
 Independent of MEMEFORGE_BACKEND: starts its own backend. Skipped only where
-scripts/setup-localstack.sh has not been run (its outputs are absent).
+scripts/setup-localstack.sh has not been run (its outputs are absent), and failed instead
+when MEMEFORGE_REQUIRE_BACKENDS names localstack (as CI does).
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ import httpx
 import pytest
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
+from memeforge_api.app import create_app
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
+from memeforge_common.aws import AwsClients
+from memeforge_common.bootstrap import bootstrap
+from memeforge_common.settings import Settings
 
 from devenv.run.backends.localstack import find_install, start_localstack
 from devenv.run.emulator import Emulator
+from tests.support.backends import unavailable
+from tests.support.memes import put_done_meme
+from tests.support.settings import unique_settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -36,7 +45,7 @@ def _require_install() -> None:
     try:
         find_install()
     except RuntimeError as err:
-        pytest.skip(f"localstack backend not installed: {err}")
+        unavailable("localstack", str(err))
 
 
 @pytest.fixture(scope="module")
@@ -102,26 +111,50 @@ async def test_s3_put_and_get(s3: S3Client) -> None:
     assert got["ContentType"] == "text/plain"
 
 
-async def test_presigned_get_is_checked(s3: S3Client) -> None:
-    bucket, key = await _bucket_with_object(s3, b"presigned body")
-    params = {"Bucket": bucket, "Key": key}
-    url = await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
+async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
+    """Where the api's GET /memes/{id}/image sends a client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=auth
+        ) as api:
+            response = await api.get(f"/memes/{meme_id}/image")
+    assert response.status_code == 307, response.text
+    return str(response.headers["location"])
+
+
+async def test_the_apis_download_redirect_is_a_checked_expiring_url(
+    backend: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: "Download it (a redirect to a presigned, expiring S3 URL ...)" and, on
+    LocalStack, "presigned URLs are really verified (tampered or expired → 403)"."""
+    for name, value in backend.child_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    settings = unique_settings()
+    await bootstrap(settings, seed=False)
+    async with AwsClients.open(settings) as aws:
+        meme_id = await put_done_meme(aws, settings, b"rendered meme bytes", tenant="acme")
+        key = await KeyStore(aws.dynamodb, settings.table).create("acme", "redirect", ALL_SCOPES)
+    auth = {"Authorization": f"Bearer {key.token}"}
+    url = await _redirect(settings, meme_id, auth)
     signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url)
     assert signature is not None, url
     flipped = ("0" if signature[1][0] != "0" else "1") + signature[1][1:]
-    tampered = url.replace(signature[1], flipped)
-    short = await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=1)
+    short = await _redirect(settings.model_copy(update={"presign_ttl_s": 1}), meme_id, auth)
 
     async with httpx.AsyncClient() as http:
         ok = await http.get(url)
         assert ok.status_code == 200
-        assert ok.content == b"presigned body"
+        assert ok.content == b"rendered meme bytes"
 
-        refused = await http.get(tampered)
+        refused = await http.get(url.replace(signature[1], flipped))
         assert refused.status_code == 403
         assert b"SignatureDoesNotMatch" in refused.content
 
-        await asyncio.sleep(2.1)  # expiry is checked to the second
+        # (An unsigned GET is not checked: LocalStack serves it, it enforces no ACLs.)
+        await asyncio.sleep(2.1)  # let the 1 s URL expire: expiry is checked to the second
         expired = await http.get(short)
         assert expired.status_code == 403
         assert b"expired" in expired.content

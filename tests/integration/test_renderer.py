@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +30,12 @@ from memeforge_common.templates import TemplateStore
 from PIL import Image
 
 from devenv.run.emulator import Emulator
-from devenv.run.proc import spawn, stop
+from tests.support.memes import DEADLINE_S, wait_until_terminal
+from tests.support.services import service_process
 
 pytestmark = pytest.mark.integration
 
 SPEC = RenderSpec(boxes=classic_boxes("once", "only"))
-DEADLINE_S = 90
 TENANT = "acme"
 
 
@@ -43,21 +43,8 @@ TENANT = "acme"
 def renderer(emulator: Emulator, resources: Settings, tmp_path: Path) -> Iterator[Path]:
     """One renderer process on this test's resources; yields its log file."""
     log = tmp_path / "renderer.log"
-    env = emulator.child_env(
-        {
-            "MEMEFORGE_BUCKET": resources.bucket,
-            "MEMEFORGE_TABLE": resources.table,
-            "MEMEFORGE_REQUEST_QUEUE": resources.request_queue,
-            "MEMEFORGE_RENDER_QUEUE": resources.render_queue,
-            "MEMEFORGE_RECEIVE_WAIT_S": "1",
-            "MEMEFORGE_RENDER_PROCESSES": "1",
-        }
-    )
-    proc = spawn([sys.executable, "-m", "memeforge_renderer"], env=env, log_path=str(log))
-    try:
+    with service_process("memeforge_renderer", emulator, resources, log):
         yield log
-    finally:
-        stop(proc, grace=30)
 
 
 def solid(colour: tuple[int, int, int]) -> bytes:
@@ -96,17 +83,6 @@ async def send_job(aws: AwsClients, settings: Settings, item: MemeItem, etag: st
     )
     url = await queue_url(aws.sqs, settings.render_queue)
     await aws.sqs.send_message(QueueUrl=url, MessageBody=job.model_dump_json())
-
-
-async def settled(store: MemeStore, meme_id: str) -> MemeItem:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while loop.time() < deadline:
-        item = await store.get(meme_id)
-        if item is not None and item.state.terminal:
-            return item
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"meme {meme_id} did not settle within {DEADLINE_S}s")
 
 
 async def drained(aws: AwsClients, settings: Settings) -> None:
@@ -150,7 +126,7 @@ async def test_the_same_job_twice_renders_once(
     etag = await upload(aws, versioned, "once", solid((200, 40, 40)))
     item = await queued_meme(store, "once")
     await send_job(aws, versioned, item, etag)
-    first = await settled(store, item.id)
+    first = await wait_until_terminal(store, item.id)
     assert first.state is MemeState.DONE, first
     assert first.attempts == 1
     versions = await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))
@@ -173,7 +149,7 @@ async def test_a_meme_left_rendering_by_a_dead_renderer_is_rendered_again(
     # What a renderer killed mid-render leaves behind: RENDERING, one attempt counted.
     assert await store.transition(item.id, MemeState.RENDERING, count_attempt=True)
     await send_job(aws, versioned, item, etag)
-    done = await settled(store, item.id)
+    done = await wait_until_terminal(store, item.id)
     assert done.state is MemeState.DONE, done
     assert done.attempts == 2
     assert done.result is not None
@@ -190,7 +166,7 @@ async def test_a_job_whose_template_is_gone_fails_the_meme(
     await aws.s3.delete_object(Bucket=resources.bucket, Key=template_key("gone", TENANT))
     item = await queued_meme(store, "gone")
     await send_job(aws, resources, item, etag)
-    failed = await settled(store, item.id)
+    failed = await wait_until_terminal(store, item.id)
     assert failed.state is MemeState.FAILED
     assert failed.failure is not None
     assert failed.failure.reason == "template_not_found"
@@ -210,7 +186,7 @@ async def test_a_replaced_template_is_rendered_from_its_new_bytes(
         etag = put["ETag"]
         item = await queued_meme(store, "replaced")
         await send_job(aws, resources, item, etag)
-        done = await settled(store, item.id)
+        done = await wait_until_terminal(store, item.id)
         assert done.state is MemeState.DONE, done
         got = await aws.s3.get_object(
             Bucket=resources.bucket, Key=output_key(item.id, tenant=TENANT)
@@ -224,3 +200,25 @@ async def test_a_replaced_template_is_rendered_from_its_new_bytes(
     blue = await render_with((30, 30, 220))  # same template id, new bytes, new ETag
     assert red[0] > 180 > red[2], red
     assert blue[2] > 180 > blue[0], blue
+
+
+async def test_sigterm_with_jobs_in_flight_loses_none_and_renders_none_twice(
+    aws: AwsClients, versioned: Settings, store: MemeStore, emulator: Emulator, tmp_path: Path
+) -> None:
+    """README: "SIGTERM: workers stop receiving, finish or release (visibility 0) what they
+    hold within MEMEFORGE_SHUTDOWN_GRACE_S". A renderer is stopped while it works through
+    20 jobs: it exits 0, and a second renderer finishes the rest, each meme once."""
+    etag = await upload(aws, versioned, "busy", solid((90, 90, 160)))
+    items = [await queued_meme(store, "busy") for _ in range(20)]
+    log = tmp_path / "first.log"
+    with service_process("memeforge_renderer", emulator, versioned, log) as first:
+        for item in items:
+            await send_job(aws, versioned, item, etag)
+        await wait_until_terminal(store, items[0].id)  # busy: the others are in flight
+        first.send_signal(signal.SIGTERM)  # spawn() made it a group leader: as k8s would
+        assert await asyncio.to_thread(first.wait, 60) == 0, log.read_text()[-3000:]
+    with service_process("memeforge_renderer", emulator, versioned, tmp_path / "second.log"):
+        done = [await wait_until_terminal(store, item.id) for item in items]
+    assert [d.state for d in done] == [MemeState.DONE] * 20
+    for item in items:
+        assert len(await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))) == 1

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 
 import pytest
 from memeforge_common.aws import AwsClients
@@ -24,6 +23,7 @@ from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_renderer.cache import TemplateBytesCache
+from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
 
 from tests.support.images import gradient
@@ -35,9 +35,11 @@ TENANT = "acme"
 
 
 @pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(1) as executor:  # the engine is the same in a thread
-        yield executor
+async def pool() -> AsyncIterator[RenderPool]:
+    pool = RenderPool(1)
+    await pool.start()
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def renderer(
     resources: Settings,
     store: MemeStore,
     templates: TemplateStore,
-    pool: ThreadPoolExecutor,
+    pool: RenderPool,
 ) -> Renderer:
     outputs = OutputStore(aws.s3, resources.bucket)
     cache = TemplateBytesCache(1 << 20)

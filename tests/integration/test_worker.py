@@ -202,18 +202,30 @@ async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
 
 
 class _SignalsPolls:
-    """The real SQS client, setting ``polling`` as each ReceiveMessage call goes out."""
+    """The real SQS client, signalling as ReceiveMessage calls go out and as queue
+    lookups are refused."""
 
     def __init__(self, sqs: object) -> None:
         self._sqs = sqs
         self.polling = asyncio.Event()
+        self.polling_again = asyncio.Event()  # a second ReceiveMessage went out
+        self.queue_lookups_refused = asyncio.Event()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._sqs, name)
 
     async def receive_message(self, **kwargs: object) -> object:
+        if self.polling.is_set():
+            self.polling_again.set()
         self.polling.set()
         return await self._sqs.receive_message(**kwargs)  # type: ignore[attr-defined]
+
+    async def get_queue_url(self, **kwargs: object) -> object:
+        try:
+            return await self._sqs.get_queue_url(**kwargs)  # type: ignore[attr-defined]
+        except ClientError:
+            self.queue_lookups_refused.set()
+            raise
 
 
 async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
@@ -237,6 +249,44 @@ async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
     assert await _drain_bodies(aws, url) == ["late"]
 
 
+async def test_failed_receives_are_counted_and_survived(
+    aws: AwsClients, emulator: Emulator
+) -> None:
+    """README: worker metrics count "receive errors"; the worker survives them."""
+    url = await ensure_queue(aws.sqs, "mf-receive-errors-test", {})
+    labels = {"worker": "receive-errors"}
+    before = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+    proxy, proxy_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
+    try:
+        proxy.pause(3600)
+        session = aioboto3.Session(region_name="us-east-1")
+        async with session.client("sqs", endpoint_url=proxy_url, config=client_config()) as sqs:
+            worker = QueueWorker(
+                sqs,
+                url,
+                per_message(lambda m: asyncio.sleep(0)),
+                concurrency=1,
+                wait_s=1,
+                name="receive-errors",
+            )
+            task = asyncio.create_task(worker.run())
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 120
+            while loop.time() < deadline and not task.done():
+                now = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+                if now > before:
+                    break
+                await asyncio.sleep(0.2)
+            assert not task.done(), "the worker died of a failed receive"
+            worker.stop()
+            await asyncio.wait_for(task, timeout=60)
+        after = REGISTRY.get_sample_value("memeforge_receive_errors_total", labels) or 0.0
+        assert after > before
+        assert proxy.refused > 0
+    finally:
+        await proxy.close()
+
+
 async def test_a_service_starting_during_an_outage_waits_for_aws(
     aws: AwsClients, emulator: Emulator
 ) -> None:
@@ -249,7 +299,82 @@ async def test_a_service_starting_during_an_outage_waits_for_aws(
             url = await queue_url(sqs, "mf-outage-start-test")
             assert url.endswith("/mf-outage-start-test")
             assert proxy.refused > 0  # it really was refused first, then got through
-            with pytest.raises(ClientError):  # a refusal is not an outage: no waiting
-                await queue_url(sqs, "mf-no-such-queue")
     finally:
         await proxy.close()
+
+
+async def test_a_queue_not_created_yet_is_waited_for(aws: AwsClients) -> None:
+    """Services may start before the bootstrap: a missing queue is retried, not fatal."""
+    sqs = _SignalsPolls(aws.sqs)
+    waiting = asyncio.create_task(queue_url(sqs, "mf-created-later", patience_s=60))  # type: ignore[arg-type]
+    await asyncio.wait_for(sqs.queue_lookups_refused.wait(), timeout=30)
+    assert not waiting.done()  # refused ("no such queue"), and still waiting
+    await ensure_queue(aws.sqs, "mf-created-later", {})
+    assert (await asyncio.wait_for(waiting, timeout=30)).endswith("/mf-created-later")
+    with pytest.raises(ClientError):  # and it gives up once its patience is spent
+        await queue_url(aws.sqs, "mf-never-created", patience_s=1)
+
+
+async def test_a_hung_job_is_abandoned_at_its_deadline_and_retried_with_backoff(
+    aws: AwsClients,
+) -> None:
+    # Visibility 300 s: seeing the message again soon proves the worker set a backoff.
+    url = await ensure_queue(aws.sqs, "mf-deadline-test", {"VisibilityTimeout": "300"})
+    await send_batch(aws.sqs, url, ["hangs-once"])
+    receives: list[int] = []
+    cancelled = asyncio.Event()
+    retried = asyncio.Event()
+
+    async def hangs_first_time(message: QueueMessage) -> None:
+        receives.append(message.receive_count)
+        if message.receive_count > 1:
+            retried.set()
+            return
+        try:
+            await asyncio.Event().wait()  # a render that never returns
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    worker = QueueWorker(
+        aws.sqs,
+        url,
+        per_message(hangs_first_time),
+        concurrency=1,
+        wait_s=1,
+        job_deadline_s=1.0,
+        backoff=ONE_SECOND,
+        name="deadline",
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(retried.wait(), timeout=60)
+    worker.stop()
+    await asyncio.wait_for(task, timeout=30)
+    assert cancelled.is_set()  # the hung task was cancelled, not left holding its slot
+    assert receives == [1, 2]
+    abandoned = {"worker": "deadline", "outcome": "abandoned"}
+    assert REGISTRY.get_sample_value("memeforge_messages_total", abandoned) == 1
+    assert await _drain_bodies(aws, url) == []  # the retry succeeded and was deleted
+
+
+async def test_stop_during_a_long_poll_releases_held_messages_within_the_grace(
+    aws: AwsClients,
+) -> None:
+    """Production timings: a 20 s long poll and a 25 s budget counted from stop(), so a
+    poll under way does not push the release of held messages past the grace."""
+    url = await ensure_queue(aws.sqs, "mf-poll-budget-test", {"VisibilityTimeout": "300"})
+    await send_batch(aws.sqs, url, ["held"])
+    started = asyncio.Event()
+
+    async def slow(message: QueueMessage) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    sqs = _SignalsPolls(aws.sqs)
+    worker = QueueWorker(sqs, url, per_message(slow), concurrency=2, wait_s=20, grace_s=25)  # type: ignore[arg-type]
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    await asyncio.wait_for(sqs.polling_again.wait(), timeout=30)  # a 20 s poll for slot 2
+    worker.stop()
+    await asyncio.wait_for(task, timeout=60)
+    assert await _drain_bodies(aws, url) == ["held"]  # released, not hidden for 300 s

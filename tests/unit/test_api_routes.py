@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from fastapi import FastAPI
@@ -13,8 +14,9 @@ from fastapi.testclient import TestClient
 from memeforge_api.app import create_app
 from memeforge_api.auth import Principal, authenticate
 from memeforge_api.idempotency import Claim
+from memeforge_api.watcher import Watcher
 from memeforge_common.apikeys import Scope
-from memeforge_common.items import ItemExists, new_item
+from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_CAPTION_CHARS
 from memeforge_common.models import MemeItem, RenderSpec, RequestMessage, classic_boxes
 from memeforge_common.settings import Settings
@@ -97,6 +99,7 @@ def api() -> Api:
     app.state.requests = published
     app.state.outputs = FakeOutputs()
     app.state.idempotency = FakeIdempotency()
+    app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
     app.dependency_overrides[authenticate] = lambda: CALLER
     return Api(TestClient(app), memes, published)
 
@@ -191,7 +194,7 @@ def test_a_put_item_retried_after_it_succeeded_still_answers_202_and_enqueues(
 def test_another_tenants_meme_is_a_404_like_one_that_never_existed(api: Api) -> None:
     theirs = new_item("a" * 32, "drake", RenderSpec(boxes=classic_boxes("a", "b")), tenant="other")
     api.memes.items[theirs.id] = theirs
-    for path in ("", "/image", "/thumbnail"):
+    for path in ("", "?wait=1", "/events", "/image", "/thumbnail"):  # long-poll, SSE too
         response = api.client.get(f"/memes/{theirs.id}{path}")
         assert (response.status_code, response.json()["code"]) == (404, "meme-not-found")
     missing = api.client.get(f"/memes/{'b' * 32}")

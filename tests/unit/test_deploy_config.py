@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from memeforge_common import timing
 from memeforge_common.settings import Settings
 from packaging.requirements import Requirement
 from pydantic import AliasChoices, ValidationError
@@ -149,13 +150,25 @@ def seconds(duration: str) -> float:
 
 
 @pytest.mark.parametrize("service", ["consumer", "renderer", "api"])
-def test_compose_services_drain_before_being_killed(
-    service: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_compose_services_drain_before_being_killed(service: str) -> None:
+    """The same timing budget as the Kubernetes manifests (memeforge_common/timing.py)."""
     spec = compose()["services"][service]
-    settings = parse_settings(compose_env(service), monkeypatch)
-    assert seconds(spec["stop_grace_period"]) > settings.shutdown_grace_s + 5
+    env = compose_env(service)
+    stop_grace = seconds(spec["stop_grace_period"])
+    if service == "api":
+        grace = timing.setting(env, "MEMEFORGE_SHUTDOWN_GRACE_S")
+        assert stop_grace >= grace + timing.EXIT_MARGIN_S
+    else:
+        assert timing.worker_problems(env, stop_grace_s=stop_grace) == []
     assert "healthcheck" in spec
+
+
+def test_the_timing_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = parse_settings({}, monkeypatch)
+    for variable, value in timing.DEFAULTS.items():
+        field = variable.removeprefix("MEMEFORGE_").lower()
+        assert getattr(defaults, field) == value, variable
+    assert defaults.liveness_max_age == timing.liveness_max_age({})
 
 
 @pytest.mark.parametrize("service", ["consumer", "renderer"])
@@ -345,22 +358,6 @@ def test_k8s_resource_names_are_the_defaults_the_iam_policies_name() -> None:
     assert env["MEMEFORGE_TABLE"] == defaults.table
     assert env["MEMEFORGE_REQUEST_QUEUE"] == defaults.request_queue
     assert env["MEMEFORGE_RENDER_QUEUE"] == defaults.render_queue
-
-
-def test_k8s_grace_period_is_between_drain_time_and_visibility(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    settings = parse_settings(env_file(K8S / "base" / "config.env"), monkeypatch)
-    periods = [
-        (path.name, node["terminationGracePeriodSeconds"])
-        for path, doc in k8s_documents()
-        if doc.get("kind") == "Deployment" and doc["metadata"]["name"].startswith("memeforge-")
-        for node in walk(doc)
-        if "terminationGracePeriodSeconds" in node
-    ]
-    assert len(periods) == len(SERVICES)
-    for name, period in periods:
-        assert settings.shutdown_grace_s < period < settings.visibility_timeout_s, name
 
 
 def test_no_keys_outside_the_local_emulator_files() -> None:

@@ -104,6 +104,21 @@ def test_trust_policy_template_is_irsa_for_one_service_account() -> None:
     )
 
 
+def test_pod_identity_trust_is_for_one_service_account_of_one_cluster() -> None:
+    """Without the session-tag conditions any Pod Identity association in the account
+    could assume the role; sts:TagSession is needed because EKS passes those tags."""
+    (statement,) = statements(json.loads((IAM / "pod-identity-trust-policy.json").read_text()))
+    assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "aws:RequestTag/eks-cluster-name": "${CLUSTER_NAME}",
+            "aws:RequestTag/kubernetes-namespace": "${NAMESPACE}",
+            "aws:RequestTag/kubernetes-service-account": "${SERVICE_ACCOUNT}",
+        }
+    }
+
+
 def test_keda_scaler_policy_only_reads_queue_depth() -> None:
     policy = load_policy("keda-scaler-policy.json")
     assert policy_actions(policy) == {"sqs:GetQueueAttributes"}

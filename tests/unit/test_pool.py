@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from memeforge_common.settings import Settings
 from memeforge_renderer import engine
-from memeforge_renderer.pool import PoolCaches, make_pool
+from memeforge_renderer.pool import PoolCaches, RenderPool
 
 pytestmark = pytest.mark.unit
 
@@ -14,9 +16,15 @@ def _budgets() -> tuple[int, int]:
     return engine.TEMPLATES.max_bytes, engine.GLYPHS.max_bytes
 
 
-def test_each_pool_process_sizes_its_caches_from_the_settings() -> None:
+async def test_each_pool_process_sizes_its_caches_from_the_settings() -> None:
     settings = Settings(decoded_template_cache_bytes=7_000_000, glyph_cache_bytes=3_000_000)
     caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
-    with make_pool(1, caches) as pool:
-        assert pool.submit(_budgets).result(timeout=120) == (7_000_000, 3_000_000)
+    pool = RenderPool(1, caches)
+    await pool.start()
+    try:
+        async with pool.process() as executor:
+            budgets = await asyncio.get_running_loop().run_in_executor(executor, _budgets)
+        assert budgets == (7_000_000, 3_000_000)
+    finally:
+        await pool.close()
     assert _budgets() != (7_000_000, 3_000_000)  # this process was never configured

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
+from memeforge_api.watcher import Watcher
 
 log = logging.getLogger("memeforge.api")
 
@@ -43,8 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
+            patience = settings.startup_wait_s
             app.state.requests = RequestPublisher(
-                aws.sqs, await queue_url(aws.sqs, settings.request_queue)
+                aws.sqs, await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
             app.state.rate_limiter = (
@@ -57,6 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if settings.rate_limit_per_minute
                 else None
             )
+            app.state.watcher = Watcher(
+                app.state.store,
+                max_waiters=settings.max_waiters,
+                max_calls_per_s=settings.watcher_max_calls_per_s,
+            )
+            watching = asyncio.create_task(app.state.watcher.run(), name="watcher")
             log.info(
                 "api ready",
                 extra={
@@ -66,7 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "rate_limit_burst": settings.rate_limit_burst,
                 },
             )
-            yield
+            try:
+                yield
+            finally:
+                watching.cancel()
 
     app = FastAPI(
         title="memeforge",

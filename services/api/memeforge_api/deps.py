@@ -16,6 +16,7 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 
 from memeforge_api.idempotency import IdempotencyRecords
+from memeforge_api.watcher import Watcher
 
 
 def _from_state(name: str) -> Callable[[Request], Any]:
@@ -33,3 +34,4 @@ TemplatesDep = Annotated[TemplateStore, Depends(_from_state("templates"))]
 OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
+WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]

@@ -13,7 +13,7 @@ Precision: exact up to the clock skew between api hosts (NTP keeps it to millise
 with T rounded to whole milliseconds, and a request whose write was retried by the SDK
 may be charged twice.
 Cost: one UpdateItem per admitted request when the branch guessed from the key's last
-request is right, two (rarely three) when not; one per refusal.
+request is right, two (rarely more) when not; one or two per refusal.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ log = logging.getLogger("memeforge.api")
 KEY_PREFIX = "rate#"
 POLICY = "per-key"
 MAX_HINTS = 10_000
-# Writes per check: idle → busy → (the item expired by TTL in between) idle. Each write
-# that fails moves tat forward or finds it past the burst, so this bounds a check.
-MAX_WRITES = 3
+# Writes per check: a wrong guess, the other branch, then the busy branch once more if
+# the check's own clock was too old. Between branch switches the check keeps its clock,
+# so a lost idle write is followed by a busy write that only fails past the burst.
+MAX_WRITES = 4
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,17 @@ class RateLimiter:
         self._busy: dict[str, bool] = {}  # key id → was it busy last time (which branch first)
 
     async def check(self, key_id: str) -> Decision:
+        span = (self._burst - 1) * self._t
         now_ms = int(time.time() * 1000)
-        ceiling = now_ms + (self._burst - 1) * self._t
         # The first branch to try: the one this key's last request took.
         tat = now_ms + 1 if self._busy.get(key_id, False) else now_ms
         for _ in range(MAX_WRITES):
-            if tat > ceiling:
-                break
+            if tat > now_ms + span:
+                # Past the burst by the clock this check started with; a check delayed
+                # (a busy event loop) is judged again by the clock now, once.
+                now_ms = max(now_ms, int(time.time() * 1000))
+                if tat > now_ms + span:
+                    break
             busy = tat > now_ms
             branch = self._busy_branch if busy else self._idle_branch
             admitted, tat = await branch(key_id, now_ms)

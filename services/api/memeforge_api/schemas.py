@@ -7,8 +7,8 @@ from datetime import datetime
 from memeforge_common.limits import MAX_BOXES, Caption
 from memeforge_common.models import (
     LayoutReport,
-    MemeItem,
     MemeState,
+    MemeStatus,
     OutputOptions,
     RenderSpec,
     TemplateId,
@@ -95,7 +95,7 @@ class MemeView(BaseModel):
     links: dict[str, str]
 
     @classmethod
-    def of(cls, item: MemeItem) -> MemeView:
+    def of(cls, item: MemeStatus) -> MemeView:
         self_url = f"/memes/{item.id}"
         links = {"self": self_url}
         result = None

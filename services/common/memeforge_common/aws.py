@@ -13,15 +13,16 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from botocore.credentials import RefreshableCredentials
 
+from memeforge_common import botocompat
 from memeforge_common.settings import Settings
 
 if TYPE_CHECKING:
@@ -98,29 +99,53 @@ def fit_refresh_windows(credentials: object) -> None:
     again on every credential access, several times per AWS call, at ~17 ms of CPU each
     (aiobotocore builds a TLS context per fetch). Scale both windows to a quarter and a
     sixth of the lifetime instead; credentials that live an hour or more (IRSA, Pod
-    Identity, ECS, instance roles) keep botocore's windows."""
-    if not isinstance(credentials, RefreshableCredentials):
+    Identity, ECS, instance roles) keep botocore's windows. Computed from each new set of
+    keys (AwsClients.open hooks it to every refresh), since lifetimes may change."""
+    if not botocompat.is_refreshable(credentials):
         return
-    creds: Any = credentials  # the windows are botocore attributes without a public setter
-    if creds._expiry_time is None:  # deferred: not fetched yet
+    remaining = botocompat.seconds_remaining(credentials)
+    if remaining is None:  # deferred: not fetched yet
         return
-    lifetime = max(4.0, float(creds._seconds_remaining()))
-    creds._advisory_refresh_timeout = min(creds._advisory_refresh_timeout, lifetime / 4)
-    creds._mandatory_refresh_timeout = min(creds._mandatory_refresh_timeout, lifetime / 6)
+    lifetime = max(4.0, remaining)
+    botocompat.set_refresh_windows(
+        credentials,
+        min(botocompat.DEFAULT_ADVISORY_S, lifetime / 4),
+        min(botocompat.DEFAULT_MANDATORY_S, lifetime / 6),
+    )
+
+
+REFRESH_COOLDOWN_S = 10.0
+"""At most one refresh on refusal per this long, per process: revoked keys that the
+provider keeps handing out must not turn every refused call into an STS/IMDS call."""
 
 
 class RefreshOnCredentialError:
     """A ``needs-retry`` handler: when AWS refuses a call's credentials, refresh the session's
     refreshable credentials now (botocore itself refreshes only near their Expiration, so a
     key revoked early would fail every call until then) and retry the call at once.
-    Concurrent failures share one refresh; static credentials are left alone."""
+
+    Single flight: concurrent refusals share one refresh. Cooldown: within
+    ``cooldown_s`` of a refresh, a refused call is retried once if that refresh brought
+    new keys (it may have been signed with the old ones), and otherwise fails as it was.
+    A refresh that brings back the refused keys is not retried. Static credentials are
+    left alone."""
 
     MAX_ATTEMPTS = 3
 
-    def __init__(self, session: aioboto3.Session) -> None:
+    def __init__(
+        self,
+        session: aioboto3.Session,
+        *,
+        cooldown_s: float = REFRESH_COOLDOWN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
+        self._cooldown_s = cooldown_s
+        self._clock = clock
         self._lock = asyncio.Lock()
-        self._refreshes = 0
+        self._last_refresh: float | None = None
+        self._last_changed_keys = False
+        self.refreshes = 0
 
     async def __call__(self, response: Any = None, attempts: int = 1, **_: Any) -> float | None:
         if response is None or attempts >= self.MAX_ATTEMPTS:
@@ -129,21 +154,29 @@ class RefreshOnCredentialError:
         if code not in CREDENTIAL_ERROR_CODES:
             return None
         credentials = await session_credentials(self._session)
-        if not isinstance(credentials, RefreshableCredentials):
+        if not botocompat.is_refreshable(credentials):
             return None
-        seen = self._refreshes
+        seen = self.refreshes
         async with self._lock:
-            if self._refreshes == seen:  # nobody refreshed while we waited
-                try:
-                    # botocore's own refresh path; it has no public "refresh now".
-                    refreshed = credentials._protected_refresh(is_mandatory=True)  # type: ignore[attr-defined]
-                    if inspect.isawaitable(refreshed):
-                        await refreshed
-                except Exception as err:  # the provider is down: the call fails as it was
-                    log.warning("AWS refused our credentials (%s); refresh failed: %r", code, err)
-                    return None
-                self._refreshes += 1
-                log.warning("AWS refused our credentials (%s): refreshed them, retrying", code)
+            if self.refreshes != seen:  # refreshed while we waited: retry with those keys
+                return 0.0 if self._last_changed_keys else None
+            now = self._clock()
+            if self._last_refresh is not None and now - self._last_refresh < self._cooldown_s:
+                return 0.0 if self._last_changed_keys and attempts == 1 else None
+            self._last_refresh = now  # a failed refresh counts too: the provider may be down
+            before = botocompat.current_keys(credentials)
+            try:
+                await botocompat.refresh_now(credentials)
+            except Exception as err:  # the call fails as it was
+                self._last_changed_keys = False
+                log.warning("AWS refused our credentials (%s); refresh failed: %r", code, err)
+                return None
+            self.refreshes += 1
+            self._last_changed_keys = botocompat.current_keys(credentials) != before
+            if not self._last_changed_keys:
+                log.warning("AWS refused our credentials (%s); a refresh gave the same", code)
+                return None
+            log.warning("AWS refused our credentials (%s): refreshed them, retrying", code)
         return 0.0
 
 
@@ -159,7 +192,10 @@ class AwsClients:
         cls, settings: Settings, timeouts: Timeouts = WORKER_TIMEOUTS
     ) -> AsyncIterator[AwsClients]:
         session = aioboto3.Session(region_name=settings.aws_region)
-        fit_refresh_windows(await session_credentials(session))
+        credentials = await session_credentials(session)
+        if botocompat.is_refreshable(credentials):
+            fit_refresh_windows(credentials)
+            botocompat.after_each_refresh(credentials, fit_refresh_windows)
         async with AsyncExitStack() as stack:
             enter = stack.enter_async_context
             s3 = await enter(session.client("s3", config=client_config(s3=True, timeouts=timeouts)))

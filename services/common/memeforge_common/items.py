@@ -7,15 +7,18 @@ conditional UpdateItem on the current state. Losing that condition is a normal r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from memeforge_common.backoff import Backoff
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
@@ -23,6 +26,7 @@ from memeforge_common.models import (
     MemeItem,
     MemeResult,
     MemeState,
+    MemeStatus,
     RenderSpec,
     first_error,
     utcnow,
@@ -102,32 +106,38 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
     return record
 
 
-def from_dynamo(record: dict[str, Any]) -> MemeItem:
+def _status_fields(record: dict[str, Any]) -> dict[str, Any]:
     result = record.get("result")
     failure = record.get("failure")
-    return MemeItem(
-        v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
-        id=record["id"]["S"],
-        state=MemeState(record["state"]["S"]),
-        template_id=record["template_id"]["S"],
-        spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
-        created_at=datetime.fromisoformat(record["created_at"]["S"]),
-        updated_at=datetime.fromisoformat(record["updated_at"]["S"]),
-        state_times={
+    return {
+        "id": record["id"]["S"],
+        "state": MemeState(record["state"]["S"]),
+        "template_id": record["template_id"]["S"],
+        "created_at": datetime.fromisoformat(record["created_at"]["S"]),
+        "updated_at": datetime.fromisoformat(record["updated_at"]["S"]),
+        "state_times": {
             MemeState(k): datetime.fromisoformat(v["S"])
             for k, v in record.get("state_times", {"M": {}})["M"].items()
         },
-        result=MemeResult.model_validate_json(result["S"]) if result else None,
-        failure=Failure.model_validate_json(failure["S"]) if failure else None,
-        attempts=int(record.get("attempts", {"N": "0"})["N"]),
-        sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
-        tenant=record.get("tenant", {"S": ""})["S"],
-        expires_at=(
+        "result": MemeResult.model_validate_json(result["S"]) if result else None,
+        "failure": Failure.model_validate_json(failure["S"]) if failure else None,
+        "attempts": int(record.get("attempts", {"N": "0"})["N"]),
+        "tenant": record.get("tenant", {"S": ""})["S"],
+        "expires_at": (
             datetime.fromtimestamp(int(record["expires_at"]["N"]), UTC)
             if "expires_at" in record
             else None
         ),
+    }
+
+
+def from_dynamo(record: dict[str, Any]) -> MemeItem:
+    return MemeItem(
+        v=int(record.get("v", {"N": SCHEMA_VERSION})["N"]),
+        spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
+        sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
+        **_status_fields(record),
     )
 
 
@@ -139,6 +149,26 @@ def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
     except ValidationError as err:
         log.warning("stored spec is invalid: %s", first_error(err), extra={"meme_id": meme_id})
         return None
+
+
+# The attributes a MemeStatus is made of: what waiters read (no spec).
+STATUS_ATTRIBUTES = (
+    "id",
+    "state",
+    "template_id",
+    "created_at",
+    "updated_at",
+    "state_times",
+    "result",
+    "failure",
+    "attempts",
+    "tenant",
+    "expires_at",
+)
+# BatchGetItem's limit on keys per call.
+BATCH_GET_KEYS = 100
+_UNPROCESSED_RETRIES = 5
+_UNPROCESSED_BACKOFF = Backoff(base_s=0.05, max_s=1.0)
 
 
 def new_item(
@@ -238,6 +268,54 @@ class MemeStore:
 
     async def delete(self, meme_id: str) -> None:
         await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
+
+    async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
+        """``updated_at`` of each existing item (a tiny projection: cheap to fetch and to
+        parse, so a watcher reads full statuses only of what changed), and the calls."""
+        records, calls = await self._batch_get(meme_ids, ("id", "updated_at"))
+        return {r["id"]["S"]: datetime.fromisoformat(r["updated_at"]["S"]) for r in records}, calls
+
+    async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
+        """The status of each existing item, and the calls it took."""
+        records, calls = await self._batch_get(meme_ids, STATUS_ATTRIBUTES)
+        statuses = (MemeStatus(**_status_fields(record)) for record in records)
+        return {status.id: status for status in statuses}, calls
+
+    async def _batch_get(
+        self, meme_ids: Sequence[str], attributes: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Consistent BatchGetItem reads, 100 keys a call, the calls in parallel; keys
+        left unprocessed (throttling) are retried with backoff, then left out."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        chunks = [meme_ids[i : i + BATCH_GET_KEYS] for i in range(0, len(meme_ids), BATCH_GET_KEYS)]
+        results = await asyncio.gather(*(self._batch_get_chunk(c, names) for c in chunks))
+        records = [record for found, _ in results for record in found]
+        return records, sum(calls for _, calls in results)
+
+    async def _batch_get_chunk(
+        self, meme_ids: Sequence[str], names: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        keys: list[Any] = [{"id": _s(i)} for i in meme_ids]
+        found: list[dict[str, Any]] = []
+        calls = 0
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(_UNPROCESSED_BACKOFF.delay(attempt))  # throttled
+            request: Any = {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+            response = await self._ddb.batch_get_item(RequestItems={self._table: request})
+            calls += 1
+            found += response.get("Responses", {}).get(self._table, [])
+            unprocessed: Any = response.get("UnprocessedKeys", {})
+            keys = unprocessed.get(self._table, {}).get("Keys", [])
+            if not keys:
+                return found, calls
+        log.warning("batch read left %d keys unprocessed", len(keys))
+        return found, calls
 
     async def transition(
         self,

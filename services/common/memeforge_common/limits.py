@@ -37,6 +37,27 @@ MAX_SOURCE_PIXELS = 40_000_000
 """Default of ``MEMEFORGE_MAX_SOURCE_PIXELS``: a template's width x height, checked from
 the header before decoding (upload and render)."""
 
+MAX_CONCURRENT_UPLOAD_DECODES = 2
+"""Template uploads one api process verifies at once (each may decode up to
+MAX_SOURCE_PIXELS: ~155 MB for a 40 Mpx PNG); the others wait their turn."""
+
+MAX_OUTPUT_PIXELS = 25_000_000
+"""A render's output width x height (after ``max_side``), checked before any decoding: a
+larger template renders only with a ``max_side`` that brings it under. Else FAILED
+``output_too_large``."""
+
+MAX_RENDER_WORK_PIXELS = 50_000_000
+"""What a render may cost, in output pixels of caption work, checked before any decoding:
+the area of every box, plus ``ROTATION_COST_FACTOR`` times the turned extent of every
+rotated box. 16 full-image boxes on a 6324 px square template are 640 M. Else FAILED
+``too_expensive``."""
+
+ROTATION_COST_FACTOR = 4
+"""Turning a box (bicubic, two masks) costs about this many times drawing it upright."""
+
+MAX_ICC_PROFILE_BYTES = 128 * 1024
+"""A template's ICC profile is copied into the output only up to this size (real profiles
+are a few KB); a larger one is dropped. Thumbnails never carry one."""
 TEMPLATE_CACHE_BYTES = 256 * 1024 * 1024
 """Default of ``MEMEFORGE_TEMPLATE_CACHE_BYTES``: template bytes in the renderer's parent."""
 

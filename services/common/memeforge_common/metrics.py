@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 MESSAGES = Counter(
     "memeforge_messages_total",
-    "Queue messages settled, by worker and outcome (done, poison, retry).",
+    "Queue messages settled, by worker and outcome (done, poison, retry, abandoned).",
     ["worker", "outcome"],
 )
 BATCH_SECONDS = Histogram(
@@ -38,6 +38,11 @@ RENDER_STAGE_SECONDS = Histogram(
 HTTP_REQUESTS = Histogram(
     "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
 )
+
+WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher reads on each tick.")
+WAITERS = Gauge("memeforge_waiters", "Long-polls and event streams subscribed to the watcher.")
+WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "BatchGetItem calls by the watcher.")
+WATCHER_ITEMS = Counter("memeforge_watcher_items_total", "Items the watcher read.")
 
 
 def serve_metrics(host: str, port: int | None) -> None:

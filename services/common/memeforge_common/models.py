@@ -205,23 +205,30 @@ class Failure(Frozen):
     detail: str = ""
 
 
-class MemeItem(Frozen):
-    v: int = SCHEMA_VERSION
+class MemeStatus(Frozen):
+    """What a client sees of a meme: the item without its render spec. Waiters read only
+    these fields (a spec can be far larger than the rest)."""
+
     id: MemeId
     state: MemeState
     template_id: TemplateId
-    spec: RenderSpec | None
-    """None when the stored spec breaks today's limits (written by an older version):
-    the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     created_at: datetime
     updated_at: datetime
     state_times: dict[MemeState, datetime]
     result: MemeResult | None = None
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
-    sweeps: int = 0  # times the sweeper re-enqueued it
+    # Waiters read these too: a status is shown only to its tenant (invariant 9).
     tenant: str = ""  # "" on items from before tenants: no key can reach them
     expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this
+
+
+class MemeItem(MemeStatus):
+    v: int = SCHEMA_VERSION
+    spec: RenderSpec | None
+    """None when the stored spec breaks today's limits (written by an older version):
+    the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
+    sweeps: int = 0  # times the sweeper re-enqueued it
     traceparent: str | None = None
     """The trace of the request that created it, continued by whatever re-sends it."""
 

@@ -52,25 +52,31 @@ class QueueMessage:
         )
 
 
+# "No such queue": on a first deploy the services may start before the bootstrap has
+# created the queues, so this is waited for like an outage (within the patience).
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
 async def queue_url(sqs: SQSClient, name: str, *, patience_s: float = 300.0) -> str:
-    """The queue's URL. Waits (with backoff) while AWS is unreachable or failing, so a
-    service started during an outage comes up when AWS does instead of crash-looping;
-    a refusal (no such queue, access denied) raises at once."""
+    """The queue's URL. Waits (with backoff) while AWS is unreachable or failing, or the
+    queue does not exist yet, so a service started during an outage or before the
+    bootstrap comes up when they do instead of crash-looping; any other refusal (access
+    denied) raises at once."""
     deadline = time.monotonic() + patience_s
     for attempt in itertools.count(1):
         try:
             return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
         except (BotoCoreError, ClientError) as err:
-            status = 0
             if isinstance(err, ClientError):
                 status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-                if status < 500:
+                code = err.response.get("Error", {}).get("Code", "")
+                if status < 500 and code not in MISSING_QUEUE_CODES:
                     raise
             delay = _RESOLVE_BACKOFF.delay(attempt)
             if time.monotonic() + delay > deadline:
                 raise
             log.warning(
-                "AWS unreachable resolving queue %s (%r); retrying in %.1fs", name, err, delay
+                "queue %s unreachable or not created yet (%r); retrying in %.1fs", name, err, delay
             )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

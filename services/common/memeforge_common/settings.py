@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memeforge_common import limits
+from memeforge_common.timing import LIVENESS_SLACK_S
 
 
 class Settings(BaseSettings):
@@ -37,7 +38,18 @@ class Settings(BaseSettings):
     # Queue workers (consumer and renderer).
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
+    # Counted from SIGTERM: a long poll under way finishes, in-flight work finishes or is
+    # released (visibility 0), all within this; then the process exits. Keep it at least
+    # receive_wait_s + a few seconds so a poll under way can end and hand its messages back.
     shutdown_grace_s: float = Field(default=25.0, gt=0)
+    # Per-job deadline: a batch still running after this is abandoned (its task is
+    # cancelled) and its messages are retried with backoff; the visibility heartbeat stops
+    # extending them. Keep it below rendering_timeout_s, or the sweeper re-sends a job that
+    # still holds a slot.
+    job_deadline_s: float = Field(default=180.0, gt=0)
+    # How long a service waits at start-up for AWS and its queues (an outage, or the
+    # bootstrap Job not done yet) before it gives up and exits.
+    startup_wait_s: float = Field(default=300.0, ge=0)
     # Retries: a failed message becomes visible again after base·2^(n-1) s (capped).
     retry_base_s: float = Field(default=2.0, ge=0)
     retry_max_s: float = Field(default=300.0, ge=0, le=43200)
@@ -53,13 +65,20 @@ class Settings(BaseSettings):
     # one); off when unset, so several processes on one host do not collide.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # Touched by the receive loop on every turn; a liveness probe checks its age.
+    # Each receive loop records its last turn here (healthcheck.py); the liveness probe
+    # and the in-process watchdog fail when any loop is older than liveness_max_age_s.
     heartbeat_file: str | None = None
+    liveness_max_age_s: float | None = Field(default=None, gt=0)
 
     # Operational limits (the request limits are fixed, in limits.py).
     max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
     max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
     max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
+    # Long-polls and event streams one api process serves at once; past it, 503.
+    max_waiters: int = Field(default=10_000, ge=1)
+    # The api's watcher reads every waited-on meme with at most this many calls a second
+    # (its tick slows down as the set grows past 100 ids a call).
+    watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.
@@ -70,6 +89,9 @@ class Settings(BaseSettings):
     # decoded, scaled templates and glyph masks.
     decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
     glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
+    # CPU flags the renderer refuses to start without (memeforge_renderer/cpu.py):
+    # "auto" = avx2 for pillow-simd on x86-64; "" for a build without AVX2.
+    renderer_cpu_flags: str = "auto"
 
     # Retention: meme items (DynamoDB TTL) and their outputs (an S3 lifecycle rule on
     # memes/, set by the bootstrap) go this many days after the meme was created.
@@ -89,6 +111,14 @@ class Settings(BaseSettings):
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @property
+    def liveness_max_age(self) -> float:
+        """Above the longest legitimate wait of a loop: a job running to its deadline, or
+        a long poll with retries."""
+        if self.liveness_max_age_s is not None:
+            return self.liveness_max_age_s
+        return self.job_deadline_s + self.receive_wait_s + LIVENESS_SLACK_S
 
     @property
     def request_dlq(self) -> str:

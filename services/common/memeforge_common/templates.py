@@ -253,8 +253,14 @@ class TemplateStore:
             if folder == "public":
                 return infos, None
             folder = "public"  # the own folder is done: fill the page from the public one
-            if len(infos) >= limit:
-                return infos, encode_cursor(folder, "")
+            if len(infos) >= limit:  # a full page: a next one only if there is more to see
+                return infos, encode_cursor(folder, "") if await self._any(PUBLIC_TENANT) else None
+
+    async def _any(self, owner: str) -> bool:
+        page = await self._s3.list_objects_v2(
+            Bucket=self._bucket, Prefix=f"{PREFIX}{owner}/", MaxKeys=1
+        )
+        return bool(page.get("Contents"))
 
     async def _list(self, owner: str, limit: int, after: str) -> tuple[list[TemplateInfo], str]:
         """Up to ``limit`` templates of one folder after the id ``after``, and the last

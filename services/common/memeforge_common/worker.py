@@ -5,13 +5,20 @@
   (copied to the DLQ with the reason, then deleted) and the rest, which are retried:
   their visibility is set to an exponential backoff, and after ``maxReceiveCount``
   receives the redrive policy moves them to the DLQ;
+- each batch has a deadline (``job_deadline_s``, arq-style): past it the handler's task
+  is cancelled (the hook for whoever runs the work elsewhere, e.g. a process pool), its
+  messages are retried with backoff, and the visibility heartbeat stops extending them;
 - messages held longer than a third of the visibility timeout get it extended
   (a heartbeat), so a long render is not handed to a second worker, while a worker
   that dies simply stops extending and its messages reappear;
+- the loop records each turn, and every few seconds while it waits (for a free slot, a
+  long poll, a backoff), in the liveness heartbeat (healthcheck.py), under its own name;
 - receive errors (AWS unreachable, throttling) back off and retry, never crash;
-- ``stop()`` (SIGTERM) stops receiving (a long poll under way completes, at most
-  ``wait_s``, and what it brings is released), lets in-flight work finish within the
-  grace period, and releases whatever is still unfinished (visibility 0).
+- ``stop()`` (SIGTERM) starts a shutdown that ends ``grace_s`` after it, whatever AWS
+  does: receiving stops (a long poll under way may complete, and what it brings is
+  handed back; one still open near the end is abandoned), in-flight work may finish
+  until a few seconds before the end, and whatever is unfinished is released
+  (visibility 0) in those last seconds.
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memeforge_common.backoff import Backoff
+from memeforge_common.healthcheck import Heartbeat, process_heartbeat
 from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import BATCH_SECONDS, IN_FLIGHT, MESSAGES, RECEIVE_ERRORS
 from memeforge_common.queues import (
@@ -39,6 +46,7 @@ from memeforge_common.queues import (
     set_visibility,
 )
 from memeforge_common.settings import Settings, get_settings
+from memeforge_common.timing import RELEASE_RESERVE_S
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -103,6 +111,12 @@ def visibility_delay(backoff: Backoff, receive_count: int) -> int:
     return int(max(0, min(MAX_VISIBILITY_S, round(backoff.delay(receive_count)))))
 
 
+# While waiting (a free slot, a long poll, a backoff), the loop still beats this often.
+BEAT_EVERY_S = 5.0
+# How long an abandoned handler gets to unwind after its cancellation.
+ABANDON_WAIT_S = 5.0
+
+
 class QueueWorker:
     def __init__(
         self,
@@ -113,8 +127,9 @@ class QueueWorker:
         concurrency: int,
         wait_s: int = 20,
         grace_s: float = 25.0,
+        job_deadline_s: float = 180.0,
         name: str = "worker",
-        heartbeat_file: str | None = None,
+        heartbeat: Heartbeat | None = None,
         visibility_timeout_s: int = 60,
         backoff: Backoff | None = None,
         dlq_url: str | None = None,
@@ -125,19 +140,42 @@ class QueueWorker:
         self._concurrency = concurrency
         self._wait_s = wait_s
         self._grace_s = grace_s
+        self._deadline_s = job_deadline_s
         self._name = name
-        self._heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
+        self._heartbeat = heartbeat or Heartbeat(None)
         self._visibility_s = visibility_timeout_s
         self._backoff = backoff or Backoff()
         self._dlq_url = dlq_url
         self._in_flight: dict[str, QueueMessage] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._stop_at = 0.0
         self._batches: set[asyncio.Task[None]] = set()
+        self._abandoned: set[asyncio.Task[Outcomes]] = set()
         self.processed = 0
 
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def grace_s(self) -> float:
+        return self._grace_s
+
     def stop(self) -> None:
-        self._stopping.set()
+        if not self._stopping.is_set():
+            self._stop_at = time.monotonic()
+            self._stopping.set()
+            # The shutdown is bounded by its own budget: not a loop to watch any more.
+            self._heartbeat.forget(self._name)
+
+    def _beat(self) -> None:
+        if not self._stopping.is_set():
+            self._heartbeat.beat(self._name)
+
+    def _shutdown_left(self, reserve: float = 0.0) -> float:
+        """Seconds left of the shutdown budget (counted from stop()), minus ``reserve``."""
+        return max(0.0, self._stop_at + self._grace_s - reserve - time.monotonic())
 
     async def run(self) -> None:
         log.info(
@@ -166,48 +204,76 @@ class QueueWorker:
                     self._start_batch(messages)
             await self._drain()
         finally:
+            self._heartbeat.forget(self._name)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
         log.info("worker stopped", extra={"worker": self._name, "processed": self.processed})
 
-    def _beat(self) -> None:
-        """Liveness means the loop turns, never that AWS answers (a probe must not
-        restart every worker during an AWS outage)."""
-        if self._heartbeat_file is not None:
-            with contextlib.suppress(OSError):
-                self._heartbeat_file.touch()
-
     async def _wait_for_capacity(self) -> int:
-        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping."""
+        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping. A full
+        worker is busy, not stuck (the job deadline bounds how long)."""
         while len(self._in_flight) >= self._concurrency and not self._stopping.is_set():
             self._slot_freed.clear()
             waiters = {
                 asyncio.ensure_future(self._slot_freed.wait()),
                 asyncio.ensure_future(self._stopping.wait()),
             }
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
+            await self._wait_beating(waiters)
+            for waiter in waiters:
                 waiter.cancel()
         if self._stopping.is_set():
             return 0
         return self._concurrency - len(self._in_flight)
 
+    async def _wait_beating(
+        self, waiters: Collection[asyncio.Future[Any]], at_most_s: float | None = None
+    ) -> None:
+        """Wait until one of ``waiters`` is done (or ``at_most_s``), beating the liveness
+        heartbeat meanwhile: waiting for a slot, a long poll or a backoff is the loop
+        turning. Only a loop that stops running (a blocked event loop, a hang in the
+        loop itself) goes quiet."""
+        end = None if at_most_s is None else time.monotonic() + at_most_s
+        while True:
+            step = BEAT_EVERY_S if end is None else min(BEAT_EVERY_S, end - time.monotonic())
+            done, _ = await asyncio.wait(
+                waiters, timeout=max(0.0, step), return_when=asyncio.FIRST_COMPLETED
+            )
+            self._beat()
+            if done or (end is not None and time.monotonic() >= end):
+                return
+
     async def _receive(self, count: int) -> list[QueueMessage]:
-        response = await self._sqs.receive_message(
-            QueueUrl=self._url,
-            MaxNumberOfMessages=count,
-            WaitTimeSeconds=self._wait_s,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            MessageAttributeNames=["All"],
+        poll = asyncio.ensure_future(
+            self._sqs.receive_message(
+                QueueUrl=self._url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=self._wait_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageAttributeNames=["All"],
+            )
         )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await self._wait_beating({poll, stopping})
+            if not poll.done():
+                # Stop came during the long poll. Let it end (SQS would otherwise still
+                # hand its messages to the closed call and hide them for a whole
+                # visibility timeout), but only while the shutdown budget allows.
+                await asyncio.wait({poll}, timeout=self._shutdown_left(RELEASE_RESERVE_S))
+            if not poll.done():
+                log.warning("abandoning a long poll still open at the end of the shutdown")
+                poll.cancel()
+                return []
+        except asyncio.CancelledError:
+            poll.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        response = poll.result()
         messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages", [])]
         if messages and self._stopping.is_set():
-            # Stop came during the long poll. The poll is never abandoned: SQS would still
-            # hand its messages to the closed call and hide them for a whole visibility
-            # timeout. Hand them straight back instead.
-            with contextlib.suppress(Exception):
-                await release_batch(self._sqs, self._url, messages)
+            await self._release(messages)  # arrived during the last poll: hand them back
             return []
         return messages
 
@@ -222,7 +288,7 @@ class QueueWorker:
     async def _run_batch(self, messages: list[QueueMessage]) -> None:
         started = time.monotonic()
         try:
-            outcomes = await self._handler(messages)
+            outcomes = await self._handle_within_deadline(messages)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -236,6 +302,34 @@ class QueueWorker:
                 self._in_flight.pop(message.message_id, None)
             IN_FLIGHT.labels(self._name).set(len(self._in_flight))
             self._slot_freed.set()
+
+    async def _handle_within_deadline(self, messages: list[QueueMessage]) -> Outcomes:
+        """The handler's outcomes; past the job deadline, cancel it and retry them all
+        (effects are idempotent, so a message that had finished is merely redone)."""
+        task = asyncio.ensure_future(self._handler(messages))
+        try:
+            await asyncio.wait({task}, timeout=self._deadline_s)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task.done():
+            return task.result()
+        log.warning(
+            "job deadline (%gs) passed; abandoning %d messages, to be retried with backoff",
+            self._deadline_s,
+            len(messages),
+            extra={"message_ids": [m.message_id for m in messages]},
+        )
+        MESSAGES.labels(self._name, "abandoned").inc(len(messages))
+        task.add_done_callback(_forget_result)
+        task.cancel()
+        await asyncio.wait({task}, timeout=ABANDON_WAIT_S)
+        if not task.done():
+            # It ignores cancellation: keep a reference, free the slots anyway.
+            log.error("an abandoned handler did not unwind within %gs", ABANDON_WAIT_S)
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+        return Outcomes()
 
     async def _settle(self, messages: list[QueueMessage], outcomes: Outcomes) -> None:
         """Delete what is done, dead-letter poison, back off the rest. Failures here are
@@ -280,11 +374,16 @@ class QueueWorker:
         # Checked every third of the timeout; anything held for half a period gets a new
         # full timeout, so even a message received just after a check is extended at
         # age 1.5 periods at the latest, half the timeout before it would reappear.
+        # A message past its job deadline is being abandoned: no longer extended.
         period = max(1.0, self._visibility_s / 3)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            held = [m for m in self._in_flight.values() if now - m.received_at >= period / 2]
+            held = [
+                m
+                for m in self._in_flight.values()
+                if period / 2 <= now - m.received_at < self._deadline_s
+            ]
             if not held:
                 continue
             try:
@@ -295,20 +394,40 @@ class QueueWorker:
     async def _drain(self) -> None:
         if self._batches:
             log.info("draining %d in-flight messages", len(self._in_flight))
-            _, pending = await asyncio.wait(set(self._batches), timeout=self._grace_s)
+            timeout = self._shutdown_left(RELEASE_RESERVE_S)
+            _, pending = await asyncio.wait(set(self._batches), timeout=timeout)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await asyncio.wait(pending, timeout=self._shutdown_left() / 2)
         leftover = list(self._in_flight.values())
         if leftover:
             log.warning("releasing %d unfinished messages", len(leftover))
-            with contextlib.suppress(Exception):
-                await release_batch(self._sqs, self._url, leftover)
+            await self._release(leftover)
             self._in_flight.clear()
 
+    async def _release(self, messages: list[QueueMessage]) -> None:
+        """Hand messages back (visibility 0) within what is left of the shutdown budget;
+        if AWS cannot be reached by then, they reappear after their visibility timeout."""
+        try:
+            async with asyncio.timeout(max(self._shutdown_left(), 0.1)):
+                await release_batch(self._sqs, self._url, messages)
+        except Exception as err:
+            log.warning("could not release %d messages (%r)", len(messages), err)
+
     async def _sleep_unless_stopping(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await self._wait_beating({stopping}, at_most_s=delay)
+        finally:
+            stopping.cancel()
+
+
+def _forget_result(task: asyncio.Future[Outcomes]) -> None:
+    """An abandoned handler's result or error no longer matters (and is not an
+    unretrieved-exception warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def make_worker(
@@ -322,9 +441,15 @@ async def make_worker(
     backoff: Backoff | None = None,
     concurrency: int | None = None,
 ) -> QueueWorker:
-    """A QueueWorker on the named queue, configured from settings."""
-    url = await queue_url(sqs, queue_name)
-    dlq_url = await queue_url(sqs, dead_letter_queue) if dead_letter_queue else None
+    """A QueueWorker on the named queue, configured from settings. With a heartbeat file
+    configured, the process's liveness watchdog runs too."""
+    url = await queue_url(sqs, queue_name, patience_s=settings.startup_wait_s)
+    dlq_url = None
+    if dead_letter_queue:
+        dlq_url = await queue_url(sqs, dead_letter_queue, patience_s=settings.startup_wait_s)
+    heartbeat = process_heartbeat(settings.heartbeat_file)
+    if settings.heartbeat_file:
+        heartbeat.watch(settings.liveness_max_age)
     return QueueWorker(
         sqs,
         url,
@@ -332,8 +457,9 @@ async def make_worker(
         concurrency=concurrency or settings.worker_concurrency,
         wait_s=settings.receive_wait_s,
         grace_s=settings.shutdown_grace_s,
+        job_deadline_s=settings.job_deadline_s,
         name=name,
-        heartbeat_file=settings.heartbeat_file,
+        heartbeat=heartbeat,
         visibility_timeout_s=settings.visibility_timeout_s,
         backoff=backoff or Backoff(settings.retry_base_s, settings.retry_max_s),
         dlq_url=dlq_url,
@@ -351,8 +477,9 @@ async def run_until_signalled(
     workers: Sequence[QueueWorker],
     background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
 ) -> None:
-    """Run workers (and background loops that watch a stop event) until SIGTERM/SIGINT,
-    then stop them all together and wait for every drain."""
+    """Run workers (and background loops that watch a stop event) until SIGTERM/SIGINT
+    or until one of them fails, then stop them all together. The shutdown is bounded by
+    the workers' grace, whatever AWS does: what is still running after it is cancelled."""
     stopping = asyncio.Event()
 
     def stop() -> None:
@@ -365,8 +492,22 @@ async def run_until_signalled(
         loop.add_signal_handler(sig, stop)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     tasks += [asyncio.ensure_future(job(stopping)) for job in background]
+    failed = asyncio.ensure_future(asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION))
+    signalled = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.wait({failed, signalled}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        signalled.cancel()
+        budget = max((w.grace_s for w in workers), default=0.0) + 1.0
+        _, pending = await asyncio.wait(tasks, timeout=budget)
+        for task in pending:
+            log.warning("cancelling %s: still running at the end of the shutdown", task)
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        failed.cancel()
+    for task in tasks:
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if error is not None:
+            raise error

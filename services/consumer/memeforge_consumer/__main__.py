@@ -20,9 +20,12 @@ async def run() -> None:
     settings = get_settings()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
+        patience = settings.startup_wait_s
         store = MemeStore(aws.dynamodb, settings.table)
-        renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, settings.render_queue))
-        requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
+        render_url = await queue_url(aws.sqs, settings.render_queue, patience_s=patience)
+        request_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
+        renders = RenderPublisher(aws.sqs, render_url)
+        requests = RequestPublisher(aws.sqs, request_url)
         dispatcher = Dispatcher(store, TemplateStore(aws.s3, settings.bucket), renders)
         workers = [
             await make_worker(

@@ -1,4 +1,12 @@
-"""The process pool that runs the pure engine off the event loop.
+"""The process pool that runs the pure engine off the event loop, and heals itself.
+
+The pool is N single-process executors ("slots"); a render holds one slot for its whole
+job. A slot whose render was abandoned (the queue loop's job deadline cancelled it) has
+its process killed, so it stops burning CPU and memory; a slot whose process died
+(OOM-killed, SIGKILL) raises BrokenProcessPool for that render only. Either way a fresh
+process takes the slot and the job is retried; the pool never stays broken. After
+``max_tasks_per_process`` renders a process is retired and replaced, so whatever one
+accumulates (fragmented heap, caches) is bounded in time too.
 
 Pool processes ignore SIGTERM/SIGINT: on shutdown the parent stops receiving, lets
 in-flight renders finish, then closes the pool, so a drain never kills a render halfway.
@@ -12,11 +20,15 @@ sent again with the bytes. A hit therefore never ships the template through the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import multiprocessing
 import os
 import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 
@@ -65,13 +77,109 @@ def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
     return max(1, math.ceil(int(quota) / int(period)))
 
 
-def make_pool(processes: int, caches: PoolCaches | None = None) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=processes or available_cores(),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_pool_process,
-        initargs=(caches or PoolCaches(),),
-    )
+MAX_TASKS_PER_PROCESS = 1000
+
+log = logging.getLogger("memeforge.renderer")
+
+
+@dataclass(eq=False)
+class _Slot:
+    executor: ProcessPoolExecutor
+    pid: int
+    tasks: int = 0
+
+
+class RenderPool:
+    """``async with pool.process() as executor``: one pool process for one job."""
+
+    def __init__(
+        self,
+        processes: int,
+        caches: PoolCaches | None = None,
+        *,
+        max_tasks_per_process: int = MAX_TASKS_PER_PROCESS,
+    ) -> None:
+        self.processes = processes or available_cores()
+        self.caches = caches or PoolCaches()
+        self.max_tasks_per_process = max_tasks_per_process
+        self.replaced = 0
+        """Processes replaced after a death or an abandoned render (not retirements)."""
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._slots: set[_Slot] = set()
+        self._busy: set[_Slot] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._add() for _ in range(self.processes)))
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(slot.pid for slot in self._slots)
+
+    @property
+    def busy_pids(self) -> list[int]:
+        return sorted(slot.pid for slot in self._busy)
+
+    @asynccontextmanager
+    async def process(self) -> AsyncIterator[Executor]:
+        slot = await self._free.get()
+        self._busy.add(slot)
+        healthy = False
+        try:
+            yield slot.executor
+            healthy = True
+        except BrokenProcessPool:
+            log.warning("render process %d died; replacing it", slot.pid)
+            raise
+        except asyncio.CancelledError:
+            log.warning("render abandoned; killing its process %d and replacing it", slot.pid)
+            raise
+        except BaseException:
+            healthy = True  # bad input (RenderError) and the like: the process is fine
+            raise
+        finally:
+            self._release(slot, healthy)
+
+    async def replacements(self) -> None:
+        """Wait until every replacement process being started has started."""
+        for task in list(self._starting):
+            with suppress(Exception):
+                await task
+
+    async def close(self) -> None:
+        """Wait for what is running, then stop every process."""
+        await self.replacements()
+        slots, self._slots = list(self._slots), set()
+        await asyncio.gather(*(asyncio.to_thread(s.executor.shutdown) for s in slots))
+
+    def _release(self, slot: _Slot, healthy: bool) -> None:
+        self._busy.discard(slot)
+        slot.tasks += 1
+        if healthy and slot.tasks < self.max_tasks_per_process:
+            self._free.put_nowait(slot)
+            return
+        self._slots.discard(slot)
+        if not healthy:
+            self.replaced += 1
+            with suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+        slot.executor.shutdown(wait=False, cancel_futures=True)
+        task = asyncio.get_running_loop().create_task(self._add())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _add(self) -> None:
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_pool_process,
+            initargs=(self.caches,),
+        )
+        # Starts the process (and its warm-up) and learns its pid, to kill it if needed.
+        pid = await asyncio.get_running_loop().run_in_executor(executor, os.getpid)
+        slot = _Slot(executor, pid)
+        self._slots.add(slot)
+        self._free.put_nowait(slot)
 
 
 async def render_in_pool(

@@ -8,7 +8,6 @@ and, after maxReceiveCount, dead-lettered.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from memeforge_common.items import MemeStore
@@ -24,7 +23,7 @@ from pydantic import ValidationError
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateBytesCache
-from memeforge_renderer.pool import render_in_pool
+from memeforge_renderer.pool import RenderPool, render_in_pool
 
 log = logging.getLogger("memeforge.renderer")
 
@@ -34,7 +33,7 @@ class Renderer:
     store: MemeStore
     templates: TemplateStore
     outputs: OutputStore
-    pool: Executor
+    pool: RenderPool
     cache: TemplateBytesCache
     max_source_pixels: int = field(kw_only=True)
 
@@ -72,14 +71,15 @@ class Renderer:
             await self._fail(job, Failure(reason="template_changed", detail=detail))
             return
         try:
-            output = await render_in_pool(
-                self.pool,
-                template,
-                job.spec,
-                template_key=job.template_key,
-                etag=job.template_etag,
-                max_source_pixels=self.max_source_pixels,
-            )
+            async with self.pool.process() as executor:
+                output = await render_in_pool(
+                    executor,
+                    template,
+                    job.spec,
+                    template_key=job.template_key,
+                    etag=job.template_etag,
+                    max_source_pixels=self.max_source_pixels,
+                )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return

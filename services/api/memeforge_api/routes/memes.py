@@ -1,22 +1,19 @@
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.backoff import Backoff
 from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
     MemeState,
+    MemeStatus,
     RenderSpec,
     RequestMessage,
 )
@@ -34,29 +31,36 @@ from memeforge_api.deps import (
     SettingsDep,
     StoreDep,
     TemplatesDep,
+    WatcherDep,
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemePage, MemeView
+from memeforge_api.waiting import current, event_stream, long_poll
 
 router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
-# Long-poll read interval: start fast, back off to a read every half second.
-_POLL = Backoff(base_s=0.05, max_s=0.5, factor=1.5, jitter=0.0)
 
 
 def _not_found(meme_id: str) -> Problem:
     return Problem(404, "meme-not-found", "No such meme", f"meme {meme_id!r}")
 
 
-async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
-    """The caller's meme; another tenant's meme is as absent as one that never existed."""
-    item = await store.get(meme_id)
-    if item is None or item.tenant != caller.tenant:
+_Status = TypeVar("_Status", bound=MemeStatus)
+
+
+def _visible(status: _Status | None, meme_id: str, caller: Principal) -> _Status:
+    """The caller's meme; another tenant's meme is as absent as one that never existed
+    (the same check for an item read and for a status the watcher read)."""
+    if status is None or status.tenant != caller.tenant:
         raise _not_found(meme_id)
-    return item
+    return status
+
+
+async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
+    return _visible(await store.get(meme_id), meme_id, caller)
 
 
 @router.get("", response_model=MemePage)
@@ -84,6 +88,7 @@ async def create_meme(
     requests: RequestsDep,
     idempotency: IdempotencyDep,
     settings: SettingsDep,
+    watcher: WatcherDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -136,6 +141,7 @@ async def create_meme(
             # The item is written: the sweeper re-sends the request of a PENDING item.
             log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
+        watcher.hurry()
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
         response.headers["Idempotent-Replayed"] = "true"
@@ -161,37 +167,26 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
     return body.render_spec(template.boxes)
 
 
-async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
-    deadline = time.monotonic() + wait_s
-    item = first
-    reads = 0
-    while not item.state.terminal and item.state == first.state:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        reads += 1
-        await asyncio.sleep(min(_POLL.delay(reads), remaining))
-        latest = await store.get(first.id)
-        if latest is None:
-            break
-        item = latest
-    return item
-
-
 @router.get("/{meme_id}", response_model=MemeView)
 async def get_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
+    request: Request,
     store: StoreDep,
+    watcher: WatcherDep,
     settings: SettingsDep,
     wait: Annotated[
         float,
         Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
-    item = await _owned(store, meme_id, caller)
+    found = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
+    item = _visible(found, meme_id, caller)
     if wait > 0:
-        item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
+        changed = await long_poll(
+            watcher, store, item, min(wait, settings.max_long_poll_s), request.receive
+        )
+        item = _visible(changed, meme_id, caller)
     return MemeView.of(item)
 
 
@@ -203,38 +198,21 @@ async def get_meme(
 async def stream_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
+    request: Request,
     store: StoreDep,
+    watcher: WatcherDep,
     stream_for: Annotated[
         float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
     ] = 120,
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = await _owned(store, meme_id, caller)
-
-    async def events() -> AsyncIterator[str]:
-        item: MemeItem = first
-        deadline = time.monotonic() + stream_for
-        last_sent = time.monotonic()
-        yield _sse(item)
-        while not item.state.terminal and time.monotonic() < deadline:
-            window = min(15.0, deadline - time.monotonic())
-            changed = await _wait_for_change(store, item, window)
-            if changed.state != item.state:
-                item = changed
-                yield _sse(item)
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= 15.0:
-                yield ": keep-alive\n\n"
-                last_sent = time.monotonic()
-
+    first = _visible(await current(watcher, store, meme_id), meme_id, caller)
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        event_stream(watcher, store, first, stream_for, request.receive),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
     )
-
-
-def _sse(item: MemeItem) -> str:
-    return f"event: state\nid: {item.state.value}\ndata: {MemeView.of(item).model_dump_json()}\n\n"
 
 
 _REDIRECT: dict[str, Any] = {

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
@@ -22,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
-from memeforge_api.images import InvalidImage, inspect_image
+from memeforge_api.images import InvalidImage, check_upload
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import TemplatePage, TemplateView
 
@@ -101,7 +100,7 @@ async def upload_template(
             413, "upload-too-large", "Upload too large", f"limit {settings.max_upload_bytes} bytes"
         )
     try:
-        facts = await asyncio.to_thread(inspect_image, data, max_pixels=settings.max_source_pixels)
+        facts = await check_upload(data, max_pixels=settings.max_source_pixels)
     except InvalidImage as err:
         status_code = 415 if err.code == "unsupported-image-format" else 422
         raise Problem(status_code, err.code, "Invalid image", err.detail) from err

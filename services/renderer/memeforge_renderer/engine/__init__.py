@@ -4,7 +4,14 @@ from memeforge_common.pillow import pillow_build
 
 from .cache import TEMPLATES, DecodedTemplateCache
 from .draw import GLYPHS
-from .errors import CorruptImage, ImageTooLarge, RenderError, UnsupportedImage
+from .errors import (
+    CorruptImage,
+    ImageTooLarge,
+    OutputTooLarge,
+    RenderError,
+    TooExpensive,
+    UnsupportedImage,
+)
 from .fit import FittedText, fit_caption, fit_text
 from .render import RenderOutput, TemplateNotCached, render, warm_up
 
@@ -15,9 +22,11 @@ __all__ = [
     "DecodedTemplateCache",
     "FittedText",
     "ImageTooLarge",
+    "OutputTooLarge",
     "RenderError",
     "RenderOutput",
     "TemplateNotCached",
+    "TooExpensive",
     "UnsupportedImage",
     "configure",
     "fit_caption",

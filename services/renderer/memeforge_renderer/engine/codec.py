@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from memeforge_common.limits import MAX_ICC_PROFILE_BYTES
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import CorruptImage, ImageTooLarge, UnsupportedImage
@@ -52,7 +54,8 @@ class Decoded:
     """RGB, upright (EXIF orientation applied), first frame, at the output size."""
     format: str
     icc_profile: bytes | None
-    """Kept for the output when it describes RGB pixels."""
+    """Kept for the output when it describes RGB pixels and is at most
+    MAX_ICC_PROFILE_BYTES (an attacker's 5 MB "profile" would go into every output)."""
     source_size: tuple[int, int]
     """Upright size before any scaling."""
 
@@ -65,8 +68,15 @@ def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def decode(data: bytes, *, max_source_pixels: int, max_side: int | None = None) -> Decoded:
-    """Decode a template; the pixel count is checked from the header before any decoding.
+def decode(
+    data: bytes,
+    *,
+    max_source_pixels: int,
+    max_side: int | None = None,
+    check_output: Callable[[int, int], None] | None = None,
+) -> Decoded:
+    """Decode a template; the pixel count is checked from the header before any decoding,
+    and so is ``check_output(width, height)`` of the output size, which may raise.
 
     A JPEG at least twice the output size is decoded at a reduced scale (libjpeg's DCT
     scaling, "draft" mode), then resampled to the exact output size.
@@ -88,6 +98,10 @@ def decode(data: bytes, *, max_source_pixels: int, max_side: int | None = None) 
         raise ImageTooLarge(
             f"{width}x{height} is {width * height} pixels (limit {max_source_pixels})"
         )
+    if check_output is not None:
+        # Before getexif(), which may read the whole file (PNG): either orientation.
+        for size in {(width, height), (height, width)}:
+            check_output(*target_size(*size, max_side))
     try:
         turned = source.getexif().get(0x0112, 1) in (5, 6, 7, 8)
         upright = (height, width) if turned else (width, height)
@@ -96,6 +110,8 @@ def decode(data: bytes, *, max_source_pixels: int, max_side: int | None = None) 
             source.draft("RGB", (out_h, out_w) if turned else (out_w, out_h))
         source.load()  # the first frame of an animation
         icc = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA") else None
+        if icc and len(icc) > MAX_ICC_PROFILE_BYTES:
+            icc = None
         ImageOps.exif_transpose(source, in_place=True)
         image = _to_rgb(source)
         if image.size != (out_w, out_h):

@@ -29,3 +29,15 @@ class ImageTooLarge(RenderError):
     """More pixels than allowed (decompression bomb guard), judged from the header."""
 
     reason = "image_too_large"
+
+
+class OutputTooLarge(RenderError):
+    """The output would have more pixels than allowed (ask for a smaller ``max_side``)."""
+
+    reason = "output_too_large"
+
+
+class TooExpensive(RenderError):
+    """The boxes (their area, their rotation) would cost more than one render may."""
+
+    reason = "too_expensive"

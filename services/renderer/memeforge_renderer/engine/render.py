@@ -21,11 +21,12 @@ from memeforge_common.limits import MAX_SOURCE_PIXELS
 from memeforge_common.models import RenderSpec, TextBox
 from PIL import Image
 
+from .budget import check_budget
 from .cache import TEMPLATES, CacheKey, Template, content_key
 from .codec import CONTENT_TYPES, MCU, decode, encode, encode_rows, jpeg_rows
 from .draw import Stamp, composite, stamp
 from .errors import ImageTooLarge
-from .layout import place
+from .layout import PlacedText, place
 
 SPLICE_MAX_FRACTION = 0.6
 """Above this share of rows touched, encoding the whole image is as cheap."""
@@ -59,42 +60,39 @@ def render(
 
     With ``template_key`` and ``etag`` the decoded template is cached under them, and
     ``template`` may be None on a hit (TemplateNotCached on a miss); without them it is
-    cached under a hash of the bytes. Raises CorruptImage, UnsupportedImage or
-    ImageTooLarge (all RenderError) for bad input. ``splice=False`` forces the full
+    cached under a hash of the bytes. Raises CorruptImage, UnsupportedImage,
+    ImageTooLarge, OutputTooLarge or TooExpensive (all RenderError) for bad input, the
+    last two before any pixel is decoded. ``splice=False`` forces the full
     encode (tests compare both).
     """
     t0 = perf_counter()
-    entry = _template(template, spec.max_side, max_source_pixels, template_key, etag)
+    entry = _template(template, spec, max_source_pixels, template_key, etag)
     key, tpl, cached = entry
     width, height = tpl.image.size
     t1 = perf_counter()
     placed = [place(box, width, height) for box in spec.boxes]
     t2 = perf_counter()
-    stamps: list[Stamp] = []
-    for p in placed:
-        s = stamp(p.fitted, p.rect.as_tuple(), p.style, p.space, p.base_rtl)
-        if s is not None:
-            stamps.append(s)
     thumbnail: bytes | None = None
     data: bytes | None = None
     t_encode = 0.0
+    stamps: list[Stamp] | None = None
     if spec.format == "jpeg" and not spec.thumbnail_side and splice:
+        # Splicing needs every stamp's rows first; check_budget bounds what they hold.
+        stamps = [s for p in placed if (s := _stamp(p)) is not None]
         spliced = _jpeg_spliced(key, tpl, stamps, spec.quality)
         if spliced is not None:
             data, t_encode = spliced
     thumb_size: tuple[int, int] | None = None
     if data is None:
-        image = tpl.image.copy() if stamps else tpl.image
-        composite(image, stamps)
+        image = _composed(tpl.image, placed, stamps)
         te = perf_counter()
         data = encode(image, fmt=spec.format, quality=spec.quality, icc_profile=tpl.icc_profile)
         if spec.thumbnail_side:
             small = image.copy()
             small.thumbnail((spec.thumbnail_side, spec.thumbnail_side), Image.Resampling.LANCZOS)
             thumb_size = small.size
-            thumbnail = encode(
-                small, fmt=spec.format, quality=spec.quality, icc_profile=tpl.icc_profile
-            )
+            # Never a profile in a thumbnail: it would outweigh the pixels.
+            thumbnail = encode(small, fmt=spec.format, quality=spec.quality, icc_profile=None)
         t_encode = perf_counter() - te
     t4 = perf_counter()
     report: dict[str, Any] = {
@@ -133,13 +131,39 @@ def render(
     )
 
 
+def _stamp(p: PlacedText) -> Stamp | None:
+    return stamp(p.fitted, p.rect.as_tuple(), p.style, p.space, p.base_rtl)
+
+
+def _composed(
+    template: Image.Image, placed: list[PlacedText], stamps: list[Stamp] | None
+) -> Image.Image:
+    """The template with the captions on it (the template itself when there are none).
+    Without ready stamps, each caption is drawn, pasted and freed before the next."""
+    if stamps is not None:
+        if not stamps:
+            return template
+        image = template.copy()
+        composite(image, stamps)
+        return image
+    image = template
+    for p in placed:
+        s = _stamp(p)
+        if s is not None:
+            if image is template:
+                image = template.copy()
+            composite(image, [s])
+    return image
+
+
 def _template(
     data: bytes | None,
-    max_side: int | None,
+    spec: RenderSpec,
     max_source_pixels: int,
     template_key: str | None,
     etag: str | None,
 ) -> tuple[CacheKey, Template, bool]:
+    max_side = spec.max_side
     if template_key is not None and etag is not None:
         key: CacheKey = (template_key, etag, max_side or 0)
     elif data is not None:
@@ -151,10 +175,16 @@ def _template(
         w, h = tpl.source_size
         if w * h > max_source_pixels:
             raise ImageTooLarge(f"{w}x{h} is {w * h} pixels (limit {max_source_pixels})")
+        check_budget(spec, *tpl.image.size)
         return key, tpl, True
     if data is None:
         raise TemplateNotCached(template_key or "")
-    decoded = decode(data, max_source_pixels=max_source_pixels, max_side=max_side)
+    decoded = decode(
+        data,
+        max_source_pixels=max_source_pixels,
+        max_side=max_side,
+        check_output=lambda w, h: check_budget(spec, w, h),
+    )
     tpl = Template(
         image=decoded.image,
         icc_profile=decoded.icc_profile,

@@ -73,6 +73,10 @@ def is_attached(ch: str) -> bool:
 
 
 ZWJ = "\u200d"
+NOTDEF = "\uffff"
+"""Drawn in place of any character no face covers: a noncharacter no face has, so it is
+the primary face's .notdef box, exactly as the character itself would be. Every missing
+character then shares one set of metrics and glyph masks instead of filling the caches."""
 MAX_TOKEN_CHARS = 256
 
 
@@ -193,6 +197,7 @@ class Shaper:
             if face is None:
                 missing += 1
                 face = self.primary
+                ch = NOTDEF
             if groups and groups[-1][0] is face:
                 groups[-1][1].append(ch)
             else:

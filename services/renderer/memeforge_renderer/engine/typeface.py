@@ -21,6 +21,9 @@ FONTS_DIR = Path(__file__).resolve().with_name("fonts")
 FONT_PATH = str(FONTS_DIR / "Anton-Regular.ttf")
 REF_SIZE = 1000
 FONT_CACHE_SIZE = 256
+KERN_CACHE_PAIRS = 65_536
+"""Kerning pairs kept per face (random text makes new pairs without end); past it, the
+older half is dropped. Single characters are bounded by the face's coverage."""
 ELLIPSIS = "\u2026"
 
 
@@ -48,10 +51,13 @@ class Face:
         return load_font(self.path, REF_SIZE)
 
     def advance(self, ch: str) -> float:
-        """Advance width of one character, in em."""
+        """Advance width of one character, in em (kept only for characters it covers:
+        those no face has must not fill the cache)."""
         adv = self.advances.get(ch)
         if adv is None:
-            adv = self.advances[ch] = self.ref.getlength(ch) / REF_SIZE
+            adv = self.ref.getlength(ch) / REF_SIZE
+            if self.covers(ord(ch)):
+                self.advances[ch] = adv
         return adv
 
     def box(self, ch: str) -> tuple[float, float, float, float]:
@@ -64,7 +70,8 @@ class Face:
             else:
                 x0, t, r, b = self.ref.getbbox(ch, anchor="ls")
                 box = (x0 / REF_SIZE, t / REF_SIZE, r / REF_SIZE, b / REF_SIZE)
-            self.boxes[ch] = box
+            if self.covers(ord(ch)):
+                self.boxes[ch] = box
         return box
 
     def kern(self, pair: str) -> float:
@@ -73,7 +80,12 @@ class Face:
         if k is None:
             ref = self.ref
             k = (ref.getlength(pair) / REF_SIZE) - self.advance(pair[0]) - self.advance(pair[1])
-            k = self.kerns[pair] = 0.0 if abs(k) < 1e-6 else k
+            k = 0.0 if abs(k) < 1e-6 else k
+            if self.covers(ord(pair[0])) and self.covers(ord(pair[1])):
+                if len(self.kerns) >= KERN_CACHE_PAIRS:
+                    for old in list(self.kerns)[: KERN_CACHE_PAIRS // 2]:
+                        del self.kerns[old]
+                self.kerns[pair] = k
         return k
 
     def run_metrics(self, text: str, rtl: bool) -> tuple[float, float, float, float, float]:

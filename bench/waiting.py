@@ -1,0 +1,390 @@
+"""Waiting benchmark: what 1,000 waiting clients cost one api process (``make bench-waiting``).
+
+One emulator (LocalStack backend by default: S3 + SQS on LocalStack, DynamoDB Local),
+then for each column an api process of its own on it:
+
+* **watcher**: the api of this tree (one watcher per process, batched reads);
+* **baseline**: the api as it was before the watcher (``git worktree`` of the commit
+  before ``watcher.py`` appeared, put first on the api's PYTHONPATH): each waiting
+  request polls its own GetItem, 50 ms backing off to 500 ms.
+
+Per column: ``--memes`` memes written QUEUED; ``--waiters`` clients (half long-poll
+``?wait=20``, re-asked until DONE; half SSE ``/events``), spread evenly over the memes;
+an idle phase (nothing moves); then the bench itself moves the memes RENDERING → DONE
+at ``--rate`` per second with the same conditional writes the renderer makes (so no
+render CPU shares the machine with the api). It reports the api's CPU seconds from
+/proc (per 1,000 waiters, idle and while memes finish), the DynamoDB calls and items
+the api made (counted inside the api process by a sitecustomize hook on aiobotocore,
+the same hook for both columns), and DONE → seen: from the DONE write returning to the
+client parsing it. Prints a table, the machine's load, and one JSON line.
+
+    python -m bench.waiting                       # 1,000 waiters, both columns
+    python -m bench.waiting --waiters 200 --no-baseline --backend moto
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for sub in ("services/common", "services/api", "."):
+    sys.path.insert(0, str(ROOT / sub))
+
+from memeforge_common.aws import AwsClients  # noqa: E402
+from memeforge_common.bootstrap import bootstrap  # noqa: E402
+from memeforge_common.items import MemeStore, new_item  # noqa: E402
+from memeforge_common.models import MemeState, RenderSpec, classic_boxes  # noqa: E402
+from memeforge_common.settings import Settings  # noqa: E402
+
+from devenv.run.emulator import start_emulator  # noqa: E402
+from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Counts every aiobotocore call (and the items it returned) inside the api process,
+# written to $BENCH_COUNTS every 0.2 s: the same instrument for both columns.
+SITECUSTOMIZE = """
+import json, os, threading, time
+from collections import Counter
+from aiobotocore.client import AioBaseClient
+_calls, _items = Counter(), Counter()
+_orig = AioBaseClient._make_api_call
+async def _counted(self, operation, params):
+    response = await _orig(self, operation, params)
+    _calls[operation] += 1
+    if operation == "GetItem":
+        _items[operation] += int("Item" in response)
+    elif operation == "BatchGetItem":
+        _items[operation] += sum(len(v) for v in response.get("Responses", {}).values())
+    return response
+AioBaseClient._make_api_call = _counted
+def _dump():
+    path = os.environ["BENCH_COUNTS"]
+    while True:
+        with open(path + ".tmp", "w") as f:
+            json.dump({"calls": dict(_calls), "items": dict(_items)}, f)
+        os.replace(path + ".tmp", path)
+        time.sleep(0.2)
+threading.Thread(target=_dump, daemon=True).start()
+"""
+DYNAMO_OPS = ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class Phase:
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    calls: int = 0
+    items: int = 0
+
+
+@dataclass
+class Column:
+    name: str
+    idle: Phase = field(default_factory=Phase)
+    finish: Phase = field(default_factory=Phase)
+    latencies_ms: list[float] = field(default_factory=list)
+    seen: list[tuple[str, float]] = field(default_factory=list)
+    calls_by_operation: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+
+
+class Api:
+    def __init__(self, env: dict[str, str], counts: Path, workdir: Path, name: str) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.counts = counts
+        env = env | {
+            "MEMEFORGE_API_PORT": str(self.port),
+            "MEMEFORGE_LOG_LEVEL": "WARNING",
+            "BENCH_COUNTS": str(counts),
+            "MEMEFORGE_METRICS_PORT": str(self.metrics_port),
+        }
+        self.proc = spawn(
+            [sys.executable, "-m", "memeforge_api"], env=env, log_path=str(workdir / f"{name}.log")
+        )
+        wait_until(http_ok(f"{self.url}/healthz"), timeout=60, what=name, proc=self.proc)
+
+    async def until_connected(self, waiters: int) -> None:
+        """Every client's first read done (each request starts with a GetItem, or with
+        a subscription the watcher counts), so the idle phase has no arrivals in it."""
+        for _ in range(1200):
+            subscribed = await self._waiters()
+            if subscribed is None:  # the baseline: no watcher, count first reads
+                data = json.loads(self.counts.read_text()) if self.counts.exists() else {}
+                subscribed = data.get("calls", {}).get("GetItem", 0)
+            if subscribed >= waiters:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError("clients did not all connect")
+
+    async def _waiters(self) -> int | None:
+        try:
+            reader, writer = await _request(self.metrics_port, "/metrics")
+        except OSError:  # the baseline serves no metrics port
+            return None
+        text = (await reader.read()).decode()
+        writer.close()
+        gauge = [line for line in text.splitlines() if line.startswith("memeforge_waiters ")]
+        return int(float(gauge[0].split()[1])) if gauge else None
+
+    def by_operation(self) -> dict[str, int]:
+        return dict(json.loads(self.counts.read_text())["calls"])
+
+    def snapshot(self) -> tuple[float, int, int]:
+        time.sleep(0.45)  # let the counts file catch up (written every 0.2 s)
+        data = json.loads(self.counts.read_text())
+        calls = sum(data["calls"].get(op, 0) for op in DYNAMO_OPS)
+        items = sum(data["items"].values())
+        return cpu_seconds(self.proc.pid), calls, items
+
+
+async def _request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def long_poller(port: int, meme_id: str, done_at: dict[str, float], col: Column) -> None:
+    while True:
+        reader, writer = await _request(port, f"/memes/{meme_id}?wait=20")
+        status = int((await reader.readline()).split()[1])
+        body = await reader.read()
+        writer.close()
+        if status == 503:
+            col.refused += 1
+            return
+        if b'"state":"DONE"' in body:
+            col.seen.append((meme_id, time.monotonic()))
+            return
+
+
+async def sse_client(port: int, meme_id: str, done_at: dict[str, float], col: Column) -> None:
+    reader, writer = await _request(port, f"/memes/{meme_id}/events?timeout=600")
+    status = int((await reader.readline()).split()[1])
+    try:
+        if status == 503:
+            col.refused += 1
+            return
+        async for line in reader:
+            if line.startswith(b"data: ") and b'"state":"DONE"' in line:
+                col.seen.append((meme_id, time.monotonic()))
+                return
+    finally:
+        writer.close()
+
+
+async def run_column(
+    name: str, env: dict[str, str], settings: Settings, args: argparse.Namespace, workdir: Path
+) -> Column:
+    col = Column(name)
+    api = Api(env, workdir / f"{name}.counts.json", workdir, name)
+    try:
+        async with AwsClients.open(settings) as aws:
+            store = MemeStore(aws.dynamodb, settings.table)
+            spec = RenderSpec(boxes=classic_boxes("bench", name))
+            ids = []
+            for _ in range(args.memes):
+                item = new_item(os.urandom(16).hex(), "bench", spec)
+                await store.create(item)
+                await store.transition(item.id, MemeState.QUEUED)
+                ids.append(item.id)
+            done_at: dict[str, float] = {}
+            clients = [
+                asyncio.create_task(
+                    (long_poller if n % 2 == 0 else sse_client)(
+                        api.port, ids[n % len(ids)], done_at, col
+                    )
+                )
+                for n in range(args.waiters)
+            ]
+            await api.until_connected(args.waiters)
+            await asyncio.sleep(args.settle_s)
+
+            cpu0, calls0, items0 = api.snapshot()
+            t0 = time.monotonic()
+            await asyncio.sleep(args.idle_s)
+            cpu1, calls1, items1 = api.snapshot()
+            t1 = time.monotonic()
+            col.idle = Phase(t1 - t0, cpu1 - cpu0, calls1 - calls0, items1 - items0)
+
+            started = time.monotonic()
+            for n, meme_id in enumerate(ids):
+                await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
+                await store.transition(meme_id, MemeState.RENDERING, count_attempt=True)
+                await store.transition(meme_id, MemeState.DONE)
+                done_at[meme_id] = time.monotonic()
+            await asyncio.wait_for(asyncio.gather(*clients), timeout=60)
+            # Seen before the DONE write's answer reached the bench counts as 0 ms.
+            col.latencies_ms = [max(0.0, seen - done_at[i]) * 1000 for i, seen in col.seen]
+            cpu2, calls2, items2 = api.snapshot()
+            col.finish = Phase(time.monotonic() - t1, cpu2 - cpu1, calls2 - calls1, items2 - items1)
+            col.calls_by_operation = api.by_operation()
+    finally:
+        stop(api.proc, grace=10)
+    return col
+
+
+def baseline_tree(workdir: Path) -> Path:
+    """A checkout of the commit before the watcher (the per-client polling api)."""
+    added = subprocess.run(
+        [
+            "git",
+            "log",
+            "--diff-filter=A",
+            "--format=%H",
+            "--",
+            "services/api/memeforge_api/watcher.py",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    tree = workdir / "baseline"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), f"{added}^"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return tree
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(col: Column, waiters: int) -> dict[str, Any]:
+    per_k = 1000 / waiters
+    return {
+        "idle_cpu_pct_per_1k_waiters": 100 * col.idle.cpu_s / col.idle.seconds * per_k,
+        "finish_cpu_pct_per_1k_waiters": 100 * col.finish.cpu_s / col.finish.seconds * per_k,
+        "idle_dynamodb_calls_per_s": col.idle.calls / col.idle.seconds,
+        "finish_dynamodb_calls_per_s": col.finish.calls / col.finish.seconds,
+        "idle_items_read_per_s": col.idle.items / col.idle.seconds,
+        "finish_items_read_per_s": col.finish.items / col.finish.seconds,
+        "done_to_seen_p50_ms": _pct(col.latencies_ms, 0.50),
+        "done_to_seen_p99_ms": _pct(col.latencies_ms, 0.99),
+        "seen": len(col.seen),
+        "refused": col.refused,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="localstack", choices=("localstack", "moto"))
+    parser.add_argument("--waiters", type=int, default=1000)
+    parser.add_argument("--memes", type=int, default=1000, help="waiters spread over these")
+    parser.add_argument("--rate", type=float, default=50.0, help="memes reaching DONE per s")
+    parser.add_argument("--idle-s", type=float, default=10.0)
+    parser.add_argument("--settle-s", type=float, default=3.0, help="after all connected")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--api-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an api environment variable, e.g. MEMEFORGE_WATCHER_MAX_CALLS_PER_S=50",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-waiting-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "hook").mkdir()
+        (workdir / "hook" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        emulator = start_emulator(args.backend, workdir=workdir / "emulator")
+        tree = None
+        try:
+            settings = Settings(table=f"bench-waiting-{os.getpid()}")
+            extra = dict(setting.split("=", 1) for setting in args.api_setting)
+            base_env = emulator.child_env(
+                {"MEMEFORGE_TABLE": settings.table, "MEMEFORGE_MAX_LONG_POLL_S": "20", **extra}
+            )
+            os.environ.update({k: v for k, v in base_env.items() if k.startswith("AWS_")})
+            asyncio.run(bootstrap(settings, seed=False))
+            busy0, total0 = machine_busy()
+            load0 = os.getloadavg()[0]
+            columns = {}
+            hook = str(workdir / "hook")
+            env = base_env | {"PYTHONPATH": hook}
+            columns["watcher"] = asyncio.run(run_column("watcher", env, settings, args, workdir))
+            if not args.no_baseline:
+                tree = baseline_tree(workdir)
+                code = f"{tree}/services/api:{tree}/services/common"
+                env = base_env | {"PYTHONPATH": f"{hook}:{code}"}
+                columns["baseline"] = asyncio.run(
+                    run_column("baseline", env, settings, args, workdir)
+                )
+            busy1, total1 = machine_busy()
+            load1 = os.getloadavg()[0]
+        finally:
+            emulator.stop()
+            if tree is not None:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+    report(args, columns, 100 * (busy1 - busy0) / max(1, total1 - total0), (load0, load1))
+
+
+def report(
+    args: argparse.Namespace, columns: dict[str, Column], busy_pct: float, load: tuple[float, float]
+) -> None:
+    stats = {name: summary(col, args.waiters) for name, col in columns.items()}
+    rows = list(next(iter(stats.values())))
+    print(
+        f"\n{args.waiters} waiters (half long-poll, half SSE) on {args.memes} memes, "
+        f"DONE at {args.rate:g}/s, backend {args.backend} {' '.join(args.api_setting)}"
+    )
+    print(f"{'':34}" + "".join(f"{name:>12}" for name in stats))
+    for row in rows:
+        print(f"{row:34}" + "".join(f"{s[row]:>12.1f}" for s in stats.values()))
+    for name, col in columns.items():
+        print(f"{name} calls over the whole run, by operation: {col.calls_by_operation}")
+    print(
+        f"machine: {os.cpu_count()} cores, {busy_pct:.0f} % busy during the run, "
+        f"load average {load[0]:.1f} → {load[1]:.1f}"
+    )
+    result: dict[str, Any] = {
+        "bench": "waiting",
+        "backend": args.backend,
+        "waiters": args.waiters,
+        "memes": args.memes,
+        "rate_per_s": args.rate,
+        "machine_busy_pct": round(busy_pct, 1),
+        "api_settings": args.api_setting,
+    }
+    for name, s in stats.items():
+        result |= {f"{name}_{k}": round(v, 2) for k, v in s.items()}
+    if "baseline" in stats:
+        w, b = stats["watcher"], stats["baseline"]
+        for key in ("idle_cpu_pct_per_1k_waiters", "idle_dynamodb_calls_per_s"):
+            result[f"baseline_over_watcher_{key}"] = round(b[key] / max(w[key], 1e-9), 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Every private botocore / aiobotocore attribute memeforge touches, and only here.
+
+botocore has no public "refresh these credentials now" and no setter for its refresh
+windows, so credential refresh (aws.py) needs a few private attributes of
+``RefreshableCredentials``. tests/unit/test_botocompat.py checks each one against the
+installed botocore and fails loudly when an upgrade changes them; pyproject.toml pins
+the botocore range those tests passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiobotocore.credentials import AioRefreshableCredentials
+from botocore.credentials import RefreshableCredentials
+
+_REFRESHABLE: Any = RefreshableCredentials  # its private attributes have no stubs
+DEFAULT_ADVISORY_S = float(_REFRESHABLE._advisory_refresh_timeout)
+"""botocore's own windows (15 and 10 min before expiry), class attributes."""
+DEFAULT_MANDATORY_S = float(_REFRESHABLE._mandatory_refresh_timeout)
+
+
+def is_refreshable(credentials: object) -> bool:
+    return isinstance(credentials, AioRefreshableCredentials)
+
+
+def seconds_remaining(credentials: Any) -> float | None:
+    """Lifetime left of the current keys; None before the first fetch (deferred)."""
+    if credentials._expiry_time is None:
+        return None
+    return float(credentials._seconds_remaining())
+
+
+def set_refresh_windows(credentials: Any, advisory_s: float, mandatory_s: float) -> None:
+    credentials._advisory_refresh_timeout = advisory_s
+    credentials._mandatory_refresh_timeout = mandatory_s
+
+
+def refresh_windows(credentials: Any) -> tuple[float, float]:
+    return (
+        float(credentials._advisory_refresh_timeout),
+        float(credentials._mandatory_refresh_timeout),
+    )
+
+
+def current_keys(credentials: Any) -> tuple[str | None, str | None, str | None]:
+    """The keys as last fetched, without triggering a refresh."""
+    return (credentials._access_key, credentials._secret_key, credentials._token)
+
+
+async def refresh_now(credentials: Any) -> None:
+    """A mandatory refresh through botocore's own path, under its own refresh lock, so it
+    never runs beside one that botocore started. Raises what the provider raised."""
+    lock: asyncio.Lock = credentials._refresh_lock
+    async with lock:
+        await credentials._protected_refresh(is_mandatory=True)
+
+
+def after_each_refresh(credentials: Any, callback: Callable[[Any], None]) -> None:
+    """Call ``callback(credentials)`` after every successful refresh: botocore's own
+    (near expiry) and refresh_now's."""
+    refresh = credentials._protected_refresh
+
+    async def refreshed(is_mandatory: bool) -> None:
+        await refresh(is_mandatory=is_mandatory)
+        callback(credentials)
+
+    credentials._protected_refresh = refreshed
