@@ -77,6 +77,7 @@ async def watcher_sizes(metrics_url: str) -> tuple[float, float]:
 async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
     two_apis: tuple[dict[str, str], list[tuple[str, str]]],
 ) -> None:
+    """README "all woken by one watcher per process", two api processes."""
     auth, apis = two_apis
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
     clients = [

@@ -97,6 +97,7 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
     templates: TemplateStore,
     renderer: Renderer,
 ) -> None:
+    """docs/architecture.md invariant 9: "Keys are derived, not trusted"."""
     etag = await templates.upload(
         "tpl",
         tenant=TENANT,
@@ -126,6 +127,7 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
 async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
     aws: AwsClients, resources: Settings, store: MemeStore, renderer: Renderer
 ) -> None:
+    """docs/architecture.md invariant 9: template read at its queued ETag."""
     await aws.s3.put_object(
         Bucket=resources.bucket, Key=template_key("tpl", TENANT), Body=gradient(32, 32)
     )

@@ -17,6 +17,7 @@ def _budgets() -> tuple[int, int]:
 
 
 async def test_each_pool_process_sizes_its_caches_from_the_settings() -> None:
+    """docs/architecture.md "Limits": caches "set by the pool initializer"."""
     settings = Settings(decoded_template_cache_bytes=7_000_000, glyph_cache_bytes=3_000_000)
     caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
     pool = RenderPool(1, caches)
