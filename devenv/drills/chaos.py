@@ -39,7 +39,7 @@ from devenv.drills.tcpproxy import TcpProxy
 from devenv.drills.templates import upload_gradient_template
 from devenv.run.emulator import start_emulator
 from devenv.run.proc import free_port, http_ok, wait_until
-from devenv.run.stack import Stack, bootstrap
+from devenv.run.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
 
 TEMPLATE_ID = "chaos-template"
 SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
@@ -57,6 +57,7 @@ FAST_FAILURE_SETTINGS = {
     "MEMEFORGE_SHUTDOWN_GRACE_S": "5",
     "MEMEFORGE_RENDER_PROCESSES": "1",
     "MEMEFORGE_WORKER_CONCURRENCY": "8",
+    **UNLIMITED_RATE,
 }
 
 
@@ -167,6 +168,7 @@ class ChaosRun:
             await asyncio.to_thread(bootstrap, direct_env)
             settings = Settings()  # reads the same MEMEFORGE_* defaults the services use
             self.stack = Stack(emulator, service_env, f"http://127.0.0.1:{port}", self.workdir)
+            self.stack.api_key = await asyncio.to_thread(create_key, direct_env)
             self.stack.start_service("consumer")
             for i in range(self.config.renderers):
                 self.stack.start_service(f"renderer-{i}")
@@ -194,7 +196,10 @@ class ChaosRun:
         await aws.s3.put_bucket_versioning(
             Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"}
         )
-        async with httpx.AsyncClient(base_url=self._api_url, timeout=30) as api:
+        assert self.stack is not None
+        async with httpx.AsyncClient(
+            base_url=self._api_url, headers=self.stack.auth_headers, timeout=30
+        ) as api:
             await upload_gradient_template(api, TEMPLATE_ID, "Chaos", (480, 360))
             stop = asyncio.Event()
             killer = asyncio.create_task(self._kill_randomly(stop))
@@ -283,11 +288,12 @@ class ChaosRun:
         gone = await _post_meme(api, {"template_id": "deleted-template", "top": "x"})
         expected[gone] = "FAILED:template_not_found"
 
-        async def queued_item(tkey: str, body: bytes, *, delete_first: bool = False) -> str:
+        async def queued_item(template_id: str, body: bytes, *, delete_first: bool = False) -> str:
+            tkey = template_key(template_id, DEV_TENANT)
             put = await aws.s3.put_object(Bucket=settings.bucket, Key=tkey, Body=body)
             if delete_first:  # the template existed when the job was made, not any more
                 await aws.s3.delete_object(Bucket=settings.bucket, Key=tkey)
-            item = new_item(uuid.uuid4().hex, tkey.split("/", 1)[1], SPEC)
+            item = new_item(uuid.uuid4().hex, template_id, SPEC, tenant=DEV_TENANT)
             await store.create(item)
             await store.transition(item.id, MemeState.QUEUED)
             job = RenderJob(
@@ -295,16 +301,15 @@ class ChaosRun:
                 template_key=tkey,
                 template_etag=put["ETag"],
                 spec=SPEC,
+                tenant=DEV_TENANT,
             )
             await aws.sqs.send_message(QueueUrl=renders, MessageBody=job.model_dump_json())
             return item.id
 
         # Render jobs whose template was deleted, or whose bytes are not an image.
-        deleted = await queued_item(
-            template_key("deleted-before-render"), b"soon gone", delete_first=True
-        )
+        deleted = await queued_item("deleted-before-render", b"soon gone", delete_first=True)
         expected[deleted] = "FAILED:template_not_found"
-        corrupt = await queued_item(template_key("corrupt-bytes"), b"\xff\xd8\xff garbage")
+        corrupt = await queued_item("corrupt-bytes", b"\xff\xd8\xff garbage")
         expected[corrupt] = "FAILED:corrupt_image"
         return expected
 

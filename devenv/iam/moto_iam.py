@@ -23,6 +23,9 @@ but differs from AWS where our policies would notice:
 - Presigned S3 URLs crash moto's checker (no ``Authorization`` header: HTTP 500). We verify
   them as S3 does: known active key, signature over the query string, not expired, and the
   signer's policy allows the action on the object.
+- An S3 request whose ``Authorization`` is not SigV4 (``Bearer …``), or a presigned URL
+  sent with one too, also crashes it (IndexError reading the credential scope: 500). S3
+  answers ``400 InvalidArgument``; so do we.
 - Auth failures of JSON-protocol services (DynamoDB, SQS) come back as XML, so botocore sees
   error code "403". We answer JSON with AWS's codes (``AccessDeniedException``,
   ``UnrecognizedClientException``, ``InvalidSignatureException``).
@@ -47,7 +50,7 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
 from moto.iam.models import iam_backends
 from moto.iam.responses import IamResponse
-from moto.s3.exceptions import S3AccessDeniedError
+from moto.s3.exceptions import InvalidArgumentError, S3AccessDeniedError
 from moto.sqs.responses import SQSResponse
 from moto.utilities.utils import get_partition
 
@@ -237,10 +240,23 @@ _authenticate_stock = ActionAuthenticatorMixin._authenticate_and_authorize_actio
 def _authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None:
     enforcing = ActionAuthenticatorMixin.request_count >= moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
     s3 = issubclass(iam_request_cls, access_control.S3IAMRequest)
-    if enforcing and s3 and "Authorization" not in self.headers:
-        if "X-Amz-Signature=" not in urlsplit(self.uri).query:
-            raise S3AccessDeniedError()  # anonymous: the bucket is private
-        iam_request_cls = _PresignedS3Request
+    if enforcing and s3:
+        authorization = self.headers.get("Authorization")
+        presigned = "X-Amz-Signature=" in urlsplit(self.uri).query
+        if authorization is None:
+            if not presigned:
+                raise S3AccessDeniedError()  # anonymous: the bucket is private
+            iam_request_cls = _PresignedS3Request
+        elif presigned:
+            raise InvalidArgumentError(
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                "Signature query string parameter or the Authorization header should be "
+                "specified",
+                "Authorization",
+                "",  # S3 echoes the header; a bearer secret is not echoed here
+            )
+        elif not authorization.startswith("AWS4-HMAC-SHA256 "):
+            raise InvalidArgumentError("Unsupported Authorization Type", "Authorization", "")
     _authenticate_stock(self, iam_request_cls, resource)
 
 

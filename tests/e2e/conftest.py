@@ -21,5 +21,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterato
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=stack.auth_headers, timeout=30
+    ) as client:
         yield client

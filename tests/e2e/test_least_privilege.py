@@ -88,9 +88,9 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
     ),
     (
         "api",
-        "DeleteObject on a rendered meme",
-        lambda s: as_service(s, "api", "s3").delete_object(
-            Bucket="memeforge", Key="memes/anything.jpg"
+        "PutObject under memes/ (only the renderer writes outputs)",
+        lambda s: as_service(s, "api", "s3").put_object(
+            Bucket="memeforge", Key="memes/forged.jpg", Body=b"x"
         ),
     ),
     (
@@ -118,13 +118,14 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
     ),
     (
         "api",
-        "UpdateItem (only the workers move state)",
-        lambda s: as_service(s, "api", "dynamodb").update_item(
-            TableName="memeforge-memes",
-            Key={"id": {"S": "x"}},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":s": {"S": "DONE"}},
+        "Scan the table (lists go through an index)",
+        lambda s: as_service(s, "api", "dynamodb").scan(TableName="memeforge-memes", Limit=1),
+    ),
+    (
+        "api",
+        "DeleteQueue (only the bootstrap manages queues)",
+        lambda s: as_service(s, "api", "sqs").delete_queue(
+            QueueUrl=queue_url(s, "memeforge-requests")
         ),
     ),
 ]
@@ -184,9 +185,10 @@ def test_missing_objects_are_404_not_403(stack: Stack) -> None:
     assert not_found(lambda: api.head_object(Bucket="memeforge", Key="memes/nope.jpg"))
 
 
-def http_status(url: str) -> int:
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return err.code
@@ -195,7 +197,7 @@ def http_status(url: str) -> int:
 def test_presigned_urls_are_verified(stack: Stack) -> None:
     """docs/credentials.md "What the emulator enforces": presigned URLs verified.
     S3 checks a presigned URL's signature, expiry and the signer's policy."""
-    params = {"Bucket": "memeforge", "Key": "templates/sunset-hills"}
+    params = {"Bucket": "memeforge", "Key": "templates/public/sunset-hills"}
     api = as_service(stack, "api", "s3")
     url = api.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
     assert http_status(url) == 200
@@ -203,8 +205,12 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
     renderer = as_service(stack, "renderer", "s3")  # may read templates, not presign memes/
     rendered = {"Bucket": "memeforge", "Key": "memes/anything.jpg"}
     assert http_status(renderer.generate_presigned_url("get_object", Params=rendered)) == 403
-    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/sunset-hills"
+    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/public/sunset-hills"
     assert http_status(bare) == 403  # anonymous: the bucket is private
+    # Another Authorization scheme (a client's API key sent along): 400, as S3 answers.
+    bearer = {"Authorization": "Bearer mf_key_secret"}
+    assert http_status(url, bearer) == 400  # two auth mechanisms
+    assert http_status(bare, bearer) == 400  # not SigV4
 
 
 def test_the_bootstrap_runs_under_its_own_policy(stack: Stack) -> None:

@@ -47,26 +47,29 @@ async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> N
     assert [m["state"] for m in settled] == ["DONE"] * 20, [m.get("failure") for m in settled]
 
     source = Image.open(io.BytesIO(template)).convert("RGB")
-    for meme, (top_text, bottom_text) in zip(settled, captions, strict=True):
-        assert set(meme["state_times"]) == {"PENDING", "QUEUED", "RENDERING", "DONE"}
-        # Each meme drew its own captions (upper-cased by default), not another's.
-        drawn = [" ".join(box["lines"]) for box in meme["result"]["report"]["boxes"]]
-        assert drawn == [top_text.upper(), bottom_text.upper()], meme["id"]
-        assert (meme["result"]["width"], meme["result"]["height"]) == (WIDTH, HEIGHT)
-        response = await api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
-        assert response.status_code == 307
-        image_bytes = (await api.get(response.headers["location"])).content
-        assert len(image_bytes) == meme["result"]["bytes"]
-        image = Image.open(io.BytesIO(image_bytes))
-        assert image.format == "JPEG"
-        assert image.size == (WIDTH, HEIGHT)
-        rendered = image.convert("RGB")
-        top = (0, 0, WIDTH, int(HEIGHT * 0.22))
-        middle = (0, int(HEIGHT * 0.35), WIDTH, int(HEIGHT * 0.65))
-        bottom = (0, int(HEIGHT * 0.78), WIDTH, HEIGHT)
-        assert region_diff(rendered, source, top) > 8
-        assert region_diff(rendered, source, bottom) > 8
-        assert region_diff(rendered, source, middle) < 2
+    # The presigned URL is fetched as a browser would follow the redirect: without the API
+    # key, which is the api's secret and never goes to S3.
+    async with httpx.AsyncClient(timeout=30) as storage:
+        for meme, (top_text, bottom_text) in zip(settled, captions, strict=True):
+            assert set(meme["state_times"]) == {"PENDING", "QUEUED", "RENDERING", "DONE"}
+            # Each meme drew its own captions (upper-cased by default), not another's.
+            drawn = [" ".join(box["lines"]) for box in meme["result"]["report"]["boxes"]]
+            assert drawn == [top_text.upper(), bottom_text.upper()], meme["id"]
+            assert (meme["result"]["width"], meme["result"]["height"]) == (WIDTH, HEIGHT)
+            response = await api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
+            assert response.status_code == 307
+            image_bytes = (await storage.get(response.headers["location"])).content
+            assert len(image_bytes) == meme["result"]["bytes"]
+            image = Image.open(io.BytesIO(image_bytes))
+            assert image.format == "JPEG"
+            assert image.size == (WIDTH, HEIGHT)
+            rendered = image.convert("RGB")
+            top = (0, 0, WIDTH, int(HEIGHT * 0.22))
+            middle = (0, int(HEIGHT * 0.35), WIDTH, int(HEIGHT * 0.65))
+            bottom = (0, int(HEIGHT * 0.78), WIDTH, HEIGHT)
+            assert region_diff(rendered, source, top) > 8
+            assert region_diff(rendered, source, bottom) > 8
+            assert region_diff(rendered, source, middle) < 2
 
 
 async def test_missing_template_ends_failed_with_a_reason(api: httpx.AsyncClient) -> None:

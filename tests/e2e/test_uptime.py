@@ -121,7 +121,9 @@ async def test_liveness_and_shutdown_under_a_slow_and_a_silent_aws(drill: Drill)
     """README "Liveness": fail when a loop stops turning, "never because AWS is down"."""
     stack = drill.stack
     await asyncio.to_thread(_started, stack, "renderer")
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=stack.auth_headers, timeout=60
+    ) as api:
         template_id = (await api.get("/templates")).json()["items"][0]["id"]
 
         # A full batch (2 of 2 slots) held by a stalled S3: busy, not stuck.

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devenv.run.proc import free_port, http_ok, wait_until
-from devenv.run.stack import Stack
+from devenv.run.stack import UNLIMITED_RATE, Stack
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.e2e
@@ -23,20 +23,26 @@ WAITERS_PER_MEME = 5  # 200 in all, spread over both processes and both kinds
 @pytest.fixture(scope="module")
 def two_apis(
     tmp_path_factory: pytest.TempPathFactory, e2e_backend: str
-) -> Iterator[list[tuple[str, str]]]:
-    """Two api processes of their own beside the stack's, each with its metrics port."""
+) -> Iterator[tuple[dict[str, str], list[tuple[str, str]]]]:
+    """The stack's key, and two api processes of their own beside the stack's, each with
+    its metrics port."""
     workdir: Path = tmp_path_factory.mktemp(f"waiting-{e2e_backend}")
     with running_stack(workdir, backend=e2e_backend) as stack:
-        yield [start_api(stack, "api-a"), start_api(stack, "api-b")]
+        yield stack.auth_headers, [start_api(stack, "api-a"), start_api(stack, "api-b")]
 
 
 def start_api(stack: Stack, name: str) -> tuple[str, str]:
     """(api url, metrics url) of a new api process."""
     port, metrics_port = free_port(), free_port()
-    stack.service_env[name] = stack.env | {
-        "MEMEFORGE_API_PORT": str(port),
-        "MEMEFORGE_METRICS_PORT": str(metrics_port),
-    }
+    # 200 waiters on one key are a load generator: past a client's rate limit on purpose.
+    stack.service_env[name] = (
+        stack.env
+        | UNLIMITED_RATE
+        | {
+            "MEMEFORGE_API_PORT": str(port),
+            "MEMEFORGE_METRICS_PORT": str(metrics_port),
+        }
+    )
     proc = stack.start_service(name)
     url = f"http://127.0.0.1:{port}"
     wait_until(http_ok(f"{url}/healthz"), timeout=60, what=name, proc=proc)
@@ -69,11 +75,14 @@ async def watcher_sizes(metrics_url: str) -> tuple[float, float]:
 
 
 async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
-    two_apis: list[tuple[str, str]],
+    two_apis: tuple[dict[str, str], list[tuple[str, str]]],
 ) -> None:
     """README "all woken by one watcher per process", two api processes."""
+    auth, apis = two_apis
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
-    clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for url, _ in two_apis]
+    clients = [
+        httpx.AsyncClient(base_url=url, headers=auth, timeout=60, limits=limits) for url, _ in apis
+    ]
     try:
         seed = (await clients[0].get("/templates", params={"limit": 1})).json()["items"][0]
         created = await asyncio.gather(
@@ -92,7 +101,7 @@ async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
         assert states == ["DONE"] * len(waiters)
 
         # Every subscription is gone once its request ended, on both processes.
-        for _, metrics_url in two_apis:
+        for _, metrics_url in apis:
             for _ in range(100):
                 if await watcher_sizes(metrics_url) == (0.0, 0.0):
                     break

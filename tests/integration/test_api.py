@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from memeforge_api.app import create_app
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.models import RequestMessage
@@ -41,11 +42,17 @@ async def settings(resources: Settings) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: Settings, aws: AwsClients) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        token = await KeyStore(aws.dynamodb, settings.table).create(
+            "acme", "integration tests", ALL_SCOPES
+        )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        headers = {"Authorization": f"Bearer {token.token}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as http:
             yield http
 
 
@@ -111,7 +118,7 @@ async def test_a_meme_rendered_without_a_thumbnail_has_none_to_download(
 ) -> None:
     """GET /memes/{id}/thumbnail of a DONE meme made without thumbnail_side is a typed 404,
     while its image is there."""
-    meme_id = await put_done_meme(aws, settings, b"image bytes")
+    meme_id = await put_done_meme(aws, settings, b"image bytes", tenant="acme")
     image = await client.get(f"/memes/{meme_id}/image")
     assert image.status_code == 307
     thumbnail = await client.get(f"/memes/{meme_id}/thumbnail")
@@ -121,7 +128,7 @@ async def test_a_meme_rendered_without_a_thumbnail_has_none_to_download(
 
 
 async def test_an_idempotency_key_is_free_again_once_its_record_expired(
-    settings: Settings,
+    settings: Settings, aws: AwsClients
 ) -> None:
     """README: "POST /memes with Idempotency-Key returns the same meme for the same body";
     records expire (MEMEFORGE_IDEMPOTENCY_TTL_S), and an expired one no longer replays
@@ -129,7 +136,11 @@ async def test_an_idempotency_key_is_free_again_once_its_record_expired(
     short = settings.model_copy(update={"idempotency_ttl_s": 1})  # below the 60 s floor
     app = create_app(short)
     body = {"template_id": "anything", "top": "once"}
-    headers = {"Idempotency-Key": f"expiry-{uuid.uuid4().hex}"}
+    key = await KeyStore(aws.dynamodb, settings.table).create("acme", "expiry", ALL_SCOPES)
+    headers = {
+        "Idempotency-Key": f"expiry-{uuid.uuid4().hex}",
+        "Authorization": f"Bearer {key.token}",
+    }
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
@@ -201,8 +212,11 @@ def _readme_error_codes(repo_root: Path) -> dict[str, int]:
     return {code: int(status) for status, code in re.findall(r"`(\d{3}) ([a-z-]+)`", paragraph)}
 
 
-async def _aws_unavailable(settings: Settings, emulator: Emulator) -> httpx.Response:
-    """GET a meme from an api whose AWS endpoint stops answering after start-up."""
+async def _aws_unavailable(
+    settings: Settings, emulator: Emulator, headers: dict[str, str]
+) -> httpx.Response:
+    """GET a meme from an api whose AWS endpoint stops answering after start-up (with a
+    valid key: checking it is the first call that finds AWS gone)."""
     proxies = [await TcpProxy.in_front_of(url) for url in emulator.env.values()]
     endpoints = dict(zip(emulator.env, (url for _, url in proxies), strict=True))
     saved = {key: os.environ[key] for key in endpoints}
@@ -213,7 +227,9 @@ async def _aws_unavailable(settings: Settings, emulator: Emulator) -> httpx.Resp
             for proxy, _ in proxies:
                 proxy.pause(3600)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", headers=headers
+            ) as http:
                 response = await http.get("/memes/" + "0" * 32)
             assert sum(proxy.refused for proxy, _ in proxies) > 0  # really cut off
             return response
@@ -248,7 +264,9 @@ async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
         "meme-not-ready": lambda: client.get(f"/memes/{created.json()['id']}/image"),
         "template-exists": lambda: _upload_twice(client, "readme-dup"),
         "invalid-cursor": lambda: client.get("/templates", params={"cursor": "junk"}),
-        "aws-unavailable": lambda: _aws_unavailable(settings, emulator),
+        "aws-unavailable": lambda: _aws_unavailable(
+            settings, emulator, {"Authorization": client.headers["Authorization"]}
+        ),
     }
     listed = _readme_error_codes(repo_root)
     assert set(listed) == set(triggers), "README and this test list different codes"

@@ -22,6 +22,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 from memeforge_api.app import create_app
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import bootstrap
 from memeforge_common.settings import Settings
@@ -110,12 +111,14 @@ async def test_s3_put_and_get(s3: S3Client) -> None:
     assert got["ContentType"] == "text/plain"
 
 
-async def _redirect(settings: Settings, meme_id: str) -> str:
+async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
     """Where the api's GET /memes/{id}/image sends a client."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=auth
+        ) as api:
             response = await api.get(f"/memes/{meme_id}/image")
     assert response.status_code == 307, response.text
     return str(response.headers["location"])
@@ -132,12 +135,14 @@ async def test_the_apis_download_redirect_is_a_checked_expiring_url(
     settings = unique_settings()
     await bootstrap(settings, seed=False)
     async with AwsClients.open(settings) as aws:
-        meme_id = await put_done_meme(aws, settings, b"rendered meme bytes")
-    url = await _redirect(settings, meme_id)
+        meme_id = await put_done_meme(aws, settings, b"rendered meme bytes", tenant="acme")
+        key = await KeyStore(aws.dynamodb, settings.table).create("acme", "redirect", ALL_SCOPES)
+    auth = {"Authorization": f"Bearer {key.token}"}
+    url = await _redirect(settings, meme_id, auth)
     signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url)
     assert signature is not None, url
     flipped = ("0" if signature[1][0] != "0" else "1") + signature[1][1:]
-    short = await _redirect(settings.model_copy(update={"presign_ttl_s": 1}), meme_id)
+    short = await _redirect(settings.model_copy(update={"presign_ttl_s": 1}), meme_id, auth)
 
     async with httpx.AsyncClient() as http:
         ok = await http.get(url)

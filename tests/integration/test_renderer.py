@@ -36,6 +36,7 @@ from tests.support.services import service_process
 pytestmark = pytest.mark.integration
 
 SPEC = RenderSpec(boxes=classic_boxes("once", "only"))
+TENANT = "acme"
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def solid(colour: tuple[int, int, int]) -> bytes:
 async def upload(aws: AwsClients, settings: Settings, template_id: str, data: bytes) -> str:
     return await TemplateStore(aws.s3, settings.bucket).upload(
         template_id,
+        tenant=TENANT,
         name=template_id,
         data=data,
         content_type="image/jpeg",
@@ -65,7 +67,7 @@ async def upload(aws: AwsClients, settings: Settings, template_id: str, data: by
 
 async def queued_meme(store: MemeStore, template_id: str) -> MemeItem:
     """A meme as the consumer leaves it: QUEUED, its job about to be sent."""
-    item = new_item(uuid.uuid4().hex, template_id, SPEC)
+    item = new_item(uuid.uuid4().hex, template_id, SPEC, tenant=TENANT)
     await store.create(item)
     assert await store.transition(item.id, MemeState.QUEUED)
     return item
@@ -74,9 +76,10 @@ async def queued_meme(store: MemeStore, template_id: str) -> MemeItem:
 async def send_job(aws: AwsClients, settings: Settings, item: MemeItem, etag: str) -> None:
     job = RenderJob(
         meme_id=item.id,
-        template_key=template_key(item.template_id),
+        template_key=template_key(item.template_id, TENANT),
         template_etag=etag,
         spec=SPEC,
+        tenant=TENANT,
     )
     url = await queue_url(aws.sqs, settings.render_queue)
     await aws.sqs.send_message(QueueUrl=url, MessageBody=job.model_dump_json())
@@ -126,14 +129,14 @@ async def test_the_same_job_twice_renders_once(
     first = await wait_until_terminal(store, item.id)
     assert first.state is MemeState.DONE, first
     assert first.attempts == 1
-    versions = await output_versions(aws, versioned, output_key(item.id))
+    versions = await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))
     assert len(versions) == 1
 
     await send_job(aws, versioned, item, etag)  # the duplicate delivery
     await drained(aws, versioned)
     again = await store.get(item.id)
     assert again == first  # same state, result, attempts and timestamps
-    assert await output_versions(aws, versioned, output_key(item.id)) == versions
+    assert await output_versions(aws, versioned, output_key(item.id, tenant=TENANT)) == versions
 
 
 async def test_a_meme_left_rendering_by_a_dead_renderer_is_rendered_again(
@@ -150,8 +153,8 @@ async def test_a_meme_left_rendering_by_a_dead_renderer_is_rendered_again(
     assert done.state is MemeState.DONE, done
     assert done.attempts == 2
     assert done.result is not None
-    assert done.result.key == output_key(item.id)
-    assert len(await output_versions(aws, versioned, output_key(item.id))) == 1
+    assert done.result.key == output_key(item.id, tenant=TENANT)
+    assert len(await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))) == 1
 
 
 async def test_a_job_whose_template_is_gone_fails_the_meme(
@@ -160,7 +163,7 @@ async def test_a_job_whose_template_is_gone_fails_the_meme(
     """README: "a missing template ... end[s] the item FAILED with a machine-readable
     failure.reason"."""
     etag = await upload(aws, resources, "gone", solid((1, 2, 3)))
-    await aws.s3.delete_object(Bucket=resources.bucket, Key=template_key("gone"))
+    await aws.s3.delete_object(Bucket=resources.bucket, Key=template_key("gone", TENANT))
     item = await queued_meme(store, "gone")
     await send_job(aws, resources, item, etag)
     failed = await wait_until_terminal(store, item.id)
@@ -178,14 +181,16 @@ async def test_a_replaced_template_is_rendered_from_its_new_bytes(
     of its old bytes, for a meme queued after the replacement."""
 
     async def render_with(colour: tuple[int, int, int]) -> tuple[int, ...]:
-        key = template_key("replaced")
+        key = template_key("replaced", TENANT)
         put = await aws.s3.put_object(Bucket=resources.bucket, Key=key, Body=solid(colour))
         etag = put["ETag"]
         item = await queued_meme(store, "replaced")
         await send_job(aws, resources, item, etag)
         done = await wait_until_terminal(store, item.id)
         assert done.state is MemeState.DONE, done
-        got = await aws.s3.get_object(Bucket=resources.bucket, Key=output_key(item.id))
+        got = await aws.s3.get_object(
+            Bucket=resources.bucket, Key=output_key(item.id, tenant=TENANT)
+        )
         async with got["Body"] as body:
             image = Image.open(io.BytesIO(await body.read())).convert("RGB")
         pixel: tuple[int, ...] = image.getpixel((image.width // 2, image.height // 2))
@@ -216,4 +221,4 @@ async def test_sigterm_with_jobs_in_flight_loses_none_and_renders_none_twice(
         done = [await wait_until_terminal(store, item.id) for item in items]
     assert [d.state for d in done] == [MemeState.DONE] * 20
     for item in items:
-        assert len(await output_versions(aws, versioned, output_key(item.id))) == 1
+        assert len(await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))) == 1

@@ -31,6 +31,7 @@ from tests.support.images import gradient
 pytestmark = pytest.mark.integration
 
 SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"))
+TENANT = "acme"
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def renderer(
 
 
 async def _queued(store: MemeStore) -> str:
-    item = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    item = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant=TENANT)
     await store.create(item)
     await store.transition(item.id, MemeState.QUEUED)
     return item.id
@@ -73,7 +74,11 @@ async def _queued(store: MemeStore) -> str:
 
 def _job(meme_id: str, etag: str, **extra: str) -> QueueMessage:
     job = RenderJob(
-        meme_id=meme_id, template_key=template_key("tpl"), template_etag=etag, spec=SPEC
+        meme_id=meme_id,
+        template_key=template_key("tpl", TENANT),
+        template_etag=etag,
+        spec=SPEC,
+        tenant=TENANT,
     )
     body = json.loads(job.model_dump_json()) | extra
     return QueueMessage(message_id="m", receipt_handle="r", body=json.dumps(body), receive_count=1)
@@ -94,9 +99,15 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
 ) -> None:
     """docs/architecture.md invariant 9: "Keys are derived, not trusted"."""
     etag = await templates.upload(
-        "tpl", name="t", data=gradient(64, 48), content_type="image/jpeg", width=64, height=48
+        "tpl",
+        tenant=TENANT,
+        name="t",
+        data=gradient(64, 48),
+        content_type="image/jpeg",
+        width=64,
+        height=48,
     )
-    victim = output_key(uuid.uuid4().hex)
+    victim = output_key(uuid.uuid4().hex, tenant=TENANT)
     await aws.s3.put_object(Bucket=resources.bucket, Key=victim, Body=b"someone else's meme")
     meme_id = await _queued(store)
 
@@ -107,20 +118,26 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
     assert item is not None
     assert item.state is MemeState.DONE
     assert item.result is not None
-    assert item.result.key == output_key(meme_id)
-    assert (await _read(aws, resources.bucket, output_key(meme_id)))[:2] == b"\xff\xd8"
+    assert item.result.key == output_key(meme_id, tenant=TENANT)
+    assert (await _read(aws, resources.bucket, output_key(meme_id, tenant=TENANT)))[
+        :2
+    ] == b"\xff\xd8"
 
 
 async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
     aws: AwsClients, resources: Settings, store: MemeStore, renderer: Renderer
 ) -> None:
     """docs/architecture.md invariant 9: template read at its queued ETag."""
-    await aws.s3.put_object(Bucket=resources.bucket, Key=template_key("tpl"), Body=gradient(32, 32))
-    queued_with = (await aws.s3.head_object(Bucket=resources.bucket, Key=template_key("tpl")))[
-        "ETag"
-    ]
+    await aws.s3.put_object(
+        Bucket=resources.bucket, Key=template_key("tpl", TENANT), Body=gradient(32, 32)
+    )
+    queued_with = (
+        await aws.s3.head_object(Bucket=resources.bucket, Key=template_key("tpl", TENANT))
+    )["ETag"]
     # Replaced out of band (the api never replaces a template) after the job was queued.
-    await aws.s3.put_object(Bucket=resources.bucket, Key=template_key("tpl"), Body=gradient(48, 48))
+    await aws.s3.put_object(
+        Bucket=resources.bucket, Key=template_key("tpl", TENANT), Body=gradient(48, 48)
+    )
     meme_id = await _queued(store)
 
     await renderer.handle(_job(meme_id, queued_with))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore, new_item
 from memeforge_common.models import MemeState, MemeStatus, RenderSpec, classic_boxes
@@ -21,6 +22,7 @@ from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 pytestmark = pytest.mark.integration
 
 MAX_WAITERS = 20
+TENANT = "acme"
 
 
 @pytest.fixture
@@ -55,9 +57,19 @@ def api_url(
         print(log.read_text()[-3000:])
 
 
+async def bearer(aws: AwsClients, settings: Settings, tenant: str) -> dict[str, str]:
+    key = await KeyStore(aws.dynamodb, settings.table).create(tenant, "waiting", ALL_SCOPES)
+    return {"Authorization": f"Bearer {key.token}"}
+
+
 @pytest.fixture
-async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+async def auth(aws: AwsClients, resources: Settings) -> dict[str, str]:
+    return await bearer(aws, resources, TENANT)
+
+
+@pytest.fixture
+async def http(api_url: str, auth: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, headers=auth, timeout=30) as client:
         yield client
 
 
@@ -89,7 +101,8 @@ async def until_gauges(metrics: httpx.AsyncClient, waiters: float, watched: floa
 async def make_memes(aws: AwsClients, settings: Settings, n: int) -> list[str]:
     store = MemeStore(aws.dynamodb, settings.table)
     items = [
-        new_item(f"{i:032x}", "any", RenderSpec(boxes=classic_boxes("a", ""))) for i in range(n)
+        new_item(f"{i:032x}", "any", RenderSpec(boxes=classic_boxes("a", "")), tenant=TENANT)
+        for i in range(n)
     ]
     await asyncio.gather(*(store.create(item) for item in items))
     return [item.id for item in items]
@@ -143,6 +156,7 @@ async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
 
 async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
     api_url: str,
+    auth: dict[str, str],
     http: httpx.AsyncClient,
     metrics: httpx.AsyncClient,
     aws: AwsClients,
@@ -156,7 +170,7 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
             async for _ in response.aiter_lines():
                 pass
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as clients:
+    async with httpx.AsyncClient(base_url=api_url, headers=auth, timeout=30) as clients:
         waiting: list[asyncio.Future[object]] = [
             asyncio.ensure_future(clients.get(f"/memes/{i}?wait=20")) for i in ids
         ]
@@ -177,3 +191,25 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
         await asyncio.gather(*waiting, return_exceptions=True)
     # The connections are closed: every subscription goes, long before any wait ends.
     await until_gauges(metrics, waiters=0, watched=0)
+
+
+async def test_another_tenant_cannot_wait_on_a_meme_the_watcher_is_reading(
+    api_url: str,
+    http: httpx.AsyncClient,
+    metrics: httpx.AsyncClient,
+    aws: AwsClients,
+    resources: Settings,
+) -> None:
+    """The watcher's fresh status of a meme (what a new waiter starts from) is checked
+    for its tenant like an item read: another tenant gets 404 on long-poll and SSE."""
+    (meme_id,) = await make_memes(aws, resources, 1)
+    own = asyncio.ensure_future(http.get(f"/memes/{meme_id}", params={"wait": 20}))
+    await until_gauges(metrics, waiters=1, watched=1)
+    other = await bearer(aws, resources, "other")
+    async with httpx.AsyncClient(base_url=api_url, headers=other, timeout=30) as intruder:
+        for path, params in ((f"/memes/{meme_id}", {"wait": 1}), (f"/memes/{meme_id}/events", {})):
+            response = await intruder.get(path, params=params)
+            assert (response.status_code, response.json()["code"]) == (404, "meme-not-found")
+    await until_gauges(metrics, waiters=1, watched=1)  # the intruder never subscribed
+    await MemeStore(aws.dynamodb, resources.table).transition(meme_id, MemeState.QUEUED)
+    assert (await own).json()["state"] == "QUEUED"

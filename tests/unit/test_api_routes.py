@@ -1,5 +1,6 @@
 """The api's request handling in-process: FastAPI's TestClient over in-memory fakes of the
-stores and the publisher (the same routes run against the emulator in integration/)."""
+stores and the publisher (the same routes run against the emulator in integration/).
+The caller is a fixed principal of tenant ``acme`` (key checks: tests/integration)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from memeforge_api.app import create_app
+from memeforge_api.auth import Principal, authenticate
 from memeforge_api.idempotency import Claim
 from memeforge_api.watcher import Watcher
-from memeforge_common.items import ItemExists, MemeStore
+from memeforge_common.apikeys import Scope
+from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_CAPTION_CHARS
-from memeforge_common.models import MemeItem, RequestMessage
+from memeforge_common.models import MemeItem, RenderSpec, RequestMessage, classic_boxes
 from memeforge_common.settings import Settings
-from memeforge_common.templates import TemplateInfo, decode_cursor
+from memeforge_common.templates import TemplateInfo, decode_cursor, encode_cursor
 from memeforge_common.tracing import trace_id
 
 pytestmark = pytest.mark.unit
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 BOX = {"x": 0.0, "y": 0.0, "width": 1.0, "height": 0.5}
+CALLER = Principal(key_id="k1", tenant="acme", scopes=frozenset(Scope))
 
 
 @dataclass
@@ -41,11 +45,14 @@ class FakeMemes:
 
 @dataclass
 class FakeTemplates:
-    async def head(self, template_id: str) -> TemplateInfo | None:
+    async def head(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        return None
+
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
         return None
 
     async def page(
-        self, *, limit: int, cursor: str | None
+        self, tenant: str, *, limit: int, cursor: str | None
     ) -> tuple[list[TemplateInfo], str | None]:
         if cursor:
             decode_cursor(cursor)  # the store's own check
@@ -64,8 +71,13 @@ class FakePublisher:
         return set()
 
 
+class FakeOutputs:
+    async def presigned_url(self, key: str, ttl_s: int) -> str:
+        return f"https://s3.invalid/{key}"
+
+
 class FakeIdempotency:
-    async def claim(self, key: str, body_fingerprint: str, meme_id: str) -> Claim:
+    async def claim(self, tenant: str, key: str, body_fingerprint: str, meme_id: str) -> Claim:
         return Claim(meme_id=meme_id, replay=False)
 
 
@@ -85,8 +97,10 @@ def api() -> Api:
     app.state.store = memes
     app.state.templates = FakeTemplates()
     app.state.requests = published
+    app.state.outputs = FakeOutputs()
     app.state.idempotency = FakeIdempotency()
     app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
+    app.dependency_overrides[authenticate] = lambda: CALLER
     return Api(TestClient(app), memes, published)
 
 
@@ -133,7 +147,8 @@ def test_a_bad_traceparent_starts_a_new_trace_instead_of_being_refused(api: Api,
 
 
 def test_a_cursor_the_api_did_not_hand_out_is_a_400_invalid_cursor(api: Api) -> None:
-    for junk in ("junk", "t1.%%%", "t1.Li4vbWVtZXM"):
+    forged = (encode_cursor("own", "../memes"), encode_cursor("theirs", "tpl"))
+    for junk in ("junk", "t1.%%%", "t1.Li4vbWVtZXM", *forged):
         response = api.client.get("/templates", params={"cursor": junk})
         assert (response.status_code, response.json()["code"]) == (400, "invalid-cursor")
     assert api.client.get("/templates").status_code == 200
@@ -178,3 +193,13 @@ def test_a_put_item_retried_after_it_succeeded_still_answers_202_and_enqueues(
     response = api.client.post("/memes", json={"template_id": "drake", "top": "hi"})
     assert response.status_code == 202
     assert [m.meme_id for m, _ in api.published.sent] == [response.json()["id"]]
+
+
+def test_another_tenants_meme_is_a_404_like_one_that_never_existed(api: Api) -> None:
+    theirs = new_item("a" * 32, "drake", RenderSpec(boxes=classic_boxes("a", "b")), tenant="other")
+    api.memes.items[theirs.id] = theirs
+    for path in ("", "?wait=1", "/events", "/image", "/thumbnail"):  # long-poll, SSE too
+        response = api.client.get(f"/memes/{theirs.id}{path}")
+        assert (response.status_code, response.json()["code"]) == (404, "meme-not-found")
+    missing = api.client.get(f"/memes/{'b' * 32}")
+    assert (missing.status_code, missing.json()["code"]) == (404, "meme-not-found")

@@ -19,7 +19,11 @@ def test_scanner_finds_calls_waiters_presigns_and_library_methods() -> None:
     bootstrap = reachable(("memeforge_common.bootstrap",))
     assert "dynamodb:DescribeTable" in bootstrap.calls  # get_waiter("table_exists")
     # `err.response.get(...)` in bootstrap must not count as MemeStore.get.
-    assert "dynamodb:GetItem" not in bootstrap.calls
+    # Its only GetItem is KeyStore.get (importing the first API key).
+    assert bootstrap.calls["dynamodb:GetItem"]
+    assert all(
+        s.startswith("memeforge_common.apikeys:") for s in bootstrap.calls["dynamodb:GetItem"]
+    )
 
 
 def test_scanner_flags_an_unlisted_call() -> None:

@@ -51,11 +51,33 @@ def test_unknown_message_version_is_rejected() -> None:
 def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
     """docs/architecture.md invariant 9: "nothing in a message names where to write"."""
     spec = RenderSpec(boxes=classic_boxes("a", "b"))
-    for key in ("../secrets", "memes/" + MEME_ID + ".jpg", "templates/../memes/x", "templates/"):
+    bad_keys = (
+        "../secrets",
+        "memes/acme/" + MEME_ID + ".jpg",
+        "templates/../memes/x",
+        "templates/acme/../x",
+        "templates/drake",
+        "templates/",
+    )
+    for key in bad_keys:
         with pytest.raises(ValidationError):
             RenderJob(meme_id=MEME_ID, template_key=key, template_etag='"x"', spec=spec)
-    job = RenderJob(meme_id=MEME_ID, template_key="templates/drake", template_etag='"x"', spec=spec)
-    assert job.template_id == "drake"
+    with pytest.raises(ValidationError):  # the tenant becomes part of output keys
+        RenderJob(
+            meme_id=MEME_ID,
+            template_key="templates/public/drake",
+            template_etag='"x"',
+            spec=spec,
+            tenant="../acme",
+        )
+    job = RenderJob(
+        meme_id=MEME_ID,
+        template_key="templates/public/drake",
+        template_etag='"x"',
+        spec=spec,
+        tenant="acme",
+    )
+    assert (job.template_id, job.tenant) == ("drake", "acme")
     assert "output_key" not in json.loads(job.model_dump_json())
     # An older consumer's job still parses; its output_key is never used (Renderer derives it).
     old = json.loads(job.model_dump_json()) | {"output_key": "memes/someone-else.jpg"}
@@ -65,6 +87,7 @@ def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
 def test_output_key_is_deterministic() -> None:
     """README "output keys are deterministic"."""
     assert output_key(MEME_ID) == output_key(MEME_ID) == f"memes/{MEME_ID}.jpg"
+    assert output_key(MEME_ID, tenant="acme", thumbnail=True) == f"memes/acme/{MEME_ID}.thumb.jpg"
 
 
 def test_item_round_trips_through_dynamodb_format() -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
@@ -16,10 +17,12 @@ from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
 
+from memeforge_api.auth import KeyCache
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
+from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
 from memeforge_api.watcher import Watcher
 
@@ -46,13 +49,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.requests = RequestPublisher(
                 aws.sqs, await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
             )
+            app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
+            app.state.rate_limiter = (
+                RateLimiter(
+                    aws.dynamodb,
+                    settings.table,
+                    per_minute=settings.rate_limit_per_minute,
+                    burst=settings.rate_limit_burst,
+                )
+                if settings.rate_limit_per_minute
+                else None
+            )
             app.state.watcher = Watcher(
                 app.state.store,
                 max_waiters=settings.max_waiters,
                 max_calls_per_s=settings.watcher_max_calls_per_s,
             )
             watching = asyncio.create_task(app.state.watcher.run(), name="watcher")
-            log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
+            log.info(
+                "api ready",
+                extra={
+                    "bucket": settings.bucket,
+                    "table": settings.table,
+                    "rate_limit_per_minute": settings.rate_limit_per_minute,
+                    "rate_limit_burst": settings.rate_limit_burst,
+                },
+            )
             try:
                 yield
             finally:
@@ -66,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RateLimitHeadersMiddleware)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(templates.router)

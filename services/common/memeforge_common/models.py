@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,8 +30,12 @@ SCHEMA_VERSION = 1
 MEME_ID_PATTERN = r"^[0-9a-f]{32}$"
 TEMPLATE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TEMPLATE_ID_RE = re.compile(TEMPLATE_ID_PATTERN)
+TENANT_ID_PATTERN = TEMPLATE_ID_PATTERN  # the same slug shape: it is part of S3 keys
 TEMPLATE_KEY_PREFIX = "templates/"
-TEMPLATE_KEY_PATTERN = "^" + TEMPLATE_KEY_PREFIX + TEMPLATE_ID_PATTERN[1:]
+# templates/<tenant>/<id>: the tenant's own folder, or the public one of the seeds
+TEMPLATE_KEY_PATTERN = (
+    "^" + TEMPLATE_KEY_PREFIX + TENANT_ID_PATTERN[1:-1] + "/" + TEMPLATE_ID_PATTERN[1:]
+)
 
 MemeId = Annotated[str, Field(pattern=MEME_ID_PATTERN)]
 TemplateId = Annotated[str, Field(pattern=TEMPLATE_ID_PATTERN)]
@@ -118,10 +122,14 @@ class TextBox(Frozen):
     )
 
 
+OutputFormat = Literal["jpeg", "png", "webp"]
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+
+
 class OutputOptions(Frozen):
     """How the output is encoded; shared by RenderSpec and the api's CreateMeme body."""
 
-    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    format: OutputFormat = "jpeg"
     quality: Quality = 85
     max_side: OutputSide | None = None
     thumbnail_side: ThumbnailSide | None = None
@@ -210,6 +218,9 @@ class MemeStatus(Frozen):
     result: MemeResult | None = None
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
+    # Waiters read these too: a status is shown only to its tenant (invariant 9).
+    tenant: str = ""  # "" on items from before tenants: no key can reach them
+    expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this
 
 
 class MemeItem(MemeStatus):
@@ -244,19 +255,29 @@ class RenderJob(Frozen):
     template_key: str = Field(pattern=TEMPLATE_KEY_PATTERN)
     template_etag: str = Field(min_length=1, max_length=1024)
     spec: RenderSpec
+    # The meme's tenant: part of its output keys ("" on jobs from before tenants).
+    tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
     output_key: str | None = Field(default=None, exclude=True)
     """Sent by older consumers; ignored (never trusted) and no longer sent."""
 
     @property
     def template_id(self) -> str:
-        return self.template_key.removeprefix(TEMPLATE_KEY_PREFIX)
+        return self.template_key.rpartition("/")[2]
 
 
-def output_key(meme_id: str, fmt: str = "jpeg", *, thumbnail: bool = False) -> str:
-    """Deterministic output key (invariant 4): a repeated render overwrites the same object."""
+OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it
+
+
+def output_key(
+    meme_id: str, fmt: str = "jpeg", *, tenant: str = "", thumbnail: bool = False
+) -> str:
+    """Deterministic output key (invariant 4): a repeated render overwrites the same object.
+    It carries the tenant, so IAM and lifecycle rules can work per tenant."""
     ext = {"jpeg": "jpg"}.get(fmt, fmt)
-    return f"memes/{meme_id}.thumb.{ext}" if thumbnail else f"memes/{meme_id}.{ext}"
+    folder = f"{OUTPUT_PREFIX}{tenant}/" if tenant else OUTPUT_PREFIX
+    return f"{folder}{meme_id}.thumb.{ext}" if thumbnail else f"{folder}{meme_id}.{ext}"
 
 
-def template_key(template_id: str) -> str:
-    return TEMPLATE_KEY_PREFIX + template_id
+def template_key(template_id: str, tenant: str) -> str:
+    """Templates live under their tenant's folder (the seeds under the public one)."""
+    return f"{TEMPLATE_KEY_PREFIX}{tenant}/{template_id}"

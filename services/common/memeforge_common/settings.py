@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memeforge_common import limits
@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     # CPU flags the renderer refuses to start without (memeforge_renderer/cpu.py):
     # "auto" = avx2 for pillow-simd on x86-64; "" for a build without AVX2.
     renderer_cpu_flags: str = "auto"
+
+    # Retention: meme items (DynamoDB TTL) and their outputs (an S3 lifecycle rule on
+    # memes/, set by the bootstrap) go this many days after the meme was created.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+    # API keys: how long an api process trusts a key record it read (the revocation bound).
+    key_cache_s: float = Field(default=10.0, ge=0, le=300)
+    # Per-key request rate (shared by all api replicas): a sustained rate (0: no limit),
+    # and how many requests an idle key may make at once.
+    rate_limit_per_minute: int = Field(default=1200, ge=0, le=60_000)
+    rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
+    # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
+    # for this tenant, so a fresh deployment has one key without anyone running the CLI.
+    first_api_key: SecretStr | None = None
+    first_api_key_tenant: str = "default"
 
     # API server.
     api_host: str = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""Templates live in S3 under ``templates/<id>``; their facts ride in object metadata.
+"""Templates live in S3 under ``templates/<tenant>/<id>``; their facts ride in object metadata.
 
 That includes the template's default text boxes (its layout), so image and layout are
 written in one PutObject and can never disagree. S3 caps user metadata at 2 KiB, which
@@ -25,6 +25,7 @@ from memeforge_common.models import (
     is_template_id,
     template_key,
 )
+from memeforge_common.tenancy import PUBLIC_TENANT
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -55,25 +56,31 @@ class InvalidCursor(ValueError):
 
 
 _CURSOR_PREFIX = "t1."
+# A listing goes through the tenant's own folder, then the public one.
+_FOLDERS = ("own", "public")
 
 
-def encode_cursor(template_id: str) -> str:
-    """Opaque page cursor: the last id of a page (a cursor is never trusted unchecked)."""
-    return _CURSOR_PREFIX + base64.urlsafe_b64encode(template_id.encode()).decode().rstrip("=")
+def encode_cursor(folder: str, after: str) -> str:
+    """Opaque page cursor: the folder a page ended in and its last id there ("" when
+    the next page starts that folder). A cursor is never trusted unchecked."""
+    raw = f"{folder}:{after}".encode()
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
-    """The template id a cursor continues after; InvalidCursor for anything else."""
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The folder and template id a cursor continues after; InvalidCursor for anything
+    else."""
     if not cursor.startswith(_CURSOR_PREFIX):
         raise InvalidCursor(cursor)
     raw = cursor[len(_CURSOR_PREFIX) :]
     try:
-        template_id = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidCursor(cursor) from err
-    if not is_template_id(template_id):
+    folder, sep, after = decoded.partition(":")
+    if not sep or folder not in _FOLDERS or (after and not is_template_id(after)):
         raise InvalidCursor(cursor)
-    return template_id
+    return folder, after
 
 
 def template_metadata(
@@ -133,7 +140,12 @@ class TemplateFacts(BaseModel):
 class TemplateInfo(TemplateFacts):
     model_config = ConfigDict(frozen=True)
 
+    tenant: str  # whose folder it is in: the caller's own, or the public one
     layout: tuple[TextBox, ...] | None = None  # None: the classic top/bottom layout
+
+    @property
+    def key(self) -> str:
+        return template_key(self.id, self.tenant)
 
     @property
     def boxes(self) -> tuple[TextBox, ...]:
@@ -164,6 +176,7 @@ class TemplateStore:
         self,
         template_id: str,
         *,
+        tenant: str,
         name: str,
         data: bytes,
         content_type: str,
@@ -177,7 +190,7 @@ class TemplateStore:
         try:
             response = await self._s3.put_object(
                 Bucket=self._bucket,
-                Key=template_key(template_id),
+                Key=template_key(template_id, tenant),
                 Body=data,
                 ContentType=content_type,
                 Metadata=template_metadata(name, width, height, layout),
@@ -189,9 +202,22 @@ class TemplateStore:
             raise
         return response["ETag"]
 
-    async def head(self, template_id: str) -> TemplateInfo | None:
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        """What ``template_id`` means to ``tenant``: its own template, else a public one."""
+        own = await self.head(template_id, tenant) if tenant else None
+        return own or await self.head(template_id, PUBLIC_TENANT)
+
+    async def delete(self, template_id: str, tenant: str) -> bool:
+        """Delete the tenant's own template; False when it has none by that id."""
+        if await self.head(template_id, tenant) is None:
+            return False
+        await self._s3.delete_object(Bucket=self._bucket, Key=template_key(template_id, tenant))
+        return True
+
+    async def head(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        key = template_key(template_id, tenant)
         try:
-            head = await self._s3.head_object(Bucket=self._bucket, Key=template_key(template_id))
+            head = await self._s3.head_object(Bucket=self._bucket, Key=key)
         except ClientError as err:
             if is_not_found(err):
                 return None
@@ -199,6 +225,7 @@ class TemplateStore:
         meta = head.get("Metadata", {})
         return TemplateInfo(
             id=template_id,
+            tenant=tenant,
             name=unquote(meta.get("name", template_id)),
             content_type=head.get("ContentType", "application/octet-stream"),
             width=int(meta.get("width", 0)),
@@ -210,19 +237,43 @@ class TemplateStore:
         )
 
     async def page(
-        self, *, limit: int, cursor: str | None
+        self, tenant: str, *, limit: int, cursor: str | None
     ) -> tuple[list[TemplateInfo], str | None]:
-        """One page of templates in id order (ListObjectsV2 from after the cursor's id,
-        never a full listing). InvalidCursor for a cursor this store did not make."""
-        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": PREFIX, "MaxKeys": limit}
-        if cursor:
-            params["StartAfter"] = template_key(decode_cursor(cursor))
+        """One page of the tenant's own templates, then the public ones, each folder in id
+        order (ListObjectsV2 from after the cursor's id, never a full listing).
+        InvalidCursor for a cursor this store did not make."""
+        folder, after = decode_cursor(cursor) if cursor else (_FOLDERS[0], "")
+        infos: list[TemplateInfo] = []
+        while True:
+            owner = tenant if folder == "own" else PUBLIC_TENANT
+            found, after = await self._list(owner, limit - len(infos), after)
+            infos += found
+            if after:
+                return infos, encode_cursor(folder, after)
+            if folder == "public":
+                return infos, None
+            folder = "public"  # the own folder is done: fill the page from the public one
+            if len(infos) >= limit:  # a full page: a next one only if there is more to see
+                return infos, encode_cursor(folder, "") if await self._any(PUBLIC_TENANT) else None
+
+    async def _any(self, owner: str) -> bool:
+        page = await self._s3.list_objects_v2(
+            Bucket=self._bucket, Prefix=f"{PREFIX}{owner}/", MaxKeys=1
+        )
+        return bool(page.get("Contents"))
+
+    async def _list(self, owner: str, limit: int, after: str) -> tuple[list[TemplateInfo], str]:
+        """Up to ``limit`` templates of one folder after the id ``after``, and the last
+        id listed when the folder goes on ("" at its end)."""
+        prefix = f"{PREFIX}{owner}/"
+        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
+        if after:
+            params["StartAfter"] = template_key(after, owner)
         page = await self._s3.list_objects_v2(**params)
-        ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
-        heads = await asyncio.gather(*(self.head(tid) for tid in ids))
+        ids = [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
+        heads = await asyncio.gather(*(self.head(tid, owner) for tid in ids))
         infos = [info for info in heads if info is not None]  # deleted between list and head
-        next_cursor = encode_cursor(ids[-1]) if page.get("IsTruncated") and ids else None
-        return infos, next_cursor
+        return infos, ids[-1] if page.get("IsTruncated") and ids else ""
 
     async def fetch(self, key: str, etag: str) -> bytes:
         """The template's bytes, only as they were at ``etag`` (the version a job was

@@ -84,14 +84,19 @@ class Renderer:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
         key = await self.outputs.save(
-            job.meme_id, job.spec.format, output.data, output.content_type
+            job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
         )
         for stage, ms in output.report.get("timings_ms", {}).items():
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
             thumbnail_key = await self.outputs.save(
-                job.meme_id, job.spec.format, output.thumbnail, output.content_type, thumbnail=True
+                job.meme_id,
+                job.spec.format,
+                output.thumbnail,
+                output.content_type,
+                tenant=job.tenant,
+                thumbnail=True,
             )
         result = MemeResult(
             key=key,

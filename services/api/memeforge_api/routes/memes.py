@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
+    MemeItem,
     MemeState,
+    MemeStatus,
     RenderSpec,
     RequestMessage,
 )
@@ -20,6 +23,7 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tracing import child_of, trace_id
 
+from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
     IdempotencyDep,
     OutputsDep,
@@ -31,7 +35,7 @@ from memeforge_api.deps import (
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.problems import Problem
-from memeforge_api.schemas import CreateMeme, MemeView
+from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 from memeforge_api.waiting import current, event_stream, long_poll
 
 router = APIRouter(prefix="/memes", tags=["memes"])
@@ -44,14 +48,46 @@ def _not_found(meme_id: str) -> Problem:
     return Problem(404, "meme-not-found", "No such meme", f"meme {meme_id!r}")
 
 
+_Status = TypeVar("_Status", bound=MemeStatus)
+
+
+def _visible(status: _Status | None, meme_id: str, caller: Principal) -> _Status:
+    """The caller's meme; another tenant's meme is as absent as one that never existed
+    (the same check for an item read and for a status the watcher read)."""
+    if status is None or status.tenant != caller.tenant:
+        raise _not_found(meme_id)
+    return status
+
+
+async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
+    return _visible(await store.get(meme_id), meme_id, caller)
+
+
+@router.get("", response_model=MemePage)
+async def list_memes(
+    caller: MemesRead,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> MemePage:
+    """The caller's memes, newest first; pass ``next_cursor`` back as ``?cursor=``."""
+    try:
+        items, next_cursor = await store.page(caller.tenant, limit=limit, cursor=cursor)
+    except InvalidCursor as err:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
+    return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
 async def create_meme(
     body: CreateMeme,
+    caller: MemesWrite,
     response: Response,
     store: StoreDep,
     templates: TemplatesDep,
     requests: RequestsDep,
     idempotency: IdempotencyDep,
+    settings: SettingsDep,
     watcher: WatcherDep,
     idempotency_key: Annotated[
         str | None,
@@ -69,7 +105,7 @@ async def create_meme(
     if idempotency_key is not None:
         try:
             claim = await idempotency.claim(
-                idempotency_key, fingerprint(body.model_dump_json()), meme_id
+                caller.tenant, idempotency_key, fingerprint(body.model_dump_json()), meme_id
             )
         except IdempotencyConflict as err:
             raise Problem(
@@ -79,7 +115,14 @@ async def create_meme(
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
     trace = child_of(traceparent)
-    item = new_item(meme_id, body.template_id, await _spec_for(body, templates), trace)
+    item = new_item(
+        meme_id,
+        body.template_id,
+        await _spec_for(body, templates, caller.tenant),
+        trace,
+        tenant=caller.tenant,
+        retention=timedelta(days=settings.retention_days),
+    )
     try:
         await store.create(item)
     except ItemExists:
@@ -106,12 +149,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await templates.head(body.template_id)
+    template = await templates.find(body.template_id, tenant)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):
@@ -127,6 +170,7 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
 @router.get("/{meme_id}", response_model=MemeView)
 async def get_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     request: Request,
     store: StoreDep,
     watcher: WatcherDep,
@@ -136,13 +180,13 @@ async def get_meme(
         Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
-    item = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
-    if item is None:
-        raise _not_found(meme_id)
+    found = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
+    item = _visible(found, meme_id, caller)
     if wait > 0:
-        item = await long_poll(
+        changed = await long_poll(
             watcher, store, item, min(wait, settings.max_long_poll_s), request.receive
         )
+        item = _visible(changed, meme_id, caller)
     return MemeView.of(item)
 
 
@@ -153,6 +197,7 @@ async def get_meme(
 )
 async def stream_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     request: Request,
     store: StoreDep,
     watcher: WatcherDep,
@@ -162,9 +207,7 @@ async def stream_meme(
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = await current(watcher, store, meme_id)
-    if first is None:
-        raise _not_found(meme_id)
+    first = _visible(await current(watcher, store, meme_id), meme_id, caller)
     return StreamingResponse(
         event_stream(watcher, store, first, stream_for, request.receive),
         media_type="text/event-stream",
@@ -181,24 +224,31 @@ _REDIRECT: dict[str, Any] = {
 
 @router.get("/{meme_id}/image", **_REDIRECT)
 async def get_meme_image(
-    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    outputs: OutputsDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=False)
+    item = await _owned(store, meme_id, caller)
+    return await _redirect_to_output(item, outputs, settings, thumbnail=False)
 
 
 @router.get("/{meme_id}/thumbnail", **_REDIRECT)
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, store: StoreDep, outputs: OutputsDep, settings: SettingsDep
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    outputs: OutputsDep,
+    settings: SettingsDep,
 ) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, outputs, settings, thumbnail=True)
+    item = await _owned(store, meme_id, caller)
+    return await _redirect_to_output(item, outputs, settings, thumbnail=True)
 
 
 async def _redirect_to_output(
-    meme_id: str, store: MemeStore, outputs: OutputStore, settings: Settings, *, thumbnail: bool
+    item: MemeItem, outputs: OutputStore, settings: Settings, *, thumbnail: bool
 ) -> RedirectResponse:
-    item = await store.get(meme_id)
-    if item is None:
-        raise _not_found(meme_id)
     if item.state is not MemeState.DONE or item.result is None:
         raise Problem(
             409,
@@ -214,3 +264,16 @@ async def _redirect_to_output(
         key = item.result.thumbnail_key
     url = await outputs.presigned_url(key, settings.presign_ttl_s)
     return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_meme(
+    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
+) -> Response:
+    """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
+    there to delete again. A render still in flight may write its output afterwards; the
+    retention lifecycle rule removes that orphan."""
+    item = await _owned(store, meme_id, caller)
+    await outputs.delete_all(item)
+    await store.delete(item.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

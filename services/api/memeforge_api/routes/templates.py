@@ -19,6 +19,7 @@ from memeforge_common.templates import (
 )
 from pydantic import Field, TypeAdapter, ValidationError
 
+from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import InvalidImage, check_upload
 from memeforge_api.problems import Problem
@@ -37,12 +38,14 @@ def _exists(template_id: str) -> Problem:
 
 @router.get("", response_model=TemplatePage)
 async def get_templates(
+    caller: TemplatesRead,
     templates: TemplatesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TemplatePage:
+    """The caller's own templates, then the public ones (the seeds)."""
     try:
-        infos, next_cursor = await templates.page(limit=limit, cursor=cursor)
+        infos, next_cursor = await templates.page(caller.tenant, limit=limit, cursor=cursor)
     except InvalidCursor as err:
         raise Problem(
             400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor unchanged"
@@ -51,16 +54,30 @@ async def get_templates(
 
 
 @router.get("/{template_id}", response_model=TemplateView)
-async def get_template(template_id: str, templates: TemplatesDep) -> TemplateView:
-    info = await templates.head(template_id) if is_template_id(template_id) else None
+async def get_template(
+    template_id: str, caller: TemplatesRead, templates: TemplatesDep
+) -> TemplateView:
+    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
 
 
+@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(
+    template_id: str, caller: TemplatesWrite, templates: TemplatesDep
+) -> Response:
+    """Delete one of the caller's own templates (another tenant's, or a public one, is
+    not the caller's to delete: 404). Memes already made from it keep their outputs."""
+    if not is_template_id(template_id) or not await templates.delete(template_id, caller.tenant):
+        raise _not_found(template_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
 async def upload_template(
     response: Response,
+    caller: TemplatesWrite,
     templates: TemplatesDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
@@ -90,11 +107,12 @@ async def upload_template(
     tid = template_id or slugify(name)
     if not is_template_id(tid):
         raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await templates.head(tid) is not None:  # cheap early answer; upload() decides
+    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
         raise _exists(tid)
     try:
         await templates.upload(
             tid,
+            tenant=caller.tenant,
             name=name,
             data=data,
             content_type=facts.content_type,
@@ -107,7 +125,7 @@ async def upload_template(
     except MetadataTooLarge as err:
         title = "Template name and layout too large"
         raise Problem(422, "metadata-too-large", title, str(err)) from err
-    info = await templates.head(tid)
+    info = await templates.head(tid, caller.tenant)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
     response.headers["Location"] = f"/templates/{tid}"
