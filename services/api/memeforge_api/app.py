@@ -17,6 +17,7 @@ from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.routes import health, memes, templates
+from memeforge_api.webui import mount_ui
 
 log = logging.getLogger("memeforge.api")
 
@@ -52,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(templates.router)
     app.include_router(memes.router)
+    mount_ui(app)
     return app

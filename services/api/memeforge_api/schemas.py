@@ -162,7 +162,7 @@ class TemplateView(BaseModel):
             last_modified=info.last_modified,
             boxes=list(info.boxes),
             classic_layout=info.layout is None,
-            links={"self": f"/templates/{info.id}"},
+            links={"self": f"/templates/{info.id}", "image": f"/templates/{info.id}/image"},
         )
 
 

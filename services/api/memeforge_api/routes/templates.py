@@ -4,12 +4,14 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import RedirectResponse
 from memeforge_common.models import (
     MAX_BOXES,
     TEMPLATE_ID_PATTERN,
     TextBox,
     is_template_id,
     slugify,
+    template_key,
 )
 from memeforge_common.templates import (
     LayoutTooLarge,
@@ -53,6 +55,28 @@ async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> 
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
+
+
+@router.get(
+    "/{template_id}/image",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+)
+async def get_template_image(
+    template_id: str, aws: AwsDep, settings: SettingsDep
+) -> RedirectResponse:
+    """The blank template image, for galleries and editors."""
+    if not is_template_id(template_id) or (
+        await head_template(aws.s3, settings.bucket, template_id) is None
+    ):
+        raise _not_found(template_id)
+    url = await aws.s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.bucket, "Key": template_key(template_id)},
+        ExpiresIn=settings.presign_ttl_s,
+    )
+    return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
