@@ -73,12 +73,22 @@ def _problem_of(response: httpx.Response) -> ApiProblem:
 
 
 class Api:
-    def __init__(self, config: Config, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"user-agent": "memeforge-cli"}
         if config.key:
             headers["authorization"] = f"Bearer {config.key}"
         self._http = httpx.AsyncClient(
-            base_url=config.api, headers=headers, timeout=timeout, follow_redirects=False
+            base_url=config.api,
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
         )
 
     async def __aenter__(self) -> Api:

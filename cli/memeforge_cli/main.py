@@ -40,7 +40,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 _state: dict[str, str] = {"profile": "default"}
 
-Format = Annotated[str, typer.Option("--format", "-f", help="jpeg, png or webp")]
+FORMAT_OPTION = typer.Option("--format", "-f", help="jpeg, png or webp")
 
 
 @app.callback()
@@ -148,7 +148,7 @@ def create(
         list[str] | None,
         typer.Option(help="a text box as JSON (repeatable), instead of top/bottom"),
     ] = None,
-    fmt: Format | None = None,
+    fmt: Annotated[str | None, FORMAT_OPTION] = None,
     wait: Annotated[bool, typer.Option(help="wait until DONE or FAILED")] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="save the image here (implies --wait)")
@@ -211,7 +211,7 @@ def batch(
     captions: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     outdir: Annotated[Path, typer.Option("--output", "-o", help="directory for the images")],
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 4,
-    fmt: Format = "jpeg",
+    fmt: Annotated[str, FORMAT_OPTION] = "jpeg",
 ) -> None:
     """One meme per CSV row (template, top, bottom | boxes, format, name). Resumable:
     rows whose image is already in the output directory are skipped."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 from memeforge_cli.batch import BatchError, read_rows
-from memeforge_cli.client import MAX_RETRY_WAIT_S, ApiProblem, retry_after_s
-from memeforge_cli.config import DEFAULT_API, ConfigError, load_config
+from memeforge_cli.client import MAX_RETRY_WAIT_S, Api, ApiProblem, retry_after_s
+from memeforge_cli.config import DEFAULT_API, Config, ConfigError, load_config
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def test_profile_then_environment_wins(profile_file: Path, monkeypatch: pytest.M
     assert load_config("prod").key == "mf_p"
     monkeypatch.setenv("MEMEFORGE_KEY", "mf_env")
     monkeypatch.setenv("MEMEFORGE_API", "http://env")
-    assert load_config("prod") == type(load_config())(api="http://env", key="mf_env")
+    assert load_config("prod") == Config(api="http://env", key="mf_env")
 
 
 def test_unknown_profile_is_an_error(profile_file: Path) -> None:
@@ -89,3 +89,40 @@ def test_rows_name_their_outputs_and_reject_bad_input(tmp_path: Path) -> None:
     csv.write_text("top\nx\n")
     with pytest.raises(BatchError, match="'template' column"):
         read_rows(csv, tmp_path, "jpeg")
+
+
+async def test_429_and_503_are_retried_after_the_servers_delay() -> None:
+    answers = iter(
+        [
+            httpx.Response(429, headers={"retry-after": "0"}, json={"code": "too-many-requests"}),
+            httpx.Response(503, headers={"retry-after": "0"}, json={"code": "aws-unavailable"}),
+            httpx.Response(200, json={"id": "x", "state": "DONE"}),
+        ]
+    )
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return next(answers)
+
+    config = Config(api="http://api", key="mf_k")
+    async with Api(config, transport=httpx.MockTransport(handler)) as api:
+        assert (await api.meme("x"))["state"] == "DONE"
+    assert seen == ["Bearer mf_k"] * 3
+
+
+async def test_other_errors_raise_the_problem_at_once() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(404, json={"code": "meme-not-found", "title": "No such meme"})
+
+    async with Api(
+        Config(api="http://api", key=None), transport=httpx.MockTransport(handler)
+    ) as api:
+        with pytest.raises(ApiProblem) as raised:
+            await api.meme("x")
+    assert raised.value.code == "meme-not-found"
+    assert calls == 1

@@ -1,12 +1,10 @@
 """A person's browser for the e2e UI tests: Debian's Chromium driven by Playwright, with
-axe-core (fetched from npm once, pinned) for accessibility and screenshots as artefacts."""
+axe-core (from npm, by scripts/setup-browser.sh) for accessibility, and screenshots."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,40 +13,17 @@ from playwright.sync_api import ConsoleMessage, Error, Page
 
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("MEMEFORGE_CHROMIUM", "/usr/bin/chromium")
-AXE_VERSION = "4.11.1"
-AXE_DIR = REPO / ".cache" / f"axe-core-{AXE_VERSION}"
+AXE_JS = REPO / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
 ARTEFACTS = Path(os.environ.get("MEMEFORGE_UI_ARTEFACTS", REPO / ".run" / "artefacts" / "ui"))
 BLOCKING_IMPACTS = ("serious", "critical")
 
 
 def browser_missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} not found (apt-get install chromium)"
+    """Why the UI tests cannot run here, or None; scripts/setup-browser.sh fixes it."""
+    for needed, what in ((Path(CHROMIUM), "Chromium"), (AXE_JS, "axe-core")):
+        if not needed.exists():
+            return f"{what} not found at {needed}: run make setup-browser"
     return None
-
-
-def axe_source() -> str:
-    """axe-core's browser bundle, installed from npm into .cache on first use."""
-    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is needed once to fetch axe-core for the UI tests")
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                "--prefix",
-                str(AXE_DIR),
-                f"axe-core@{AXE_VERSION}",
-            ],
-            check=True,
-            timeout=300,
-        )
-    return script.read_text()
 
 
 @dataclass

@@ -9,22 +9,26 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from devenv.stack import Stack
-from tests.e2e.ui.browser import CHROMIUM, Watched, axe_source, browser_missing
+from tests.e2e.ui.browser import AXE_JS, CHROMIUM, Watched, browser_missing
 
 
 @pytest.fixture(scope="session")
 def axe() -> str:
-    return axe_source()
+    return AXE_JS.read_text()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_installed() -> None:
+    missing = browser_missing()
+    if missing is not None:
+        # CI installs both (make test → setup-browser) and sets MEMEFORGE_REQUIRE_BROWSER.
+        if os.environ.get("MEMEFORGE_REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    missing = browser_missing()
-    if missing is not None:
-        # CI installs Chromium (.ci/run) and sets MEMEFORGE_REQUIRE_BROWSER: never skip there.
-        if os.environ.get("MEMEFORGE_REQUIRE_BROWSER"):
-            pytest.fail(missing)
-        pytest.skip(missing)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
