@@ -39,7 +39,7 @@ from memeforge_common.settings import Settings
 from devenv.drills import upload_gradient_template
 from devenv.emulator import start_emulator
 from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import Stack, bootstrap
+from devenv.stack import UNLIMITED_RATE, Stack, bootstrap, create_key
 from devenv.tcpproxy import TcpProxy
 
 TEMPLATE_ID = "chaos-template"
@@ -58,6 +58,7 @@ FAST_FAILURE_SETTINGS = {
     "MEMEFORGE_SHUTDOWN_GRACE_S": "5",
     "MEMEFORGE_RENDER_PROCESSES": "1",
     "MEMEFORGE_WORKER_CONCURRENCY": "8",
+    **UNLIMITED_RATE,
 }
 
 
@@ -143,6 +144,7 @@ class ChaosRun:
             await asyncio.to_thread(bootstrap, direct_env)
             settings = Settings()  # reads the same MEMEFORGE_* defaults the services use
             self.stack = Stack(emulator, service_env, f"http://127.0.0.1:{port}", self.workdir)
+            self.stack.api_key = await asyncio.to_thread(create_key, direct_env)
             self.stack.start_service("consumer")
             for i in range(self.config.renderers):
                 self.stack.start_service(f"renderer-{i}")
@@ -170,7 +172,10 @@ class ChaosRun:
         await aws.s3.put_bucket_versioning(
             Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"}
         )
-        async with httpx.AsyncClient(base_url=self._api_url, timeout=30) as api:
+        assert self.stack is not None
+        async with httpx.AsyncClient(
+            base_url=self._api_url, headers=self.stack.auth_headers, timeout=30
+        ) as api:
             await upload_gradient_template(api, TEMPLATE_ID, "Chaos", (480, 360))
             stop = asyncio.Event()
             killer = asyncio.create_task(self._kill_randomly(stop))

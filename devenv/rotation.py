@@ -30,7 +30,7 @@ import httpx
 from devenv.backends.moto import start_moto
 from devenv.drills import upload_gradient_template
 from devenv.iam_users import SERVICES, Rotation, VendedCredentials
-from devenv.stack import Stack, start_stack
+from devenv.stack import UNLIMITED_RATE, Stack, start_stack
 
 TEMPLATE_ID = "rotation-template"
 # What a service would log if it ever signed with a retired or unknown key.
@@ -44,6 +44,7 @@ SETTINGS = {
     "MEMEFORGE_RETRY_BASE_S": "1",
     "MEMEFORGE_RETRY_MAX_S": "4",
     "MEMEFORGE_SHUTDOWN_GRACE_S": "5",
+    **UNLIMITED_RATE,
 }
 
 
@@ -157,7 +158,9 @@ class RotationRun:
         try:
             pids = {name: proc.pid for name, proc in stack.services.items()}
             self.vendor_pid = stack.helpers[0].pid
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+            async with httpx.AsyncClient(
+                base_url=stack.api_url, headers=stack.auth_headers, timeout=30
+            ) as api:
                 await upload_gradient_template(api, TEMPLATE_ID, "Rotation", (320, 240))
                 load_started = time.monotonic()
                 await self._load(api)

@@ -37,6 +37,8 @@ def main() -> None:
     )
     print(
         f"\nmemeforge is up: API {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+        f"API key of the dev tenant (every scope):\n"
+        f"  export MEMEFORGE_API_KEY={stack.api_key}\n"
         f"AWS emulator ({stack.emulator.backend}): {stack.emulator.env}\n"
         f"emulator logs in {workdir}. Press Ctrl-C to stop.\n",
         flush=True,

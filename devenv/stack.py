@@ -24,11 +24,17 @@ class Stack:
     env: dict[str, str]
     api_url: str
     workdir: Path
+    # A key of the dev tenant, every scope (``Authorization: Bearer <api_key>``).
+    api_key: str = ""
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # A service's own environment (e.g. its own AWS identity), by base name; default: env.
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # Helper processes (e.g. a credentials vendor): stopped after the services.
     helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -63,6 +69,23 @@ def bootstrap(env: dict[str, str]) -> None:
     )
 
 
+DEV_TENANT = "dev"
+# Load generators (drills, soaks) run one key far past a client's rate limit on purpose;
+# the limit itself is tested on its own (tests/e2e/test_quotas.py).
+UNLIMITED_RATE = {
+    "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "600000",
+    "MEMEFORGE_RATE_LIMIT_BURST": "100000",
+}
+
+
+def create_key(env: dict[str, str], tenant: str = DEV_TENANT, *scopes: str) -> str:
+    """A new API key for ``tenant`` (default: every scope), made by the admin command."""
+    command = [sys.executable, "-m", "memeforge_common.keys", "create", "--tenant", tenant]
+    command += ["--name", f"{tenant} (devenv)"] + [f"--scope={s}" for s in scopes]
+    done = subprocess.run(command, env=env, check=True, timeout=60, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def start_stack(
     workdir: Path,
     *,
@@ -88,6 +111,7 @@ def start_stack(
     stack = Stack(emulator=emulator, env=env, api_url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
         bootstrap(env)
+        stack.api_key = create_key(env)
         if prepare is not None:
             prepare(stack)
         for name in SERVICE_MODULES:

@@ -59,8 +59,14 @@ def _profile(name: str) -> dict[str, str]:
 
 
 def load_config(profile: str = "default") -> Config:
-    """MEMEFORGE_API / MEMEFORGE_KEY win over the profile; the profile over the default."""
+    """MEMEFORGE_API / MEMEFORGE_KEY win over the profile; the profile over the default.
+    MEMEFORGE_API_KEY (what ``make run`` prints) stands in for MEMEFORGE_KEY."""
     stored = _profile(profile)
     api = os.environ.get("MEMEFORGE_API") or stored.get("api") or DEFAULT_API
-    key = os.environ.get("MEMEFORGE_KEY") or stored.get("key") or None
+    key = (
+        os.environ.get("MEMEFORGE_KEY")
+        or os.environ.get("MEMEFORGE_API_KEY")
+        or stored.get("key")
+        or None
+    )
     return Config(api=api.rstrip("/"), key=key)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devenv.proc import free_port, http_ok, wait_until
 from devenv.stack import Stack, start_stack
 
 # Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
@@ -41,5 +42,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, e2e_backend: str) -> Iterato
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=stack.auth_headers, timeout=30
+    ) as client:
         yield client
+
+
+def start_api(stack: Stack, name: str, settings: dict[str, str]) -> str:
+    """Another api process on the stack (its own port and ``settings``); returns its URL.
+    Stop it with ``stack.stop_service(name)``."""
+    port = free_port()
+    stack.service_env[name] = {**stack.env, "MEMEFORGE_API_PORT": str(port), **settings}
+    proc = stack.start_service(name)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(f"{url}/healthz"), timeout=60, what=name, proc=proc)
+    return url

@@ -25,14 +25,21 @@ BATCH_ROWS = 50
 SETTLE_S = 180  # bound on every wait below; none is a timing assertion
 
 
-def cli(
-    stack: Stack, *args: str, cwd: Path | None = None, timeout: float = SETTLE_S
-) -> subprocess.CompletedProcess[str]:
+def cli_env(stack: Stack, key: str | None = None) -> dict[str, str]:
     env = {**os.environ, "MEMEFORGE_API": stack.api_url, "COLUMNS": "120"}
-    env.pop("MEMEFORGE_KEY", None)
+    env.pop("MEMEFORGE_API_KEY", None)
+    env["MEMEFORGE_CONFIG"] = os.devnull + ".absent"  # no profile file: the environment only
+    env["MEMEFORGE_KEY"] = stack.api_key if key is None else key
+    return env
+
+
+def cli(
+    stack: Stack, *args: str, key: str | None = None, timeout: float = SETTLE_S
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [MEMEFORGE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+        [MEMEFORGE, *args], env=cli_env(stack, key), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def test_templates_list_show_and_upload(stack: Stack, tmp_path: Path) -> None:
@@ -54,6 +61,21 @@ def test_templates_list_show_and_upload(stack: Stack, tmp_path: Path) -> None:
     again = cli(stack, "templates", "upload", str(image), "--name", "CLI upload")
     assert again.returncode == 1
     assert "409 template-exists" in again.stderr  # the problem detail, in words
+
+    no_key = cli(stack, "templates", "list", key="")
+    assert no_key.returncode == 1
+    assert "401 unauthorized: A valid API key is required" in no_key.stderr
+
+    profile = tmp_path / "config.toml"
+    profile.write_text(f'[local]\napi = "{stack.api_url}"\nkey = "{stack.api_key}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMEFORGE_")}
+    by_profile = subprocess.run(
+        [MEMEFORGE, "--profile", "local", "templates", "list", "--limit", "1", "--json"],
+        env={**env, "MEMEFORGE_CONFIG": str(profile)}, capture_output=True, text=True,
+        timeout=SETTLE_S,
+    )  # fmt: skip
+    assert by_profile.returncode == 0, by_profile.stderr
+    assert len(by_profile.stdout.splitlines()) == 1
 
     missing = cli(stack, "templates", "show", "no-such-one")
     assert missing.returncode == 1
@@ -126,10 +148,9 @@ def test_batch_survives_a_renderer_restart_and_resumes(stack: Stack, tmp_path: P
     captions = tmp_path / "captions.csv"
     outdir = tmp_path / "out"
     _captions(captions, BATCH_ROWS)
-    env = {**os.environ, "MEMEFORGE_API": stack.api_url}
     run = subprocess.Popen(
         [MEMEFORGE, "batch", str(captions), "-o", str(outdir), "--concurrency", "4"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(stack), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         _wait_for("the first images", lambda: outdir.exists() and _images(outdir) >= 10)

@@ -118,13 +118,14 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
     ),
     (
         "api",
-        "UpdateItem (only the workers move state)",
-        lambda s: as_service(s, "api", "dynamodb").update_item(
-            TableName="memeforge-memes",
-            Key={"id": {"S": "x"}},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":s": {"S": "DONE"}},
+        "Scan the table (lists go through an index)",
+        lambda s: as_service(s, "api", "dynamodb").scan(TableName="memeforge-memes", Limit=1),
+    ),
+    (
+        "api",
+        "DeleteQueue (only the bootstrap manages queues)",
+        lambda s: as_service(s, "api", "sqs").delete_queue(
+            QueueUrl=queue_url(s, "memeforge-requests")
         ),
     ),
 ]

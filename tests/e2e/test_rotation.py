@@ -79,7 +79,9 @@ async def test_a_revoked_key_is_refreshed_on_its_first_refusal(tmp_path: Path) -
     )
     try:
         pids = {name: proc.pid for name, proc in stack.services.items()}
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, headers=stack.auth_headers, timeout=30
+        ) as api:
 
             async def memes(n: int) -> list[str]:
                 created = await asyncio.gather(

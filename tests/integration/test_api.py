@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from memeforge_api.app import create_app
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.models import RequestMessage
@@ -36,8 +37,14 @@ async def settings(resources: Settings) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        token = await KeyStore(app.state.aws.dynamodb, settings.table).create(
+            "acme", "integration tests", ALL_SCOPES
+        )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        headers = {"Authorization": f"Bearer {token.token}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=headers
+        ) as http:
             yield http
 
 

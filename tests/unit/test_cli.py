@@ -20,12 +20,15 @@ def profile_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEMEFORGE_CONFIG", str(path))
     monkeypatch.delenv("MEMEFORGE_API", raising=False)
     monkeypatch.delenv("MEMEFORGE_KEY", raising=False)
+    monkeypatch.delenv("MEMEFORGE_API_KEY", raising=False)
     return path
 
 
 def test_profile_then_environment_wins(profile_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config().api == "http://a:1"
     assert load_config("prod").key == "mf_p"
+    monkeypatch.setenv("MEMEFORGE_API_KEY", "mf_run")  # as make run prints it
+    assert load_config("prod").key == "mf_run"
     monkeypatch.setenv("MEMEFORGE_KEY", "mf_env")
     monkeypatch.setenv("MEMEFORGE_API", "http://env")
     assert load_config("prod") == Config(api="http://env", key="mf_env")
@@ -40,6 +43,7 @@ def test_no_file_means_the_local_default(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("MEMEFORGE_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("MEMEFORGE_API", raising=False)
     monkeypatch.delenv("MEMEFORGE_KEY", raising=False)
+    monkeypatch.delenv("MEMEFORGE_API_KEY", raising=False)
     assert load_config().api == DEFAULT_API
     assert load_config().key is None
 

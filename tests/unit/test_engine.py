@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import pytest
+from memeforge_common.limits import MAX_CAPTION_CHARS
 from memeforge_common.models import LayoutReport, RenderSpec, TextBox, classic_boxes
 from memeforge_renderer.engine import (
     TEMPLATES,
@@ -247,8 +248,15 @@ def test_max_source_pixels_is_enforced(jpeg: bytes) -> None:
 
 
 def test_huge_caption_is_truncated_not_crashing(jpeg: bytes) -> None:
-    text = ("lorem ipsum dolor sit amet " * 400)[:10_000]
-    spec = RenderSpec(boxes=classic_boxes(text, "x" * 10_000))
+    # The longest captions allowed, in boxes too small for them even at min_font_size.
+    text = ("lorem ipsum dolor sit amet " * 400)[:MAX_CAPTION_CHARS]
+    small = {"x": 0.0, "width": 1.0, "height": 0.05}
+    spec = RenderSpec(
+        boxes=(
+            TextBox(text=text, y=0.0, **small),
+            TextBox(text="x" * MAX_CAPTION_CHARS, y=0.9, **small),
+        )
+    )
     out = render(jpeg, spec)
     assert [b["truncated"] for b in out.report["boxes"]] == [True, True]
     assert all(b["font_size"] == 10 for b in out.report["boxes"])
@@ -457,9 +465,10 @@ def test_empty_bytes_are_corrupt() -> None:
         "\u6211" * 10_000,
     ],
 )
-def test_pathological_10k_captions_stay_fast(jpeg: bytes, text: str) -> None:
+def test_pathological_captions_at_the_limit_stay_fast(jpeg: bytes, text: str) -> None:
     import time
 
+    text = text[:MAX_CAPTION_CHARS]
     spec = RenderSpec(boxes=(TextBox(text=text, x=0, y=0, width=0.5, height=0.25),))
     start = time.perf_counter()
     out = render(jpeg, spec)

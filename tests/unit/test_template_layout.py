@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES
 from memeforge_common.models import CLASSIC_LAYOUT, TextBox, classic_boxes, fill_layout
 from memeforge_common.templates import (
-    MAX_LAYOUT_METADATA_BYTES,
     LayoutTooLarge,
     decode_layout,
     encode_layout,

@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings, get_settings
 
+from memeforge_api.auth import KeyCache
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
+from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
 from memeforge_api.webui import mount_ui
 
@@ -37,6 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
+            app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
+            app.state.rate_limiter = RateLimiter(
+                aws.dynamodb,
+                settings.table,
+                per_minute=settings.rate_limit_per_minute,
+                burst=settings.rate_limit_burst,
+            )
             app.state.request_queue_url = await queue_url(aws.sqs, settings.request_queue)
             log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
             yield
@@ -49,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RateLimitHeadersMiddleware)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(templates.router)

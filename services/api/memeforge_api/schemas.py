@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
 
+from memeforge_common.limits import MAX_BOXES, Caption
 from memeforge_common.models import (
-    MAX_BOXES,
     LayoutReport,
     MemeItem,
     MemeState,
+    OutputOptions,
     RenderSpec,
     TemplateId,
     TextBox,
@@ -17,16 +17,17 @@ from memeforge_common.models import (
     fill_layout,
 )
 from memeforge_common.templates import TemplateInfo
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 
-class CreateMeme(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CreateMeme(OutputOptions):
+    """The text comes as top/bottom, 'captions' or 'boxes'; the output options are
+    RenderSpec's own (one definition of each field and its bounds)."""
 
     template_id: TemplateId
-    top: str = Field(default="", max_length=500)
-    bottom: str = Field(default="", max_length=500)
-    captions: list[Annotated[str, Field(max_length=500)]] | None = Field(
+    top: Caption = ""
+    bottom: Caption = ""
+    captions: list[Caption] | None = Field(
         default=None,
         max_length=MAX_BOXES,
         description="texts for the template's own default boxes, in order",
@@ -36,10 +37,6 @@ class CreateMeme(BaseModel):
         max_length=MAX_BOXES,
         description="text boxes replacing the template's layout entirely",
     )
-    format: Literal["jpeg", "png", "webp"] = "jpeg"
-    quality: int = Field(default=85, ge=1, le=95)
-    max_side: int | None = Field(default=None, ge=16, le=8192)
-    thumbnail_side: int | None = Field(default=None, ge=16, le=1024)
 
     @model_validator(mode="after")
     def _some_text(self) -> CreateMeme:
@@ -63,13 +60,8 @@ class CreateMeme(BaseModel):
             boxes = fill_layout(template_boxes, self.captions)
         else:
             boxes = classic_boxes(self.top, self.bottom)
-        return RenderSpec(
-            boxes=boxes,
-            format=self.format,
-            quality=self.quality,
-            max_side=self.max_side,
-            thumbnail_side=self.thumbnail_side,
-        )
+        options = self.model_dump(include=set(OutputOptions.model_fields))
+        return RenderSpec(boxes=boxes, **options)
 
 
 class ResultView(BaseModel):

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import LIVE_INDEX
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import TextBox
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import head_template, put_template
+from memeforge_common.tenancy import TENANT_INDEX
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -69,8 +71,19 @@ _LIVE_INDEX_DEFINITION: Any = {
     ],
     "Projection": {"ProjectionType": "KEYS_ONLY"},
 }
+# A tenant's memes (newest first) and keys: lists read whole items from it in one Query.
+_TENANT_INDEX_DEFINITION: Any = {
+    "IndexName": TENANT_INDEX,
+    "KeySchema": [
+        {"AttributeName": "tenant_kind", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION)
 _ATTRIBUTES: list[Any] = [
-    {"AttributeName": name, "AttributeType": "S"} for name in ("id", "live_state", "updated_at")
+    {"AttributeName": name, "AttributeType": "S"}
+    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at")
 ]
 
 
@@ -80,7 +93,7 @@ async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
             TableName=settings.table,
             AttributeDefinitions=_ATTRIBUTES,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[_LIVE_INDEX_DEFINITION],
+            GlobalSecondaryIndexes=list(_INDEXES),
             BillingMode="PAY_PER_REQUEST",
         )
         log.info("created table %s", settings.table)
@@ -90,14 +103,16 @@ async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
     waiter = ddb.get_waiter("table_exists")
     await waiter.wait(TableName=settings.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     table = (await ddb.describe_table(TableName=settings.table))["Table"]
-    if not any(i["IndexName"] == LIVE_INDEX for i in table.get("GlobalSecondaryIndexes", [])):
-        # A table from before the sweeper existed: add the index in place.
-        await ddb.update_table(
-            TableName=settings.table,
-            AttributeDefinitions=_ATTRIBUTES,
-            GlobalSecondaryIndexUpdates=[{"Create": _LIVE_INDEX_DEFINITION}],
-        )
-        log.info("added index %s to %s", LIVE_INDEX, settings.table)
+    present = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+    for index in _INDEXES:
+        if index["IndexName"] not in present:
+            # A table from before this index existed: add it in place.
+            await ddb.update_table(
+                TableName=settings.table,
+                AttributeDefinitions=_ATTRIBUTES,
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
+            log.info("added index %s to %s", index["IndexName"], settings.table)
     ttl = await ddb.describe_time_to_live(TableName=settings.table)
     if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
         # Idempotency records expire by themselves.
@@ -166,6 +181,19 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
     return uploaded
 
 
+async def import_first_key(ddb: DynamoDBClient, settings: Settings) -> None:
+    """Store MEMEFORGE_FIRST_API_KEY (idempotent: the same token again is fine)."""
+    if settings.first_api_key is None:
+        return
+    key = NewKey.parse(settings.first_api_key.get_secret_value())
+    if key is None:
+        raise SystemExit("MEMEFORGE_FIRST_API_KEY is not of the form mf_<16 hex>_<64 hex>")
+    await KeyStore(ddb, settings.table).create(
+        settings.first_api_key_tenant, "first key (bootstrap)", ALL_SCOPES, key=key
+    )
+    log.info("first API key %s ready for tenant %s", key.key_id, settings.first_api_key_tenant)
+
+
 async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
     async with AwsClients.open(settings) as aws:
         await asyncio.gather(
@@ -174,6 +202,7 @@ async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
             ensure_queue_with_dlq(aws.sqs, settings.request_queue, settings),
             ensure_queue_with_dlq(aws.sqs, settings.render_queue, settings),
         )
+        await import_first_key(aws.dynamodb, settings)
         if seed:
             count = await seed_templates(aws.s3, settings)
             log.info("seeded %d templates", count)

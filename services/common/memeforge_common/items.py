@@ -11,6 +11,8 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
@@ -19,6 +21,7 @@ from memeforge_common.models import (
     MemeResult,
     MemeState,
     RenderSpec,
+    first_error,
     utcnow,
 )
 
@@ -64,6 +67,8 @@ def _ts(value: datetime) -> str:
 
 
 def to_dynamo(item: MemeItem) -> dict[str, Any]:
+    if item.spec is None:
+        raise ValueError("an item is only ever written with a valid spec")
     record: dict[str, Any] = {
         "id": _s(item.id),
         "v": _n(item.v),
@@ -93,7 +98,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         id=record["id"]["S"],
         state=MemeState(record["state"]["S"]),
         template_id=record["template_id"]["S"],
-        spec=RenderSpec.model_validate_json(record["spec"]["S"]),
+        spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         created_at=datetime.fromisoformat(record["created_at"]["S"]),
         updated_at=datetime.fromisoformat(record["updated_at"]["S"]),
         state_times={
@@ -105,6 +110,16 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         attempts=int(record.get("attempts", {"N": "0"})["N"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
     )
+
+
+def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
+    """The stored spec, or None when it breaks today's limits: the item stays readable
+    (its state, failure and result still show) and the consumer fails it."""
+    try:
+        return RenderSpec.model_validate_json(raw)
+    except ValidationError as err:
+        log.warning("stored spec is invalid: %s", first_error(err), extra={"meme_id": meme_id})
+        return None
 
 
 def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:

@@ -12,13 +12,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from memeforge_common.limits import (
+    MAX_BOXES,
+    Caption,
+    FontSize,
+    OutputSide,
+    Quality,
+    ThumbnailSide,
+)
 
 SCHEMA_VERSION = 1
 
 MEME_ID_PATTERN = r"^[0-9a-f]{32}$"
 TEMPLATE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _TEMPLATE_ID_RE = re.compile(TEMPLATE_ID_PATTERN)
+TENANT_ID_PATTERN = TEMPLATE_ID_PATTERN  # the same slug shape: it is part of S3 keys
 
 MemeId = Annotated[str, Field(pattern=MEME_ID_PATTERN)]
 TemplateId = Annotated[str, Field(pattern=TEMPLATE_ID_PATTERN)]
@@ -41,6 +51,13 @@ def is_template_id(value: str) -> bool:
     return bool(_TEMPLATE_ID_RE.match(value))
 
 
+def first_error(err: ValidationError) -> str:
+    """The first problem of a validation error, as ``where: what`` (no input echoed)."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,12 +74,9 @@ class MemeState(StrEnum):
         return self in (MemeState.DONE, MemeState.FAILED)
 
 
-MAX_BOXES = 16
-MAX_CAPTION_CHARS = 10_000
 Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")]
 FontName = Literal["anton", "noto-sans"]
 """Fonts a box may ask for; the engine falls back per character for CJK, emoji, RTL."""
-FontSize = Annotated[int, Field(ge=1, le=2000, description="px in the output image")]
 
 
 class TextBox(Frozen):
@@ -71,7 +85,7 @@ class TextBox(Frozen):
     Every field but the text and the box has a default, so older specs stay valid.
     """
 
-    text: str = Field(max_length=MAX_CAPTION_CHARS)
+    text: Caption
     x: Fraction
     y: Fraction
     width: Annotated[float, Field(gt=0.0, le=1.0)]
@@ -101,16 +115,21 @@ class TextBox(Frozen):
     )
 
 
-class RenderSpec(Frozen):
-    boxes: tuple[TextBox, ...] = Field(max_length=MAX_BOXES)
+class OutputOptions(Frozen):
+    """How the output is encoded; shared by RenderSpec and the api's CreateMeme body."""
+
     format: Literal["jpeg", "png", "webp"] = "jpeg"
-    quality: int = Field(default=85, ge=1, le=95, description="JPEG and WebP")
-    max_side: int | None = Field(
-        default=None, ge=16, le=8192, description="longest output side in px; never enlarges"
-    )
-    thumbnail_side: int | None = Field(
-        default=None, ge=16, le=1024, description="also make a thumbnail this long (same format)"
-    )
+    quality: Quality = 85
+    max_side: OutputSide | None = None
+    thumbnail_side: ThumbnailSide | None = None
+
+
+class RenderSpec(OutputOptions):
+    boxes: tuple[TextBox, ...] = Field(max_length=MAX_BOXES)
+
+    @property
+    def has_text(self) -> bool:
+        return any(box.text.strip() for box in self.boxes)
 
 
 CLASSIC_LAYOUT = (
@@ -180,7 +199,9 @@ class MemeItem(Frozen):
     id: MemeId
     state: MemeState
     template_id: TemplateId
-    spec: RenderSpec
+    spec: RenderSpec | None
+    """None when the stored spec breaks today's limits (written by an older version):
+    the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     created_at: datetime
     updated_at: datetime
     state_times: dict[MemeState, datetime]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memeforge_common import limits
 
 
 class Settings(BaseSettings):
@@ -53,17 +55,27 @@ class Settings(BaseSettings):
     # Touched by the receive loop on every turn; a liveness probe checks its age.
     heartbeat_file: str | None = None
 
-    # Limits (invariant 7: bounded everything).
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_source_pixels: int = Field(default=40_000_000, ge=1)
-    max_caption_chars: int = Field(default=500, ge=1)
-    max_long_poll_s: float = Field(default=20.0, ge=0)
+    # Operational limits (the request limits are fixed, in limits.py).
+    max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
+    max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
+    max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
+    # API keys: how long an api process trusts a key record it read (the revocation bound).
+    key_cache_s: float = Field(default=10.0, ge=0, le=300)
+    # Per-key request rate (shared by all api replicas): a sustained rate, and how many
+    # requests an idle key may make at once.
+    rate_limit_per_minute: int = Field(default=600, ge=1, le=600_000)
+    rate_limit_burst: int = Field(default=100, ge=1, le=100_000)
+    # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
+    # for this tenant, so a fresh deployment has one key without anyone running the CLI.
+    first_api_key: SecretStr | None = None
+    first_api_key_tenant: str = "default"
 
     # API server.
     api_host: str = "127.0.0.1"

@@ -17,14 +17,13 @@ from urllib.parse import quote, unquote
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter, ValidationError
 
+from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES
 from memeforge_common.models import CLASSIC_LAYOUT, TextBox, template_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 PREFIX = "templates/"
-# S3 allows 2 KiB of user metadata in all; leave room for name, width and height.
-MAX_LAYOUT_METADATA_BYTES = 1600
 
 _BOXES = TypeAdapter(tuple[TextBox, ...])
 

@@ -22,6 +22,7 @@ from memeforge_common.models import (
     MemeState,
     RenderJob,
     RequestMessage,
+    first_error,
     output_key,
     template_key,
 )
@@ -95,7 +96,7 @@ class Dispatcher:
         try:
             request = RequestMessage.model_validate_json(message.body)
         except ValidationError as err:
-            return Poison(f"invalid request message: {_first_error(err)}")
+            return Poison(f"invalid request message: {first_error(err)}")
         traceparent = child_of(from_attributes(message.attributes))
         with bound(
             meme_id=request.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
@@ -108,7 +109,7 @@ class Dispatcher:
     async def _advance(self, item: MemeItem, traceparent: str) -> Outcome:
         if item.state not in (MemeState.PENDING, MemeState.QUEUED):
             return Ack()  # duplicate request: already rendering or finished
-        failure = self._invalid_spec(item)
+        failure = invalid_spec(item)
         template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
@@ -128,6 +129,9 @@ class Dispatcher:
     async def resend(self, item: MemeItem) -> Failure | None:
         """Send a fresh render job for an item (the sweeper's way to recover a lost job).
         Returns the failure instead when the item can no longer be rendered."""
+        invalid = invalid_spec(item)
+        if invalid is not None:
+            return invalid
         template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
         if template is None:
             return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
@@ -137,17 +141,19 @@ class Dispatcher:
         )
         return None
 
-    def _invalid_spec(self, item: MemeItem) -> Failure | None:
-        limit = self._settings.max_caption_chars
-        if not any(box.text.strip() for box in item.spec.boxes):
-            return Failure(reason="empty_caption", detail="no caption text")
-        for box in item.spec.boxes:
-            if len(box.text) > limit:
-                return Failure(reason="caption_too_long", detail=f"limit {limit} characters")
-        return None
+
+def invalid_spec(item: MemeItem) -> Failure | None:
+    """Why an item's spec cannot be rendered; the limits themselves were checked when the
+    spec was read (memeforge_common.limits), the same way the api checked them."""
+    if item.spec is None:
+        return Failure(reason="invalid_spec", detail="the spec breaks the current limits")
+    if not item.spec.has_text:
+        return Failure(reason="empty_caption", detail="no caption text")
+    return None
 
 
 def render_job(item: MemeItem, template_etag: str) -> RenderJob:
+    assert item.spec is not None, "checked by invalid_spec"
     return RenderJob(
         meme_id=item.id,
         template_key=template_key(item.template_id),
@@ -155,9 +161,3 @@ def render_job(item: MemeItem, template_etag: str) -> RenderJob:
         spec=item.spec,
         output_key=output_key(item.id, item.spec.format),
     )
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-    return f"{where}: {first.get('msg', 'invalid')}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
@@ -35,13 +37,32 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def person(browser: Browser, axe: str, stack: Stack) -> Iterator[Watched]:
-    """A desktop-sized tab on the stack's UI; fails the test on any console error."""
+@contextmanager
+def watched_tab(browser: Browser, axe: str, stack: Stack, key: str | None) -> Iterator[Watched]:
+    """A desktop-sized tab on the stack's UI; fails the test on any console error.
+    ``key``: what the tab's sessionStorage holds already, as if typed into the prompt."""
     context = browser.new_context(base_url=stack.api_url, viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.api_url)
+    if key is not None:
+        context.add_init_script(f"sessionStorage.setItem('memeforge-key', {json.dumps(key)})")
     watched = Watched(context.new_page(), axe).attach()
     watched.page.set_default_timeout(30_000)
-    yield watched
-    context.close()
+    try:
+        yield watched
+    finally:
+        context.close()
     assert not watched.errors, "\n".join(watched.errors)
+
+
+@pytest.fixture
+def person(browser: Browser, axe: str, stack: Stack) -> Iterator[Watched]:
+    """Someone who already gave the UI the dev tenant's key in this tab."""
+    with watched_tab(browser, axe, stack, stack.api_key) as watched:
+        yield watched
+
+
+@pytest.fixture
+def newcomer(browser: Browser, axe: str, stack: Stack) -> Iterator[Watched]:
+    """Someone opening the UI for the first time: no key yet."""
+    with watched_tab(browser, axe, stack, None) as watched:
+        yield watched

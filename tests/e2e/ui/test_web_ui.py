@@ -61,10 +61,11 @@ def tab_to(page: Page, selector: str) -> None:
     raise AssertionError(f"{selector} not reachable with Tab")
 
 
-def fetch_image(page: Page, url: str) -> Image.Image:
-    response = page.request.get(url)  # follows the redirect to the presigned S3 URL
-    assert response.ok, response.status
-    return Image.open(io.BytesIO(response.body())).convert("RGB")
+def fetch_image(url: str) -> Image.Image:
+    """An image by its presigned URL (it carries its own authorisation)."""
+    response = httpx.get(url, timeout=30)
+    assert response.is_success, response.status_code
+    return Image.open(io.BytesIO(response.content)).convert("RGB")
 
 
 def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stack) -> None:
@@ -105,12 +106,19 @@ def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stac
     page.get_by_role("button", name="Copy link").click()
     expect(page.get_by_text("Link copied.")).to_be_visible()
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied == f"{stack.api_url}/memes/{meme['id']}/image"
+    shown = page.evaluate("document.getElementById('meme-image').src")
+    assert copied == shown  # the presigned link: it works without a key, for a while
+    assert f"memes/{meme['id']}" in copied
     person.audit("meme")
 
-    shown = page.evaluate("document.getElementById('meme-image').src")
-    final = fetch_image(page, shown)
-    blank = fetch_image(page, f"/templates/{TEMPLATE}/image")
+    final = fetch_image(shown)
+    template_image = httpx.get(
+        f"{stack.api_url}/templates/{TEMPLATE}/image",
+        params={"redirect": "false"},
+        headers=stack.auth_headers,
+        timeout=30,
+    )
+    blank = fetch_image(template_image.json()["url"])
     assert final.size == blank.size
     top_band = (0, 0, final.width, final.height // 4)
     assert region_diff(final, blank, top_band) > 10, "the meme looks like the blank template"
@@ -118,7 +126,9 @@ def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stac
 
 def test_failed_meme_says_why_in_words(person: Watched, stack: Stack) -> None:
     body = {"template_id": "no-such-template", "top": "x"}
-    meme = httpx.post(f"{stack.api_url}/memes", json=body, timeout=30).json()
+    meme = httpx.post(
+        f"{stack.api_url}/memes", json=body, headers=stack.auth_headers, timeout=30
+    ).json()
     page = person.page
     page.goto(f"/#/memes/{meme['id']}")
     expect(page.get_by_role("alert")).to_contain_text(
@@ -153,7 +163,9 @@ def test_upload_by_drag_and_drop_then_too_large_shows_413(person: Watched, stack
     page.get_by_role("button", name="Upload template").click()
     expect(page).to_have_url(re.compile("#/edit/dropped-gradient$"))
     expect(page.locator("[data-box]")).to_have_count(1)  # its own layout, not the classic two
-    template: dict[str, Any] = httpx.get(f"{stack.api_url}/templates/dropped-gradient").json()
+    template: dict[str, Any] = httpx.get(
+        f"{stack.api_url}/templates/dropped-gradient", headers=stack.auth_headers, timeout=30
+    ).json()
     assert template["width"] == 320
     assert not template["classic_layout"]
 
@@ -245,6 +257,32 @@ def test_phone_width_editor_fits_without_sideways_scrolling(person: Watched) -> 
     expect(page.locator('[data-box="2"]')).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     person.audit("editor-phone")
+
+
+def test_asks_for_a_key_once_and_keeps_it_for_the_tab_only(newcomer: Watched, stack: Stack) -> None:
+    page = newcomer.page
+    page.goto("/")
+    dialog = page.get_by_role("dialog", name="API key needed")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("send Authorization: Bearer")  # the API's 401 detail
+    newcomer.audit("key-prompt")
+    dialog.get_by_label("API key").fill("mf_not_a_real_key")
+    dialog.get_by_role("button", name="Use key").click()
+    expect(dialog).to_contain_text("That key was refused")  # asked again, saying why
+    dialog.get_by_label("API key").fill(stack.api_key)
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(f'[data-template="{TEMPLATE}"]')).to_be_visible()
+
+    with page.expect_request(lambda r: "/templates?" in r.url) as listed:
+        page.reload()
+    assert listed.value.headers["authorization"] == f"Bearer {stack.api_key}"
+    expect(page.locator(f'[data-template="{TEMPLATE}"]')).to_be_visible()
+    expect(dialog).to_be_hidden()  # once per tab, not once per page load
+    assert page.evaluate("document.cookie") == ""
+    assert page.context.cookies() == []  # never a cookie: nothing a cross-site request carries
+    # The browser logs each refused request itself; those are the expected 401s.
+    newcomer.errors[:] = [e for e in newcomer.errors if "status of 401" not in e]
 
 
 def test_the_page_is_served_with_a_strict_csp(stack: Stack) -> None:

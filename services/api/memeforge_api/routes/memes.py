@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     MemeItem,
@@ -22,8 +23,10 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import head_template
 from memeforge_common.tracing import child_of, trace_attributes, trace_id
 
+from memeforge_api.auth import MemesRead, MemesWrite
 from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
+from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemeView
 
@@ -41,6 +44,7 @@ def _not_found(meme_id: str) -> Problem:
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
 async def create_meme(
     body: CreateMeme,
+    caller: MemesWrite,
     response: Response,
     aws: AwsDep,
     store: StoreDep,
@@ -136,10 +140,12 @@ async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> 
 @router.get("/{meme_id}", response_model=MemeView)
 async def get_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     store: StoreDep,
     settings: SettingsDep,
     wait: Annotated[
-        float, Query(ge=0, le=60, description="long-poll: seconds to wait for a state change")
+        float,
+        Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
     item = await store.get(meme_id)
@@ -157,6 +163,7 @@ async def get_meme(
 )
 async def stream_meme(
     meme_id: MemeIdPath,
+    caller: MemesRead,
     store: StoreDep,
     stream_for: Annotated[
         float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
@@ -197,29 +204,39 @@ def _sse(item: MemeItem) -> str:
     "/{meme_id}/image",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+    responses=PRESIGNED_RESPONSES,
 )
 async def get_meme_image(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
-) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=False)
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    aws: AwsDep,
+    settings: SettingsDep,
+    redirect: RedirectQuery = True,
+) -> Response:
+    key = await _output_key(meme_id, store, thumbnail=False)
+    return await presigned_answer(aws, settings, key, redirect=redirect)
 
 
 @router.get(
     "/{meme_id}/thumbnail",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+    responses=PRESIGNED_RESPONSES,
 )
 async def get_meme_thumbnail(
-    meme_id: MemeIdPath, store: StoreDep, aws: AwsDep, settings: SettingsDep
-) -> RedirectResponse:
-    return await _redirect_to_output(meme_id, store, aws, settings, thumbnail=True)
+    meme_id: MemeIdPath,
+    caller: MemesRead,
+    store: StoreDep,
+    aws: AwsDep,
+    settings: SettingsDep,
+    redirect: RedirectQuery = True,
+) -> Response:
+    key = await _output_key(meme_id, store, thumbnail=True)
+    return await presigned_answer(aws, settings, key, redirect=redirect)
 
 
-async def _redirect_to_output(
-    meme_id: str, store: MemeStore, aws: AwsClients, settings: Settings, *, thumbnail: bool
-) -> RedirectResponse:
+async def _output_key(meme_id: str, store: MemeStore, *, thumbnail: bool) -> str:
     item = await store.get(meme_id)
     if item is None:
         raise _not_found(meme_id)
@@ -231,14 +248,8 @@ async def _redirect_to_output(
             f"meme is {item.state.value}",
             state=item.state.value,
         )
-    key = item.result.key
-    if thumbnail:
-        if item.result.thumbnail_key is None:
-            raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
-        key = item.result.thumbnail_key
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": key},
-        ExpiresIn=settings.presign_ttl_s,
-    )
-    return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    if not thumbnail:
+        return item.result.key
+    if item.result.thumbnail_key is None:
+        raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
+    return item.result.thumbnail_key

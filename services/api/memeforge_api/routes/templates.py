@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
 from memeforge_common.models import (
-    MAX_BOXES,
     TEMPLATE_ID_PATTERN,
     TextBox,
     is_template_id,
@@ -22,8 +22,10 @@ from memeforge_common.templates import (
 )
 from pydantic import Field, TypeAdapter, ValidationError
 
+from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import AwsDep, SettingsDep
 from memeforge_api.images import InvalidImage, inspect_image
+from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import TemplatePage, TemplateView
 
@@ -36,6 +38,7 @@ def _not_found(template_id: str) -> Problem:
 
 @router.get("", response_model=TemplatePage)
 async def get_templates(
+    caller: TemplatesRead,
     aws: AwsDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -46,7 +49,9 @@ async def get_templates(
 
 
 @router.get("/{template_id}", response_model=TemplateView)
-async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> TemplateView:
+async def get_template(
+    template_id: str, caller: TemplatesRead, aws: AwsDep, settings: SettingsDep
+) -> TemplateView:
     info = (
         await head_template(aws.s3, settings.bucket, template_id)
         if is_template_id(template_id)
@@ -61,38 +66,38 @@ async def get_template(template_id: str, aws: AwsDep, settings: SettingsDep) -> 
     "/{template_id}/image",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+    responses=PRESIGNED_RESPONSES,
 )
 async def get_template_image(
-    template_id: str, aws: AwsDep, settings: SettingsDep
-) -> RedirectResponse:
+    template_id: str,
+    caller: TemplatesRead,
+    aws: AwsDep,
+    settings: SettingsDep,
+    redirect: RedirectQuery = True,
+) -> Response:
     """The blank template image, for galleries and editors."""
     if not is_template_id(template_id) or (
         await head_template(aws.s3, settings.bucket, template_id) is None
     ):
         raise _not_found(template_id)
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": template_key(template_id)},
-        ExpiresIn=settings.presign_ttl_s,
-    )
-    return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return await presigned_answer(aws, settings, template_key(template_id), redirect=redirect)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
 async def upload_template(
     response: Response,
+    caller: TemplatesWrite,
     aws: AwsDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[str, Form(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)],
     template_id: Annotated[
         str | None, Form(alias="id", pattern=TEMPLATE_ID_PATTERN, description="default: from name")
     ] = None,
     boxes: Annotated[
         str | None,
         Form(
-            max_length=16_000,
+            max_length=MAX_LAYOUT_FORM_CHARS,
             description="JSON list of default text boxes (x, y, width, height, style; no text)",
         ),
     ] = None,

@@ -1,6 +1,6 @@
 """The pure render engine: template bytes + RenderSpec -> image bytes + layout report.
 
-No AWS and no asyncio here (DESIGN.md, invariant 5): the worker wraps this in a
+No AWS and no asyncio here (docs/architecture.md, invariant 5): the worker wraps this in a
 process pool, the benchmarks time it, the golden-image tests check it.
 
 Fast path (JPEG output): the decoded template comes from the per-process cache, the
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+from memeforge_common.limits import MAX_SOURCE_PIXELS
 from memeforge_common.models import RenderSpec, TextBox
 from PIL import Image
 
@@ -26,7 +27,6 @@ from .draw import Stamp, composite, stamp
 from .errors import ImageTooLarge
 from .layout import place
 
-DEFAULT_MAX_SOURCE_PIXELS = 40_000_000
 SPLICE_MAX_FRACTION = 0.6
 """Above this share of rows touched, encoding the whole image is as cheap."""
 
@@ -50,7 +50,7 @@ def render(
     template: bytes | None,
     spec: RenderSpec,
     *,
-    max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+    max_source_pixels: int = MAX_SOURCE_PIXELS,
     template_key: str | None = None,
     etag: str | None = None,
     splice: bool = True,

@@ -67,15 +67,32 @@ async function problemOf(response) {
   return { title: response.statusText || "Request failed", status: response.status, code: "http-error" };
 }
 
-/** fetch() against the API; resolves with the Response when it is 2xx or 3xx. */
+const RETRIED = [429, 503]; // back-pressure and AWS outages: wait as the API says, retry
+const MAX_RETRIES = 3;
+const MAX_WAIT_S = 30;
+
+function sleep(seconds, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, seconds * 1000);
+    signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
+}
+
+/** fetch() against the API; resolves with the Response when it is 2xx. */
 export async function api(path, options = {}) {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0, retries = 0; ; attempt++) {
     const headers = new Headers(options.headers || {});
     const key = storedKey();
     if (key) headers.set("Authorization", `Bearer ${key}`);
     const response = await fetch(path, { ...options, headers });
     if (response.ok) return response;
     const problem = await problemOf(response);
+    if (RETRIED.includes(response.status) && retries < MAX_RETRIES && !(options.body instanceof FormData)) {
+      retries++;
+      const wait = Number(response.headers.get("retry-after")) || 2 ** retries;
+      await sleep(Math.min(wait, MAX_WAIT_S), options.signal);
+      continue;
+    }
     if (response.status === 401 && attempt < 2) {
       if (key) sessionStorage.removeItem(KEY_NAME); // the kept key was refused
       const reason = key ? `That key was refused: ${problem.detail || problem.title}` : problem.detail;
@@ -96,4 +113,10 @@ export function postJson(path, body) {
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
   });
+}
+
+/** The presigned URL of an image route: an <img> cannot send the API key, so the page
+ * asks for the URL (which carries its own expiring authorisation) and shows that. */
+export async function presigned(path, signal) {
+  return apiJson(`${path}?redirect=false`, { signal });
 }

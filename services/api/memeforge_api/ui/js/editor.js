@@ -1,7 +1,7 @@
 // Editor: the template with its boxes; add, drag, resize, delete and style boxes, see
 // the captions live, pick the output, and create the meme.
 
-import { apiJson, postJson } from "./api.js";
+import { apiJson, postJson, presigned } from "./api.js";
 import { h, field, problemBox, showProblem } from "./dom.js";
 import { drawPreview, fontsReady } from "./preview.js";
 
@@ -33,8 +33,9 @@ export async function render(main, signal, templateId) {
   const boxes = template.boxes.map((b) => ({ ...newBox(), ...b, text: "" }));
   let selected = boxes.length ? 0 : -1;
 
-  const image = h("img", { src: template.links.image, alt: `Template: ${template.name}`,
-    width: template.width, height: template.height });
+  const image = h("img", { alt: `Template: ${template.name}`, width: template.width, height: template.height });
+  presigned(template.links.image, signal).then((p) => { image.src = p.url; },
+    (err) => { if (!signal.aborted) showProblem(error, err); });
   const canvas = h("canvas", { id: "preview", "aria-hidden": "true" });
   const stage = h("div", { class: "stage", id: "stage" }, image, canvas);
   const moveHint = h("p", { class: "hint", id: "box-keys" },

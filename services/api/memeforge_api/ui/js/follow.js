@@ -1,7 +1,7 @@
 // A meme's page: its state live over the SSE endpoint, then the image, a download and
 // a copy-link button; FAILED says why in words.
 
-import { apiJson } from "./api.js";
+import { apiJson, presigned } from "./api.js";
 import { h, problemBox, showProblem, formatTime } from "./dom.js";
 import { events } from "./sse.js";
 
@@ -43,7 +43,7 @@ export function render(main, signal, memeId) {
     }));
     if (meme.state === "DONE") {
       status.textContent = "Done.";
-      showResult(meme);
+      showResult(meme).catch((err) => { if (!signal.aborted) showProblem(error, err); });
     } else if (failed) {
       status.textContent = "";
       error.replaceChildren(h("strong", {}, "This meme failed. "), reasonInWords(meme.failure));
@@ -52,19 +52,20 @@ export function render(main, signal, memeId) {
     }
   }
 
-  function showResult(meme) {
-    const link = new URL(meme.links.image, location.href).href;
+  async function showResult(meme) {
+    const { url: link, expires_in: ttl } = await presigned(meme.links.image, signal);
+    const minutes = Math.round(ttl / 60);
     const copied = h("p", { class: "notice", role: "status" });
     const ext = meme.result.content_type.split("/")[1] || "img";
     result.replaceChildren(
-      h("img", { src: meme.links.image, alt: "The finished meme", id: "meme-image",
+      h("img", { src: link, alt: "The finished meme", id: "meme-image",
         width: meme.result.width, height: meme.result.height }),
       h("div", { class: "actions" },
-        h("a", { class: "button", href: meme.links.image, download: `meme-${meme.id}.${ext}`, id: "download" }, "Download"),
+        h("a", { class: "button", href: link, download: `meme-${meme.id}.${ext}`, id: "download" }, "Download"),
         h("button", { type: "button", class: "secondary", id: "copy-link", onclick: async () => {
           try {
             await navigator.clipboard.writeText(link);
-            copied.textContent = "Link copied.";
+            copied.textContent = `Link copied. It works for ${minutes} minutes.`;
           } catch {
             copied.textContent = `Copy this link: ${link}`;
           }

@@ -1,6 +1,6 @@
 // Gallery: template thumbnails, paged with the API's cursor, filtered by name.
 
-import { apiJson } from "./api.js";
+import { apiJson, presigned } from "./api.js";
 import { h, field, problemBox } from "./dom.js";
 
 const PAGE = 24;
@@ -21,6 +21,14 @@ export function render(main, signal) {
   );
   filter.addEventListener("input", draw);
 
+  const urls = new Map(); // template id → presigned image URL, fetched once per page view
+  function thumbnail(t) {
+    const img = h("img", { alt: "", width: 160, height: 120 });
+    if (!urls.has(t.id)) urls.set(t.id, presigned(t.links.image, signal).then((p) => p.url));
+    urls.get(t.id).then((url) => { img.src = url; }, () => { img.alt = "(image unavailable)"; });
+    return img;
+  }
+
   function matches(t) {
     const q = filter.value.trim().toLowerCase();
     return !q || t.name.toLowerCase().includes(q) || t.id.includes(q);
@@ -30,8 +38,7 @@ export function render(main, signal) {
     const shown = loaded.filter(matches);
     list.replaceChildren(...shown.map((t) =>
       h("li", {}, h("a", { href: `#/edit/${t.id}`, "data-template": t.id },
-        h("img", { src: t.links.image, alt: "", loading: "lazy", width: 160, height: 120 }),
-        h("span", {}, t.name)))));
+        thumbnail(t), h("span", {}, t.name)))));
     status.replaceChildren();
     if (!loaded.length) {
       status.append(h("div", { class: "empty" }, h("p", {}, "No templates yet."),

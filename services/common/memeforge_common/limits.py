@@ -1,0 +1,51 @@
+"""Every limit on what a client may ask for, defined once (docs/architecture.md, "Limits").
+
+The api's request bodies and the stored/queued models (models.py) use these same
+types, so a request the api accepts (202) is one the consumer and renderer accept too,
+and an old or crafted message breaking a limit is refused the same way in the workers.
+Operational limits that deployments tune (upload bytes, source pixels) are settings
+whose defaults live here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+MAX_BOXES = 16
+"""Text boxes per meme (and per template layout)."""
+
+MAX_CAPTION_CHARS = 500
+"""Characters per caption. With MAX_BOXES this bounds a meme item well under DynamoDB's
+400 KB item limit (16 x 500 four-byte characters is 32 KB of spec)."""
+
+MAX_TEMPLATE_NAME_CHARS = 200
+MAX_TEMPLATE_METADATA_BYTES = 2048
+"""S3's limit on user metadata (keys and values, as sent)."""
+
+MAX_LAYOUT_METADATA_BYTES = 1600
+"""The share of the template metadata a layout may take (the rest: name, width, height)."""
+
+MAX_LAYOUT_FORM_CHARS = 16_000
+"""The raw ``boxes`` form field of a template upload, before it is parsed."""
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+"""Default of ``MEMEFORGE_MAX_UPLOAD_BYTES``: one template upload."""
+
+MAX_SOURCE_PIXELS = 40_000_000
+"""Default of ``MEMEFORGE_MAX_SOURCE_PIXELS``: a template's width x height, checked from
+the header before decoding (upload and render)."""
+
+MAX_WAIT_S = 60.0
+"""Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
+
+Caption = Annotated[str, Field(max_length=MAX_CAPTION_CHARS)]
+Quality = Annotated[int, Field(ge=1, le=95, description="JPEG and WebP")]
+OutputSide = Annotated[
+    int, Field(ge=16, le=8192, description="longest output side in px; never enlarges")
+]
+ThumbnailSide = Annotated[
+    int, Field(ge=16, le=1024, description="also make a thumbnail this long (same format)")
+]
+FontSize = Annotated[int, Field(ge=1, le=2000, description="px in the output image")]

@@ -1,0 +1,57 @@
+"""Quotas are cluster-wide: two api processes share one key's budget through DynamoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import httpx
+import pytest
+
+from devenv.stack import Stack, create_key
+from tests.e2e.conftest import start_api
+
+pytestmark = pytest.mark.e2e
+
+PER_MINUTE = 6  # one request refilled every 10 s: a burst test sees at most a refill or two
+BURST = 10
+
+
+async def test_a_burst_over_two_api_processes_admits_about_the_limit(stack: Stack) -> None:
+    settings = {
+        "MEMEFORGE_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
+        "MEMEFORGE_RATE_LIMIT_BURST": str(BURST),
+    }
+    urls = [await asyncio.to_thread(start_api, stack, f"api-q{i}", settings) for i in (1, 2)]
+    try:
+        token = await asyncio.to_thread(create_key, stack.env)
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as client:
+            started = time.monotonic()
+            responses = await asyncio.gather(
+                *(
+                    client.get(f"{urls[i % 2]}/templates", params={"limit": 1})
+                    for i in range(2 * BURST)
+                )
+            )
+            elapsed_s = time.monotonic() - started
+        statuses = [r.status_code for r in responses]
+        admitted = statuses.count(200)
+        # Tolerance: the burst, plus what refilled while the burst ran (one per 10 s).
+        refilled = math.floor(elapsed_s * PER_MINUTE / 60) + 1
+        assert BURST <= admitted <= BURST + refilled, statuses
+        assert statuses.count(429) == 2 * BURST - admitted
+        for refused in (r for r in responses if r.status_code == 429):
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "rate-limited"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert refused.headers["ratelimit-policy"] == f'"per-key";q={BURST};w=100'
+            assert refused.headers["ratelimit"].startswith('"per-key";r=0;')
+        ok = next(r for r in responses if r.status_code == 200)
+        assert ok.headers["ratelimit-policy"] == f'"per-key";q={BURST};w=100'
+    finally:
+        for name in ("api-q1", "api-q2"):
+            if name in stack.services:
+                await asyncio.to_thread(stack.stop_service, name)
