@@ -73,6 +73,11 @@ def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stac
     page.goto("/")
     expect(page.locator(f'[data-template="{TEMPLATE}"]')).to_be_visible()
     assert page.locator("#gallery li").count() >= 5  # the seeds
+    page.wait_for_function(  # every thumbnail loads from its presigned URL
+        "() => [...document.querySelectorAll('#gallery img')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()  # one page holds all
     person.audit("gallery")
 
     page.get_by_label("Filter by name").fill("sunset")
@@ -84,6 +89,10 @@ def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stac
 
     page.locator(f'[data-template="{TEMPLATE}"]').click()
     expect(page.locator('[data-box="1"]')).to_be_visible()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#stage img');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
     page.evaluate("document.fonts.ready")
     assert ink_in_box(page, 0) == 0
     assert ink_in_box(page, 1) == 0

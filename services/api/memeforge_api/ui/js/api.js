@@ -24,8 +24,7 @@ function askForKey(reason) {
   const input = document.getElementById("key-input");
   const form = document.getElementById("key-form");
   const cancel = document.getElementById("key-cancel");
-  document.getElementById("key-reason").textContent =
-    reason || "This memeforge asks for an API key. It is kept for this tab only.";
+  document.getElementById("key-reason").textContent = reason ? `The API said: ${reason}` : "";
   input.value = "";
   pendingKey = new Promise((resolve) => {
     const done = (key) => {
