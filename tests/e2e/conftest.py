@@ -11,10 +11,15 @@ import httpx
 import pytest
 
 from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import Stack, start_stack
+from devenv.stack import UNLIMITED_RATE, Stack, start_stack
 
 # Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
-E2E_SETTINGS = {"MEMEFORGE_RENDER_PROCESSES": "2", "MEMEFORGE_RECEIVE_WAIT_S": "2"}
+# The suite drives one key harder than a client may (tests/e2e/test_quotas.py tests that).
+E2E_SETTINGS = {
+    "MEMEFORGE_RENDER_PROCESSES": "2",
+    "MEMEFORGE_RECEIVE_WAIT_S": "2",
+    **UNLIMITED_RATE,
+}
 
 
 @contextmanager

@@ -88,9 +88,9 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
     ),
     (
         "api",
-        "DeleteObject on a rendered meme",
-        lambda s: as_service(s, "api", "s3").delete_object(
-            Bucket="memeforge", Key="memes/anything.jpg"
+        "PutObject under memes/ (only the renderer writes outputs)",
+        lambda s: as_service(s, "api", "s3").put_object(
+            Bucket="memeforge", Key="memes/forged.jpg", Body=b"x"
         ),
     ),
     (

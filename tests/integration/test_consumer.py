@@ -17,9 +17,10 @@ from memeforge_common.models import (
     classic_boxes,
     utcnow,
 )
+from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage, queue_url
 from memeforge_common.settings import Settings
-from memeforge_common.templates import put_template
+from memeforge_common.templates import TemplateStore
 from memeforge_common.tracing import new_traceparent, trace_id
 from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
@@ -48,8 +49,35 @@ def store(aws: AwsClients, resources: Settings) -> MemeStore:
 
 
 @pytest.fixture
-async def dispatcher(aws: AwsClients, resources: Settings) -> Dispatcher:
-    return Dispatcher(aws, resources, await queue_url(aws.sqs, resources.render_queue))
+def templates(aws: AwsClients, resources: Settings) -> TemplateStore:
+    return TemplateStore(aws.s3, resources.bucket)
+
+
+@pytest.fixture
+async def dispatcher(
+    aws: AwsClients, resources: Settings, store: MemeStore, templates: TemplateStore
+) -> Dispatcher:
+    renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, resources.render_queue))
+    return Dispatcher(store, templates, renders)
+
+
+async def sweeper_for(
+    aws: AwsClients, settings: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> Sweeper:
+    requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
+    return Sweeper(store, dispatcher, requests, settings)
+
+
+async def receive_traced(aws: AwsClients, queue: str) -> list[tuple[str, str | None]]:
+    """(body, trace id) of what is on the queue."""
+    url = await queue_url(aws.sqs, queue)
+    response = await aws.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+    )
+    return [
+        (m["Body"], trace_id(m.get("MessageAttributes", {})["traceparent"]["StringValue"]))
+        for m in response.get("Messages", [])
+    ]
 
 
 async def receive_all(aws: AwsClients, queue: str) -> list[str]:
@@ -61,12 +89,14 @@ async def receive_all(aws: AwsClients, queue: str) -> list[str]:
 
 
 async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
-    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    dispatcher: Dispatcher,
+    templates: TemplateStore,
 ) -> None:
     data = gradient(64, 48)
-    await put_template(
-        aws.s3,
-        resources.bucket,
+    await templates.upload(
         "tpl",
         name="t",
         data=data,
@@ -147,16 +177,18 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
 ) -> None:
     settings = resources.model_copy(update={"pending_timeout_s": 30.0, "max_sweeps": 2})
-    sweeper = Sweeper(aws, settings, dispatcher, await queue_url(aws.sqs, settings.request_queue))
+    sweeper = await sweeper_for(aws, settings, store, dispatcher)
     fresh = new_item(uuid.uuid4().hex, "tpl", SPEC)
-    stuck = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    trace = new_traceparent()
+    stuck = new_item(uuid.uuid4().hex, "tpl", SPEC, trace)
     stuck = stuck.model_copy(update={"updated_at": utcnow() - timedelta(minutes=5)})
     for item in (fresh, stuck):
         await store.create(item)
 
     assert await sweeper.sweep_once() == 1
-    [body] = await receive_all(aws, settings.request_queue)
+    [(body, resent_trace)] = await receive_traced(aws, settings.request_queue)
     assert RequestMessage.model_validate_json(body).meme_id == stuck.id
+    assert resent_trace == trace_id(trace)  # the re-sent request continues the trace
     swept = await store.get(stuck.id)
     assert swept is not None
     assert (swept.state, swept.sweeps) == (MemeState.PENDING, 1)
@@ -164,7 +196,7 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     assert await sweeper.sweep_once() == 0
 
     aged = settings.model_copy(update={"pending_timeout_s": 0.001})
-    sweeper = Sweeper(aws, aged, dispatcher, await queue_url(aws.sqs, aged.request_queue))
+    sweeper = await sweeper_for(aws, aged, store, dispatcher)
     await sweeper.sweep_once()  # second sweep (fresh is swept too: it is now "old")
     await sweeper.sweep_once()  # over max_sweeps: FAILED
     final = await store.get(stuck.id)
@@ -175,11 +207,13 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
 
 
 async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
-    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    dispatcher: Dispatcher,
+    templates: TemplateStore,
 ) -> None:
-    await put_template(
-        aws.s3,
-        resources.bucket,
+    await templates.upload(
         "tpl2",
         name="t",
         data=gradient(32, 32),
@@ -187,23 +221,27 @@ async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
         width=32,
         height=32,
     )
-    item = new_item(uuid.uuid4().hex, "tpl2", SPEC)
+    trace = new_traceparent()
+    item = new_item(uuid.uuid4().hex, "tpl2", SPEC, trace)
     await store.create(item)
     await store.transition(item.id, MemeState.QUEUED)
     await store.transition(item.id, MemeState.RENDERING)
     settings = resources.model_copy(update={"rendering_timeout_s": 0.001})
-    sweeper = Sweeper(aws, settings, dispatcher, await queue_url(aws.sqs, settings.request_queue))
+    sweeper = await sweeper_for(aws, settings, store, dispatcher)
     assert await sweeper.sweep_once() == 1
-    [body] = await receive_all(aws, settings.render_queue)
+    [(body, resent_trace)] = await receive_traced(aws, settings.render_queue)
     assert RenderJob.model_validate_json(body).meme_id == item.id
+    assert resent_trace == trace_id(trace)
 
 
 async def test_dispatch_carries_the_trace_to_the_render_job(
-    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    dispatcher: Dispatcher,
+    templates: TemplateStore,
 ) -> None:
-    await put_template(
-        aws.s3,
-        resources.bucket,
+    await templates.upload(
         "traced",
         name="t",
         data=gradient(32, 32),

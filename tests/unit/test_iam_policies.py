@@ -78,6 +78,7 @@ SPECIAL_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:DeleteObjects": ("s3:DeleteObject",),
     "s3:GetObjectAttributes": ("s3:GetObject", "s3:GetObjectAttributes"),
     "s3:PutPublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
+    "s3:PutBucketLifecycleConfiguration": ("s3:PutLifecycleConfiguration",),
     "s3:GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock",),
     "s3:DeletePublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
     "sqs:SendMessageBatch": ("sqs:SendMessage",),

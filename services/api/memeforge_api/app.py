@@ -10,8 +10,11 @@ from fastapi import FastAPI
 from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.items import MemeStore
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings, get_settings
+from memeforge_common.templates import TemplateStore
 
 from memeforge_api.auth import KeyCache
 from memeforge_api.idempotency import IdempotencyRecords
@@ -35,10 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AwsClients.open(settings, API_TIMEOUTS) as aws:
             app.state.settings = settings
-            app.state.aws = aws
             app.state.store = MemeStore(aws.dynamodb, settings.table)
+            app.state.templates = TemplateStore(aws.s3, settings.bucket)
+            app.state.outputs = OutputStore(aws.s3, settings.bucket)
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
+            )
+            app.state.requests = RequestPublisher(
+                aws.sqs, await queue_url(aws.sqs, settings.request_queue)
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
             app.state.rate_limiter = RateLimiter(
@@ -47,7 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 per_minute=settings.rate_limit_per_minute,
                 burst=settings.rate_limit_burst,
             )
-            app.state.request_queue_url = await queue_url(aws.sqs, settings.request_queue)
             log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
             yield
 

@@ -1,4 +1,7 @@
-"""Dependencies as Annotated aliases: routes ask for what they need by type."""
+"""Dependencies as Annotated aliases: routes ask for what they need by type.
+
+Each store and publisher is built once per process, in the app's lifespan (app.py).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
+from memeforge_common.templates import TemplateStore
 
 from memeforge_api.idempotency import IdempotencyRecords
 
@@ -23,7 +28,8 @@ def _from_state(name: str) -> Callable[[Request], Any]:
 
 
 SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
-AwsDep = Annotated[AwsClients, Depends(_from_state("aws"))]
 StoreDep = Annotated[MemeStore, Depends(_from_state("store"))]
+TemplatesDep = Annotated[TemplateStore, Depends(_from_state("templates"))]
+OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
+RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
-RequestQueueDep = Annotated[str, Depends(_from_state("request_queue_url"))]

@@ -39,8 +39,9 @@ class IdempotencyRecords:
         self._table = table
         self._ttl_s = ttl_s
 
-    async def claim(self, key: str, body_fingerprint: str, meme_id: str) -> Claim:
-        record_id = KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+    async def claim(self, tenant: str, key: str, body_fingerprint: str, meme_id: str) -> Claim:
+        """Keys are per tenant: two tenants using the same key never meet."""
+        record_id = KEY_PREFIX + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()
         now = int(time.time())
         try:
             await self._ddb.put_item(
@@ -64,7 +65,7 @@ class IdempotencyRecords:
             )
         ).get("Item")
         if record is None:  # expired and deleted in between: claim afresh
-            return await self.claim(key, body_fingerprint, meme_id)
+            return await self.claim(tenant, key, body_fingerprint, meme_id)
         if record["fingerprint"]["S"] != body_fingerprint:
             raise IdempotencyConflict(key)
         return Claim(meme_id=record["meme_id"]["S"], replay=True)

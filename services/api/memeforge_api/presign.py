@@ -11,8 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import Query, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
-from memeforge_common.aws import AwsClients
-from memeforge_common.settings import Settings
 
 RedirectQuery = Annotated[
     bool,
@@ -24,16 +22,7 @@ PRESIGNED_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def presigned_answer(
-    aws: AwsClients, settings: Settings, key: str, *, redirect: bool
-) -> Response:
-    url = await aws.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.bucket, "Key": key},
-        ExpiresIn=settings.presign_ttl_s,
-    )
+def presigned_answer(url: str, ttl_s: int, *, redirect: bool) -> Response:
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    return JSONResponse(
-        {"url": url, "expires_in": settings.presign_ttl_s}, headers={"Cache-Control": "no-store"}
-    )
+    return JSONResponse({"url": url, "expires_in": ttl_s}, headers={"Cache-Control": "no-store"})

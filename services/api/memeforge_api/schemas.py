@@ -89,6 +89,9 @@ class MemeView(BaseModel):
     attempts: int
     result: ResultView | None = None
     failure: FailureView | None = None
+    expires_at: datetime | None = Field(
+        default=None, description="when the meme and its outputs are deleted (retention)"
+    )
     links: dict[str, str]
 
     @classmethod
@@ -122,8 +125,14 @@ class MemeView(BaseModel):
             attempts=item.attempts,
             result=result,
             failure=failure,
+            expires_at=item.expires_at,
             links=links,
         )
+
+
+class MemePage(BaseModel):
+    items: list[MemeView]
+    next_cursor: str | None = None
 
 
 class TemplateView(BaseModel):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from memeforge_api.deps import AwsDep, SettingsDep
+from memeforge_api.deps import TemplatesDep
 
 UI_DIR = Path(__file__).resolve().with_name("ui")
 # The renderer's own OFL fonts (a symlink in the source tree, a copy in the image), so
@@ -50,11 +50,9 @@ def _origin(url: str) -> str:
 
 
 @router.get("/")
-async def index(aws: AwsDep, settings: SettingsDep) -> FileResponse:
-    # Presigning is local (no AWS call); it names the origin the image redirects go to.
-    sample = await aws.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": settings.bucket, "Key": "ui"}, ExpiresIn=60
-    )
+async def index(templates: TemplatesDep) -> FileResponse:
+    # Presigning is local (no AWS call); it names the origin the image URLs point to.
+    sample = await templates.presigned_url("ui", 60)
     headers = {
         "Content-Security-Policy": content_security_policy(_origin(sample)),
         "X-Content-Type-Options": "nosniff",

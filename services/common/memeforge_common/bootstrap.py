@@ -19,9 +19,9 @@ from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import LIVE_INDEX
 from memeforge_common.logs import configure_logging
-from memeforge_common.models import TextBox
+from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
-from memeforge_common.templates import head_template, put_template
+from memeforge_common.templates import TemplateStore
 from memeforge_common.tenancy import TENANT_INDEX
 
 if TYPE_CHECKING:
@@ -59,6 +59,23 @@ async def ensure_bucket(s3: S3Client, settings: Settings) -> None:
             "IgnorePublicAcls": True,
             "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True,
+        },
+    )
+
+
+async def ensure_retention(s3: S3Client, settings: Settings) -> None:
+    """Outputs expire after the retention period, like their items (DynamoDB TTL)."""
+    await s3.put_bucket_lifecycle_configuration(
+        Bucket=settings.bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "meme-outputs-retention",
+                    "Filter": {"Prefix": OUTPUT_PREFIX},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": settings.retention_days},
+                }
+            ]
         },
     )
 
@@ -159,16 +176,15 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
 
     seeds_dir = resources.files("memeforge_common") / "seeds"
     catalogue = json.loads((seeds_dir / "seeds.json").read_text())
+    templates = TemplateStore(s3, settings.bucket)
     uploaded = 0
     for seed in catalogue:
-        if await head_template(s3, settings.bucket, seed["id"]) is not None:
+        if await templates.head(seed["id"]) is not None:
             continue
         data = (seeds_dir / seed["file"]).read_bytes()
         with Image.open(seeds_dir / seed["file"]) as image:
             width, height = image.size
-        await put_template(
-            s3,
-            settings.bucket,
+        await templates.upload(
             seed["id"],
             name=seed["name"],
             data=data,
@@ -202,6 +218,7 @@ async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
             ensure_queue_with_dlq(aws.sqs, settings.request_queue, settings),
             ensure_queue_with_dlq(aws.sqs, settings.render_queue, settings),
         )
+        await ensure_retention(aws.s3, settings)
         await import_first_key(aws.dynamodb, settings)
         if seed:
             count = await seed_templates(aws.s3, settings)

@@ -7,8 +7,11 @@ conditional UpdateItem on the current state. Losing that condition is a normal r
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -24,6 +27,7 @@ from memeforge_common.models import (
     first_error,
     utcnow,
 )
+from memeforge_common.tenancy import TENANT_INDEX, tenant_kind
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 # A sparse index of the items that are still moving: ``live_state`` exists only while
 # an item is not terminal, so the sweeper queries a few live items, never the table.
 LIVE_INDEX = "live-items"
+MEME_KIND = "meme"
 
 # Which states may move to which: the whole state machine in one table.
 TRANSITIONS: dict[MemeState, frozenset[MemeState]] = {
@@ -81,12 +86,19 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         "attempts": _n(item.attempts),
         "sweeps": _n(item.sweeps),
     }
+    if item.tenant:
+        record["tenant"] = _s(item.tenant)
+        record["tenant_kind"] = _s(tenant_kind(item.tenant, MEME_KIND))
+    if item.expires_at is not None:
+        record["expires_at"] = _n(int(item.expires_at.timestamp()))
     if not item.state.terminal:
         record["live_state"] = _s(item.state.value)
     if item.result is not None:
         record["result"] = _s(item.result.model_dump_json())
     if item.failure is not None:
         record["failure"] = _s(item.failure.model_dump_json())
+    if item.traceparent is not None:
+        record["traceparent"] = _s(item.traceparent)
     return record
 
 
@@ -109,6 +121,13 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         failure=Failure.model_validate_json(failure["S"]) if failure else None,
         attempts=int(record.get("attempts", {"N": "0"})["N"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
+        tenant=record.get("tenant", {"S": ""})["S"],
+        expires_at=(
+            datetime.fromtimestamp(int(record["expires_at"]["N"]), UTC)
+            if "expires_at" in record
+            else None
+        ),
+        traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
     )
 
 
@@ -122,7 +141,15 @@ def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
         return None
 
 
-def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
+def new_item(
+    meme_id: str,
+    template_id: str,
+    spec: RenderSpec,
+    traceparent: str | None = None,
+    *,
+    tenant: str = "",
+    retention: timedelta | None = None,
+) -> MemeItem:
     now = utcnow()
     return MemeItem(
         id=meme_id,
@@ -132,11 +159,39 @@ def new_item(meme_id: str, template_id: str, spec: RenderSpec) -> MemeItem:
         created_at=now,
         updated_at=now,
         state_times={MemeState.PENDING: now},
+        tenant=tenant,
+        expires_at=now.replace(microsecond=0) + retention if retention else None,
+        traceparent=traceparent,
     )
 
 
 class ItemExists(Exception):
     """A PutItem for a new meme found an item with the same id."""
+
+
+class InvalidCursor(ValueError):
+    """A page cursor this store did not hand out (or for another tenant)."""
+
+
+def _encode_cursor(last_key: dict[str, Any]) -> str:
+    plain = {name: value["S"] for name, value in last_key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode()
+
+
+def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeError) as err:
+        raise InvalidCursor(cursor) from err
+    names = {"id", "tenant_kind", "created_at"}
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != names
+        or not all(isinstance(v, str) for v in plain.values())
+        or plain["tenant_kind"] != kind  # never page through another tenant's index range
+    ):
+        raise InvalidCursor(cursor)
+    return {name: _s(value) for name, value in plain.items()}
 
 
 class MemeStore:
@@ -160,6 +215,29 @@ class MemeStore:
         )
         record = response.get("Item")
         return from_dynamo(record) if record else None
+
+    async def page(
+        self, tenant: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[MemeItem], str | None]:
+        """One page of a tenant's memes, newest first, from the tenant index (no Scan)."""
+        kind = tenant_kind(tenant, MEME_KIND)
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "tenant_kind = :kind",
+            "ExpressionAttributeValues": {":kind": _s(kind)},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = _decode_cursor(cursor, kind)
+        response = await self._ddb.query(**params)
+        items = [from_dynamo(record) for record in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, _encode_cursor(last) if last else None
+
+    async def delete(self, meme_id: str) -> None:
+        await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
 
     async def transition(
         self,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -115,10 +115,14 @@ class TextBox(Frozen):
     )
 
 
+OutputFormat = Literal["jpeg", "png", "webp"]
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+
+
 class OutputOptions(Frozen):
     """How the output is encoded; shared by RenderSpec and the api's CreateMeme body."""
 
-    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    format: OutputFormat = "jpeg"
     quality: Quality = 85
     max_side: OutputSide | None = None
     thumbnail_side: ThumbnailSide | None = None
@@ -209,6 +213,10 @@ class MemeItem(Frozen):
     failure: Failure | None = None
     attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
     sweeps: int = 0  # times the sweeper re-enqueued it
+    tenant: str = ""  # "" on items from before tenants: no key can reach them
+    expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this
+    traceparent: str | None = None
+    """The trace of the request that created it, continued by whatever re-sends it."""
 
 
 class RequestMessage(Frozen):
@@ -229,6 +237,7 @@ class RenderJob(Frozen):
     template_etag: str
     spec: RenderSpec
     output_key: str
+    tenant: str = ""  # the meme's tenant: part of its output keys (absent before tenants)
 
     @field_validator("template_key", "output_key")
     @classmethod
@@ -238,10 +247,17 @@ class RenderJob(Frozen):
         return key
 
 
-def output_key(meme_id: str, fmt: str = "jpeg", *, thumbnail: bool = False) -> str:
-    """Deterministic output key (invariant 4): a repeated render overwrites the same object."""
+OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it
+
+
+def output_key(
+    meme_id: str, fmt: str = "jpeg", *, tenant: str = "", thumbnail: bool = False
+) -> str:
+    """Deterministic output key (invariant 4): a repeated render overwrites the same object.
+    It carries the tenant, so IAM and lifecycle rules can work per tenant."""
     ext = {"jpeg": "jpg"}.get(fmt, fmt)
-    return f"memes/{meme_id}.thumb.{ext}" if thumbnail else f"memes/{meme_id}.{ext}"
+    folder = f"{OUTPUT_PREFIX}{tenant}/" if tenant else OUTPUT_PREFIX
+    return f"{folder}{meme_id}.thumb.{ext}" if thumbnail else f"{folder}{meme_id}.{ext}"
 
 
 def template_key(template_id: str) -> str:

@@ -66,12 +66,16 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(default=85, ge=1, le=95)
     template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
+    # Retention: meme items (DynamoDB TTL) and their outputs (an S3 lifecycle rule on
+    # memes/, set by the bootstrap) go this many days after the meme was created.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
     # API keys: how long an api process trusts a key record it read (the revocation bound).
     key_cache_s: float = Field(default=10.0, ge=0, le=300)
     # Per-key request rate (shared by all api replicas): a sustained rate, and how many
     # requests an idle key may make at once.
-    rate_limit_per_minute: int = Field(default=600, ge=1, le=600_000)
-    rate_limit_burst: int = Field(default=100, ge=1, le=100_000)
+    rate_limit_per_minute: int = Field(default=1200, ge=1, le=600_000)
+    rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
     # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
     # for this tenant, so a fresh deployment has one key without anyone running the CLI.
     first_api_key: SecretStr | None = None

@@ -82,63 +82,91 @@ def is_not_found(err: ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound")
 
 
-async def put_template(
-    s3: S3Client,
-    bucket: str,
-    template_id: str,
-    *,
-    name: str,
-    data: bytes,
-    content_type: str,
-    width: int,
-    height: int,
-    layout: tuple[TextBox, ...] | None = None,
-) -> str:
-    """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
-    metadata = {"name": quote(name), "width": str(width), "height": str(height)}
-    if layout:
-        metadata["layout"] = encode_layout(layout)
-    response = await s3.put_object(
-        Bucket=bucket,
-        Key=template_key(template_id),
-        Body=data,
-        ContentType=content_type,
-        Metadata=metadata,
-    )
-    return response["ETag"]
+class TemplateMissing(LookupError):
+    """No template under that key."""
 
 
-async def head_template(s3: S3Client, bucket: str, template_id: str) -> TemplateInfo | None:
-    try:
-        head = await s3.head_object(Bucket=bucket, Key=template_key(template_id))
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
-    meta = head.get("Metadata", {})
-    return TemplateInfo(
-        id=template_id,
-        name=unquote(meta.get("name", template_id)),
-        content_type=head.get("ContentType", "application/octet-stream"),
-        width=int(meta.get("width", 0)),
-        height=int(meta.get("height", 0)),
-        bytes=head["ContentLength"],
-        etag=head["ETag"],
-        last_modified=head["LastModified"],
-        layout=decode_layout(meta.get("layout")),
-    )
+class TemplateStore:
+    """Templates in one bucket: the only code that reads or writes ``templates/*``."""
 
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
 
-async def list_templates(
-    s3: S3Client, bucket: str, *, limit: int, cursor: str | None
-) -> tuple[list[TemplateInfo], str | None]:
-    """One page of templates via ListObjectsV2 continuation tokens (never a full listing)."""
-    params: dict[str, Any] = {"Bucket": bucket, "Prefix": PREFIX, "MaxKeys": limit}
-    if cursor:
-        params["ContinuationToken"] = cursor
-    page = await s3.list_objects_v2(**params)
-    ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
-    heads = await asyncio.gather(*(head_template(s3, bucket, tid) for tid in ids))
-    infos = [info for info in heads if info is not None]  # deleted between list and head
-    next_cursor = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-    return infos, next_cursor
+    async def upload(
+        self,
+        template_id: str,
+        *,
+        name: str,
+        data: bytes,
+        content_type: str,
+        width: int,
+        height: int,
+        layout: tuple[TextBox, ...] | None = None,
+    ) -> str:
+        """Store a template; returns its ETag. S3 metadata is ASCII-only, so names are quoted."""
+        metadata = {"name": quote(name), "width": str(width), "height": str(height)}
+        if layout:
+            metadata["layout"] = encode_layout(layout)
+        response = await self._s3.put_object(
+            Bucket=self._bucket,
+            Key=template_key(template_id),
+            Body=data,
+            ContentType=content_type,
+            Metadata=metadata,
+        )
+        return response["ETag"]
+
+    async def presigned_url(self, template_id: str, ttl_s: int) -> str:
+        """A GET URL for the template's image that expires after ``ttl_s`` (no AWS call)."""
+        return await self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._bucket, "Key": template_key(template_id)},
+            ExpiresIn=ttl_s,
+        )
+
+    async def head(self, template_id: str) -> TemplateInfo | None:
+        try:
+            head = await self._s3.head_object(Bucket=self._bucket, Key=template_key(template_id))
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+        meta = head.get("Metadata", {})
+        return TemplateInfo(
+            id=template_id,
+            name=unquote(meta.get("name", template_id)),
+            content_type=head.get("ContentType", "application/octet-stream"),
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            bytes=head["ContentLength"],
+            etag=head["ETag"],
+            last_modified=head["LastModified"],
+            layout=decode_layout(meta.get("layout")),
+        )
+
+    async def page(
+        self, *, limit: int, cursor: str | None
+    ) -> tuple[list[TemplateInfo], str | None]:
+        """One page of templates via ListObjectsV2 continuation tokens (never a full listing)."""
+        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": PREFIX, "MaxKeys": limit}
+        if cursor:
+            params["ContinuationToken"] = cursor
+        page = await self._s3.list_objects_v2(**params)
+        ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
+        heads = await asyncio.gather(*(self.head(tid) for tid in ids))
+        infos = [info for info in heads if info is not None]  # deleted between list and head
+        next_cursor = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        return infos, next_cursor
+
+    async def fetch(self, key: str) -> tuple[bytes, str]:
+        """A template's bytes and the ETag they have; TemplateMissing when there is none."""
+        try:
+            response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as err:
+            if is_not_found(err):
+                raise TemplateMissing(key) from err
+            raise
+        async with response["Body"] as body:
+            data = await body.read()
+        return data, response["ETag"]

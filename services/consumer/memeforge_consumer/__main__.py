@@ -8,8 +8,10 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import serve_metrics
+from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
+from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, run_until_signalled
 
 from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
@@ -21,10 +23,10 @@ async def run() -> None:
     settings = get_settings()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        render_url = await queue_url(aws.sqs, settings.render_queue)
-        request_url = await queue_url(aws.sqs, settings.request_queue)
-        dispatcher = Dispatcher(aws, settings, render_url)
         store = MemeStore(aws.dynamodb, settings.table)
+        renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, settings.render_queue))
+        requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
+        dispatcher = Dispatcher(store, TemplateStore(aws.s3, settings.bucket), renders)
         workers = [
             await make_worker(
                 aws.sqs,
@@ -51,7 +53,7 @@ async def run() -> None:
                     concurrency=10,
                 )
             )
-        sweeper = Sweeper(aws, settings, dispatcher, request_url)
+        sweeper = Sweeper(store, dispatcher, requests, settings)
         await run_until_signalled(workers, background=[sweeper.run])
 
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import (
@@ -26,10 +25,10 @@ from memeforge_common.models import (
     output_key,
     template_key,
 )
-from memeforge_common.queues import QueueMessage, send_batch
-from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, from_attributes, trace_attributes, trace_id
+from memeforge_common.publishers import RenderPublisher
+from memeforge_common.queues import QueueMessage
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
 
@@ -58,11 +57,12 @@ Outcome = Ack | Poison | Enqueue
 
 
 class Dispatcher:
-    def __init__(self, aws: AwsClients, settings: Settings, render_queue_url: str) -> None:
-        self._aws = aws
-        self._settings = settings
-        self._store = MemeStore(aws.dynamodb, settings.table)
-        self._render_queue_url = render_queue_url
+    def __init__(
+        self, store: MemeStore, templates: TemplateStore, renders: RenderPublisher
+    ) -> None:
+        self._store = store
+        self._templates = templates
+        self._renders = renders
 
     async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
         decisions = await asyncio.gather(
@@ -84,9 +84,9 @@ class Dispatcher:
             else:
                 outcomes.poison[message.message_id] = decision.why
         if to_send:
-            bodies = [enqueue.job.model_dump_json() for _, enqueue in to_send]
-            traces = [trace_attributes(enqueue.traceparent) for _, enqueue in to_send]
-            failed = set(await send_batch(self._aws.sqs, self._render_queue_url, bodies, traces))
+            failed = await self._renders.publish_batch(
+                [(enqueue.job, enqueue.traceparent) for _, enqueue in to_send]
+            )
             outcomes.done.update(
                 m.message_id for i, (m, _) in enumerate(to_send) if i not in failed
             )
@@ -110,7 +110,7 @@ class Dispatcher:
         if item.state not in (MemeState.PENDING, MemeState.QUEUED):
             return Ack()  # duplicate request: already rendering or finished
         failure = invalid_spec(item)
-        template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
+        template = await self._templates.head(item.template_id)
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
         if failure is not None:
@@ -132,13 +132,10 @@ class Dispatcher:
         invalid = invalid_spec(item)
         if invalid is not None:
             return invalid
-        template = await head_template(self._aws.s3, self._settings.bucket, item.template_id)
+        template = await self._templates.head(item.template_id)
         if template is None:
             return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
-        await self._aws.sqs.send_message(
-            QueueUrl=self._render_queue_url,
-            MessageBody=render_job(item, template.etag).model_dump_json(),
-        )
+        await self._renders.publish(render_job(item, template.etag), child_of(item.traceparent))
         return None
 
 
@@ -159,5 +156,6 @@ def render_job(item: MemeItem, template_etag: str) -> RenderJob:
         template_key=template_key(item.template_id),
         template_etag=template_etag,
         spec=item.spec,
-        output_key=output_key(item.id, item.spec.format),
+        output_key=output_key(item.id, item.spec.format, tenant=item.tenant),
+        tenant=item.tenant,
     )

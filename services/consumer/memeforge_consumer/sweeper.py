@@ -14,11 +14,12 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import Failure, MemeItem, MemeState, RequestMessage, utcnow
+from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
+from memeforge_common.tracing import child_of
 
 from memeforge_consumer.dispatch import Dispatcher
 
@@ -28,16 +29,15 @@ log = logging.getLogger("memeforge.consumer.sweeper")
 class Sweeper:
     def __init__(
         self,
-        aws: AwsClients,
-        settings: Settings,
+        store: MemeStore,
         dispatcher: Dispatcher,
-        request_queue_url: str,
+        requests: RequestPublisher,
+        settings: Settings,
     ) -> None:
-        self._aws = aws
-        self._settings = settings
-        self._store = MemeStore(aws.dynamodb, settings.table)
+        self._store = store
         self._dispatcher = dispatcher
-        self._request_queue_url = request_queue_url
+        self._requests = requests
+        self._settings = settings
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -74,9 +74,8 @@ class Sweeper:
         if not await self._store.mark_swept(item):
             return 0  # it moved meanwhile, or another replica swept it
         if item.state is MemeState.PENDING:
-            await self._aws.sqs.send_message(
-                QueueUrl=self._request_queue_url,
-                MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
+            await self._requests.publish(
+                RequestMessage(meme_id=item.id), child_of(item.traceparent)
             )
         else:
             unrenderable = await self._dispatcher.resend(item)

@@ -6,9 +6,12 @@ import asyncio
 import logging
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.items import MemeStore
 from memeforge_common.logs import configure_logging
 from memeforge_common.metrics import serve_metrics
+from memeforge_common.outputs import OutputStore
 from memeforge_common.settings import get_settings
+from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, per_message, run_until_signalled
 
 from memeforge_renderer import engine
@@ -33,7 +36,14 @@ async def run() -> None:
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
         with make_pool(processes) as pool:
-            renderer = Renderer(aws, settings, pool, TemplateCache(settings.template_cache_bytes))
+            renderer = Renderer(
+                MemeStore(aws.dynamodb, settings.table),
+                TemplateStore(aws.s3, settings.bucket),
+                OutputStore(aws.s3, settings.bucket),
+                pool,
+                TemplateCache(settings.template_cache_bytes),
+                max_source_pixels=settings.max_source_pixels,
+            )
             worker = await make_worker(
                 aws.sqs,
                 settings,

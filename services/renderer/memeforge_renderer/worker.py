@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 
-from botocore.exceptions import ClientError
-from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.metrics import RENDER_STAGE_SECONDS
-from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob, output_key
+from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
+from memeforge_common.outputs import OutputStore
 from memeforge_common.queues import QueueMessage
-from memeforge_common.settings import Settings
-from memeforge_common.templates import is_not_found
+from memeforge_common.templates import TemplateMissing, TemplateStore
 from memeforge_common.tracing import from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
@@ -30,19 +28,23 @@ from memeforge_renderer.pool import render_in_pool
 log = logging.getLogger("memeforge.renderer")
 
 
-class TemplateMissing(Exception):
-    pass
-
-
 class Renderer:
     def __init__(
-        self, aws: AwsClients, settings: Settings, pool: Executor, cache: TemplateCache
+        self,
+        store: MemeStore,
+        templates: TemplateStore,
+        outputs: OutputStore,
+        pool: Executor,
+        cache: TemplateCache,
+        *,
+        max_source_pixels: int,
     ) -> None:
-        self._aws = aws
-        self._settings = settings
+        self._store = store
+        self._templates = templates
+        self._outputs = outputs
         self._pool = pool
         self._cache = cache
-        self._store = MemeStore(aws.dynamodb, settings.table)
+        self._max_source_pixels = max_source_pixels
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -76,30 +78,28 @@ class Renderer:
                 job.spec,
                 template_key=job.template_key,
                 etag=job.template_etag,
-                max_source_pixels=self._settings.max_source_pixels,
+                max_source_pixels=self._max_source_pixels,
             )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
             return
-        await self._aws.s3.put_object(
-            Bucket=self._settings.bucket,
-            Key=job.output_key,
-            Body=output.data,
-            ContentType=output.content_type,
+        key = await self._outputs.save(
+            job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
         )
         for stage, ms in output.report.get("timings_ms", {}).items():
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
-            thumbnail_key = output_key(job.meme_id, job.spec.format, thumbnail=True)
-            await self._aws.s3.put_object(
-                Bucket=self._settings.bucket,
-                Key=thumbnail_key,
-                Body=output.thumbnail,
-                ContentType=output.content_type,
+            thumbnail_key = await self._outputs.save(
+                job.meme_id,
+                job.spec.format,
+                output.thumbnail,
+                output.content_type,
+                tenant=job.tenant,
+                thumbnail=True,
             )
         result = MemeResult(
-            key=job.output_key,
+            key=key,
             content_type=output.content_type,
             bytes=len(output.data),
             width=output.width,
@@ -115,16 +115,9 @@ class Renderer:
         cached = self._cache.get(key, etag)
         if cached is not None:
             return cached
-        try:
-            response = await self._aws.s3.get_object(Bucket=self._settings.bucket, Key=key)
-        except ClientError as err:
-            if is_not_found(err):
-                raise TemplateMissing(key) from err
-            raise
-        async with response["Body"] as body:
-            data = await body.read()
+        data, current_etag = await self._templates.fetch(key)
         # Cache under the ETag we actually got: the template may have changed since.
-        self._cache.put(key, response["ETag"], data)
+        self._cache.put(key, current_etag, data)
         return data
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:

@@ -117,7 +117,7 @@ def test_gallery_pick_caption_preview_create_follow(person: Watched, stack: Stac
     copied = page.evaluate("navigator.clipboard.readText()")
     shown = page.evaluate("document.getElementById('meme-image').src")
     assert copied == shown  # the presigned link: it works without a key, for a while
-    assert f"memes/{meme['id']}" in copied
+    assert f"/{meme['id']}.jpg?" in copied
     person.audit("meme")
 
     final = fetch_image(shown)
@@ -266,6 +266,35 @@ def test_phone_width_editor_fits_without_sideways_scrolling(person: Watched) -> 
     expect(page.locator('[data-box="2"]')).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     person.audit("editor-phone")
+
+
+def test_history_lists_my_memes_and_deletes_one(person: Watched, stack: Stack) -> None:
+    made = [
+        httpx.post(
+            f"{stack.api_url}/memes",
+            json={"template_id": "ocean-waves", "top": f"history {n}"},
+            headers=stack.auth_headers,
+            timeout=30,
+        ).json()["id"]
+        for n in range(2)
+    ]
+    page = person.page
+    page.goto("/")
+    page.get_by_role("link", name="My memes").click()  # shown: the API has GET /memes
+    for meme_id in made:
+        expect(page.locator(f'[data-meme="{meme_id}"]')).to_be_visible()
+    person.audit("history")
+
+    doomed = page.locator(f'[data-meme="{made[0]}"]')
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        doomed.get_by_role("button", name=re.compile("^Delete meme")).click()
+    assert deleted.value.status == 204
+    expect(doomed).to_have_count(0)
+    gone = httpx.get(f"{stack.api_url}/memes/{made[0]}", headers=stack.auth_headers, timeout=30)
+    assert gone.status_code == 404
+    page.reload()
+    expect(page.locator(f'[data-meme="{made[1]}"]')).to_be_visible()
+    expect(page.locator(f'[data-meme="{made[0]}"]')).to_have_count(0)
 
 
 def test_asks_for_a_key_once_and_keeps_it_for_the_tab_only(newcomer: Watched, stack: Stack) -> None:

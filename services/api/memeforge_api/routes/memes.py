@@ -5,12 +5,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.aws import AwsClients
-from memeforge_common.items import ItemExists, MemeStore, new_item
+from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
@@ -19,16 +19,25 @@ from memeforge_common.models import (
     RenderSpec,
     RequestMessage,
 )
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import PublishFailed
 from memeforge_common.settings import Settings
-from memeforge_common.templates import head_template
-from memeforge_common.tracing import child_of, trace_attributes, trace_id
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tracing import child_of, trace_id
 
-from memeforge_api.auth import MemesRead, MemesWrite
-from memeforge_api.deps import AwsDep, IdempotencyDep, RequestQueueDep, SettingsDep, StoreDep
+from memeforge_api.auth import MemesRead, MemesWrite, Principal
+from memeforge_api.deps import (
+    IdempotencyDep,
+    OutputsDep,
+    RequestsDep,
+    SettingsDep,
+    StoreDep,
+    TemplatesDep,
+)
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
-from memeforge_api.schemas import CreateMeme, MemeView
+from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 
 router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
@@ -41,16 +50,39 @@ def _not_found(meme_id: str) -> Problem:
     return Problem(404, "meme-not-found", "No such meme", f"meme {meme_id!r}")
 
 
+async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
+    """The caller's meme; another tenant's meme is as absent as one that never existed."""
+    item = await store.get(meme_id)
+    if item is None or item.tenant != caller.tenant:
+        raise _not_found(meme_id)
+    return item
+
+
+@router.get("", response_model=MemePage)
+async def list_memes(
+    caller: MemesRead,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> MemePage:
+    """The caller's memes, newest first; pass ``next_cursor`` back as ``?cursor=``."""
+    try:
+        items, next_cursor = await store.page(caller.tenant, limit=limit, cursor=cursor)
+    except InvalidCursor as err:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
+    return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
 async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
     response: Response,
-    aws: AwsDep,
     store: StoreDep,
-    settings: SettingsDep,
+    templates: TemplatesDep,
+    requests: RequestsDep,
     idempotency: IdempotencyDep,
-    request_queue_url: RequestQueueDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -66,7 +98,7 @@ async def create_meme(
     if idempotency_key is not None:
         try:
             claim = await idempotency.claim(
-                idempotency_key, fingerprint(body.model_dump_json()), meme_id
+                caller.tenant, idempotency_key, fingerprint(body.model_dump_json()), meme_id
             )
         except IdempotencyConflict as err:
             raise Problem(
@@ -75,7 +107,15 @@ async def create_meme(
                 "Idempotency-Key already used with a different request",
             ) from err
         meme_id, replay = claim.meme_id, claim.replay
-    item = new_item(meme_id, body.template_id, await _spec_for(body, aws, settings))
+    trace = child_of(traceparent)
+    item = new_item(
+        meme_id,
+        body.template_id,
+        await _spec_for(body, templates),
+        trace,
+        tenant=caller.tenant,
+        retention=timedelta(days=settings.retention_days),
+    )
     try:
         await store.create(item)
     except ItemExists:
@@ -88,12 +128,11 @@ async def create_meme(
             raise
         item = existing
     else:
-        trace = child_of(traceparent)
-        await aws.sqs.send_message(
-            QueueUrl=request_queue_url,
-            MessageBody=RequestMessage(meme_id=item.id).model_dump_json(),
-            MessageAttributes=trace_attributes(trace),
-        )
+        try:
+            await requests.publish(RequestMessage(meme_id=item.id), trace)
+        except PublishFailed:
+            # The item is written: the sweeper re-sends the request of a PENDING item.
+            log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
@@ -102,12 +141,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, aws: AwsClients, settings: Settings) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await head_template(aws.s3, settings.bucket, body.template_id)
+    template = await templates.head(body.template_id)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):
@@ -148,9 +187,7 @@ async def get_meme(
         Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
-    item = await store.get(meme_id)
-    if item is None:
-        raise _not_found(meme_id)
+    item = await _owned(store, meme_id, caller)
     if wait > 0:
         item = await _wait_for_change(store, item, min(wait, settings.max_long_poll_s))
     return MemeView.of(item)
@@ -171,9 +208,7 @@ async def stream_meme(
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = await store.get(meme_id)
-    if first is None:
-        raise _not_found(meme_id)
+    first = await _owned(store, meme_id, caller)
 
     async def events() -> AsyncIterator[str]:
         item: MemeItem = first
@@ -210,12 +245,12 @@ async def get_meme_image(
     meme_id: MemeIdPath,
     caller: MemesRead,
     store: StoreDep,
-    aws: AwsDep,
+    outputs: OutputsDep,
     settings: SettingsDep,
     redirect: RedirectQuery = True,
 ) -> Response:
-    key = await _output_key(meme_id, store, thumbnail=False)
-    return await presigned_answer(aws, settings, key, redirect=redirect)
+    item = await _owned(store, meme_id, caller)
+    return await _answer_output(item, outputs, settings, thumbnail=False, redirect=redirect)
 
 
 @router.get(
@@ -228,18 +263,17 @@ async def get_meme_thumbnail(
     meme_id: MemeIdPath,
     caller: MemesRead,
     store: StoreDep,
-    aws: AwsDep,
+    outputs: OutputsDep,
     settings: SettingsDep,
     redirect: RedirectQuery = True,
 ) -> Response:
-    key = await _output_key(meme_id, store, thumbnail=True)
-    return await presigned_answer(aws, settings, key, redirect=redirect)
+    item = await _owned(store, meme_id, caller)
+    return await _answer_output(item, outputs, settings, thumbnail=True, redirect=redirect)
 
 
-async def _output_key(meme_id: str, store: MemeStore, *, thumbnail: bool) -> str:
-    item = await store.get(meme_id)
-    if item is None:
-        raise _not_found(meme_id)
+async def _answer_output(
+    item: MemeItem, outputs: OutputStore, settings: Settings, *, thumbnail: bool, redirect: bool
+) -> Response:
     if item.state is not MemeState.DONE or item.result is None:
         raise Problem(
             409,
@@ -248,8 +282,23 @@ async def _output_key(meme_id: str, store: MemeStore, *, thumbnail: bool) -> str
             f"meme is {item.state.value}",
             state=item.state.value,
         )
-    if not thumbnail:
-        return item.result.key
-    if item.result.thumbnail_key is None:
-        raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
-    return item.result.thumbnail_key
+    key = item.result.key
+    if thumbnail:
+        if item.result.thumbnail_key is None:
+            raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
+        key = item.result.thumbnail_key
+    url = await outputs.presigned_url(key, settings.presign_ttl_s)
+    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
+
+
+@router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_meme(
+    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
+) -> Response:
+    """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
+    there to delete again. A render still in flight may write its output afterwards; the
+    retention lifecycle rule removes that orphan."""
+    item = await _owned(store, meme_id, caller)
+    await outputs.delete_all(item)
+    await store.delete(item.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

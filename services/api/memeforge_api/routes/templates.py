@@ -11,19 +11,12 @@ from memeforge_common.models import (
     TextBox,
     is_template_id,
     slugify,
-    template_key,
 )
-from memeforge_common.templates import (
-    LayoutTooLarge,
-    encode_layout,
-    head_template,
-    list_templates,
-    put_template,
-)
+from memeforge_common.templates import LayoutTooLarge, encode_layout
 from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
-from memeforge_api.deps import AwsDep, SettingsDep
+from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import InvalidImage, inspect_image
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
@@ -39,24 +32,19 @@ def _not_found(template_id: str) -> Problem:
 @router.get("", response_model=TemplatePage)
 async def get_templates(
     caller: TemplatesRead,
-    aws: AwsDep,
-    settings: SettingsDep,
+    templates: TemplatesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TemplatePage:
-    infos, next_cursor = await list_templates(aws.s3, settings.bucket, limit=limit, cursor=cursor)
+    infos, next_cursor = await templates.page(limit=limit, cursor=cursor)
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
 @router.get("/{template_id}", response_model=TemplateView)
 async def get_template(
-    template_id: str, caller: TemplatesRead, aws: AwsDep, settings: SettingsDep
+    template_id: str, caller: TemplatesRead, templates: TemplatesDep
 ) -> TemplateView:
-    info = (
-        await head_template(aws.s3, settings.bucket, template_id)
-        if is_template_id(template_id)
-        else None
-    )
+    info = await templates.head(template_id) if is_template_id(template_id) else None
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
@@ -71,23 +59,22 @@ async def get_template(
 async def get_template_image(
     template_id: str,
     caller: TemplatesRead,
-    aws: AwsDep,
+    templates: TemplatesDep,
     settings: SettingsDep,
     redirect: RedirectQuery = True,
 ) -> Response:
     """The blank template image, for galleries and editors."""
-    if not is_template_id(template_id) or (
-        await head_template(aws.s3, settings.bucket, template_id) is None
-    ):
+    if not is_template_id(template_id) or await templates.head(template_id) is None:
         raise _not_found(template_id)
-    return await presigned_answer(aws, settings, template_key(template_id), redirect=redirect)
+    url = await templates.presigned_url(template_id, settings.presign_ttl_s)
+    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
 async def upload_template(
     response: Response,
     caller: TemplatesWrite,
-    aws: AwsDep,
+    templates: TemplatesDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
     name: Annotated[str, Form(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)],
@@ -116,11 +103,9 @@ async def upload_template(
     tid = template_id or slugify(name)
     if not is_template_id(tid):
         raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await head_template(aws.s3, settings.bucket, tid) is not None:
+    if await templates.head(tid) is not None:
         raise Problem(409, "template-exists", "Template id already taken", f"template {tid!r}")
-    await put_template(
-        aws.s3,
-        settings.bucket,
+    await templates.upload(
         tid,
         name=name,
         data=data,
@@ -129,7 +114,7 @@ async def upload_template(
         height=facts.height,
         layout=layout,
     )
-    info = await head_template(aws.s3, settings.bucket, tid)
+    info = await templates.head(tid)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
     response.headers["Location"] = f"/templates/{tid}"
