@@ -141,7 +141,7 @@ def test_failed_meme_says_why_in_words(person: Watched, stack: Stack) -> None:
     page = person.page
     page.goto(f"/#/memes/{meme['id']}")
     expect(page.get_by_role("alert")).to_contain_text(
-        "The template no longer exists.", timeout=60_000
+        "The template does not exist (or no longer does).", timeout=60_000
     )
     expect(page.locator('#states [data-state="FAILED"] time')).to_have_count(1)
     person.audit("meme-failed")

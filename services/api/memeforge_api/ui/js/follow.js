@@ -7,7 +7,7 @@ import { events } from "./sse.js";
 
 const STEPS = ["PENDING", "QUEUED", "RENDERING", "DONE"];
 const REASONS = {
-  template_not_found: "The template no longer exists.",
+  template_not_found: "The template does not exist (or no longer does).",
   corrupt_image: "The template image could not be decoded.",
   image_too_large: "The template image has too many pixels to render.",
   unsupported_format: "That output format is not supported.",
