@@ -39,7 +39,7 @@ from memeforge_common.settings import Settings
 from devenv.drills import upload_gradient_template
 from devenv.emulator import start_emulator
 from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import UNLIMITED_RATE, Stack, bootstrap, create_key
+from devenv.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
 from devenv.tcpproxy import TcpProxy
 
 TEMPLATE_ID = "chaos-template"
@@ -271,11 +271,12 @@ class ChaosRun:
         gone = await api.post("/memes", json={"template_id": "deleted-template", "top": "x"})
         expected[str(gone.json()["id"])] = "FAILED:template_not_found"
 
-        async def queued_item(tkey: str, body: bytes, *, delete_first: bool = False) -> str:
+        async def queued_item(template_id: str, body: bytes, *, delete_first: bool = False) -> str:
+            tkey = template_key(template_id, DEV_TENANT)
             put = await aws.s3.put_object(Bucket=settings.bucket, Key=tkey, Body=body)
             if delete_first:  # the template existed when the job was made, not any more
                 await aws.s3.delete_object(Bucket=settings.bucket, Key=tkey)
-            item = new_item(uuid.uuid4().hex, tkey.split("/", 1)[1], SPEC)
+            item = new_item(uuid.uuid4().hex, template_id, SPEC, tenant=DEV_TENANT)
             await store.create(item)
             await store.transition(item.id, MemeState.QUEUED)
             job = RenderJob(
@@ -283,17 +284,16 @@ class ChaosRun:
                 template_key=tkey,
                 template_etag=put["ETag"],
                 spec=SPEC,
-                output_key=output_key(item.id),
+                output_key=output_key(item.id, tenant=DEV_TENANT),
+                tenant=DEV_TENANT,
             )
             await aws.sqs.send_message(QueueUrl=renders, MessageBody=job.model_dump_json())
             return item.id
 
         # Render jobs whose template was deleted, or whose bytes are not an image.
-        deleted = await queued_item(
-            template_key("deleted-before-render"), b"soon gone", delete_first=True
-        )
+        deleted = await queued_item("deleted-before-render", b"soon gone", delete_first=True)
         expected[deleted] = "FAILED:template_not_found"
-        corrupt = await queued_item(template_key("corrupt-bytes"), b"\xff\xd8\xff garbage")
+        corrupt = await queued_item("corrupt-bytes", b"\xff\xd8\xff garbage")
         expected[corrupt] = "FAILED:corrupt_image"
         return expected
 

@@ -34,10 +34,10 @@ async def settings(resources: Settings) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: Settings, aws: AwsClients) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        token = await KeyStore(app.state.aws.dynamodb, settings.table).create(
+        token = await KeyStore(aws.dynamodb, settings.table).create(
             "acme", "integration tests", ALL_SCOPES
         )
         transport = httpx.ASGITransport(app=app)

@@ -21,6 +21,7 @@ from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage, queue_url
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
+from memeforge_common.tenancy import PUBLIC_TENANT
 from memeforge_common.tracing import new_traceparent, trace_id
 from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
@@ -98,14 +99,15 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     data = gradient(64, 48)
     await templates.upload(
         "tpl",
+        tenant="acme",
         name="t",
         data=data,
         content_type="image/jpeg",
         width=64,
         height=48,
     )
-    good = new_item(uuid.uuid4().hex, "tpl", SPEC)
-    missing = new_item(uuid.uuid4().hex, "no-such-template", SPEC)
+    good = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant="acme")
+    missing = new_item(uuid.uuid4().hex, "no-such-template", SPEC, tenant="acme")
     for item in (good, missing):
         await store.create(item)
     batch = [
@@ -132,8 +134,8 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     job = RenderJob.model_validate_json(job_body)
     assert (job.meme_id, job.template_key, job.output_key) == (
         good.id,
-        "templates/tpl",
-        f"memes/{good.id}.jpg",
+        "templates/acme/tpl",
+        f"memes/acme/{good.id}.jpg",
     )
 
     # A duplicate request for the QUEUED item re-sends its job (the renderer dedupes).
@@ -215,6 +217,7 @@ async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
 ) -> None:
     await templates.upload(
         "tpl2",
+        tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
         name="t",
         data=gradient(32, 32),
         content_type="image/jpeg",
@@ -243,6 +246,7 @@ async def test_dispatch_carries_the_trace_to_the_render_job(
 ) -> None:
     await templates.upload(
         "traced",
+        tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
         name="t",
         data=gradient(32, 32),
         content_type="image/jpeg",

@@ -13,18 +13,22 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.models import MemeResult, MemeState
 from memeforge_common.settings import Settings
+from memeforge_common.templates import TemplateStore
+from memeforge_common.tenancy import PUBLIC_TENANT
+
+from tests.images import gradient
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def clients(
-    resources: Settings,
+    resources: Settings, aws: AwsClients
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, MemeStore]]:
     """(tenant A's client, tenant B's client, the meme store)."""
     app = create_app(resources)
     async with app.router.lifespan_context(app):
-        keys = KeyStore(app.state.aws.dynamodb, resources.table)
+        keys = KeyStore(aws.dynamodb, resources.table)
         a = await keys.create("tenant-a", "a", ALL_SCOPES)
         b = await keys.create("tenant-b", "b", ALL_SCOPES)
         transport = httpx.ASGITransport(app=app)
@@ -157,3 +161,62 @@ async def test_delete_removes_the_meme_and_its_outputs(
     assert listing.get("KeyCount", 0) == 0
     assert (await a.get(f"/memes/{meme_id}")).status_code == 404
     assert (await a.delete(f"/memes/{meme_id}")).status_code == 404
+
+
+def upload(template_id: str) -> dict[str, object]:
+    data = gradient(16, 16, "PNG")
+    form = {"name": template_id, "id": template_id}
+    return {"data": form, "files": {"file": ("t.png", data, "image/png")}}
+
+
+async def test_templates_are_per_tenant_and_seeds_are_public(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient, MemeStore],
+    aws: AwsClients,
+    resources: Settings,
+) -> None:
+    a, b, _ = clients
+    await TemplateStore(aws.s3, resources.bucket).upload(
+        "seed",
+        tenant=PUBLIC_TENANT,
+        name="Seed",
+        data=b"x",
+        content_type="image/png",
+        width=1,
+        height=1,
+    )
+    assert (await a.post("/templates", **upload("a-only"))).status_code == 201
+    assert (await b.post("/templates", **upload("b-only"))).status_code == 201
+    theirs = await b.get("/templates/a-only")
+    assert theirs.status_code == 404
+    assert theirs.json()["code"] == "template-not-found"
+    assert (await a.get("/templates/a-only")).status_code == 200
+    for client, own in ((a, "a-only"), (b, "b-only")):
+        listed = (await client.get("/templates", params={"limit": 100})).json()
+        ids = [t["id"] for t in listed["items"]]
+        while listed["next_cursor"]:
+            listed = (
+                await client.get("/templates", params={"cursor": listed["next_cursor"]})
+            ).json()
+            ids += [t["id"] for t in listed["items"]]
+        assert sorted(ids) == sorted([own, "seed"])
+        assert (await client.get("/templates/seed")).status_code == 200
+    # Deleting: never another tenant's, never a seed; one's own, once.
+    assert (await a.delete("/templates/b-only")).status_code == 404
+    assert (await b.get("/templates/b-only")).status_code == 200
+    assert (await a.delete("/templates/seed")).status_code == 404
+    assert (await b.get("/templates/seed")).status_code == 200
+    assert (await a.delete("/templates/a-only")).status_code == 204
+    assert (await a.get("/templates/a-only")).status_code == 404
+    assert (await a.delete("/templates/a-only")).status_code == 404
+
+
+async def test_a_meme_on_another_tenants_template_cannot_see_it(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient, MemeStore],
+) -> None:
+    a, b, _ = clients
+    assert (await a.post("/templates", **upload("private"))).status_code == 201
+    response = await b.post(
+        "/memes", json={"template_id": "private", "captions": ["x"]}
+    )  # captions need the template's layout now: B cannot read A's
+    assert response.status_code == 404
+    assert response.json()["code"] == "template-not-found"

@@ -129,7 +129,7 @@ class RateLimiter:
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeValues={k: {"N": str(v)} for k, v in values.items()},
-                ReturnValues="ALL_NEW",  # moto may leave tat out of UPDATED_NEW
+                ReturnValues="ALL_NEW",  # moto's UPDATED_NEW was seen to omit tat
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return None

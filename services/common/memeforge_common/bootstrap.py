@@ -22,7 +22,7 @@ from memeforge_common.logs import configure_logging
 from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
-from memeforge_common.tenancy import TENANT_INDEX
+from memeforge_common.tenancy import PUBLIC_TENANT, TENANT_INDEX
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -179,13 +179,14 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
     templates = TemplateStore(s3, settings.bucket)
     uploaded = 0
     for seed in catalogue:
-        if await templates.head(seed["id"]) is not None:
+        if await templates.head(seed["id"], PUBLIC_TENANT) is not None:
             continue
         data = (seeds_dir / seed["file"]).read_bytes()
         with Image.open(seeds_dir / seed["file"]) as image:
             width, height = image.size
         await templates.upload(
             seed["id"],
+            tenant=PUBLIC_TENANT,
             name=seed["name"],
             data=data,
             content_type=seed["content_type"],

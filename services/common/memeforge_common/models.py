@@ -260,5 +260,6 @@ def output_key(
     return f"{folder}{meme_id}.thumb.{ext}" if thumbnail else f"{folder}{meme_id}.{ext}"
 
 
-def template_key(template_id: str) -> str:
-    return f"templates/{template_id}"
+def template_key(template_id: str, tenant: str) -> str:
+    """Templates live under their tenant's folder (the seeds under the public one)."""
+    return f"templates/{tenant}/{template_id}"

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES
 from memeforge_common.models import CLASSIC_LAYOUT, TextBox, template_key
+from memeforge_common.tenancy import PUBLIC_TENANT
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -59,6 +60,7 @@ def decode_layout(value: str | None) -> tuple[TextBox, ...] | None:
 @dataclass(frozen=True)
 class TemplateInfo:
     id: str
+    tenant: str
     name: str
     content_type: str
     width: int
@@ -67,6 +69,10 @@ class TemplateInfo:
     etag: str
     last_modified: datetime
     layout: tuple[TextBox, ...] | None = None  # None: the classic top/bottom layout
+
+    @property
+    def key(self) -> str:
+        return template_key(self.id, self.tenant)
 
     @property
     def boxes(self) -> tuple[TextBox, ...]:
@@ -80,6 +86,19 @@ class TemplateInfo:
 def is_not_found(err: ClientError) -> bool:
     code = err.response.get("Error", {}).get("Code", "")
     return code in ("404", "NoSuchKey", "NotFound")
+
+
+class InvalidTemplateCursor(ValueError):
+    """A cursor this store did not hand out."""
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str, str]:
+    if not cursor:
+        return "own", ""
+    folder, sep, token = cursor.partition(":")
+    if not sep or folder not in ("own", "public"):
+        raise InvalidTemplateCursor(cursor)
+    return folder, token
 
 
 class TemplateMissing(LookupError):
@@ -97,6 +116,7 @@ class TemplateStore:
         self,
         template_id: str,
         *,
+        tenant: str,
         name: str,
         data: bytes,
         content_type: str,
@@ -110,24 +130,36 @@ class TemplateStore:
             metadata["layout"] = encode_layout(layout)
         response = await self._s3.put_object(
             Bucket=self._bucket,
-            Key=template_key(template_id),
+            Key=template_key(template_id, tenant),
             Body=data,
             ContentType=content_type,
             Metadata=metadata,
         )
         return response["ETag"]
 
-    async def presigned_url(self, template_id: str, ttl_s: int) -> str:
-        """A GET URL for the template's image that expires after ``ttl_s`` (no AWS call)."""
+    async def presigned_url(self, key: str, ttl_s: int) -> str:
+        """A GET URL for a template's image (``TemplateInfo.key``) that expires after
+        ``ttl_s`` (no AWS call)."""
         return await self._s3.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self._bucket, "Key": template_key(template_id)},
-            ExpiresIn=ttl_s,
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=ttl_s
         )
 
-    async def head(self, template_id: str) -> TemplateInfo | None:
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        """What ``template_id`` means to ``tenant``: its own template, else a public one."""
+        own = await self.head(template_id, tenant) if tenant else None
+        return own or await self.head(template_id, PUBLIC_TENANT)
+
+    async def delete(self, template_id: str, tenant: str) -> bool:
+        """Delete the tenant's own template; False when it has none by that id."""
+        if await self.head(template_id, tenant) is None:
+            return False
+        await self._s3.delete_object(Bucket=self._bucket, Key=template_key(template_id, tenant))
+        return True
+
+    async def head(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        key = template_key(template_id, tenant)
         try:
-            head = await self._s3.head_object(Bucket=self._bucket, Key=template_key(template_id))
+            head = await self._s3.head_object(Bucket=self._bucket, Key=key)
         except ClientError as err:
             if is_not_found(err):
                 return None
@@ -135,6 +167,7 @@ class TemplateStore:
         meta = head.get("Metadata", {})
         return TemplateInfo(
             id=template_id,
+            tenant=tenant,
             name=unquote(meta.get("name", template_id)),
             content_type=head.get("ContentType", "application/octet-stream"),
             width=int(meta.get("width", 0)),
@@ -146,18 +179,24 @@ class TemplateStore:
         )
 
     async def page(
-        self, *, limit: int, cursor: str | None
+        self, tenant: str, *, limit: int, cursor: str | None
     ) -> tuple[list[TemplateInfo], str | None]:
-        """One page of templates via ListObjectsV2 continuation tokens (never a full listing)."""
-        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": PREFIX, "MaxKeys": limit}
-        if cursor:
-            params["ContinuationToken"] = cursor
+        """One page of the tenant's own templates, then the public ones, via ListObjectsV2
+        continuation tokens (never a full listing). The cursor says which folder it is in:
+        ``own:<token>`` or ``public:<token>`` (an empty token starts that folder)."""
+        folder, token = _parse_cursor(cursor)
+        owner = tenant if folder == "own" else PUBLIC_TENANT
+        prefix = f"{PREFIX}{owner}/"
+        params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
+        if token:
+            params["ContinuationToken"] = token
         page = await self._s3.list_objects_v2(**params)
-        ids = [obj["Key"][len(PREFIX) :] for obj in page.get("Contents", [])]
-        heads = await asyncio.gather(*(self.head(tid) for tid in ids))
+        ids = [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
+        heads = await asyncio.gather(*(self.head(tid, owner) for tid in ids))
         infos = [info for info in heads if info is not None]  # deleted between list and head
-        next_cursor = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        return infos, next_cursor
+        if page.get("IsTruncated"):
+            return infos, f"{folder}:{page['NextContinuationToken']}"
+        return infos, "public:" if folder == "own" else None
 
     async def fetch(self, key: str) -> tuple[bytes, str]:
         """A template's bytes and the ETag they have; TemplateMissing when there is none."""

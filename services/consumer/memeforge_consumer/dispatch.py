@@ -23,11 +23,10 @@ from memeforge_common.models import (
     RequestMessage,
     first_error,
     output_key,
-    template_key,
 )
 from memeforge_common.publishers import RenderPublisher
 from memeforge_common.queues import QueueMessage
-from memeforge_common.templates import TemplateStore
+from memeforge_common.templates import TemplateInfo, TemplateStore
 from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
@@ -110,7 +109,7 @@ class Dispatcher:
         if item.state not in (MemeState.PENDING, MemeState.QUEUED):
             return Ack()  # duplicate request: already rendering or finished
         failure = invalid_spec(item)
-        template = await self._templates.head(item.template_id)
+        template = await self._templates.find(item.template_id, item.tenant)
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
         if failure is not None:
@@ -124,7 +123,7 @@ class Dispatcher:
             latest = await self._store.get(item.id)
             if latest is None or latest.state is not MemeState.QUEUED:
                 return Ack()  # someone else moved it on
-        return Enqueue(render_job(item, template.etag), traceparent)
+        return Enqueue(render_job(item, template), traceparent)
 
     async def resend(self, item: MemeItem) -> Failure | None:
         """Send a fresh render job for an item (the sweeper's way to recover a lost job).
@@ -132,10 +131,10 @@ class Dispatcher:
         invalid = invalid_spec(item)
         if invalid is not None:
             return invalid
-        template = await self._templates.head(item.template_id)
+        template = await self._templates.find(item.template_id, item.tenant)
         if template is None:
             return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
-        await self._renders.publish(render_job(item, template.etag), child_of(item.traceparent))
+        await self._renders.publish(render_job(item, template), child_of(item.traceparent))
         return None
 
 
@@ -149,12 +148,12 @@ def invalid_spec(item: MemeItem) -> Failure | None:
     return None
 
 
-def render_job(item: MemeItem, template_etag: str) -> RenderJob:
+def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
     assert item.spec is not None, "checked by invalid_spec"
     return RenderJob(
         meme_id=item.id,
-        template_key=template_key(item.template_id),
-        template_etag=template_etag,
+        template_key=template.key,
+        template_etag=template.etag,
         spec=item.spec,
         output_key=output_key(item.id, item.spec.format, tenant=item.tenant),
         tenant=item.tenant,

@@ -111,7 +111,7 @@ async def create_meme(
     item = new_item(
         meme_id,
         body.template_id,
-        await _spec_for(body, templates),
+        await _spec_for(body, templates, caller.tenant),
         trace,
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
@@ -141,12 +141,12 @@ async def create_meme(
     return MemeView.of(item)
 
 
-async def _spec_for(body: CreateMeme, templates: TemplateStore) -> RenderSpec:
+async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> RenderSpec:
     """Only 'captions' need the template now (its layout); otherwise the consumer checks
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await templates.head(body.template_id)
+    template = await templates.find(body.template_id, tenant)
     if template is None:
         raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
     if len(body.captions) > len(template.boxes):

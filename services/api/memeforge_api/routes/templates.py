@@ -12,7 +12,7 @@ from memeforge_common.models import (
     is_template_id,
     slugify,
 )
-from memeforge_common.templates import LayoutTooLarge, encode_layout
+from memeforge_common.templates import InvalidTemplateCursor, LayoutTooLarge, encode_layout
 from pydantic import Field, TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
@@ -36,7 +36,11 @@ async def get_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TemplatePage:
-    infos, next_cursor = await templates.page(limit=limit, cursor=cursor)
+    """The caller's own templates, then the public ones (the seeds)."""
+    try:
+        infos, next_cursor = await templates.page(caller.tenant, limit=limit, cursor=cursor)
+    except InvalidTemplateCursor as err:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
@@ -44,7 +48,7 @@ async def get_templates(
 async def get_template(
     template_id: str, caller: TemplatesRead, templates: TemplatesDep
 ) -> TemplateView:
-    info = await templates.head(template_id) if is_template_id(template_id) else None
+    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
@@ -64,10 +68,22 @@ async def get_template_image(
     redirect: RedirectQuery = True,
 ) -> Response:
     """The blank template image, for galleries and editors."""
-    if not is_template_id(template_id) or await templates.head(template_id) is None:
+    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
+    if info is None:
         raise _not_found(template_id)
-    url = await templates.presigned_url(template_id, settings.presign_ttl_s)
+    url = await templates.presigned_url(info.key, settings.presign_ttl_s)
     return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
+
+
+@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(
+    template_id: str, caller: TemplatesWrite, templates: TemplatesDep
+) -> Response:
+    """Delete one of the caller's own templates (another tenant's, or a public one, is
+    not the caller's to delete: 404). Memes already made from it keep their outputs."""
+    if not is_template_id(template_id) or not await templates.delete(template_id, caller.tenant):
+        raise _not_found(template_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
@@ -103,10 +119,11 @@ async def upload_template(
     tid = template_id or slugify(name)
     if not is_template_id(tid):
         raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await templates.head(tid) is not None:
+    if await templates.head(tid, caller.tenant) is not None:
         raise Problem(409, "template-exists", "Template id already taken", f"template {tid!r}")
     await templates.upload(
         tid,
+        tenant=caller.tenant,
         name=name,
         data=data,
         content_type=facts.content_type,
@@ -114,7 +131,7 @@ async def upload_template(
         height=facts.height,
         layout=layout,
     )
-    info = await templates.head(tid)
+    info = await templates.head(tid, caller.tenant)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
     response.headers["Location"] = f"/templates/{tid}"

@@ -4,6 +4,7 @@ import { apiJson, presigned } from "./api.js";
 import { h, field, problemBox } from "./dom.js";
 
 const PAGE = 24;
+const MAX_PAGES_PER_LOAD = 5;
 
 export function render(main, signal) {
   let cursor = null;
@@ -54,11 +55,18 @@ export function render(main, signal) {
   async function load() {
     more.disabled = true;
     try {
-      const query = new URLSearchParams({ limit: String(PAGE) });
-      if (cursor) query.set("cursor", cursor);
-      const page = await apiJson(`/templates?${query}`, { signal });
-      loaded = loaded.concat(page.items);
-      cursor = page.next_cursor;
+      // A page may hold fewer items than asked (even none, e.g. where the caller's own
+      // templates end and the public ones begin): follow the cursor, a few pages at most.
+      let fetched = 0;
+      for (let pages = 0; pages < MAX_PAGES_PER_LOAD; pages++) {
+        const query = new URLSearchParams({ limit: String(PAGE - fetched) });
+        if (cursor) query.set("cursor", cursor);
+        const page = await apiJson(`/templates?${query}`, { signal });
+        loaded = loaded.concat(page.items);
+        fetched += page.items.length;
+        cursor = page.next_cursor;
+        if (!cursor || fetched >= PAGE) break;
+      }
       draw();
     } catch (error) {
       if (signal.aborted) return;

@@ -1,0 +1,134 @@
+"""What API keys and the rate limit cost per request: ms and extra AWS calls.
+
+``python -m bench.auth [--backend moto|localstack] [--requests N]``: one api app in
+process (over ASGI, no network hop on the api side) against the emulator over HTTP.
+The same route, ``GET /memes/<id>`` (one GetItem, 404), is timed with the real
+``authenticate`` dependency (key cache warm: the GCRA UpdateItem is the only extra call)
+and with it replaced by a fixed caller (baseline), in alternating batches so that noise
+lands on both. DynamoDB calls are counted by a botocore hook on the api's client.
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from memeforge_api.app import create_app
+from memeforge_api.auth import Principal, authenticate
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
+from memeforge_common.aws import AwsClients
+from memeforge_common.bootstrap import bootstrap
+from memeforge_common.settings import Settings
+
+from devenv.emulator import BACKENDS, start_emulator
+
+MISSING = "0" * 32
+
+
+async def _time_batch(client: httpx.AsyncClient, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = await client.get(f"/memes/{MISSING}")
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 404, response.text
+    return times
+
+
+async def measure(requests: int, batch: int) -> dict[str, Any]:
+    settings = Settings(
+        bucket="bench-auth", table="bench-auth", request_queue="bench-auth-req",
+        render_queue="bench-auth-ren", rate_limit_per_minute=600_000, rate_limit_burst=100_000,
+    )  # fmt: skip
+    await bootstrap(settings, seed=False)
+    async with AwsClients.open(settings) as aws:
+        key = await KeyStore(aws.dynamodb, settings.table).create("bench", "b", ALL_SCOPES)
+    with_auth = create_app(settings)
+    baseline = create_app(settings)
+    fixed = Principal(key_id="0" * 16, tenant="bench", scopes=ALL_SCOPES)
+    baseline.dependency_overrides[authenticate] = lambda: fixed
+    calls: dict[str, list[str]] = {"auth": [], "baseline": []}
+    results: dict[str, list[float]] = {"auth": [], "baseline": []}
+    async with (
+        with_auth.router.lifespan_context(with_auth),
+        baseline.router.lifespan_context(baseline),
+    ):
+        for name, app in (("auth", with_auth), ("baseline", baseline)):
+            ddb: Any = app.state.store._ddb  # the api's one DynamoDB client
+            ddb.meta.events.register(
+                "before-call.dynamodb",
+                lambda model, _name=name, **_: calls[_name].append(model.name),
+            )
+        headers = {"Authorization": f"Bearer {key.token}"}
+        clients = {
+            "auth": httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=with_auth), base_url="http://a", headers=headers
+            ),
+            "baseline": httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=baseline), base_url="http://b"
+            ),
+        }
+        for client in clients.values():
+            await _time_batch(client, 5)  # warm up: key cache, connections
+        for calls_seen in calls.values():
+            calls_seen.clear()
+        done = 0
+        while done < requests:
+            for name, client in clients.items():
+                results[name] += await _time_batch(client, batch)
+            done += batch
+        for client in clients.values():
+            await client.aclose()
+    per = {name: len(seen) / len(results[name]) for name, seen in calls.items()}
+    kinds = {name: sorted(set(seen)) for name, seen in calls.items()}
+    median = {name: statistics.median(times) for name, times in results.items()}
+    p95 = {name: statistics.quantiles(times, n=20)[-1] for name, times in results.items()}
+    return {
+        "requests": len(results["auth"]),
+        "median_ms": median,
+        "p95_ms": p95,
+        "added_median_ms": median["auth"] - median["baseline"],
+        "ratio_median": median["auth"] / median["baseline"],
+        "dynamodb_calls_per_request": per,
+        "added_dynamodb_calls_per_request": per["auth"] - per["baseline"],
+        "dynamodb_operations": kinds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=BACKENDS, default="moto")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=25)
+    args = parser.parse_args()
+    emulator = start_emulator(args.backend, workdir=Path(tempfile.mkdtemp(prefix="bench-auth-")))
+    os.environ.update(emulator.child_env())
+    try:
+        report = asyncio.run(measure(args.requests, args.batch))
+    finally:
+        emulator.stop()
+    report["backend"] = args.backend
+    print(f"GET /memes/<id> (404), {report['requests']} requests each, {args.backend}")
+    print(f"{'':12} {'median ms':>10} {'p95 ms':>8} {'DynamoDB calls/req':>20}")
+    for name in ("baseline", "auth"):
+        print(
+            f"{name:12} {report['median_ms'][name]:10.2f} {report['p95_ms'][name]:8.2f}"
+            f" {report['dynamodb_calls_per_request'][name]:20.2f}"
+        )
+    added, ratio = report["added_median_ms"], report["ratio_median"]
+    calls = report["added_dynamodb_calls_per_request"]
+    print(f"auth + quota add {added:.2f} ms (median, x{ratio:.2f}) and {calls:.2f} DynamoDB calls")
+    print(json.dumps(report, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
