@@ -49,7 +49,7 @@ run: $(STAMP) ## start the AWS emulator, bootstrap, and the three services; Ctrl
 
 .PHONY: chaos
 chaos: $(STAMP) localstack-if-possible ## failure drill: 500 memes, kills, 10 s AWS outage, poison
-	$(PY) bench/chaos.py $(CHAOS_ARGS)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 .PHONY: bootstrap
 bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or real AWS

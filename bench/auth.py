@@ -29,7 +29,7 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import bootstrap
 from memeforge_common.settings import Settings
 
-from devenv.emulator import BACKENDS, start_emulator
+from devenv.run.emulator import BACKENDS, start_emulator
 
 MISSING = "0" * 32
 
@@ -47,7 +47,7 @@ async def _time_batch(client: httpx.AsyncClient, n: int) -> list[float]:
 async def measure(requests: int, batch: int) -> dict[str, Any]:
     settings = Settings(
         bucket="bench-auth", table="bench-auth", request_queue="bench-auth-req",
-        render_queue="bench-auth-ren", rate_limit_per_minute=600_000, rate_limit_burst=100_000,
+        render_queue="bench-auth-ren", rate_limit_per_minute=60_000, rate_limit_burst=100_000,
     )  # fmt: skip
     await bootstrap(settings, seed=False)
     async with AwsClients.open(settings) as aws:

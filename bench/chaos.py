@@ -1,11 +1,14 @@
 """``make chaos``: the failure drill at full size, one line of results (plus JSON).
 
-    python bench/chaos.py [--memes 500] [--backend localstack|moto] [--outage 10] ...
+    python -m bench.chaos [--memes 500] [--backend localstack|moto] [--outage 10] ...
 
 Runs the real services as processes against the emulator, SIGKILLs a random renderer
 or consumer every few seconds and restarts it, cuts every service off from AWS for
 ``--outage`` seconds through a TCP proxy, and injects poison into both queues. Exits
-non-zero unless lost == 0, duplicated == 0 and every poison message was handled.
+non-zero unless every promise held (``ChaosReport.failures``): lost == 0, duplicated == 0
+(one meme item and at most one DONE transition per submission), every output matches a
+DONE meme, done == submitted, kills > 0, the outage reached the services, and every
+poison message was handled.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devenv.backends.localstack import find_install
-from devenv.chaos import ChaosConfig, run_chaos
+from devenv.drills.chaos import ChaosConfig, run_chaos
+from devenv.run.backends.localstack import find_install
 
 
 def localstack_installed() -> bool:
@@ -64,8 +65,10 @@ def main() -> int:
     print(f"backend: {backend}")
     print(report.line())
     print(report.json())
-    ok = report.lost == 0 and report.duplicated == 0 and report.poison_ok
-    return 0 if ok else 1
+    failures = report.failures()
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

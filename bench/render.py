@@ -10,10 +10,13 @@ One process, the same generated templates and captions for every column:
 * **engine**: ``memeforge_renderer.engine.render`` with warm caches (templates decoded
   once per process, glyph masks, font metrics).
 
-Every render gets a caption pair that no earlier render had (random words from a
-vocabulary, checked against a set), so no cache of whole captions can stand in for
-drawing. Prints a table and one JSON line; then the peak RSS of a fresh worker process
-after 1,000 renders over 50 templates.
+All three columns render one shared list of caption pairs; no timed pair repeats an
+earlier one, so no cache of whole captions can stand in for drawing. Words are sampled
+by their frequency in English (``wordfreq``, 50,000 words), and the warm-up has captions
+of its own from the same distribution: the timed captions bring unseen words about as
+often as real traffic would, and the word-measurement and glyph caches miss accordingly
+(their hit rates are in the JSON line). Prints a table and one JSON line; then the peak
+RSS of a fresh worker process after 1,000 renders over 50 templates.
 
     python -m bench.render                 # default, well under a minute
     python -m bench.render --seconds 10    # longer cells
@@ -33,33 +36,36 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for sub in ("services/common", "services/renderer"):
-    if str(ROOT / sub) not in sys.path:
-        sys.path.insert(0, str(ROOT / sub))
+from memeforge_common.models import RenderSpec, TextBox, classic_boxes
+from memeforge_renderer import engine
+from memeforge_renderer.engine.codec import jpeg_options
+from memeforge_renderer.engine.typeface import FONT_PATH
+from PIL import Image, ImageDraw, ImageFont
 
-from memeforge_common.models import RenderSpec, classic_boxes  # noqa: E402
-from memeforge_renderer import engine  # noqa: E402
-from memeforge_renderer.engine.codec import jpeg_options  # noqa: E402
-from memeforge_renderer.engine.typeface import FONT_PATH  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from devenv import REPO_ROOT as ROOT
 
 QUALITY = 85
 SIZES = (800, 1600)
-_WORDS = """
-when you finally fix the bug at four in the morning and then realise that test was wrong
-all along code fine me my boss says we need to ship it today nobody reads docs one does
-not simply deploy on friday cat dog coffee monday works on machine why is this broken
-again production database backup never trust user input looks good to merge reviewer
-approved without reading who wrote this oh wait it was me keep calm and restart server
-legacy spaghetti refactor later tomorrow meeting could have been an email expectation
-reality senior junior intern manager customer wants feature yesterday estimate two weeks
-turned into six months just one more small change
-"""
-VOCABULARY = tuple(_WORDS.split())
+# Caption words are drawn by their frequency in real English (wordfreq: Exquisite Corpus,
+# a blend of subtitles, news, books, Wikipedia, web text, Reddit and Twitter), from the
+# 50,000 most common words. So, as in real traffic, most words are common but every
+# caption has a fair chance of a word the engine has never measured or rasterised.
+VOCABULARY_SIZE = 50_000
+# Captions no render may take long on (the unit tests check they render correctly).
+PATHOLOGICAL = (
+    "x" * 10_000,
+    "\u0645\u0631\u062d\u0628\u0627" * 2_000,  # one 10,000-letter Arabic "word"
+    "\U0001f600" * 5_000,
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 2_000,
+    "e" + "\u0301" * 9_999,  # one character carrying 9,999 marks
+    "\u200d" * 10_000,
+    "\n" * 9_999 + "a",
+    "\u6211" * 10_000,
+)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -87,18 +93,87 @@ def make_template(seed: int, width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+@cache
+def _vocabulary() -> tuple[list[str], list[float]]:
+    from wordfreq import top_n_list, word_frequency
+
+    words = top_n_list("en", VOCABULARY_SIZE)
+    return words, [word_frequency(w, "en") for w in words]
+
+
 def captions(seed: int) -> Iterator[tuple[str, str]]:
-    """Caption pairs, never the same pair twice."""
+    """Caption pairs of frequency-weighted English words, never the same pair twice."""
+    words, weights = _vocabulary()
     rng = random.Random(seed)
     seen: set[tuple[str, str]] = set()
     while True:
         pair = (
-            " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 7))),
-            " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 8))),
+            " ".join(rng.choices(words, weights, k=rng.randint(2, 7))),
+            " ".join(rng.choices(words, weights, k=rng.randint(2, 8))),
         )
         if pair not in seen:
             seen.add(pair)
             yield pair
+
+
+def unseen_word_share(timed: list[tuple[str, str]], seen: list[tuple[str, str]]) -> float:
+    """Share of the words in ``timed`` that no caption in ``seen`` had."""
+    known = {w for pair in seen for text in pair for w in text.upper().split()}
+    timed_words = [w for pair in timed for text in pair for w in text.upper().split()]
+    return sum(w not in known for w in timed_words) / max(1, len(timed_words))
+
+
+class CacheCounter:
+    """Counts lookups and misses of the engine's word-measurement and glyph caches while
+    active (wrapping their methods), so the hit rates of a run can be reported."""
+
+    def __init__(self) -> None:
+        self.lookups = {"words": 0, "glyphs": 0}
+        self.misses = {"words": 0, "glyphs": 0}
+
+    def __enter__(self) -> CacheCounter:
+        from memeforge_renderer.engine.draw import GlyphCache
+        from memeforge_renderer.engine.text import Shaper
+
+        self._saved = (Shaper.measure, Shaper._measure, GlyphCache.get)
+        measure, measure_uncached, glyph_get = self._saved
+        counter = self
+
+        def counted_measure(shaper: Any, text: str) -> Any:
+            counter.lookups["words"] += 1
+            return measure(shaper, text)
+
+        def counted_measure_uncached(shaper: Any, text: str) -> Any:
+            counter.misses["words"] += 1
+            return measure_uncached(shaper, text)
+
+        def counted_glyph_get(glyphs: Any, *key: Any) -> Any:
+            counter.lookups["glyphs"] += 1
+            before = glyphs.misses
+            found = glyph_get(glyphs, *key)
+            counter.misses["glyphs"] += glyphs.misses - before
+            return found
+
+        Shaper.measure = counted_measure  # type: ignore[method-assign, assignment]
+        Shaper._measure = counted_measure_uncached  # type: ignore[method-assign, assignment]
+        GlyphCache.get = counted_glyph_get  # type: ignore[method-assign, assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from memeforge_renderer.engine.draw import GlyphCache
+        from memeforge_renderer.engine.text import Shaper
+
+        measure, measure_uncached, glyph_get = self._saved
+        Shaper.measure = measure  # type: ignore[method-assign]
+        Shaper._measure = measure_uncached  # type: ignore[method-assign]
+        GlyphCache.get = glyph_get  # type: ignore[method-assign]
+
+    def hit_rates(self) -> dict[str, float]:
+        return {
+            f"{name}_hit_rate": 1 - self.misses[name] / self.lookups[name]
+            for name in self.lookups
+            if self.lookups[name]
+        }
 
 
 # --------------------------------------------------------------------------- naive
@@ -189,33 +264,29 @@ def run_size(side: int, templates: int, seconds: float, warmup: int) -> dict[str
     tpls = [make_template(1000 + i, side, height) for i in range(templates)]
     keys = [f"templates/bench-{side}-{i}" for i in range(templates)]
     gen = captions(side)
-    unique: set[tuple[str, str]] = set()
-
-    def next_spec() -> tuple[RenderSpec, tuple[str, str]]:
-        pair = next(gen)
-        unique.add(pair)
-        return RenderSpec(boxes=classic_boxes(*pair), quality=QUALITY), pair
-
-    specs = [next_spec() for _ in range(12000)]  # built up front: pydantic is not timed
-    # warm the engine: every template decoded once, glyphs of the common sizes rasterised
-    # (with captions of their own: the timed renders all have captions never seen before)
-    for i in range(warmup):
-        engine.render(
-            tpls[i % templates], next_spec()[0], template_key=keys[i % templates], etag="e1"
-        )
+    # Warm-up captions are drawn from the same distribution as the timed ones, but are
+    # not the timed ones: the timed words are new to the caches at the natural rate.
+    warm_pairs = [next(gen) for _ in range(warmup)]
+    # One caption list for every column (built up front: pydantic is not timed).
+    pairs = [next(gen) for _ in range(12000)]
+    specs = [RenderSpec(boxes=classic_boxes(*pair), quality=QUALITY) for pair in pairs]
+    for i, pair in enumerate(warm_pairs):
+        spec = RenderSpec(boxes=classic_boxes(*pair), quality=QUALITY)
+        engine.render(tpls[i % templates], spec, template_key=keys[i % templates], etag="e1")
     engine_stats: dict[str, float] = {"decode": 0, "layout": 0, "draw": 0, "encode": 0}
 
     def engine_one(i: int) -> None:
-        spec = specs[i % len(specs)][0]
-        t = i % templates
-        out = engine.render(None, spec, template_key=keys[t], etag="e1")
+        out = engine.render(
+            None, specs[i % len(specs)], template_key=keys[i % templates], etag="e1"
+        )
         for k, v in out.report["timings_ms"].items():
             engine_stats[k] += v
 
-    # floor: composed outputs (made by the engine, decoded once), then only encoded
+    # floor: the engine's outputs for the first captions of the list, decoded once, then
+    # only encoded (untimed; composing them warms the caches for those captions only)
     composed = []
     for i in range(16):
-        out = engine.render(None, next_spec()[0], template_key=keys[i % templates], etag="e1")
+        out = engine.render(None, specs[i], template_key=keys[i % templates], etag="e1")
         img = Image.open(io.BytesIO(out.data))
         img.load()
         composed.append(img.convert("RGB"))
@@ -225,10 +296,8 @@ def run_size(side: int, templates: int, seconds: float, warmup: int) -> dict[str
         image = composed[i % len(composed)]
         image.save(io.BytesIO(), "JPEG", **options)
 
-    naive_pairs = [next_spec()[1] for _ in range(2000)]
-
     def naive_one(i: int) -> None:
-        naive_render(tpls[i % templates], *naive_pairs[i % len(naive_pairs)])
+        naive_render(tpls[i % templates], *pairs[i % len(pairs)])
 
     scale = 1 if side <= 800 else 4
     timings = interleaved(
@@ -244,6 +313,13 @@ def run_size(side: int, templates: int, seconds: float, warmup: int) -> dict[str
     naive_s, naive_n = timings["naive"]
     if engine_n > len(specs):
         print(f"note: {engine_n} engine renders reused captions after {len(specs)}")
+    timed = [pairs[i % len(pairs)] for i in range(engine_n)]
+    unique = len(set(timed))
+    # Cache hit rates on the next captions of the list, as the warmed engine meets them
+    # (counted apart from the timed renders, so that counting costs them nothing).
+    with CacheCounter() as counter:
+        for i in range(engine_n, engine_n + 200):
+            engine.render(None, specs[i % len(specs)], template_key=keys[i % templates], etag="e1")
     return {
         "side": side,
         "size": f"{side}x{height}",
@@ -256,10 +332,26 @@ def run_size(side: int, templates: int, seconds: float, warmup: int) -> dict[str
         "engine_vs_floor": floor_s / engine_s,
         "engine_vs_naive": naive_s / engine_s,
         "renders": {"floor": floor_n, "naive": naive_n, "engine": engine_n},
-        "unique_captions": len(unique),
-        "captions_per_render": 1.0,
+        # distinct caption pairs among the timed engine renders, and per render (1.0:
+        # no timed render repeated an earlier render's captions)
+        "unique_captions": unique,
+        "captions_per_render": unique / engine_n,
+        "unseen_word_share": unseen_word_share(timed, warm_pairs),
+        "cache": counter.hit_rates(),
         "engine_stage_ms": {k: v / engine_n for k, v in engine_stats.items()},
     }
+
+
+def pathological_ms(side: int) -> float:
+    """The slowest render of a 10,000-character pathological caption, in ms."""
+    template = make_template(77, side, side * 3 // 4)
+    slowest = 0.0
+    for text in PATHOLOGICAL:
+        spec = RenderSpec(boxes=(TextBox(text=text, x=0, y=0, width=0.5, height=0.25),))
+        start = time.perf_counter()
+        engine.render(template, spec)
+        slowest = max(slowest, time.perf_counter() - start)
+    return slowest * 1000
 
 
 # --------------------------------------------------------------------------- RSS
@@ -393,10 +485,12 @@ def main(argv: list[str] | None = None) -> None:
         f"; python {sys.version.split()[0]}; cores available {len(os.sched_getaffinity(0))}"
     )
     rows = [run_size(side, args.templates, args.seconds, args.warmup) for side in args.sizes]
+    slowest = pathological_ms(800)
     header = (
         f"{'output':>10} {'floor ms':>9} {'naive ms':>9} {'engine ms':>10} "
         f"{'floor r/s':>10} {'naive r/s':>10} {'engine r/s':>11} "
-        f"{'eng/floor':>10} {'eng/naive':>10} {'captions':>9}"
+        f"{'eng/floor':>10} {'eng/naive':>10} {'new words':>10} {'word hits':>10} "
+        f"{'glyph hits':>11}"
     )
     print(header)
     for r in rows:
@@ -404,17 +498,23 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['size']:>10} {r['floor_ms']:>9.3f} {r['naive_ms']:>9.3f} {r['engine_ms']:>10.3f} "
             f"{r['floor_rps']:>10.0f} {r['naive_rps']:>10.0f} {r['engine_rps']:>11.0f} "
             f"{r['engine_vs_floor']:>10.2f} {r['engine_vs_naive']:>10.2f} "
-            f"{r['unique_captions']:>9}"
+            f"{r['unseen_word_share']:>10.1%} {r['cache'].get('words_hit_rate', 0):>10.1%} "
+            f"{r['cache'].get('glyphs_hit_rate', 0):>11.1%}"
         )
     for r in rows:
         stages = ", ".join(f"{k} {v:.3f}" for k, v in r["engine_stage_ms"].items())
         print(f"  engine stages at {r['size']} (ms/render): {stages}")
-    print("  (r/s = renders per second on one core; every render had unseen captions)")
+    print(
+        "  (r/s = renders per second on one core; every column renders the same captions;"
+        " new words: share of timed words the warm-up never had)"
+    )
+    print(f"  slowest 10,000-character pathological caption at 800 px: {slowest:.0f} ms")
     result: dict[str, Any] = {
         "bench": "render",
         "pillow": {"distribution": build["distribution"], "version": build["version"]},
         "quality": QUALITY,
         "results": rows,
+        "pathological_max_ms": slowest,
     }
     goal = next((r for r in rows if r["side"] == 800), None)
     if goal is not None:

@@ -1,10 +1,10 @@
 """``make rotation-soak``: key rotation under load, for longer than the test suite runs it.
 
-    python bench/rotation_soak.py [--rotations 6] [--rotate-every 30] [--overlap 20]
-                                  [--expiration 60] [--rate 4] [--revoke-after 75]
+    python -m bench.rotation_soak [--rotations 6] [--rotate-every 30] [--overlap 20]
+                                    [--expiration 60] [--rate 4] [--revoke-after 75]
 
 moto enforces IAM; each service runs as its own IAM user and gets that user's keys from
-``devenv.credentials_vendor`` (the container credentials protocol, ``Expiration`` up to
+``devenv.iam.credentials_vendor`` (the container credentials protocol, ``Expiration`` up to
 ``--expiration`` s ahead). Every ``--rotate-every`` s the vendor creates a new key per service
 and serves it; ``--overlap`` s later it deactivates the old key, checks that AWS refuses it,
 and deletes it. ``--revoke-after`` s into the run it also revokes every key at once (a leaked
@@ -25,9 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devenv.rotation import RotationConfig, run_rotation
+from devenv.drills.rotation import RotationConfig, run_rotation
 
 
 def main() -> int:

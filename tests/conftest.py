@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.bootstrap import bootstrap
 from memeforge_common.settings import Settings
 
-from devenv.emulator import Emulator, start_emulator
+from devenv.run.emulator import Emulator, start_emulator
+from tests.support.settings import unique_settings
 
 BACKEND = os.environ.get("MEMEFORGE_BACKEND", "moto")
 # The end-to-end suite runs on every backend; a backend that is not installed is
@@ -31,7 +31,7 @@ def pytest_report_header() -> list[str]:
 def _unavailable(backend: str) -> str | None:
     if backend != "localstack":
         return None
-    from devenv.backends.localstack import find_install
+    from devenv.run.backends.localstack import find_install
 
     try:
         find_install()
@@ -64,19 +64,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         os.environ.clear()
         os.environ.update(saved)
         emu.stop()
-
-
-def unique_settings(**overrides: object) -> Settings:
-    """Settings with resource names of their own, so tests never share state."""
-    suffix = uuid.uuid4().hex[:8]
-    values: dict[str, object] = {
-        "bucket": f"mf-test-{suffix}",
-        "table": f"mf-test-{suffix}",
-        "request_queue": f"mf-test-{suffix}-requests",
-        "render_queue": f"mf-test-{suffix}-renders",
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

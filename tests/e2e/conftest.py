@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import UNLIMITED_RATE, Stack, start_stack
-
-# Two render processes fit CI's two cores; a short long-poll keeps shutdown quick.
-# The suite drives one key harder than a client may (tests/e2e/test_quotas.py tests that).
-E2E_SETTINGS = {
-    "MEMEFORGE_RENDER_PROCESSES": "2",
-    "MEMEFORGE_RECEIVE_WAIT_S": "2",
-    **UNLIMITED_RATE,
-}
-
-
-@contextmanager
-def running_stack(workdir: Path, **options: Any) -> Iterator[Stack]:
-    """start_stack with the e2e settings; stops it after, printing each service's log tail
-    (pytest shows it for failed tests)."""
-    running = start_stack(workdir, settings=E2E_SETTINGS, **options)
-    try:
-        yield running
-    finally:
-        running.stop()
-        for name in ("api", "consumer", "renderer"):
-            log = running.log_path(name)
-            if log.exists():
-                print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")
+from devenv.run.stack import Stack
+from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +25,3 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         base_url=stack.api_url, headers=stack.auth_headers, timeout=30
     ) as client:
         yield client
-
-
-def start_api(stack: Stack, name: str, settings: dict[str, str]) -> str:
-    """Another api process on the stack (its own port and ``settings``); returns its URL.
-    Stop it with ``stack.stop_service(name)``."""
-    port = free_port()
-    stack.service_env[name] = {**stack.env, "MEMEFORGE_API_PORT": str(port), **settings}
-    proc = stack.start_service(name)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(f"{url}/healthz"), timeout=60, what=name, proc=proc)
-    return url

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devenv.chaos import ChaosConfig, run_chaos
+from devenv.drills.chaos import ChaosConfig, run_chaos
 
 pytestmark = pytest.mark.e2e
 
@@ -14,6 +14,8 @@ pytestmark = pytest.mark.e2e
 async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
     tmp_path: Path, e2e_backend: str
 ) -> None:
+    """README: "Nothing is lost and nothing is done twice, whatever dies when"; `make chaos`
+    "exits non-zero unless lost = 0 and duplicated = 0"."""
     config = ChaosConfig(
         memes=60,
         renderers=2,
@@ -28,9 +30,12 @@ async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
     )
     report = await run_chaos(config, tmp_path)
     print(report.line())
+    assert report.failures() == [], report.json()
     assert report.kills == 2
     assert report.refused_during_outage > 0, "the outage never touched the services"
     assert report.lost == 0, report.json()
     assert report.duplicated == 0, report.json()
+    assert report.meme_items == 60 + len(report.poison) - 1, report.json()  # - parked_in_dlqs
+    assert report.mismatched_outputs == 0, report.json()
     assert report.done == report.submitted == 60, report.json()
     assert report.poison_ok, report.poison

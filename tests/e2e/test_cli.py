@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from devenv.stack import Stack
-from tests.images import gradient
+from devenv.run.stack import Stack
+from tests.support.images import gradient
 
 pytestmark = pytest.mark.e2e
 

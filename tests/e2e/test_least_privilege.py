@@ -1,7 +1,7 @@
 """Least privilege, enforced: every service runs as its own IAM user, with exactly its policy.
 
-moto (``devenv.moto_iam``) authenticates and authorises every request once the bootstrap
-and the dev IAM users exist (``devenv.iam_users``): the emulator's dummy keys are refused,
+moto (``devenv.iam.moto_iam``) authenticates and authorises every request once the bootstrap
+and the dev IAM users exist (``devenv.iam.users``): the emulator's dummy keys are refused,
 and each service signs with the keys of ``memeforge-dev-<service>``, whose only policy is
 ``iam/<service>-policy.json`` (``envsubst``'d, otherwise verbatim). The whole pipeline suite
 (tests/e2e/test_pipeline.py) runs against that stack; then one call per service outside its
@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from devenv.backends.moto import start_moto
-from devenv.iam_users import AccessKey, client, static_keys, user_name
-from devenv.stack import Stack, bootstrap
+from devenv.iam.users import AccessKey, client, static_keys, user_name
+from devenv.run.backends.moto import start_moto
+from devenv.run.stack import Stack, bootstrap
 from tests.e2e import test_pipeline as pipeline
-from tests.e2e.conftest import running_stack
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -193,7 +193,7 @@ def http_status(url: str) -> int:
 
 def test_presigned_urls_are_verified(stack: Stack) -> None:
     """S3 checks a presigned URL's signature, expiry and the signer's policy."""
-    params = {"Bucket": "memeforge", "Key": "templates/sunset-hills"}
+    params = {"Bucket": "memeforge", "Key": "templates/public/sunset-hills"}
     api = as_service(stack, "api", "s3")
     url = api.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
     assert http_status(url) == 200
@@ -201,7 +201,7 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
     renderer = as_service(stack, "renderer", "s3")  # may read templates, not presign memes/
     rendered = {"Bucket": "memeforge", "Key": "memes/anything.jpg"}
     assert http_status(renderer.generate_presigned_url("get_object", Params=rendered)) == 403
-    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/sunset-hills"
+    bare = f"{stack.emulator.env['AWS_ENDPOINT_URL']}/memeforge/templates/public/sunset-hills"
     assert http_status(bare) == 403  # anonymous: the bucket is private
 
 

@@ -11,25 +11,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import Stack
-from tests.images import gradient, region_diff
+from devenv.run.proc import free_port, http_ok, wait_until
+from devenv.run.stack import Stack
+from tests.support.images import gradient, region_diff
+from tests.support.memes import wait_until_settled
 
 pytestmark = pytest.mark.e2e
 
 WIDTH, HEIGHT = 640, 480
-DEADLINE_S = 120
-
-
-async def wait_until_settled(api: httpx.AsyncClient, meme_id: str) -> dict[str, Any]:
-    """Long-poll until the meme is DONE or FAILED (bounded by DEADLINE_S)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while loop.time() < deadline:
-        meme: dict[str, Any] = (await api.get(f"/memes/{meme_id}", params={"wait": 10})).json()
-        if meme["state"] in ("DONE", "FAILED"):
-            return meme
-    raise AssertionError(f"meme {meme_id} did not settle within {DEADLINE_S}s")
 
 
 async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> None:

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from devenv.stack import Stack, create_key
-from tests.e2e.conftest import start_api
+from devenv.run.stack import Stack, create_key
+from tests.support.stack import start_api
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """Key rotation without restarts: short-lived keys from our credentials vendor, rotated under load.
 
-moto enforces IAM (``devenv.moto_iam``); each service gets its own IAM user's keys through the
-container credentials provider from ``devenv.credentials_vendor``, which rotates them (new key
+moto enforces IAM (``devenv.iam.moto_iam``); each service gets its own IAM user's keys through the
+container credentials provider from ``devenv.iam.credentials_vendor``, which rotates them (new key
 served; old key deactivated, verified refused, deleted). The default credential chain and
 botocore's refreshing credentials must carry every service through it with nothing failed
 and nothing restarted. moto backend only (LocalStack community does not enforce IAM).
@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devenv.backends.moto import start_moto
-from devenv.iam_users import SERVICES, Rotation, VendedCredentials
-from devenv.proc import wait_until
-from devenv.rotation import SETTINGS, RotationConfig, run_rotation, vendor_events
-from devenv.stack import start_stack
-from tests.e2e.test_pipeline import wait_until_settled
+from devenv.drills.rotation import SETTINGS, RotationConfig, run_rotation, vendor_events
+from devenv.iam.users import SERVICES, Rotation, VendedCredentials
+from devenv.run.backends.moto import start_moto
+from devenv.run.proc import wait_until
+from devenv.run.stack import start_stack
+from tests.support.memes import wait_until_settled
 
 pytestmark = pytest.mark.e2e
 

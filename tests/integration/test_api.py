@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,8 +19,10 @@ from memeforge_common.models import RequestMessage
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
-from tests.conftest import unique_settings
-from tests.images import gradient
+from devenv.drills.tcpproxy import TcpProxy
+from devenv.run.emulator import Emulator
+from tests.support.images import gradient
+from tests.support.settings import unique_settings
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +99,12 @@ async def test_upload_errors_are_typed_problems(client: httpx.AsyncClient) -> No
     big = await client.post("/templates", **_upload("huge", b"\xff" * 300_000))
     assert big.status_code == 413
     assert big.headers["content-type"] == "application/problem+json"
+    assert big.json()["code"] == "payload-too-large"
 
     truncated = gradient(64, 64, "PNG")[:-40]
     broken = await client.post("/templates", **_upload("broken", truncated))
     assert broken.status_code == 422
+    assert broken.json()["code"] == "invalid-image"
 
     ok = await client.post("/templates", **_upload("dup", gradient(16, 16, "PNG")))
     again = await client.post("/templates", **_upload("dup", gradient(16, 16, "PNG")))
@@ -117,14 +124,81 @@ async def test_meme_errors_are_typed_problems(client: httpx.AsyncClient) -> None
         "instance": None,
     }
     bad_id = await client.get("/memes/not-an-id")
-    assert bad_id.status_code == 422
     no_text = await client.post("/memes", json={"template_id": "x", "top": " ", "bottom": ""})
-    assert no_text.status_code == 422
     assert no_text.headers["content-type"] == "application/problem+json"
     too_long = await client.post("/memes", json={"template_id": "x", "top": "a" * 501})
-    assert too_long.status_code == 422
     unknown_field = await client.post("/memes", json={"template_id": "x", "top": "a", "x": 1})
-    assert unknown_field.status_code == 422
+    for invalid in (bad_id, no_text, too_long, unknown_field):
+        assert (invalid.status_code, invalid.json()["code"]) == (422, "validation-failed")
+        assert invalid.json()["errors"], invalid.text
+
+
+def _readme_error_codes(repo_root: Path) -> dict[str, int]:
+    """The ``NNN code`` pairs of the README's paragraph on errors."""
+    readme = (repo_root / "README.md").read_text()
+    paragraph = readme[readme.index("Errors are [RFC 9457]") :].split("\n\n", 1)[0]
+    return {code: int(status) for status, code in re.findall(r"`(\d{3}) ([a-z-]+)`", paragraph)}
+
+
+async def _aws_unavailable(
+    settings: Settings, emulator: Emulator, headers: dict[str, str]
+) -> httpx.Response:
+    """GET a meme from an api whose AWS endpoint stops answering after start-up (with a
+    valid key: checking it is the first call that finds AWS gone)."""
+    proxies = [await TcpProxy.in_front_of(url) for url in emulator.env.values()]
+    endpoints = dict(zip(emulator.env, (url for _, url in proxies), strict=True))
+    saved = {key: os.environ[key] for key in endpoints}
+    os.environ.update(endpoints)
+    try:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            for proxy, _ in proxies:
+                proxy.pause(3600)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", headers=headers
+            ) as http:
+                response = await http.get("/memes/" + "0" * 32)
+            assert sum(proxy.refused for proxy, _ in proxies) > 0  # really cut off
+            return response
+    finally:
+        os.environ.update(saved)
+        for proxy, _ in proxies:
+            await proxy.close()
+
+
+async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
+    client: httpx.AsyncClient, settings: Settings, emulator: Emulator, repo_root: Path
+) -> None:
+    """README: "Errors are RFC 9457 application/problem+json with a machine-readable code,
+    e.g. 404 meme-not-found, 413 payload-too-large, ... and 503 aws-unavailable with
+    Retry-After while AWS cannot be reached." Each listed code, as a client triggers it."""
+    created = await client.post("/memes", json={"template_id": "anything", "top": "hi"})
+    triggers: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
+        "meme-not-found": lambda: client.get("/memes/" + "0" * 32),
+        "payload-too-large": lambda: client.post(
+            "/templates", **_upload("huge", b"\xff" * 300_000)
+        ),
+        "unsupported-image-format": lambda: client.post("/templates", **_upload("bitmap", _bmp())),
+        "validation-failed": lambda: client.post(
+            "/memes", json={"template_id": "x", "top": "a", "x": 1}
+        ),
+        "meme-not-ready": lambda: client.get(f"/memes/{created.json()['id']}/image"),
+        "aws-unavailable": lambda: _aws_unavailable(
+            settings, emulator, {"Authorization": client.headers["Authorization"]}
+        ),
+    }
+    listed = _readme_error_codes(repo_root)
+    assert set(listed) == set(triggers), "README and this test list different codes"
+    for code, trigger in triggers.items():
+        response = await trigger()
+        assert response.headers["content-type"] == "application/problem+json", code
+        problem = response.json()
+        assert (response.status_code, problem["code"]) == (listed[code], code), response.text
+        assert problem["status"] == listed[code]
+        assert problem["type"] == f"/problems/{code}"
+        if code == "aws-unavailable":
+            assert int(response.headers["retry-after"]) > 0
 
 
 async def test_created_meme_is_pending_and_not_ready_for_download(

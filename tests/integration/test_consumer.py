@@ -27,7 +27,7 @@ from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
 
-from tests.images import gradient
+from tests.support.images import gradient
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ import pytest
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from devenv.backends.localstack import find_install, start_localstack
-from devenv.emulator import Emulator
+from devenv.run.backends.localstack import find_install, start_localstack
+from devenv.run.emulator import Emulator
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

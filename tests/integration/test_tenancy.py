@@ -16,7 +16,7 @@ from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tenancy import PUBLIC_TENANT
 
-from tests.images import gradient
+from tests.support.images import gradient
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,14 @@ import aioboto3
 import pytest
 from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients, client_config
+from memeforge_common.backoff import Backoff
 from memeforge_common.bootstrap import ensure_queue
 from memeforge_common.queues import QueueMessage, queue_url, send_batch
-from memeforge_common.worker import Backoff, Outcomes, PoisonMessage, QueueWorker, per_message
+from memeforge_common.worker import Outcomes, PoisonMessage, QueueWorker, per_message
 from prometheus_client import REGISTRY
 
-from devenv.emulator import Emulator
-from devenv.tcpproxy import TcpProxy
+from devenv.drills.tcpproxy import TcpProxy
+from devenv.run.emulator import Emulator
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +201,21 @@ async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
     assert await _drain_bodies(aws, url) == []
 
 
+class _SignalsPolls:
+    """The real SQS client, setting ``polling`` as each ReceiveMessage call goes out."""
+
+    def __init__(self, sqs: object) -> None:
+        self._sqs = sqs
+        self.polling = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sqs, name)
+
+    async def receive_message(self, **kwargs: object) -> object:
+        self.polling.set()
+        return await self._sqs.receive_message(**kwargs)  # type: ignore[attr-defined]
+
+
 async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
     aws: AwsClients,
 ) -> None:
@@ -209,9 +225,10 @@ async def test_messages_arriving_during_the_last_long_poll_are_handed_back(
     async def handler(message: QueueMessage) -> None:
         handled.append(message.body)
 
-    worker = QueueWorker(aws.sqs, url, per_message(handler), concurrency=1, wait_s=3)
+    sqs = _SignalsPolls(aws.sqs)
+    worker = QueueWorker(sqs, url, per_message(handler), concurrency=1, wait_s=3)  # type: ignore[arg-type]
     task = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.5)  # let it enter its long poll
+    await asyncio.wait_for(sqs.polling.wait(), timeout=30)  # its long poll is on the wire
     worker.stop()
     await send_batch(aws.sqs, url, ["late"])  # arrives while that poll is still open
     await asyncio.wait_for(task, timeout=30)

@@ -270,8 +270,12 @@ def test_box_outside_the_image_is_clipped(jpeg: bytes) -> None:
     assert out.report["boxes"][0]["lines"] == ["EDGE"]
 
 
-def test_warm_up_runs() -> None:
+def test_warm_up_rasterises_the_caption_font() -> None:
+    from memeforge_renderer.engine import GLYPHS
+
+    GLYPHS.clear()
     warm_up()
+    assert len(GLYPHS) > 0
 
 
 def test_pillow_build_reports_simd() -> None:
@@ -391,9 +395,9 @@ def test_cached_template_still_obeys_the_pixel_limit(jpeg: bytes) -> None:
 
 
 def test_template_cache_is_bounded_by_bytes() -> None:
-    from memeforge_renderer.engine.cache import Template, TemplateCache
+    from memeforge_renderer.engine.cache import DecodedTemplateCache, Template
 
-    cache = TemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)
+    cache = DecodedTemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)
     for i in range(10):
         img = Image.new("RGB", (100, 100))
         cache.put((f"k{i}", "e", 0), Template(img, None, "PNG", (100, 100)))
@@ -444,7 +448,8 @@ def test_empty_caption_renders_the_template(jpeg: bytes) -> None:
 
 def test_all_control_characters_caption(jpeg: bytes) -> None:
     out = render(jpeg, RenderSpec(boxes=classic_boxes("\x00\x01\x02 hi \x7f\u200b", "")))
-    assert out.report["boxes"][0]["lines"] == ["HI \u200b"] or out.report["boxes"][0]["lines"]
+    # Control characters are dropped; the zero-width space is kept (it draws nothing).
+    assert out.report["boxes"][0]["lines"] == ["HI \u200b"]
 
 
 def test_empty_bytes_are_corrupt() -> None:
@@ -465,15 +470,14 @@ def test_empty_bytes_are_corrupt() -> None:
         "\u6211" * 10_000,
     ],
 )
-def test_pathological_captions_at_the_limit_stay_fast(jpeg: bytes, text: str) -> None:
-    import time
-
+def test_pathological_captions_at_the_limit_render(jpeg: bytes, text: str) -> None:
+    """How fast is measured by bench/render.py (``pathological_max_ms``), not here."""
     text = text[:MAX_CAPTION_CHARS]
     spec = RenderSpec(boxes=(TextBox(text=text, x=0, y=0, width=0.5, height=0.25),))
-    start = time.perf_counter()
     out = render(jpeg, spec)
-    assert time.perf_counter() - start < 2.0
     assert decode(out.data).size == (W, H)
+    (box,) = out.report["boxes"]
+    assert sum(len(line) for line in box["lines"]) <= len(text)
 
 
 def test_splice_keeps_the_icc_profile_and_the_bytes() -> None:

@@ -48,13 +48,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 aws.sqs, await queue_url(aws.sqs, settings.request_queue)
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
-            app.state.rate_limiter = RateLimiter(
-                aws.dynamodb,
-                settings.table,
-                per_minute=settings.rate_limit_per_minute,
-                burst=settings.rate_limit_burst,
+            app.state.rate_limiter = (
+                RateLimiter(
+                    aws.dynamodb,
+                    settings.table,
+                    per_minute=settings.rate_limit_per_minute,
+                    burst=settings.rate_limit_burst,
+                )
+                if settings.rate_limit_per_minute
+                else None
             )
-            log.info("api ready", extra={"bucket": settings.bucket, "table": settings.table})
+            log.info(
+                "api ready",
+                extra={
+                    "bucket": settings.bucket,
+                    "table": settings.table,
+                    "rate_limit_per_minute": settings.rate_limit_per_minute,
+                    "rate_limit_burst": settings.rate_limit_burst,
+                },
+            )
             yield
 
     app = FastAPI(

@@ -1,8 +1,10 @@
 """``Idempotency-Key`` for POST /memes: same key + same body → the same meme.
 
 One conditional PutItem claims the key (the Lambda Powertools pattern): the first
-request to claim it picks the meme id; every later one reads the claim back and either
-replays that meme (same body) or is refused (different body → 409). Records live in
+request to claim it picks the meme id; for every later one the failed condition
+returns the claim (``ReturnValuesOnConditionCheckFailure``, so no second read and no
+race with TTL in between), which either replays that meme (same body) or is refused
+(different body → 409). Records live in
 the memes table under their own key space and expire through DynamoDB TTL.
 """
 
@@ -55,17 +57,11 @@ class IdempotencyRecords:
                 # An expired record may linger until TTL deletes it: it counts as free.
                 ConditionExpression="attribute_not_exists(id) OR expires_at < :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return Claim(meme_id=meme_id, replay=False)
-        except self._ddb.exceptions.ConditionalCheckFailedException:
-            pass
-        record = (
-            await self._ddb.get_item(
-                TableName=self._table, Key={"id": {"S": record_id}}, ConsistentRead=True
-            )
-        ).get("Item")
-        if record is None:  # expired and deleted in between: claim afresh
-            return await self.claim(tenant, key, body_fingerprint, meme_id)
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            record = err.response["Item"]  # type: ignore[typeddict-item]
         if record["fingerprint"]["S"] != body_fingerprint:
             raise IdempotencyConflict(key)
         return Claim(meme_id=record["meme_id"]["S"], replay=True)

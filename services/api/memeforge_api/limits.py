@@ -7,7 +7,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memeforge_api.problems import PROBLEM_JSON
+from memeforge_api.problems import PROBLEM_JSON, problem_body
 
 
 class BodyTooLarge(HTTPException):
@@ -46,16 +46,14 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "/problems/payload-too-large",
-                "title": "Request body too large",
-                "status": 413,
-                "code": "payload-too-large",
-                "detail": f"limit {self.limit} bytes",
-                "instance": scope.get("path", ""),
-            }
-        ).encode()
+        problem = problem_body(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"limit {self.limit} bytes",
+            instance=scope.get("path", ""),
+        )
+        body = json.dumps(problem).encode()
         await send(
             {
                 "type": "http.response.start",

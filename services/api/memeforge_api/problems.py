@@ -51,6 +51,23 @@ class Problem(Exception):
         self.extra = extra
 
 
+def problem_body(
+    status: int, code: str, title: str, detail: str = "", *, instance: str, **extra: Any
+) -> dict[str, Any]:
+    """The one shape of every error body (RFC 9457, plus a machine-readable ``code``)."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "instance": instance,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return body
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -60,16 +77,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"/problems/{code}",
-        "title": title,
-        "status": status,
-        "code": code,
-        "instance": request.url.path,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
+    body = problem_body(status, code, title, detail, instance=request.url.path, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

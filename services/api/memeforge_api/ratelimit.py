@@ -5,13 +5,16 @@ theoretical arrival time ``tat``. A request at ``now`` is admitted when the key 
 (``tat <= now``: set ``tat = now + T``) or busy but within its burst (``now < tat <= now +
 (burst-1)·T``: ``tat += T``), where ``T = 60 s / rate``. Each branch is one conditional
 UpdateItem, so replicas never over-admit: DynamoDB serialises the writes on the item.
-Precision: exact up to the clock skew between api hosts (NTP keeps it to milliseconds).
+Precision: exact up to the clock skew between api hosts (NTP keeps it to milliseconds),
+with T rounded to whole milliseconds, and a request whose write was retried by the SDK
+may be charged twice.
 Cost: one UpdateItem per admitted request when the path guessed from the key's last
 request is right, two when not, plus a GetItem per refusal (for Retry-After).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = logging.getLogger("memeforge.api")
 
 KEY_PREFIX = "rate#"
 POLICY = "per-key"
@@ -53,31 +58,42 @@ class RateLimiter:
     ) -> None:
         self._ddb = dynamodb
         self._table = table
-        self._interval_ms = 60_000 / per_minute
+        # The emission interval T in whole ms (1200/min: 50 ms), at least 1 ms.
+        self._t = max(1, round(60_000 / per_minute))
         self._burst = burst
         self._busy: dict[str, bool] = {}  # key id → was it busy last time (which branch first)
 
     async def check(self, key_id: str) -> Decision:
-        now_ms = int(time.time() * 1000)
-        branches = (self._busy_branch, self._idle_branch)
-        if not self._busy.get(key_id, False):
-            branches = branches[::-1]
-        for branch in branches:
-            tat = await branch(key_id, now_ms)
-            if tat is not None:
-                self._remember(key_id, busy=branch == self._busy_branch)
-                return self._decision(True, tat, now_ms)
-        self._remember(key_id, busy=True)
-        item = (
-            await self._ddb.get_item(
-                TableName=self._table, Key={"id": {"S": KEY_PREFIX + key_id}}, ConsistentRead=True
-            )
-        ).get("Item")
-        tat = int(item["tat"]["N"]) if item else now_ms
-        return self._decision(False, tat, now_ms)
+        for attempt in (1, 2):
+            now_ms = int(time.time() * 1000)
+            branches = (self._busy_branch, self._idle_branch)
+            if not self._busy.get(key_id, False):
+                branches = branches[::-1]
+            for branch in branches:
+                tat = await branch(key_id, now_ms)
+                if tat is not None:
+                    self._remember(key_id, busy=branch == self._busy_branch)
+                    return self._decision(True, tat, now_ms)
+            self._remember(key_id, busy=True)
+            item = (
+                await self._ddb.get_item(
+                    TableName=self._table,
+                    Key={"id": {"S": KEY_PREFIX + key_id}},
+                    ConsistentRead=True,
+                )
+            ).get("Item")
+            tat = int(item["tat"]["N"]) if item else now_ms
+            # Both conditions failed, yet the budget has room: a write of ours landed but
+            # its response was lost and botocore's retry then failed the condition. Try
+            # once more (that request may be charged twice: the tolerance we accept).
+            if attempt == 1 and tat - now_ms <= (self._burst - 1) * self._t:
+                continue
+            log.info("rate limited", extra={"key_id": key_id, "ahead_ms": tat - now_ms})
+            return self._decision(False, tat, now_ms)
+        raise AssertionError("unreachable")
 
     def _decision(self, admitted: bool, tat_ms: int, now_ms: int) -> Decision:
-        t = self._interval_ms
+        t = self._t
         ahead = max(0, tat_ms - now_ms)
         remaining = max(0, math.floor((self._burst * t - ahead) / t))
         ceiling = (self._burst - 1) * t
@@ -96,7 +112,7 @@ class RateLimiter:
         self._busy[key_id] = busy
 
     async def _idle_branch(self, key_id: str, now_ms: int) -> int | None:
-        tat = now_ms + round(self._interval_ms)
+        tat = now_ms + self._t
         return await self._update(
             key_id,
             "SET tat = :tat, expires_at = :exp",
@@ -105,16 +121,16 @@ class RateLimiter:
         )
 
     async def _busy_branch(self, key_id: str, now_ms: int) -> int | None:
-        ceiling = now_ms + round((self._burst - 1) * self._interval_ms)
+        ceiling = now_ms + (self._burst - 1) * self._t
         return await self._update(
             key_id,
             "SET tat = tat + :t, expires_at = :exp",
             "tat > :now AND tat <= :ceiling",
             {
-                ":t": round(self._interval_ms),
+                ":t": self._t,
                 ":now": now_ms,
                 ":ceiling": ceiling,
-                ":exp": (ceiling + round(self._interval_ms)) // 1000 + 60,
+                ":exp": (ceiling + self._t) // 1000 + 60,
             },
         )
 

@@ -37,6 +37,15 @@ MAX_SOURCE_PIXELS = 40_000_000
 """Default of ``MEMEFORGE_MAX_SOURCE_PIXELS``: a template's width x height, checked from
 the header before decoding (upload and render)."""
 
+TEMPLATE_CACHE_BYTES = 256 * 1024 * 1024
+"""Default of ``MEMEFORGE_TEMPLATE_CACHE_BYTES``: template bytes in the renderer's parent."""
+
+DECODED_TEMPLATE_CACHE_BYTES = 96 * 1024 * 1024
+"""Default of ``MEMEFORGE_DECODED_TEMPLATE_CACHE_BYTES``: decoded templates, per pool process."""
+
+GLYPH_CACHE_BYTES = 48 * 1024 * 1024
+"""Default of ``MEMEFORGE_GLYPH_CACHE_BYTES``: glyph masks, per pool process."""
+
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 

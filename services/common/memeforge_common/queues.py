@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from memeforge_common.backoff import Backoff
+
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQS_BATCH_MAX = 10
+_RESOLVE_BACKOFF = Backoff(base_s=0.5, max_s=10.0, jitter=0.2)
 
 T = TypeVar("T")
 
@@ -52,9 +56,8 @@ async def queue_url(sqs: SQSClient, name: str, *, patience_s: float = 300.0) -> 
     """The queue's URL. Waits (with backoff) while AWS is unreachable or failing, so a
     service started during an outage comes up when AWS does instead of crash-looping;
     a refusal (no such queue, access denied) raises at once."""
-    delay = 0.5
     deadline = time.monotonic() + patience_s
-    while True:
+    for attempt in itertools.count(1):
         try:
             return (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
         except (BotoCoreError, ClientError) as err:
@@ -63,13 +66,14 @@ async def queue_url(sqs: SQSClient, name: str, *, patience_s: float = 300.0) -> 
                 status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
                 if status < 500:
                     raise
+            delay = _RESOLVE_BACKOFF.delay(attempt)
             if time.monotonic() + delay > deadline:
                 raise
             log.warning(
                 "AWS unreachable resolving queue %s (%r); retrying in %.1fs", name, err, delay
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
 
 
 def _chunks(items: Sequence[T], size: int = SQS_BATCH_MAX) -> list[Sequence[T]]:

@@ -63,8 +63,12 @@ class Settings(BaseSettings):
 
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
-    jpeg_quality: int = Field(default=85, ge=1, le=95)
-    template_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # Template bytes fetched from S3, in the renderer's parent process.
+    template_cache_bytes: int = Field(default=limits.TEMPLATE_CACHE_BYTES, ge=0)
+    # Per pool process (so multiply by render_processes for the pod's memory budget):
+    # decoded, scaled templates and glyph masks.
+    decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
+    glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
 
     # Retention: meme items (DynamoDB TTL) and their outputs (an S3 lifecycle rule on
     # memes/, set by the bootstrap) go this many days after the meme was created.
@@ -72,9 +76,9 @@ class Settings(BaseSettings):
 
     # API keys: how long an api process trusts a key record it read (the revocation bound).
     key_cache_s: float = Field(default=10.0, ge=0, le=300)
-    # Per-key request rate (shared by all api replicas): a sustained rate, and how many
-    # requests an idle key may make at once.
-    rate_limit_per_minute: int = Field(default=1200, ge=1, le=600_000)
+    # Per-key request rate (shared by all api replicas): a sustained rate (0: no limit),
+    # and how many requests an idle key may make at once.
+    rate_limit_per_minute: int = Field(default=1200, ge=0, le=60_000)
     rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
     # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
     # for this tenant, so a fresh deployment has one key without anyone running the CLI.

@@ -185,7 +185,21 @@ class TemplateStore:
         continuation tokens (never a full listing). The cursor says which folder it is in:
         ``own:<token>`` or ``public:<token>`` (an empty token starts that folder)."""
         folder, token = _parse_cursor(cursor)
-        owner = tenant if folder == "own" else PUBLIC_TENANT
+        infos: list[TemplateInfo] = []
+        while True:
+            owner = tenant if folder == "own" else PUBLIC_TENANT
+            found, token = await self._list(owner, limit - len(infos), token)
+            infos += found
+            if token:
+                return infos, f"{folder}:{token}"
+            if folder == "public":
+                return infos, None
+            folder = "public"  # the own folder is done: fill the page from the public one
+            if len(infos) >= limit:
+                return infos, "public:"
+
+    async def _list(self, owner: str, limit: int, token: str) -> tuple[list[TemplateInfo], str]:
+        """Up to ``limit`` templates of one folder, and the token to go on ("" at its end)."""
         prefix = f"{PREFIX}{owner}/"
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": limit}
         if token:
@@ -194,9 +208,7 @@ class TemplateStore:
         ids = [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
         heads = await asyncio.gather(*(self.head(tid, owner) for tid in ids))
         infos = [info for info in heads if info is not None]  # deleted between list and head
-        if page.get("IsTruncated"):
-            return infos, f"{folder}:{page['NextContinuationToken']}"
-        return infos, "public:" if folder == "own" else None
+        return infos, page.get("NextContinuationToken", "") if page.get("IsTruncated") else ""
 
     async def fetch(self, key: str) -> tuple[bytes, str]:
         """A template's bytes and the ETag they have; TemplateMissing when there is none."""

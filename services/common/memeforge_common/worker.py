@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from memeforge_common.backoff import Backoff
 from memeforge_common.metrics import BATCH_SECONDS, IN_FLIGHT, MESSAGES, RECEIVE_ERRORS
 from memeforge_common.queues import (
     SQS_BATCH_MAX,
@@ -92,16 +92,14 @@ def per_message(handler: MessageHandler) -> BatchHandler:
     return handle_batch
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Retry delay for the n-th receive: base · 2^(n-1), capped, with ±20 % jitter."""
+# After a failed receive (AWS unreachable, throttling): 0.5 s doubling up to 20 s.
+RECEIVE_BACKOFF = Backoff(base_s=0.5, max_s=20.0, jitter=0.5)
+MAX_VISIBILITY_S = 43200  # SQS's limit
 
-    base_s: float = 2.0
-    max_s: float = 300.0
 
-    def delay(self, receive_count: int) -> int:
-        raw = min(self.max_s, self.base_s * 2 ** max(0, receive_count - 1))
-        return int(max(0, min(43200, round(raw * random.uniform(0.8, 1.2)))))
+def visibility_delay(backoff: Backoff, receive_count: int) -> int:
+    """Seconds until a failed message is retried: its receive count's backoff."""
+    return int(max(0, min(MAX_VISIBILITY_S, round(backoff.delay(receive_count)))))
 
 
 class QueueWorker:
@@ -135,16 +133,10 @@ class QueueWorker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
-        self.last_heartbeat = time.monotonic()
         self.processed = 0
 
     def stop(self) -> None:
         self._stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
 
     async def run(self) -> None:
         log.info(
@@ -152,7 +144,7 @@ class QueueWorker:
             extra={"worker": self._name, "queue": self._url, "concurrency": self._concurrency},
         )
         keeper = asyncio.create_task(self._keep_visible())
-        backoff = 0.5
+        failures = 0
         try:
             while not self._stopping.is_set():
                 self._beat()
@@ -163,12 +155,12 @@ class QueueWorker:
                     messages = await self._receive(min(free, SQS_BATCH_MAX))
                 except Exception as err:
                     RECEIVE_ERRORS.labels(self._name).inc()
-                    delay = backoff * random.uniform(0.5, 1.5)
+                    failures += 1
+                    delay = RECEIVE_BACKOFF.delay(failures)
                     log.warning("receive failed (%r); backing off %.1fs", err, delay)
                     await self._sleep_unless_stopping(delay)
-                    backoff = min(backoff * 2, 20.0)
                     continue
-                backoff = 0.5
+                failures = 0
                 if messages:
                     self._start_batch(messages)
             await self._drain()
@@ -181,7 +173,6 @@ class QueueWorker:
     def _beat(self) -> None:
         """Liveness means the loop turns, never that AWS answers (a probe must not
         restart every worker during an AWS outage)."""
-        self.last_heartbeat = time.monotonic()
         if self._heartbeat_file is not None:
             with contextlib.suppress(OSError):
                 self._heartbeat_file.touch()
@@ -278,7 +269,7 @@ class QueueWorker:
                 await delete_batch(self._sqs, self._url, done)
                 self.processed += len(done)
             if retry:
-                delays = [(m, self._backoff.delay(m.receive_count)) for m in retry]
+                delays = [(m, visibility_delay(self._backoff, m.receive_count)) for m in retry]
                 await set_visibility(self._sqs, self._url, delays)
         except Exception as err:
             log.warning("settling a batch failed (%r); messages may be redelivered", err)

@@ -13,11 +13,12 @@ import logging
 import re
 from collections.abc import Sequence
 
+from memeforge_common.backoff import Backoff
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import MEME_ID_PATTERN, Failure, MemeState
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage
-from memeforge_common.worker import Backoff, Outcomes
+from memeforge_common.worker import Outcomes
 
 log = logging.getLogger("memeforge.consumer.dlq")
 

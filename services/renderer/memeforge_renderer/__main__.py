@@ -15,8 +15,8 @@ from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, per_message, run_until_signalled
 
 from memeforge_renderer import engine
-from memeforge_renderer.cache import TemplateCache
-from memeforge_renderer.pool import available_cores, make_pool
+from memeforge_renderer.cache import TemplateBytesCache
+from memeforge_renderer.pool import PoolCaches, available_cores, make_pool
 from memeforge_renderer.worker import Renderer
 
 log = logging.getLogger("memeforge.renderer")
@@ -35,13 +35,14 @@ async def run() -> None:
     processes = settings.render_processes or available_cores()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        with make_pool(processes) as pool:
+        caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
+        with make_pool(processes, caches) as pool:
             renderer = Renderer(
                 MemeStore(aws.dynamodb, settings.table),
                 TemplateStore(aws.s3, settings.bucket),
                 OutputStore(aws.s3, settings.bucket),
                 pool,
-                TemplateCache(settings.template_cache_bytes),
+                TemplateBytesCache(settings.template_cache_bytes),
                 max_source_pixels=settings.max_source_pixels,
             )
             worker = await make_worker(

@@ -1,4 +1,6 @@
-"""A byte-bounded LRU of template bytes keyed by (S3 key, ETag).
+"""The renderer parent's byte-bounded LRU of template *bytes* keyed by (S3 key, ETag),
+so a template is fetched from S3 once per process, not once per job. (Each pool
+process has its own cache of *decoded* templates: engine/cache.py.)
 
 The ETag is part of the key, so an updated template is never served stale: the new
 ETag misses and the old entry ages out.
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-class TemplateCache:
+class TemplateBytesCache:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()

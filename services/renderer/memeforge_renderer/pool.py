@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 
 from memeforge_common.models import RenderSpec
@@ -24,9 +25,20 @@ from memeforge_common.models import RenderSpec
 from memeforge_renderer import engine
 
 
-def _init_pool_process() -> None:
+@dataclass(frozen=True)
+class PoolCaches:
+    """Byte budgets of each pool process's own caches (None: the engine's default)."""
+
+    decoded_template_bytes: int | None = None
+    glyph_bytes: int | None = None
+
+
+def _init_pool_process(caches: PoolCaches) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine.configure(
+        template_cache_bytes=caches.decoded_template_bytes, glyph_cache_bytes=caches.glyph_bytes
+    )
     engine.warm_up()
 
 
@@ -53,11 +65,12 @@ def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
     return max(1, math.ceil(int(quota) / int(period)))
 
 
-def make_pool(processes: int) -> ProcessPoolExecutor:
+def make_pool(processes: int, caches: PoolCaches | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=processes or available_cores(),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_pool_process,
+        initargs=(caches or PoolCaches(),),
     )
 
 

@@ -22,7 +22,7 @@ from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
 
 from memeforge_renderer import engine
-from memeforge_renderer.cache import TemplateCache
+from memeforge_renderer.cache import TemplateBytesCache
 from memeforge_renderer.pool import render_in_pool
 
 log = logging.getLogger("memeforge.renderer")
@@ -35,7 +35,7 @@ class Renderer:
         templates: TemplateStore,
         outputs: OutputStore,
         pool: Executor,
-        cache: TemplateCache,
+        cache: TemplateBytesCache,
         *,
         max_source_pixels: int,
     ) -> None:

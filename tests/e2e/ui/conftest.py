@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from devenv.stack import Stack
+from devenv.run.stack import Stack
 from tests.e2e.ui.browser import AXE_JS, CHROMIUM, Watched, browser_missing
 
 

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from devenv.stack import Stack
+from devenv.run.stack import Stack
 from tests.e2e.ui.browser import Watched
-from tests.images import gradient, region_diff
+from tests.support.images import gradient, region_diff
 
 pytestmark = pytest.mark.e2e
 

@@ -1,29 +1,19 @@
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
-import PIL
 from fastapi import APIRouter, Response
+from memeforge_common.pillow import pillow_build
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["health"])
 
 
-def _pillow_distribution() -> str:
-    for dist in ("pillow-simd", "pillow"):
-        try:
-            metadata.version(dist)
-            return dist
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
 @router.get("/healthz")
 async def healthz() -> dict[str, Any]:
     """Liveness/readiness: the process serves requests. Never depends on AWS reachability."""
-    pillow = {"distribution": _pillow_distribution(), "version": PIL.__version__}
+    build = pillow_build()
+    pillow = {"distribution": build["distribution"], "version": build["version"]}
     return {"status": "ok", "pillow": pillow}
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from memeforge_common.backoff import Backoff
 from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
@@ -43,7 +44,8 @@ router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
-_POLL_INTERVAL_S = (0.05, 0.5)  # long-poll read interval: start fast, back off
+# Long-poll read interval: start fast, back off to a read every half second.
+_POLL = Backoff(base_s=0.05, max_s=0.5, factor=1.5, jitter=0.0)
 
 
 def _not_found(meme_id: str) -> Problem:
@@ -161,14 +163,14 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
 
 async def _wait_for_change(store: MemeStore, first: MemeItem, wait_s: float) -> MemeItem:
     deadline = time.monotonic() + wait_s
-    delay, max_delay = _POLL_INTERVAL_S
     item = first
+    reads = 0
     while not item.state.terminal and item.state == first.state:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_delay)
+        reads += 1
+        await asyncio.sleep(min(_POLL.delay(reads), remaining))
         latest = await store.get(first.id)
         if latest is None:
             break

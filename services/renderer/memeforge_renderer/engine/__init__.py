@@ -1,7 +1,8 @@
 """The pure render engine: template bytes + RenderSpec -> image bytes + layout report."""
 
-from .build import pillow_build
-from .cache import TEMPLATES, TemplateCache
+from memeforge_common.pillow import pillow_build
+
+from .cache import TEMPLATES, DecodedTemplateCache
 from .draw import GLYPHS
 from .errors import CorruptImage, ImageTooLarge, RenderError, UnsupportedImage
 from .fit import FittedText, fit_caption, fit_text
@@ -11,11 +12,11 @@ __all__ = [
     "GLYPHS",
     "TEMPLATES",
     "CorruptImage",
+    "DecodedTemplateCache",
     "FittedText",
     "ImageTooLarge",
     "RenderError",
     "RenderOutput",
-    "TemplateCache",
     "TemplateNotCached",
     "UnsupportedImage",
     "configure",

@@ -1,4 +1,5 @@
-"""Decoded templates, per process: a byte-bounded LRU keyed by (S3 key, ETag, output size).
+"""Decoded templates, per pool process (sized by engine.configure() from the pool
+initializer): a byte-bounded LRU keyed by (S3 key, ETag, output size).
 
 The ETag is part of the key, so an updated template is never served stale. Each entry
 keeps the template decoded, upright, RGB and already scaled to the output size, plus
@@ -12,11 +13,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from memeforge_common.limits import DECODED_TEMPLATE_CACHE_BYTES
 from PIL import Image
 
 from .codec import JpegRows
-
-TEMPLATE_CACHE_BYTES = 96 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -38,8 +38,8 @@ class Template:
 CacheKey = tuple[str, str, int]
 
 
-class TemplateCache:
-    def __init__(self, max_bytes: int = TEMPLATE_CACHE_BYTES) -> None:
+class DecodedTemplateCache:
+    def __init__(self, max_bytes: int = DECODED_TEMPLATE_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[CacheKey, Template] = OrderedDict()
         self._sizes: dict[CacheKey, int] = {}
@@ -105,7 +105,7 @@ class TemplateCache:
             self._forget(oldest)
 
 
-TEMPLATES = TemplateCache()
+TEMPLATES = DecodedTemplateCache()
 
 
 def content_key(data: bytes) -> str:

@@ -17,13 +17,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from memeforge_common.limits import GLYPH_CACHE_BYTES
 from PIL import Image
 
 from .fit import SAFETY, FittedText, Line
 from .text import Run, Token
 from .typeface import load_font
-
-GLYPH_CACHE_BYTES = 48 * 1024 * 1024
 
 # (outline mask core or None, dx, dy, fill mask core, dx, dy, bytes)
 _Glyph = tuple[Any, int, int, Any, int, int, int]

@@ -1,10 +1,11 @@
 """moto's server, evaluating IAM the way AWS does for the calls memeforge makes.
 
-``python -m devenv.moto_iam --port N`` is ``devenv.moto_server`` (DynamoDB serialized) plus
-the corrections below. moto enforces nothing until authentication is switched on (its
-``INITIAL_NO_AUTH_ACTION_COUNT``; ``devenv.iam_users.enforce_iam`` arms it through moto's own
-``/moto-api/reset-auth`` once the bootstrap and the dev IAM users exist). From then on every
-request must be signed by a known access key and be allowed by that user's policies.
+``python -m devenv.iam.moto_iam --port N`` is ``devenv.run.backends.moto_server`` (DynamoDB
+serialized) plus the corrections below. moto enforces nothing until authentication is
+switched on (its ``INITIAL_NO_AUTH_ACTION_COUNT``; ``devenv.iam.users.enforce_iam`` arms it
+through moto's own ``/moto-api/reset-auth`` once the bootstrap and the dev IAM users exist).
+From then on every request must be signed by a known access key and be allowed by that
+user's policies.
 
 Stock moto 5.2 checks SigV4 signatures, unknown keys and S3 object/bucket ARNs correctly,
 but differs from AWS where our policies would notice:
@@ -245,7 +246,7 @@ def _authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None
 
 def main() -> None:
     install()
-    from devenv.moto_server import main as serve
+    from devenv.run.backends.moto_server import main as serve
 
     serve()
 

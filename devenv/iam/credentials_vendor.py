@@ -1,8 +1,8 @@
 """A credentials vendor of our own: the container credentials protocol, with key rotation.
 
-    python -m devenv.credentials_vendor --config credentials-vendor.json --port N
+    python -m devenv.iam.credentials_vendor --config credentials-vendor.json --port N
 
-Dev and test only (``devenv.iam_users.VendedCredentials`` starts it). It plays the part of
+Dev and test only (``devenv.iam.users.VendedCredentials`` starts it). It plays the part of
 the ECS agent or the EKS Pod Identity agent: a service finds it through the SDK's default
 credential chain, with ``AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:N/v1/credentials``
 (botocore accepts plain HTTP only on loopback and the ECS/EKS link-local addresses) and
@@ -20,7 +20,7 @@ verify it is refused (``sts:GetCallerIdentity`` with it must fail), then delete 
 ``Expiration`` is ``expiration_s`` ahead but never after the served key's retirement, so a
 client that honours it never signs with a retired key; ``overlap_s < rotate_every_s`` keeps
 each user within IAM's two access keys. The vendor's own identity (the environment's keys)
-may only manage those keys (``devenv.iam_users.rotator_policy``).
+may only manage those keys (``devenv.iam.users.rotator_policy``).
 
 Emergency revocation (a leaked key): ``kill -USR1 <pid>`` rotates every identity now and
 retires the old keys at once, with no overlap and whatever Expiration was promised; clients
@@ -51,7 +51,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 CREDENTIALS_PATH = "/v1/credentials"
-# What a retired key must be refused with (AWS and devenv.moto_iam).
+# What a retired key must be refused with (AWS and devenv.iam.moto_iam).
 REFUSED_CODES = frozenset({"InvalidClientTokenId", "UnrecognizedClientException"})
 
 

@@ -1,16 +1,23 @@
-"""``python -m devenv.run`` (``make run``): the whole product on this machine until Ctrl-C."""
+"""``python -m devenv.run`` (``make run``): the whole product on this machine until Ctrl-C.
+
+The first Ctrl-C or SIGTERM stops everything gracefully; another one during that stop
+makes it hurry (what is still running is killed at once), but never abandons it: no
+emulator or service is left behind holding its port.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import FrameType
 
-from devenv.emulator import BACKENDS
-from devenv.stack import start_stack
+from devenv.run.emulator import BACKENDS
+from devenv.run.stack import start_stack
 
 
 def main() -> None:
@@ -23,18 +30,34 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="memeforge-run-"))
 
+    hurry = threading.Event()
+
+    def hurry_up(signum: int, frame: FrameType | None) -> None:
+        if not hurry.is_set():  # os.write: print() must not re-enter a print in progress
+            os.write(1, "\nsignal again: killing what is still running…\n".encode())
+        hurry.set()
+
     def terminate(signum: int, frame: FrameType | None) -> None:
+        # From now on a signal speeds the stop up instead of interrupting it.
+        signal.signal(signal.SIGINT, hurry_up)
+        signal.signal(signal.SIGTERM, hurry_up)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGTERM, terminate)
     print("starting the AWS emulator and the services…", flush=True)
-    stack = start_stack(
-        workdir,
-        backend=args.backend,
-        api_port=args.port,
-        settings={"MEMEFORGE_LOG_FORMAT": "text"},
-        console=True,
-    )
+    try:
+        stack = start_stack(
+            workdir,
+            backend=args.backend,
+            api_port=args.port,
+            settings={"MEMEFORGE_LOG_FORMAT": "text"},
+            console=True,
+            hurry=hurry,
+        )
+    except KeyboardInterrupt:  # start_stack has stopped what it had started
+        print("stopped.", flush=True)
+        return
     print(
         f"\nmemeforge is up: API {stack.api_url}  (docs: {stack.api_url}/docs)\n"
         f"web UI: {stack.api_url}/   CLI: MEMEFORGE_API={stack.api_url} memeforge --help\n"

@@ -19,10 +19,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from devenv.emulator import EMULATOR_CREDENTIALS, Emulator
-from devenv.proc import free_port, spawn, stop, wait_until
+from devenv import REPO_ROOT
+from devenv.run.emulator import EMULATOR_CREDENTIALS, Emulator
+from devenv.run.proc import free_port, spawn, stop, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_HINT = "run scripts/setup-localstack.sh (or make setup-localstack)"
 
 # LocalStack has no record of the emulator's dummy access key, so it checks presigned S3 URLs

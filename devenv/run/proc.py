@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -73,14 +74,25 @@ def spawn(
             out.close()
 
 
-def stop(proc: subprocess.Popen[bytes], *, grace: float = 10.0, sig: int = signal.SIGTERM) -> int:
-    """SIGTERM the process group, wait up to ``grace``, then SIGKILL it."""
+def stop(
+    proc: subprocess.Popen[bytes],
+    *,
+    grace: float = 10.0,
+    sig: int = signal.SIGTERM,
+    hurry: threading.Event | None = None,
+) -> int:
+    """SIGTERM the process group, wait up to ``grace`` (cut short once ``hurry`` is set:
+    a second Ctrl-C), then SIGKILL it. Always waits for the process: never abandons it."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            if hurry is not None and hurry.is_set():
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -36,11 +36,11 @@ from memeforge_common.models import (
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
-from devenv.drills import upload_gradient_template
-from devenv.emulator import start_emulator
-from devenv.proc import free_port, http_ok, wait_until
-from devenv.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
-from devenv.tcpproxy import TcpProxy
+from devenv.drills.tcpproxy import TcpProxy
+from devenv.drills.templates import upload_gradient_template
+from devenv.run.emulator import start_emulator
+from devenv.run.proc import free_port, http_ok, wait_until
+from devenv.run.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
 
 TEMPLATE_ID = "chaos-template"
 SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
@@ -85,7 +85,15 @@ class ChaosReport:
     failed: int
     failed_reasons: dict[str, int]
     lost: int
+    # Submissions that took effect more than once: meme items beyond one per submission
+    # (and per poison meme), plus memes whose DONE transition was won more than once.
     duplicated: int
+    meme_items: int
+    extra_items: int
+    repeated_done: int
+    # Outputs a client could see wrongly: an object no DONE item points at, or a DONE
+    # item without its object.
+    mismatched_outputs: int
     re_renders: int
     max_attempts: int
     kills: int
@@ -101,6 +109,8 @@ class ChaosReport:
         return (
             f"chaos[{self.backend}] submitted={self.submitted} DONE={self.done} "
             f"FAILED={self.failed} ({reasons}) lost={self.lost} duplicated={self.duplicated} "
+            f"(items={self.meme_items} extra={self.extra_items} "
+            f"repeated-DONE={self.repeated_done}) mismatched={self.mismatched_outputs} "
             f"re-renders={self.re_renders} max_attempts={self.max_attempts} kills={self.kills} "
             f"outage={self.outage_s:.0f}s drain={self.drain_s:.1f}s total={self.total_s:.1f}s "
             f"poison={'ok' if self.poison_ok else 'NOT OK'}"
@@ -108,6 +118,21 @@ class ChaosReport:
 
     def json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def failures(self) -> list[str]:
+        """What the drill promises, as the checks that did not hold (empty: passed)."""
+        checks = {
+            "lost == 0": self.lost == 0,
+            "duplicated == 0": self.duplicated == 0,
+            "mismatched_outputs == 0": self.mismatched_outputs == 0,
+            "done == submitted": self.done == self.submitted,
+            "kills > 0": self.kills > 0,
+            "refused_during_outage > 0 (the outage reached the services)": (
+                self.outage_s <= 0 or self.refused_during_outage > 0
+            ),
+            "poison handled": self.poison_ok,
+        }
+        return [name for name, held in checks.items() if not held]
 
 
 class ChaosRun:
@@ -340,9 +365,11 @@ class ChaosRun:
             for i in ids + list(poison)
             if items.get(i) is not None and items[i].state is MemeState.DONE
         }
-        # Duplicated: an output a client could see twice or wrongly: an object that no
-        # DONE item points at, or a DONE item without its object.
-        duplicated = len(set(versions) - done_keys) + len(done_keys - set(versions))
+        mismatched = len(set(versions) - done_keys) + len(done_keys - set(versions))
+        meme_ids = await _meme_ids(aws, settings.table)
+        extra_items = len(meme_ids - set(ids) - set(poison))
+        done_wins = self._done_transitions()
+        repeated_done = sum(1 for n in done_wins.values() if n > 1)
         poison_outcomes = {}
         for meme_id in poison:
             item = items.get(meme_id)
@@ -362,7 +389,11 @@ class ChaosRun:
             failed=states["FAILED"],
             failed_reasons=dict(reasons),
             lost=len(ids) - states["DONE"] - states["FAILED"],
-            duplicated=duplicated,
+            duplicated=extra_items + repeated_done,
+            meme_items=len(meme_ids),
+            extra_items=extra_items,
+            repeated_done=repeated_done,
+            mismatched_outputs=mismatched,
             re_renders=sum(n - 1 for n in versions.values()),
             max_attempts=max(attempts, default=0),
             kills=self.kills,
@@ -373,6 +404,34 @@ class ChaosRun:
             poison=poison_outcomes,
             poison_ok=poison_ok,
         )
+
+    def _done_transitions(self) -> Counter[str]:
+        """Meme id → how many times a renderer won its DONE transition. The renderer logs
+        "rendered" only when its conditional write to DONE succeeded; a renderer killed
+        between the write and the log line makes this an undercount, never an overcount."""
+        wins: Counter[str] = Counter()
+        for log in self.workdir.glob("renderer-*.log"):
+            for line in log.read_text(errors="replace").splitlines():
+                if '"rendered"' not in line:
+                    continue
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("message") == "rendered" and record.get("meme_id"):
+                        wins[record["meme_id"]] += 1
+        return wins
+
+
+async def _meme_ids(aws: AwsClients, table: str) -> set[str]:
+    """Every meme item in the table (idempotency records are not memes)."""
+    found: set[str] = set()
+    paginator = aws.dynamodb.get_paginator("scan")
+    async for page in paginator.paginate(
+        TableName=table, ProjectionExpression="id, template_id", ConsistentRead=True
+    ):
+        for record in page.get("Items", []):
+            if "template_id" in record:
+                found.add(record["id"]["S"])
+    return found
 
 
 async def _output_versions(aws: AwsClients, bucket: str) -> dict[str, int]:

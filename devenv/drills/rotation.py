@@ -1,8 +1,8 @@
 """Key rotation under load: the pipeline keeps working while every service's keys rotate.
 
 Used by ``bench/rotation_soak.py`` (``make rotation-soak``) and, shortened, by the e2e suite.
-moto enforces IAM (``devenv.moto_iam``); each service gets its own IAM user's keys from
-``devenv.credentials_vendor`` through the container credentials provider, and the vendor
+moto enforces IAM (``devenv.iam.moto_iam``); each service gets its own IAM user's keys from
+``devenv.iam.credentials_vendor`` through the container credentials provider, and the vendor
 rotates them (new key served, old one deactivated, verified refused, deleted). Meanwhile
 memes are submitted at a steady rate, polled until they settle and their images downloaded
 through presigned URLs. The run lasts until ``rotations`` old keys per service have been
@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 
-from devenv.backends.moto import start_moto
-from devenv.drills import upload_gradient_template
-from devenv.iam_users import SERVICES, Rotation, VendedCredentials
-from devenv.stack import UNLIMITED_RATE, Stack, start_stack
+from devenv.drills.templates import upload_gradient_template
+from devenv.iam.users import SERVICES, Rotation, VendedCredentials
+from devenv.run.backends.moto import start_moto
+from devenv.run.stack import UNLIMITED_RATE, Stack, start_stack
 
 TEMPLATE_ID = "rotation-template"
 # What a service would log if it ever signed with a retired or unknown key.

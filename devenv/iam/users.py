@@ -2,7 +2,7 @@
 
 This is *not* the production bootstrap. ``memeforge_common.bootstrap`` creates resources and
 never identities; in AWS the roles come from your IaC (docs/deploy.md, "IAM and IRSA"). Here,
-against ``devenv.moto_iam`` only:
+against ``devenv.iam.moto_iam`` only:
 
 1. the bootstrap has run unauthenticated (moto enforces nothing yet);
 2. :func:`create_service_users` creates ``memeforge-dev-<service>`` for api, consumer and
@@ -30,11 +30,11 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
-from devenv.emulator import Emulator
-from devenv.proc import free_port, http_ok, spawn, wait_until
-from devenv.stack import Stack
+from devenv import REPO_ROOT
+from devenv.run.emulator import Emulator
+from devenv.run.proc import free_port, http_ok, spawn, wait_until
+from devenv.run.stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 IAM_DIR = REPO_ROOT / "iam"
 SERVICES = ("api", "consumer", "renderer")
 USER_PREFIX = "memeforge-dev-"
@@ -167,9 +167,9 @@ def _new_key(iam: Any, user: str) -> AccessKey:
 
 
 def enforce_iam(emulator: Emulator) -> None:
-    """From now on moto authenticates and authorises every request (devenv.moto_iam only)."""
+    """From now on moto authenticates and authorises every request (devenv.iam.moto_iam only)."""
     if emulator.backend != "moto":
-        raise ValueError("IAM enforcement needs the moto backend (devenv.moto_iam)")
+        raise ValueError("IAM enforcement needs the moto backend (devenv.iam.moto_iam)")
     request = urllib.request.Request(
         f"{emulator.env['AWS_ENDPOINT_URL']}/moto-api/reset-auth",
         data=b"0",
@@ -222,7 +222,7 @@ class Rotation:
 
 @dataclass
 class VendedCredentials:
-    """Each service gets short-lived, rotating keys from ``devenv.credentials_vendor``
+    """Each service gets short-lived, rotating keys from ``devenv.iam.credentials_vendor``
     through the container credentials provider (as on ECS or EKS Pod Identity)."""
 
     rotation: Rotation
@@ -259,7 +259,7 @@ class VendedCredentials:
         vendor_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO_ROOT), vendor_env.get("PYTHONPATH")])
         )
-        command = [sys.executable, "-m", "devenv.credentials_vendor", "--config", str(config)]
+        command = [sys.executable, "-m", "devenv.iam.credentials_vendor", "--config", str(config)]
         proc = spawn(
             [*command, "--port", str(port)],
             env=vendor_env,

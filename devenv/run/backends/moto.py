@@ -5,17 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from devenv.emulator import Emulator
-from devenv.proc import free_port, http_ok, spawn, wait_until
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devenv import REPO_ROOT
+from devenv.run.emulator import Emulator
+from devenv.run.proc import free_port, http_ok, spawn, wait_until
 
 
 def start_moto(workdir: Path, *, aws_iam: bool = False) -> Emulator:
-    """``aws_iam``: launch ``devenv.moto_iam``, which evaluates IAM as AWS does once
-    authentication is switched on (``devenv.iam_users.enforce_iam``)."""
+    """``aws_iam``: launch ``devenv.iam.moto_iam``, which evaluates IAM as AWS does once
+    authentication is switched on (``devenv.iam.users.enforce_iam``)."""
     port = free_port()
-    module = "devenv.moto_iam" if aws_iam else "devenv.moto_server"
+    module = "devenv.iam.moto_iam" if aws_iam else "devenv.run.backends.moto_server"
     proc = spawn(
         [sys.executable, "-m", module, "--port", str(port)],
         env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "PYTHONPATH": str(REPO_ROOT)},

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.proc import stop
+from devenv.run.proc import stop
 
 BACKENDS = ("moto", "localstack")
 
@@ -37,20 +38,20 @@ class Emulator:
         env.update(extra or {})
         return env
 
-    def stop(self) -> None:
+    def stop(self, hurry: threading.Event | None = None) -> None:
         for proc in reversed(self.processes):
-            stop(proc, grace=5)
+            stop(proc, grace=5, hurry=hurry)
 
 
 def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:
     backend = backend or os.environ.get("MEMEFORGE_BACKEND", "moto")
     workdir.mkdir(parents=True, exist_ok=True)
     if backend == "moto":
-        from devenv.backends.moto import start_moto
+        from devenv.run.backends.moto import start_moto
 
         return start_moto(workdir)
     if backend == "localstack":
-        from devenv.backends.localstack import start_localstack
+        from devenv.run.backends.localstack import start_localstack
 
         return start_localstack(workdir)
     raise ValueError(f"unknown emulator backend {backend!r}; choose one of {BACKENDS}")

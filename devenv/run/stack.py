@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.emulator import Emulator, start_emulator
-from devenv.proc import free_port, http_ok, spawn, stop, wait_until
+from devenv.run.emulator import Emulator, start_emulator
+from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 
 SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
@@ -31,6 +32,8 @@ class Stack:
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # Helper processes (e.g. a credentials vendor): stopped after the services.
     helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Set to cut every remaining grace period short (SIGKILL at once) during stop().
+    hurry: threading.Event = field(default_factory=threading.Event)
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -54,12 +57,12 @@ class Stack:
     def stop(self) -> None:
         # The api first (no new work), then the workers drain, then the emulator goes.
         for name in sorted(self.services, key=lambda n: n != "api"):
-            stop(self.services[name], grace=30)
+            stop(self.services[name], grace=30, hurry=self.hurry)
         self.services.clear()
         for helper in reversed(self.helpers):
-            stop(helper, grace=5)
+            stop(helper, grace=5, hurry=self.hurry)
         self.helpers.clear()
-        self.emulator.stop()
+        self.emulator.stop(self.hurry)
 
 
 def bootstrap(env: dict[str, str]) -> None:
@@ -72,10 +75,7 @@ def bootstrap(env: dict[str, str]) -> None:
 DEV_TENANT = "dev"
 # Load generators (drills, soaks) run one key far past a client's rate limit on purpose;
 # the limit itself is tested on its own (tests/e2e/test_quotas.py).
-UNLIMITED_RATE = {
-    "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "600000",
-    "MEMEFORGE_RATE_LIMIT_BURST": "100000",
-}
+UNLIMITED_RATE = {"MEMEFORGE_RATE_LIMIT_PER_MINUTE": "0"}
 
 
 def create_key(env: dict[str, str], tenant: str = DEV_TENANT, *scopes: str) -> str:
@@ -95,12 +95,14 @@ def start_stack(
     console: bool = False,
     emulator: Emulator | None = None,
     prepare: Callable[[Stack], None] | None = None,
+    hurry: threading.Event | None = None,
 ) -> Stack:
     """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure.
 
     ``emulator``: use this one (the stack then owns it) instead of starting ``backend``.
     ``prepare``: runs after the bootstrap, before the services start (e.g. gives each
     service its own identity through ``service_env``, or starts ``helpers``).
+    ``hurry``: when set, stop() kills what is left at once (see devenv.run.__main__).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     emulator = emulator or start_emulator(backend, workdir=workdir)
@@ -109,6 +111,8 @@ def start_stack(
         {"MEMEFORGE_API_HOST": "127.0.0.1", "MEMEFORGE_API_PORT": str(port), **(settings or {})}
     )
     stack = Stack(emulator=emulator, env=env, api_url=f"http://127.0.0.1:{port}", workdir=workdir)
+    if hurry is not None:
+        stack.hurry = hurry
     try:
         bootstrap(env)
         stack.api_key = create_key(env)

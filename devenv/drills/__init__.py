@@ -1,0 +1,1 @@
+"""Failure drills run against the dev stack: chaos (kills, outage, poison), key rotation."""

@@ -1,0 +1,20 @@
+"""Settings for tests that share one emulator."""
+
+from __future__ import annotations
+
+import uuid
+
+from memeforge_common.settings import Settings
+
+
+def unique_settings(**overrides: object) -> Settings:
+    """Settings with resource names of their own, so tests never share state."""
+    suffix = uuid.uuid4().hex[:8]
+    values: dict[str, object] = {
+        "bucket": f"mf-test-{suffix}",
+        "table": f"mf-test-{suffix}",
+        "request_queue": f"mf-test-{suffix}-requests",
+        "render_queue": f"mf-test-{suffix}-renders",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
