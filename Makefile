@@ -23,6 +23,18 @@ setup: $(STAMP) ## create .venv (pillow-simd built from source) and install the 
 setup-localstack: ## install the "localstack" backend (LocalStack host runtime + DynamoDB Local)
 	scripts/setup-localstack.sh
 
+.PHONY: setup-browser
+setup-browser: ## install what the web UI tests need: Debian's Chromium (apt) and axe-core (npm)
+	scripts/setup-browser.sh
+
+# Where Chromium cannot be installed (no root, no apt), the UI tests are skipped with the
+# reason, except where MEMEFORGE_REQUIRE_BROWSER is set (CI).
+.PHONY: browser-if-possible
+browser-if-possible:
+	@scripts/setup-browser.sh || { \
+	  echo "warning: no browser for the web UI tests; they will be skipped" >&2; \
+	  [ -z "$$MEMEFORGE_REQUIRE_BROWSER" ] || exit 1; }
+
 # make test runs the e2e suite on both backends; where LocalStack cannot be installed
 # (no Python 3.13 or Java 17) its tests are skipped with the reason, except in CI.
 .PHONY: localstack-if-possible
@@ -44,7 +56,7 @@ bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or 
 	$(PY) -m memeforge_common.bootstrap
 
 .PHONY: test
-test: $(STAMP) localstack-if-possible ## the whole suite: unit, integration, e2e on moto + localstack
+test: $(STAMP) localstack-if-possible browser-if-possible ## the whole suite: unit, integration, e2e on moto + localstack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -56,7 +68,7 @@ test-integration: $(STAMP) ## integration tests against the emulator
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: $(STAMP) localstack-if-possible ## end-to-end tests: all services as processes
+test-e2e: $(STAMP) localstack-if-possible browser-if-possible ## end-to-end tests: all services as processes
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 .PHONY: lint

@@ -60,6 +60,7 @@ def main() -> None:
         return
     print(
         f"\nmemeforge is up: API {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+        f"web UI: {stack.api_url}/   CLI: MEMEFORGE_API={stack.api_url} memeforge --help\n"
         f"API key of the dev tenant (every scope):\n"
         f"  export MEMEFORGE_API_KEY={stack.api_key}\n"
         f"AWS emulator ({stack.emulator.backend}): {stack.emulator.env}\n"

@@ -25,6 +25,7 @@ from memeforge_api.problems import install_problem_handlers
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
 from memeforge_api.watcher import Watcher
+from memeforge_api.webui import mount_ui
 
 log = logging.getLogger("memeforge.api")
 
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(templates.router)
     app.include_router(memes.router)
+    mount_ui(app)
     return app

@@ -148,7 +148,7 @@ class TemplateView(TemplateFacts):
             **info.model_dump(include=set(TemplateFacts.model_fields)),
             boxes=list(info.boxes),
             classic_layout=info.layout is None,
-            links={"self": f"/templates/{info.id}"},
+            links={"self": f"/templates/{info.id}", "image": f"/templates/{info.id}/image"},
         )
 
 

@@ -202,6 +202,13 @@ class TemplateStore:
             raise
         return response["ETag"]
 
+    async def presigned_url(self, key: str, ttl_s: int) -> str:
+        """A GET URL for a template's image (``TemplateInfo.key``) that expires after
+        ``ttl_s`` (no AWS call)."""
+        return await self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=ttl_s
+        )
+
     async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
         """What ``template_id`` means to ``tenant``: its own template, else a public one."""
         own = await self.head(template_id, tenant) if tenant else None

@@ -34,6 +34,7 @@ from memeforge_api.deps import (
     WatcherDep,
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
+from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 from memeforge_api.waiting import current, event_stream, long_poll
@@ -218,7 +219,7 @@ async def stream_meme(
 _REDIRECT: dict[str, Any] = {
     "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
     "response_class": RedirectResponse,
-    "responses": {307: {"description": "Redirect to a presigned, expiring S3 URL"}},
+    "responses": PRESIGNED_RESPONSES,
 }
 
 
@@ -229,9 +230,10 @@ async def get_meme_image(
     store: StoreDep,
     outputs: OutputsDep,
     settings: SettingsDep,
-) -> RedirectResponse:
+    redirect: RedirectQuery = True,
+) -> Response:
     item = await _owned(store, meme_id, caller)
-    return await _redirect_to_output(item, outputs, settings, thumbnail=False)
+    return await _answer_output(item, outputs, settings, thumbnail=False, redirect=redirect)
 
 
 @router.get("/{meme_id}/thumbnail", **_REDIRECT)
@@ -241,14 +243,15 @@ async def get_meme_thumbnail(
     store: StoreDep,
     outputs: OutputsDep,
     settings: SettingsDep,
-) -> RedirectResponse:
+    redirect: RedirectQuery = True,
+) -> Response:
     item = await _owned(store, meme_id, caller)
-    return await _redirect_to_output(item, outputs, settings, thumbnail=True)
+    return await _answer_output(item, outputs, settings, thumbnail=True, redirect=redirect)
 
 
-async def _redirect_to_output(
-    item: MemeItem, outputs: OutputStore, settings: Settings, *, thumbnail: bool
-) -> RedirectResponse:
+async def _answer_output(
+    item: MemeItem, outputs: OutputStore, settings: Settings, *, thumbnail: bool, redirect: bool
+) -> Response:
     if item.state is not MemeState.DONE or item.result is None:
         raise Problem(
             409,
@@ -263,7 +266,7 @@ async def _redirect_to_output(
             raise Problem(404, "no-thumbnail", "No thumbnail", "ask for one with thumbnail_side")
         key = item.result.thumbnail_key
     url = await outputs.presigned_url(key, settings.presign_ttl_s)
-    return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
 @router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import RedirectResponse
 from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
 from memeforge_common.models import (
     TEMPLATE_ID_PATTERN,
@@ -22,6 +23,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import InvalidImage, check_upload
+from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import TemplatePage, TemplateView
 
@@ -61,6 +63,27 @@ async def get_template(
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
+
+
+@router.get(
+    "/{template_id}/image",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses=PRESIGNED_RESPONSES,
+)
+async def get_template_image(
+    template_id: str,
+    caller: TemplatesRead,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    redirect: RedirectQuery = True,
+) -> Response:
+    """The blank template image, for galleries and editors."""
+    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
+    if info is None:
+        raise _not_found(template_id)
+    url = await templates.presigned_url(info.key, settings.presign_ttl_s)
+    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
 @router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
