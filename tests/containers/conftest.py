@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from memeforge_common.apikeys import generate_key
 
 from devenv.run.emulator import Emulator
 from devenv.run.proc import free_port, http_ok, wait_until
@@ -41,6 +42,7 @@ class ContainerStack:
     specs: dict[str, WorkloadSpec]
     env: dict[str, str]
     api_url: str
+    api_key: str
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     started: list[str] = field(default_factory=list)
 
@@ -86,10 +88,16 @@ def containers(manifests: list[Manifest], emulator: Emulator) -> Iterator[Contai
         | {"bootstrap": workload(manifests, "Job", "memeforge-bootstrap")},
         env=env,
         api_url=f"http://127.0.0.1:{port}",
+        api_key=generate_key().token,
     )
     try:
         bootstrap = stack.name("bootstrap")
-        args = podman.run_args(stack.specs["bootstrap"], name=bootstrap, env=env)
+        # The first key as the k8s Job gets it (its optional Secret), for tenant "containers".
+        first_key = {
+            "MEMEFORGE_FIRST_API_KEY": stack.api_key,
+            "MEMEFORGE_FIRST_API_KEY_TENANT": "containers",
+        }
+        args = podman.run_args(stack.specs["bootstrap"], name=bootstrap, env=env | first_key)
         stack.started.append(bootstrap)
         podman.podman(*args, timeout=300)
         for service in SERVICES:

@@ -50,7 +50,10 @@ def assert_captioned(api: httpx.Client, meme: dict[str, Any]) -> None:
     assert meme["state"] == "DONE", meme.get("failure")
     redirect = api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
     assert redirect.status_code == 307
-    image = Image.open(io.BytesIO(api.get(redirect.headers["location"]).content))
+    # Followed as a browser would: the presigned URL is the credential, the API key stays home.
+    download = httpx.get(redirect.headers["location"], timeout=30)
+    assert download.status_code == 200, download.text[:300]
+    image = Image.open(io.BytesIO(download.content))
     assert (image.format, image.size) == ("JPEG", (WIDTH, HEIGHT))
     source = Image.open(io.BytesIO(gradient(WIDTH, HEIGHT))).convert("RGB")
     rendered = image.convert("RGB")

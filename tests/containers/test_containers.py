@@ -35,7 +35,8 @@ PODMAN_MOUNT_POINTS = {
 
 @pytest.fixture(scope="module")
 def api(containers: ContainerStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=containers.api_url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {containers.api_key}"}
+    with httpx.Client(base_url=containers.api_url, timeout=30, headers=headers) as client:
         upload_template(client, TEMPLATE)
         yield client
 

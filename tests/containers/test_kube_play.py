@@ -4,6 +4,7 @@ against the emulator on the host."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
+from memeforge_common.apikeys import generate_key
 
 from devenv.run.emulator import Emulator
 from devenv.run.proc import free_port, http_ok, wait_until
@@ -22,6 +24,7 @@ from tests.containers.workloads import Manifest, find
 
 pytestmark = pytest.mark.e2e
 
+FIRST_KEY_SECRET = "memeforge-first-api-key"  # k8s/base/bootstrap-job.yaml
 BOOTSTRAP = "memeforge-bootstrap-bootstrap"  # podman names a Pod's container <pod>-<container>
 
 
@@ -33,6 +36,7 @@ def container(service: str) -> str:
 @dataclass(frozen=True)
 class Played:
     api_url: str
+    api_key: str
     bootstrap_exit: str
     deployments: dict[str, Manifest]
 
@@ -43,6 +47,11 @@ def played(
 ) -> Iterator[Played]:
     port = free_port()
     play = playable(manifests, config=emulator.env, api_port=port)
+    # The bootstrap Job's optional Secret, as an operator would create it: the first key.
+    api_key = generate_key().token
+    play.secrets[FIRST_KEY_SECRET] = json.dumps(
+        {"token": base64.b64encode(api_key.encode()).decode()}
+    )
     workdir = tmp_path_factory.mktemp("kube-play")
     files: list[Path] = []
     try:
@@ -59,6 +68,7 @@ def played(
         wait_until(http_ok(f"{api_url}/healthz"), timeout=120, what="kube-played api", proc=None)
         yield Played(
             api_url=api_url,
+            api_key=api_key,
             bootstrap_exit=bootstrap_exit,
             deployments={s: find(play.services, "Deployment", f"memeforge-{s}") for s in SERVICES},
         )
@@ -84,7 +94,8 @@ def test_the_bootstrap_job_pod_completes(played: Played) -> None:
 
 
 def test_the_deployments_render_memes(played: Played) -> None:
-    with httpx.Client(base_url=played.api_url, timeout=30) as api:
+    headers = {"Authorization": f"Bearer {played.api_key}"}
+    with httpx.Client(base_url=played.api_url, timeout=30, headers=headers) as api:
         upload_template(api, "kube-gradient")
         for meme_id in submit(api, "kube-gradient", 3):
             assert_captioned(api, settle(api, meme_id))

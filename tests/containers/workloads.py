@@ -86,6 +86,15 @@ def _environment(manifests: list[Manifest], container: Manifest) -> dict[str, st
             env[var["name"]] = str(var["value"])
         elif "resourceFieldRef" in var.get("valueFrom", {}):
             env[var["name"]] = _resource_field(container, var["valueFrom"]["resourceFieldRef"])
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            try:
+                secret = find(manifests, "Secret", ref["name"])
+            except LookupError:
+                if ref.get("optional"):
+                    continue  # as in the cluster: an optional Secret that is absent sets nothing
+                raise
+            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         else:
             raise ValueError(f"unsupported env source for {var['name']}: {var}")
     return env
