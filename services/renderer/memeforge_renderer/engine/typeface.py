@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from memeforge_common.limits import KERN_CACHE_BYTES
 from PIL import ImageFont
+
+from .lru import ByteLRU
 
 FONTS_DIR = Path(__file__).resolve().with_name("fonts")
 FONT_PATH = str(FONTS_DIR / "Anton-Regular.ttf")
 REF_SIZE = 1000
 FONT_CACHE_SIZE = 256
-KERN_CACHE_PAIRS = 65_536
-"""Kerning pairs kept per face (random text makes new pairs without end); past it, the
-older half is dropped. Single characters are bounded by the face's coverage."""
+KERN_ENTRY_BYTES = 320
+"""Estimated memory of one cached kerning pair (key string, float, LRU node), measured
+with tracemalloc on astral-plane pairs (the largest keys)."""
 ELLIPSIS = "\u2026"
 
 
@@ -40,7 +43,11 @@ class Face:
     ends: list[int] = field(default_factory=list, repr=False)
     advances: dict[str, float] = field(default_factory=dict, repr=False)
     boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict, repr=False)
-    kerns: dict[str, float] = field(default_factory=dict, repr=False)
+    kerns: ByteLRU[str, float] = field(
+        default_factory=lambda: ByteLRU(KERN_CACHE_BYTES), repr=False
+    )
+    """Random text makes new pairs without end, so pairs are an LRU with a byte budget.
+    Single characters (advances, boxes) are bounded by the face's coverage."""
 
     def covers(self, cp: int) -> bool:
         i = bisect_right(self.starts, cp) - 1
@@ -82,10 +89,7 @@ class Face:
             k = (ref.getlength(pair) / REF_SIZE) - self.advance(pair[0]) - self.advance(pair[1])
             k = 0.0 if abs(k) < 1e-6 else k
             if self.covers(ord(pair[0])) and self.covers(ord(pair[1])):
-                if len(self.kerns) >= KERN_CACHE_PAIRS:
-                    for old in list(self.kerns)[: KERN_CACHE_PAIRS // 2]:
-                        del self.kerns[old]
-                self.kerns[pair] = k
+                self.kerns.put(pair, k, KERN_ENTRY_BYTES)
         return k
 
     def run_metrics(self, text: str, rtl: bool) -> tuple[float, float, float, float, float]:
