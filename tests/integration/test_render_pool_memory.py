@@ -23,11 +23,12 @@ EVERY = 250
 CACHES = PoolCaches(
     decoded_template_bytes=2 * 1024 * 1024,
     glyph_bytes=8 * 1024 * 1024,
+    font_bytes=8 * 1024 * 1024,
     token_bytes=4 * 1024 * 1024,
     kern_bytes=512 * 1024,
     fit_bytes=512 * 1024,
 )
-SLACK = 24 * 1024 * 1024
+SLACK = 16 * 1024 * 1024
 """Heap fragmentation and allocator arenas on top of what the caches hold."""
 PLANES = (0xE000, 0xF0000, 0x100000, 0x10000, 0x1D400, 0x0400, 0x4E00, 0x20000, 0x0600)
 

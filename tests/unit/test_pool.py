@@ -15,6 +15,7 @@ pytestmark = pytest.mark.unit
 CONFIGURED = {
     "template": 7_000_000,
     "glyph": 3_000_000,
+    "font": 4_000_000,
     "token": 2_000_000,
     "fit_sizes": 90_000,
     "fit_geometry": 90_000,
@@ -26,6 +27,7 @@ async def test_each_pool_process_sizes_every_cache_from_the_settings() -> None:
     settings = Settings(
         decoded_template_cache_bytes=7_000_000,
         glyph_cache_bytes=3_000_000,
+        font_cache_bytes=4_000_000,
         token_cache_bytes=2_000_000,
         kern_cache_bytes=50_000,
         fit_cache_bytes=90_000,

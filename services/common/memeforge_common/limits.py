@@ -74,6 +74,10 @@ KERN_CACHE_BYTES = 4 * 1024 * 1024
 """Default of ``MEMEFORGE_KERN_CACHE_BYTES``: kerning pairs, per font face and pool process
 (six bundled faces)."""
 
+FONT_CACHE_BYTES = 48 * 1024 * 1024
+"""Default of ``MEMEFORGE_FONT_CACHE_BYTES``: loaded font faces by (file, size), per pool
+process (a CJK face costs over 1 MB)."""
+
 FIT_CACHE_BYTES = 2 * 1024 * 1024
 """Default of ``MEMEFORGE_FIT_CACHE_BYTES``: each of the fitter's two caches (size lists,
 per-size geometry), per pool process."""

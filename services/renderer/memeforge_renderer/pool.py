@@ -44,6 +44,7 @@ class PoolCaches:
 
     decoded_template_bytes: int | None = None
     glyph_bytes: int | None = None
+    font_bytes: int | None = None
     token_bytes: int | None = None
     kern_bytes: int | None = None
     fit_bytes: int | None = None
@@ -53,6 +54,7 @@ class PoolCaches:
         return cls(
             decoded_template_bytes=settings.decoded_template_cache_bytes,
             glyph_bytes=settings.glyph_cache_bytes,
+            font_bytes=settings.font_cache_bytes,
             token_bytes=settings.token_cache_bytes,
             kern_bytes=settings.kern_cache_bytes,
             fit_bytes=settings.fit_cache_bytes,
@@ -65,6 +67,7 @@ def _init_pool_process(caches: PoolCaches) -> None:
     engine.configure(
         template_cache_bytes=caches.decoded_template_bytes,
         glyph_cache_bytes=caches.glyph_bytes,
+        font_cache_bytes=caches.font_bytes,
         token_cache_bytes=caches.token_bytes,
         kern_cache_bytes=caches.kern_bytes,
         fit_cache_bytes=caches.fit_bytes,

@@ -18,7 +18,7 @@ from .fit import GEOMETRY, SIZES, FittedText, fit_caption, fit_text
 from .lru import ByteLRU
 from .render import RenderOutput, TemplateNotCached, render, warm_up
 from .text import TOKENS
-from .typeface import faces
+from .typeface import FONTS, faces
 
 __all__ = [
     "GLYPHS",
@@ -49,6 +49,7 @@ def _caches() -> dict[str, ByteLRU[Any, Any]]:
     found: dict[str, ByteLRU[Any, Any]] = {
         "template": TEMPLATES.lru,
         "glyph": GLYPHS.lru,
+        "font": FONTS,
         "token": TOKENS,
         "fit_sizes": SIZES,
         "fit_geometry": GEOMETRY,
@@ -62,6 +63,7 @@ def configure(
     *,
     template_cache_bytes: int | None = None,
     glyph_cache_bytes: int | None = None,
+    font_cache_bytes: int | None = None,
     token_cache_bytes: int | None = None,
     kern_cache_bytes: int | None = None,
     fit_cache_bytes: int | None = None,
@@ -70,6 +72,7 @@ def configure(
     budgets = {
         "template": template_cache_bytes,
         "glyph": glyph_cache_bytes,
+        "font": font_cache_bytes,
         "token": token_cache_bytes,
         "fit": fit_cache_bytes,
         "kern": kern_cache_bytes,

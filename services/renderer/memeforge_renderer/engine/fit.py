@@ -43,10 +43,10 @@ LADDER = _ladder_above()
 (4 % is invisible), and fewer distinct sizes means far more glyph-cache hits."""
 
 
-FIT_ENTRY_BYTES = 400
+FIT_ENTRY_BYTES = 250
 """Estimated memory of one cached geometry or size list (plus SIZE_BYTES per size), its
 key and LRU node, measured with tracemalloc."""
-SIZE_BYTES = 40
+SIZE_BYTES = 30
 
 SIZES: ByteLRU[tuple[int, int], tuple[int, ...]] = ByteLRU(FIT_CACHE_BYTES)
 """Candidate sizes by (lo, hi); with GEOMETRY, the fitter's caches (one budget each)."""

@@ -10,12 +10,13 @@ size tried. Which face draws a character comes from ``fonts/coverage.json`` (wri
 from __future__ import annotations
 
 import json
+import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from memeforge_common.limits import KERN_CACHE_BYTES
+from memeforge_common.limits import FONT_CACHE_BYTES, KERN_CACHE_BYTES
 from PIL import ImageFont
 
 from .lru import ByteLRU
@@ -23,8 +24,7 @@ from .lru import ByteLRU
 FONTS_DIR = Path(__file__).resolve().with_name("fonts")
 FONT_PATH = str(FONTS_DIR / "Anton-Regular.ttf")
 REF_SIZE = 1000
-FONT_CACHE_SIZE = 256
-KERN_ENTRY_BYTES = 320
+KERN_ENTRY_BYTES = 160
 """Estimated memory of one cached kerning pair (key string, float, LRU node), measured
 with tracemalloc on astral-plane pairs (the largest keys)."""
 ELLIPSIS = "\u2026"
@@ -101,10 +101,27 @@ class Face:
         return adv, x0 / REF_SIZE, t / REF_SIZE, r / REF_SIZE, b / REF_SIZE
 
 
-@lru_cache(maxsize=FONT_CACHE_SIZE)
+FONTS: ByteLRU[tuple[str, int], ImageFont.FreeTypeFont] = ByteLRU(FONT_CACHE_BYTES)
+"""Loaded faces by (file, size): each holds its own FreeType face, so a CJK one costs
+over a megabyte and the random sizes of many boxes add up."""
+FONT_OVERHEAD_BYTES = 64 * 1024
+"""A loaded face is estimated at its file's size plus this: above what RSS shows for
+each bundled font (from 54 KB for Hebrew to 1.1 MB for the CJK subset)."""
+
+
 def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    """The face at ``path`` at ``size`` px; loaded once per (path, size) and process."""
-    return ImageFont.truetype(path, size)
+    """The face at ``path`` at ``size`` px, loaded once per (path, size) while cached."""
+    key = (path, size)
+    font = FONTS.get(key)
+    if font is None:
+        font = ImageFont.truetype(path, size)
+        FONTS.put(key, font, _file_bytes(path) + FONT_OVERHEAD_BYTES)
+    return font
+
+
+@lru_cache(maxsize=16)  # one entry per bundled font file
+def _file_bytes(path: str) -> int:
+    return os.path.getsize(path)
 
 
 _FACE_FILES = {
