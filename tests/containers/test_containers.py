@@ -52,6 +52,7 @@ def test_every_container_passes_its_image_healthcheck(containers: ContainerStack
 
 
 def test_the_renderer_runs_pillow_simd_and_no_stock_pillow(containers: ContainerStack) -> None:
+    """docs/deploy.md "renderer": pillow-simd and no stock Pillow."""
     probe = (
         "import importlib.metadata as m, json, PIL; "
         "print(json.dumps({'simd': m.version('pillow-simd'), 'pil': PIL.__version__, "
@@ -93,7 +94,8 @@ def state(api: httpx.Client, meme_id: str) -> str:
 
 
 def test_no_container_wrote_outside_its_tmpfs(containers: ContainerStack) -> None:
-    """Read-only roots held: nothing changed in any root filesystem (`podman diff`), no
+    """docs/deploy.md "Security": "readOnlyRootFilesystem".
+    Read-only roots held: nothing changed in any root filesystem (`podman diff`), no
     service hit "Read-only file system" (EROFS) on the way, and the workers' heartbeat
     lives on the tmpfs the manifests mount."""
     for name in containers.started:

@@ -108,6 +108,7 @@ def test_every_probe_passes(played: Played) -> None:
 
 
 def test_every_container_runs_with_the_manifests_security_context(played: Played) -> None:
+    """docs/deploy.md "Security": uid 10001, non-root, read-only root."""
     probe = (
         "import json, os; status = dict(l.split(':', 1) for l in open('/proc/self/status')); "
         "print(json.dumps({'ids': [os.getuid(), os.getgid()], "

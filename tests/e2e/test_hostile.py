@@ -71,6 +71,7 @@ async def meme(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
 async def test_a_crafted_meme_fails_typed_and_the_renderer_carries_on(
     stack: Stack, api: httpx.AsyncClient
 ) -> None:
+    """README "Permanent errors fail fast": an undecodable image ends FAILED."""
     renderer = stack.services["renderer"]
     await upload(api, "hostile-huge", png(HUGE_SIDE, HUGE_SIDE))
     huge = await meme(api, {"template_id": "hostile-huge", "boxes": full_boxes(16)})

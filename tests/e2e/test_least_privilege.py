@@ -162,6 +162,7 @@ IN_POLICY: list[tuple[str, str, Call]] = [
     [pytest.param(s, c, id=f"{s}: {what}") for s, what, c in OUT_OF_POLICY],
 )
 def test_a_call_outside_the_policy_is_denied(stack: Stack, service: str, call: Call) -> None:
+    """README "test_least_privilege.py runs the pipeline with moto enforcing IAM"."""
     assert error_code(lambda: call(stack)) in DENIED
 
 
@@ -174,7 +175,8 @@ def test_a_call_inside_the_policy_is_allowed(stack: Stack, service: str, call: C
 
 
 def test_missing_objects_are_404_not_403(stack: Stack) -> None:
-    """s3:ListBucket beside s3:GetObject: the code relies on NotFound for missing templates."""
+    """docs/credentials.md "The policies": s3:ListBucket so missing is 404.
+    s3:ListBucket beside s3:GetObject: the code relies on NotFound for missing templates."""
     for service in ("api", "consumer", "renderer"):
         s3 = as_service(stack, service, "s3")
         assert not_found(lambda s3=s3: s3.head_object(Bucket="memeforge", Key="templates/nope"))
@@ -191,7 +193,8 @@ def http_status(url: str) -> int:
 
 
 def test_presigned_urls_are_verified(stack: Stack) -> None:
-    """S3 checks a presigned URL's signature, expiry and the signer's policy."""
+    """docs/credentials.md "What the emulator enforces": presigned URLs verified.
+    S3 checks a presigned URL's signature, expiry and the signer's policy."""
     params = {"Bucket": "memeforge", "Key": "templates/sunset-hills"}
     api = as_service(stack, "api", "s3")
     url = api.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
@@ -205,17 +208,20 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
 
 
 def test_the_bootstrap_runs_under_its_own_policy(stack: Stack) -> None:
-    """iam/bootstrap-policy.json is enough for the (idempotent) bootstrap to run again."""
+    """docs/credentials.md: the bootstrap has its own policy.
+    iam/bootstrap-policy.json is enough for the (idempotent) bootstrap to run again."""
     bootstrap(stack.service_env["bootstrap"])
 
 
 def test_each_service_signs_as_its_own_user(stack: Stack) -> None:
+    """README "one IAM user per service"."""
     for service in ("api", "consumer", "renderer"):
         identity = as_service(stack, service, "sts").get_caller_identity()
         assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{user_name(service)}"
 
 
 def test_unknown_keys_and_bad_signatures_are_refused(stack: Stack) -> None:
+    """docs/credentials.md "What the emulator enforces": bad keys are refused."""
     dummy = client(stack.emulator, "sqs")  # the emulator's dummy keys, fine before enforcement
     code = error_code(lambda: dummy.get_queue_url(QueueName="memeforge-requests"))
     assert code in UNKNOWN_KEY

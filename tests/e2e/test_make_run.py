@@ -51,7 +51,8 @@ def test_a_second_signal_during_shutdown_hurries_it_and_leaves_no_orphans(
     tmp_path: Path,
 ) -> None:
     """README: "Ctrl-C stops all". A second SIGTERM/Ctrl-C while `make run` is stopping
-    speeds the stop up; it never abandons it with the emulator or a service still running."""
+    speeds the stop up; it never abandons it with the emulator or a service still running.
+    README "`make run RUN_ARGS="--port 9000"` picks another API port": it answers there."""
     port = free_port()
     log = tmp_path / "run.log"
     with log.open("wb") as out:

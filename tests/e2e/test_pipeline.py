@@ -70,6 +70,7 @@ async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> N
 
 
 async def test_missing_template_ends_failed_with_a_reason(api: httpx.AsyncClient) -> None:
+    """README "ends FAILED with failure.reason = template_not_found"."""
     created = await api.post("/memes", json={"template_id": "no-such-template", "top": "hello"})
     assert created.status_code == 202
     meme = await wait_until_settled(api, created.json()["id"])
@@ -91,7 +92,8 @@ async def test_seed_templates_are_listed_and_renderable(api: httpx.AsyncClient) 
 
 
 async def test_services_shut_down_cleanly(stack: Stack) -> None:
-    """SIGTERM drains and exits 0 (the grace period is not needed when idle)."""
+    """README "SIGTERM": workers and the api drain and exit.
+    SIGTERM drains and exits 0 (the grace period is not needed when idle)."""
     for name in ("renderer", "consumer"):
         assert stack.services[name].poll() is None, f"{name} died during the run"
     proc = stack.start_service("renderer-extra")
@@ -173,6 +175,7 @@ async def test_sigterm_lets_the_api_finish_a_request_in_flight(
 
 
 async def test_custom_boxes_png_output_and_thumbnail(api: httpx.AsyncClient) -> None:
+    """README "Any layout: boxes in fractions, per-box style, PNG/WebP, thumbnails"."""
     seed = (await api.get("/templates", params={"limit": 1})).json()["items"][0]
     body = {
         "template_id": seed["id"],
@@ -224,6 +227,7 @@ async def test_both_classic_and_custom_boxes_is_a_problem(api: httpx.AsyncClient
 
 
 async def test_captions_fill_a_seed_templates_own_layout(api: httpx.AsyncClient) -> None:
+    """README "captions fill them in order: tall-checker has three"."""
     seed = (await api.get("/templates/tall-checker")).json()
     assert len(seed["boxes"]) == 3
     assert seed["classic_layout"] is False
@@ -240,6 +244,7 @@ async def test_captions_fill_a_seed_templates_own_layout(api: httpx.AsyncClient)
 async def test_one_trace_id_follows_a_meme_through_every_service(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
+    """README "Tracing": grep <trace id> across the three services' logs."""
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     created = await api.post(
         "/memes",

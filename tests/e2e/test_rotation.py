@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 async def test_keys_rotate_under_load_with_nothing_failed_and_nothing_restarted(
     tmp_path: Path,
 ) -> None:
+    """README "rotates their keys under load with no failures and no restarts"."""
     config = RotationConfig(
         rotations=3,  # the load lasts until 3 keys per service were retired on schedule
         rotate_every_s=5,
@@ -69,7 +70,8 @@ async def test_keys_rotate_under_load_with_nothing_failed_and_nothing_restarted(
 
 
 async def test_a_revoked_key_is_refreshed_on_its_first_refusal(tmp_path: Path) -> None:
-    """Credentials cached for an hour (as IRSA or Pod Identity hand out) and revoked early:
+    """README "a call refused for expired or revoked credentials refreshes them".
+    Credentials cached for an hour (as IRSA or Pod Identity hand out) and revoked early:
     each service refreshes on the first refusal and retries, instead of failing every call
     until botocore's own refresh window, 50 minutes later."""
     vended = VendedCredentials(Rotation(rotate_every_s=7200, overlap_s=3600, expiration_s=3600))

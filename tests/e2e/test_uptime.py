@@ -118,6 +118,7 @@ async def _create(api: httpx.AsyncClient, template_id: str, caption: str) -> str
 
 
 async def test_liveness_and_shutdown_under_a_slow_and_a_silent_aws(drill: Drill) -> None:
+    """README "Liveness": fail when a loop stops turning, "never because AWS is down"."""
     stack = drill.stack
     await asyncio.to_thread(_started, stack, "renderer")
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
@@ -182,7 +183,8 @@ async def test_liveness_and_shutdown_under_a_slow_and_a_silent_aws(drill: Drill)
 async def test_a_renderer_whose_aws_went_silent_exits_within_the_grace(
     drill: Drill, tmp_path: Path
 ) -> None:
-    """All of its AWS through a proxy that then forwards nothing: a long poll and its
+    """README "SIGTERM": within the grace "even when AWS cannot be reached".
+    All of its AWS through a proxy that then forwards nothing: a long poll and its
     retries would hang for minutes; the shutdown budget cuts them off."""
     stack = drill.stack
     aws, aws_url = await TcpProxy.in_front_of(stack.env["AWS_ENDPOINT_URL"])

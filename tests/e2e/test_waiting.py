@@ -71,6 +71,7 @@ async def watcher_sizes(metrics_url: str) -> tuple[float, float]:
 async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
     two_apis: list[tuple[str, str]],
 ) -> None:
+    """README "all woken by one watcher per process", two api processes."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
     clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for url, _ in two_apis]
     try:

@@ -55,6 +55,7 @@ def _upload(name: str, data: bytes, *, template_id: str | None = None) -> dict[s
 
 
 async def test_pagination_returns_every_template_exactly_once(client: httpx.AsyncClient) -> None:
+    """README "cursor pagination: pass next_cursor back as ?cursor="."""
     small = gradient(32, 24, "PNG")
     names = [f"Template {i:02d}" for i in range(23)]
     responses = await asyncio.gather(
@@ -146,6 +147,7 @@ async def test_an_idempotency_key_is_free_again_once_its_record_expired(
 
 
 async def test_upload_errors_are_typed_problems(client: httpx.AsyncClient) -> None:
+    """README "Upload your own template (... 10 MiB max)": typed problems."""
     text = await client.post("/templates", **_upload("notes", b"just some text, not an image"))
     assert text.status_code == 422
     assert text.headers["content-type"] == "application/problem+json"
@@ -264,6 +266,7 @@ async def test_every_error_code_the_readme_lists_is_what_the_api_answers(
 async def test_created_meme_is_pending_and_not_ready_for_download(
     client: httpx.AsyncClient,
 ) -> None:
+    """README "Caption it": 202 PENDING, and 409 meme-not-ready until DONE."""
     created = await client.post("/memes", json={"template_id": "anything", "top": "hi"})
     assert created.status_code == 202
     meme = created.json()
@@ -290,6 +293,7 @@ def _bmp() -> bytes:
 async def test_idempotency_key_replays_the_same_meme_once(
     client: httpx.AsyncClient, aws: AwsClients, settings: Settings
 ) -> None:
+    """README "Idempotency": same meme (Idempotent-Replayed: true), 409 for another body."""
     body = {"template_id": "anything", "top": "once", "bottom": "only"}
     headers = {"Idempotency-Key": "order-42"}
     first, second = [await client.post("/memes", json=body, headers=headers) for _ in range(2)]
@@ -322,6 +326,7 @@ async def test_idempotency_key_replays_the_same_meme_once(
 async def test_templates_carry_default_boxes_that_captions_fill(
     client: httpx.AsyncClient, aws: AwsClients, settings: Settings
 ) -> None:
+    """README "Templates may carry their own default boxes"; captions fill them."""
     layout = [
         {"x": 0.05, "y": 0.05, "width": 0.9, "height": 0.2, "align": "left"},
         {"x": 0.05, "y": 0.4, "width": 0.9, "height": 0.2, "color": "#ffcc00"},
@@ -402,6 +407,7 @@ async def test_invalid_template_layouts_are_typed_problems(client: httpx.AsyncCl
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    """README "Metrics": "The api's are request latency by route template"."""
     await client.get("/memes/" + "1" * 32)
     await client.get("/memes/" + "2" * 32)
     assert (await client.get("/metrics")).status_code == 404  # not on the public port
@@ -435,6 +441,7 @@ async def test_concurrent_uploads_of_one_name_create_it_exactly_once(
 async def test_client_input_is_answered_with_4xx_problems_never_500(
     client: httpx.AsyncClient,
 ) -> None:
+    """docs/architecture.md invariant 10: "Client input never causes a 500"."""
     junk = await client.get("/templates", params={"cursor": "junk"})
     assert (junk.status_code, junk.json()["code"]) == (400, "invalid-cursor")
     forged = await client.get("/templates", params={"cursor": "t1.Li4vbWVtZXM"})  # "../memes"

@@ -95,6 +95,7 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     dispatcher: Dispatcher,
     templates: TemplateStore,
 ) -> None:
+    """README "Permanent errors fail fast"; unreadable messages go to the DLQ."""
     data = gradient(64, 48)
     await templates.upload(
         "tpl",
@@ -142,6 +143,7 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
 async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
     store: MemeStore, resources: Settings
 ) -> None:
+    """README "The consumer drains both DLQs"; "messages naming no meme stay parked"."""
     queued = new_item(uuid.uuid4().hex, "tpl", SPEC)
     poisoned = new_item(uuid.uuid4().hex, "tpl", SPEC)
     finished = new_item(uuid.uuid4().hex, "tpl", SPEC)
@@ -183,6 +185,7 @@ async def _drain(aws: AwsClients, settings: Settings) -> list[str]:
 async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
 ) -> None:
+    """README "A sweeper re-enqueues items stuck PENDING ... at most MAX_SWEEPS times"."""
     settings = resources.model_copy(update={"pending_timeout_s": 30.0, "max_sweeps": 2})
     sweeper = await sweeper_for(aws, settings, store, dispatcher)
     fresh = new_item(uuid.uuid4().hex, "tpl", SPEC)
@@ -228,6 +231,7 @@ async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
     dispatcher: Dispatcher,
     templates: TemplateStore,
 ) -> None:
+    """README "A sweeper re-enqueues items stuck ... RENDERING"."""
     await templates.upload(
         "tpl2",
         name="t",
@@ -256,6 +260,7 @@ async def test_dispatch_carries_the_trace_to_the_render_job(
     dispatcher: Dispatcher,
     templates: TemplateStore,
 ) -> None:
+    """README "Tracing": the trace rides the SQS message attributes."""
     await templates.upload(
         "traced",
         name="t",

@@ -27,6 +27,7 @@ async def _pending(store: MemeStore) -> str:
 
 
 async def test_exactly_one_of_many_racing_writers_wins(store: MemeStore) -> None:
+    """README "DynamoDB requests serialized": racing conditional writes, one wins."""
     for _ in range(5):  # several rounds: a non-atomic condition check loses some of them
         meme_id = await _pending(store)
         racers = (store.transition(meme_id, MemeState.QUEUED) for _ in range(12))
@@ -53,6 +54,7 @@ async def test_won_and_lost_transitions_are_counted(store: MemeStore) -> None:
 
 
 async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
+    """docs/architecture.md invariant 3: "State moves forward only"."""
     meme_id = await _pending(store)
     assert not await store.transition(meme_id, MemeState.DONE)  # PENDING → DONE skips
     assert await store.transition(meme_id, MemeState.QUEUED)
@@ -73,6 +75,7 @@ async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
 
 
 async def test_transition_on_a_missing_item_is_a_lost_race(store: MemeStore) -> None:
+    """docs/architecture.md invariant 3: a lost race is False, never raised."""
     assert not await store.transition(uuid.uuid4().hex, MemeState.QUEUED)
     assert await store.get(uuid.uuid4().hex) is None
 

@@ -207,6 +207,7 @@ def _port_open(url: str) -> bool:
 
 
 def test_stop_ends_both_processes(tmp_path: Path) -> None:
+    """docs/localstack.md "stop (SIGTERM to both process groups)"."""
     _require_install()
     emu = start_localstack(tmp_path)
     urls = [emu.env["AWS_ENDPOINT_URL"], emu.env["AWS_ENDPOINT_URL_DYNAMODB"]]

@@ -92,6 +92,7 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
     templates: TemplateStore,
     renderer: Renderer,
 ) -> None:
+    """docs/architecture.md invariant 9: "Keys are derived, not trusted"."""
     etag = await templates.upload(
         "tpl", name="t", data=gradient(64, 48), content_type="image/jpeg", width=64, height=48
     )
@@ -113,6 +114,7 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
 async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
     aws: AwsClients, resources: Settings, store: MemeStore, renderer: Renderer
 ) -> None:
+    """docs/architecture.md invariant 9: template read at its queued ETag."""
     await aws.s3.put_object(Bucket=resources.bucket, Key=template_key("tpl"), Body=gradient(32, 32))
     queued_with = (await aws.s3.head_object(Bucket=resources.bucket, Key=template_key("tpl")))[
         "ETag"

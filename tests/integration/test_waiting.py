@@ -98,6 +98,7 @@ async def make_memes(aws: AwsClients, settings: Settings, n: int) -> list[str]:
 async def test_batch_reads_take_many_ids_and_project_few_fields(
     aws: AwsClients, resources: Settings
 ) -> None:
+    """docs/waiting.md "One set, one read": BatchGetItem, stamps, then statuses."""
     ids = await make_memes(aws, resources, 250)
     store = MemeStore(aws.dynamodb, resources.table)
     await store.transition(ids[7], MemeState.QUEUED)
@@ -117,6 +118,7 @@ async def test_batch_reads_take_many_ids_and_project_few_fields(
 async def test_a_long_poll_and_a_stream_are_woken_by_a_change(
     http: httpx.AsyncClient, metrics: httpx.AsyncClient, aws: AwsClients, resources: Settings
 ) -> None:
+    """README "?wait=N long-polls up to N seconds for the state to change"."""
     (meme_id,) = await make_memes(aws, resources, 1)
     poll = asyncio.ensure_future(http.get(f"/memes/{meme_id}", params={"wait": 20}))
     events: list[str] = []
@@ -146,6 +148,7 @@ async def test_disconnecting_clients_are_unsubscribed_and_the_bound_answers_503(
     aws: AwsClients,
     resources: Settings,
 ) -> None:
+    """docs/waiting.md "Disconnects" and "Bounds"."""
     ids = await make_memes(aws, resources, MAX_WAITERS // 2)
 
     async def stream(client: httpx.AsyncClient, meme_id: str) -> None:

@@ -36,6 +36,7 @@ async def _drain_bodies(aws: AwsClients, url: str) -> list[str]:
 
 
 async def test_worker_deletes_only_messages_that_succeeded(aws: AwsClients) -> None:
+    """README "a message is deleted only after its effect is durable"."""
     url = await ensure_queue(aws.sqs, "mf-worker-test", {"VisibilityTimeout": "1"})
     bodies = [f"ok-{i}" for i in range(13)] + [f"fail-{i}" for i in range(7)]
     assert await send_batch(aws.sqs, url, bodies) == []
@@ -99,6 +100,7 @@ async def test_partial_batch_handler_result_is_honoured(aws: AwsClients) -> None
 
 
 async def test_stop_releases_messages_still_in_flight(aws: AwsClients) -> None:
+    """README "SIGTERM: workers stop receiving, finish or release (visibility 0)"."""
     url = await ensure_queue(aws.sqs, "mf-release-test", {"VisibilityTimeout": "300"})
     await send_batch(aws.sqs, url, ["slow"])
     started = asyncio.Event()
@@ -117,6 +119,7 @@ async def test_stop_releases_messages_still_in_flight(aws: AwsClients) -> None:
 
 
 async def test_failed_messages_back_off_exponentially(aws: AwsClients) -> None:
+    """README "Retries with backoff": visibility RETRY_BASE_S * 2^(n-1)."""
     url = await ensure_queue(aws.sqs, "mf-backoff-test", {"VisibilityTimeout": "1"})
     await send_batch(aws.sqs, url, ["flaky"])
     receives: list[int] = []
@@ -146,6 +149,7 @@ async def test_failed_messages_back_off_exponentially(aws: AwsClients) -> None:
 
 
 async def test_poison_is_dead_lettered_at_once_with_its_reason(aws: AwsClients) -> None:
+    """README "unreadable messages ... go to the DLQ at once"."""
     url = await ensure_queue(aws.sqs, "mf-poison-test", {"VisibilityTimeout": "30"})
     dlq = await ensure_queue(aws.sqs, "mf-poison-test-dlq", {})
     await send_batch(aws.sqs, url, ["good", "garbage"])
@@ -176,6 +180,7 @@ async def test_poison_is_dead_lettered_at_once_with_its_reason(aws: AwsClients) 
 async def test_visibility_heartbeat_keeps_a_long_job_from_a_second_worker(
     aws: AwsClients,
 ) -> None:
+    """README "Visibility heartbeat: long renders extend their message's visibility"."""
     url = await ensure_queue(aws.sqs, "mf-heartbeat-test", {"VisibilityTimeout": "3"})
     await send_batch(aws.sqs, url, ["long"])
     started, finish = asyncio.Event(), asyncio.Event()
@@ -290,6 +295,7 @@ async def test_failed_receives_are_counted_and_survived(
 async def test_a_service_starting_during_an_outage_waits_for_aws(
     aws: AwsClients, emulator: Emulator
 ) -> None:
+    """README "AWS outages: services back off and recover by themselves"."""
     await ensure_queue(aws.sqs, "mf-outage-start-test", {})
     proxy, proxy_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
     try:
@@ -319,6 +325,7 @@ async def test_a_hung_job_is_abandoned_at_its_deadline_and_retried_with_backoff(
     aws: AwsClients,
 ) -> None:
     # Visibility 300 s: seeing the message again soon proves the worker set a backoff.
+    """README "Job deadline": abandoned, no longer extended, retried with backoff."""
     url = await ensure_queue(aws.sqs, "mf-deadline-test", {"VisibilityTimeout": "300"})
     await send_batch(aws.sqs, url, ["hangs-once"])
     receives: list[int] = []
@@ -360,7 +367,8 @@ async def test_a_hung_job_is_abandoned_at_its_deadline_and_retried_with_backoff(
 async def test_stop_during_a_long_poll_releases_held_messages_within_the_grace(
     aws: AwsClients,
 ) -> None:
-    """Production timings: a 20 s long poll and a 25 s budget counted from stop(), so a
+    """README "SIGTERM": within the grace "(a long poll under way included)".
+    Production timings: a 20 s long poll and a 25 s budget counted from stop(), so a
     poll under way does not push the release of held messages past the grace."""
     url = await ensure_queue(aws.sqs, "mf-poll-budget-test", {"VisibilityTimeout": "300"})
     await send_batch(aws.sqs, url, ["held"])

@@ -91,6 +91,7 @@ def api() -> Api:
 
 
 def test_a_caption_over_the_limit_in_boxes_is_a_422_at_the_door(api: Api) -> None:
+    """docs/architecture.md invariant 11: "the api refuses at the door"."""
     too_long = {"template_id": "drake", "boxes": [BOX | {"text": "x" * (MAX_CAPTION_CHARS + 1)}]}
     response = api.client.post("/memes", json=too_long)
     assert response.status_code == 422
@@ -121,6 +122,7 @@ def test_a_valid_meme_is_stored_then_published_once_with_the_callers_trace(api: 
     ],
 )
 def test_a_bad_traceparent_starts_a_new_trace_instead_of_being_refused(api: Api, bad: str) -> None:
+    """README "Tracing": the api continues a traceparent "(or starts a trace)"."""
     response = api.client.post(
         "/memes", json={"template_id": "drake", "top": "hi"}, headers={"traceparent": bad}
     )
@@ -138,6 +140,7 @@ def test_a_cursor_the_api_did_not_hand_out_is_a_400_invalid_cursor(api: Api) -> 
 
 
 def test_an_unreadable_upload_is_a_422_without_internal_details(api: Api) -> None:
+    """docs/architecture.md invariant 10: error bodies carry no internals."""
     response = api.client.post(
         "/templates",
         data={"name": "notes"},
@@ -149,6 +152,7 @@ def test_an_unreadable_upload_is_a_422_without_internal_details(api: Api) -> Non
 
 
 def test_metrics_are_not_served_on_the_public_port(api: Api) -> None:
+    """README "Metrics": "never on the api's public port"."""
     assert api.client.get("/metrics").status_code == 404
 
 

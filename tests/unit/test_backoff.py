@@ -10,11 +10,13 @@ pytestmark = pytest.mark.unit
 
 
 def test_delays_double_up_to_the_cap_without_jitter() -> None:
+    """README "Retries with backoff": doubling, capped at MEMEFORGE_RETRY_MAX_S."""
     backoff = Backoff(base_s=0.5, max_s=3.0, jitter=0.0)
     assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 def test_jitter_stays_within_its_fraction() -> None:
+    """README "Retries with backoff": "jittered"."""
     backoff = Backoff(base_s=10.0, max_s=10.0, jitter=0.2)
     delays = [backoff.delay(1) for _ in range(500)]
     assert all(8.0 <= d <= 12.0 for d in delays)

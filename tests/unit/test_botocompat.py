@@ -57,6 +57,7 @@ async def test_refresh_now_fetches_new_keys_under_botocores_lock() -> None:
 
 
 async def test_windows_are_read_and_set_per_instance() -> None:
+    """docs/credentials.md: refresh windows are set per credentials object."""
     creds = await refreshable(Vendor(lifetime_s=600))
     assert botocompat.refresh_windows(creds) == (
         botocompat.DEFAULT_ADVISORY_S,

@@ -67,6 +67,7 @@ def _problems(checker: Any, deployment: dict[str, Any], worker: bool, **extra: s
     ("name", "worker"), [("renderer", True), ("consumer", True), ("api", False)]
 )
 def test_the_shipped_manifests_keep_the_budget(checker: Any, name: str, worker: bool) -> None:
+    """docs/deploy.md "Timing budget": the shipped manifests keep it."""
     assert _problems(checker, _deployment(name), worker) == []
 
 
@@ -106,6 +107,7 @@ def test_the_job_deadline_must_stay_below_the_sweepers_rendering_timeout(checker
 
 
 def test_the_docs_table_is_checked_against_the_manifests(checker: Any) -> None:
+    """docs/deploy.md "Timing budget": the table is what the manifests set."""
     table = checker.doc_timing_table()
     assert table["receive wait"] == 20
     assert table["termination grace"] == 45
@@ -123,6 +125,7 @@ def _policies() -> list[dict[str, Any]]:
 
 
 def test_the_shipped_egress_policy_keeps_pods_off_instance_metadata(checker: Any) -> None:
+    """docs/deploy.md: the NetworkPolicy keeps pods off instance metadata."""
     checker.check_no_instance_metadata(_policies())
     assert checker.problems == []
 

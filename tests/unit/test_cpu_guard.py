@@ -27,6 +27,7 @@ def _cpuinfo(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_cpu_without_avx2_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    """docs/deploy.md "Placement": no AVX2, a clear refusal, not SIGILL."""
     problem = check_cpu(["avx2"], _cpuinfo(tmp_path, OLD_XEON))
     assert problem is not None
     assert "lacks avx2" in problem
@@ -53,7 +54,8 @@ def test_the_setting_names_the_flags() -> None:
 
 
 def test_the_renderer_refuses_to_start_on_a_cpu_it_cannot_run_on() -> None:
-    """Through the real entry point: a flag this CPU lacks stops it with a message."""
+    """docs/deploy.md "Placement": "refusing to start: this CPU lacks avx2".
+    Through the real entry point: a flag this CPU lacks stops it with a message."""
     env = {**os.environ, "MEMEFORGE_RENDERER_CPU_FLAGS": "no_such_cpu_flag"}
     result = subprocess.run(
         [sys.executable, "-m", "memeforge_renderer"],

@@ -129,6 +129,7 @@ def test_compose_points_every_service_at_localstack_and_keeps_keys_in_one_place(
 
 
 def test_compose_localstack_is_pinned_and_gates_the_bootstrap() -> None:
+    """README "LocalStack 4.14.0 in a container, a one-shot bootstrap"."""
     services = compose()["services"]
     localstack = services["localstack"]
     assert localstack["image"] == "localstack/localstack:4.14.0"
@@ -151,7 +152,8 @@ def seconds(duration: str) -> float:
 
 @pytest.mark.parametrize("service", ["consumer", "renderer", "api"])
 def test_compose_services_drain_before_being_killed(service: str) -> None:
-    """The same timing budget as the Kubernetes manifests (memeforge_common/timing.py)."""
+    """docs/deploy.md "Timing budget": compose drains before the kill.
+    The same timing budget as the Kubernetes manifests (memeforge_common/timing.py)."""
     spec = compose()["services"][service]
     env = compose_env(service)
     stop_grace = seconds(spec["stop_grace_period"])
@@ -173,6 +175,7 @@ def test_the_timing_defaults_are_the_settings_defaults(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("service", ["consumer", "renderer"])
 def test_compose_workers_can_scale(service: str) -> None:
+    """README "`--scale renderer=4` works"."""
     spec = compose()["services"][service]
     assert "container_name" not in spec, "a fixed name breaks --scale"
     assert "ports" not in spec, "a published port breaks --scale"
@@ -212,6 +215,7 @@ def test_dockerfile_env_is_settings_or_interpreter(service: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_dockerfile_runs_the_service_unprivileged_with_a_healthcheck(service: str) -> None:
+    """docs/deploy.md "Container images": unprivileged, with a healthcheck."""
     instructions = list(dockerfile_instructions(DOCKERFILES[service]))
     froms = [args for ins, args in instructions if ins == "FROM"]
     assert len(froms) >= 2, "multi-stage: a build stage and a runtime stage"
@@ -235,6 +239,7 @@ def test_worker_images_heartbeat_where_the_probes_look() -> None:
 
 
 def test_renderer_builds_the_same_pillow_simd_as_make_setup() -> None:
+    """docs/deploy.md "renderer": pillow-simd compiled exactly like make setup."""
     setup = (ROOT / "scripts" / "setup-venv.sh").read_text()
     (wanted,) = re.findall(r"^PILLOW_SIMD_VERSION=(\S+)", setup, flags=re.M)
     dockerfile = DOCKERFILES["renderer"].read_text()
@@ -283,6 +288,7 @@ def test_image_pins_satisfy_pyproject(requirements: str, groups: list[str]) -> N
 
 
 def test_only_the_api_image_gets_stock_pillow() -> None:
+    """docs/deploy.md "api": stock Pillow; only the api image has it."""
     assert "pillow" in pins(ROOT / "requirements" / "api.txt")
     assert "pillow" not in pins(ROOT / "requirements" / "runtime.txt")
     assert "pillow" not in pins(ROOT / "requirements" / "build.txt")
@@ -361,6 +367,7 @@ def test_k8s_resource_names_are_the_defaults_the_iam_policies_name() -> None:
 
 
 def test_no_keys_outside_the_local_emulator_files() -> None:
+    """README "nothing in code, images or manifests carries a key"."""
     allowed = {K8S / "overlays/local/localstack-credentials.env"}
     for path in sorted(K8S.rglob("*")):
         if path.is_file() and path not in allowed and "schemas" not in path.parts:

@@ -242,6 +242,7 @@ def test_decompression_bomb_header_is_rejected_before_decoding() -> None:
 
 
 def test_max_source_pixels_is_enforced(jpeg: bytes) -> None:
+    """docs/architecture.md "Limits": source pixels at engine decode."""
     with pytest.raises(ImageTooLarge):
         render(jpeg, CAPTIONS, max_source_pixels=W * H - 1)
     assert render(jpeg, CAPTIONS, max_source_pixels=W * H).width == W
@@ -395,6 +396,7 @@ def test_cached_template_still_obeys_the_pixel_limit(jpeg: bytes) -> None:
 
 
 def test_template_cache_is_bounded_by_bytes() -> None:
+    """docs/architecture.md "Limits": template bytes cache bounded by bytes."""
     from memeforge_renderer.engine.cache import DecodedTemplateCache, Template
 
     cache = DecodedTemplateCache(max_bytes=3 * 100 * 100 * 3 + 4000)

@@ -26,6 +26,7 @@ def _age(path: Path, loop: str, seconds: float) -> None:
 
 
 def test_fresh_heartbeat_is_healthy_and_stale_or_missing_is_not(tmp_path: Path) -> None:
+    """README "Liveness": the healthcheck fails when a loop stops turning."""
     path = tmp_path / "heartbeat"
     assert _check(path).returncode == 1  # the loop never turned
     Heartbeat(path).beat("renderer")
@@ -35,7 +36,8 @@ def test_fresh_heartbeat_is_healthy_and_stale_or_missing_is_not(tmp_path: Path) 
 
 
 def test_each_loop_has_its_own_signal(tmp_path: Path) -> None:
-    """The consumer's DLQ drains turning must not hide a stuck dispatch loop."""
+    """docs/deploy.md "Probes": "one time per receive loop".
+    The consumer's DLQ drains turning must not hide a stuck dispatch loop."""
     path = tmp_path / "heartbeat"
     beat = Heartbeat(path)
     for loop in ("dispatch", "drain:requests-dlq", "drain:renders-dlq"):
@@ -80,7 +82,8 @@ time.sleep(60)  # the loop never turns again
 
 
 def test_the_watchdog_exits_a_process_whose_loop_is_stuck() -> None:
-    """Compose restarts on exit only: an unhealthy worker must exit by itself."""
+    """README "Liveness": "a watchdog in the worker itself (which exits it)".
+    Compose restarts on exit only: an unhealthy worker must exit by itself."""
     result = subprocess.run(
         [sys.executable, "-c", WEDGED_WORKER], capture_output=True, text=True, timeout=50
     )

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_policy_actions_are_exactly_the_calls_in_code(service: str) -> None:
+    """README "Each service's policy in iam/ grants exactly the calls its code makes"."""
     filename = SERVICES[service][0]
     found = policy_differences(service)
     assert not found.missing, (
@@ -90,6 +91,7 @@ def test_policy_queues_are_the_queues_the_code_uses(service: str) -> None:
 
 
 def test_trust_policy_template_is_irsa_for_one_service_account() -> None:
+    """docs/credentials.md "EKS with IRSA": one IAM role per service account."""
     text = (IAM / "irsa-trust-policy.json").read_text()
     policy = json.loads(text)
     (statement,) = statements(policy)
@@ -105,7 +107,8 @@ def test_trust_policy_template_is_irsa_for_one_service_account() -> None:
 
 
 def test_pod_identity_trust_is_for_one_service_account_of_one_cluster() -> None:
-    """Without the session-tag conditions any Pod Identity association in the account
+    """docs/credentials.md "EKS Pod Identity": the same roles, one service account.
+    Without the session-tag conditions any Pod Identity association in the account
     could assume the role; sts:TagSession is needed because EKS passes those tags."""
     (statement,) = statements(json.loads((IAM / "pod-identity-trust-policy.json").read_text()))
     assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}

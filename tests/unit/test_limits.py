@@ -31,6 +31,7 @@ def _box(text: str) -> dict[str, object]:
 
 
 def test_an_over_long_caption_is_refused_by_the_api_body_and_the_worker_models() -> None:
+    """docs/architecture.md invariants 7 and 11: one limit, refused at the door."""
     too_long = "x" * (MAX_CAPTION_CHARS + 1)
     for body in (
         {"template_id": "drake", "boxes": [_box(too_long)]},
@@ -66,7 +67,8 @@ def test_create_meme_takes_render_spec_output_options_with_their_bounds() -> Non
 
 
 def test_the_largest_meme_allowed_fits_a_dynamodb_item() -> None:
-    """16 boxes of 500 four-byte emoji, with a report repeating every line: < 400 KB."""
+    """docs/architecture.md "Limits": item size < 400 KB.
+    16 boxes of 500 four-byte emoji, with a report repeating every line: < 400 KB."""
     text = "\U0001f600" * MAX_CAPTION_CHARS
     spec = RenderSpec(boxes=tuple(TextBox.model_validate(_box(text)) for _ in range(MAX_BOXES)))
     report = LayoutReport(
@@ -97,6 +99,7 @@ def test_the_largest_meme_allowed_fits_a_dynamodb_item() -> None:
 
 
 def test_a_stored_spec_over_the_limits_reads_as_none_and_fails_as_invalid_spec() -> None:
+    """README "Permanent errors fail fast": an invalid spec ends FAILED."""
     record = to_dynamo(new_item(MEME_ID, "drake", RenderSpec(boxes=classic_boxes("a", "b"))))
     record["spec"]["S"] = json.dumps({"boxes": [_box("x" * 600)]})  # written under old limits
     item = from_dynamo(record)

@@ -36,17 +36,20 @@ def test_text_box_must_stay_inside_the_image() -> None:
 
 
 def test_messages_are_versioned_and_round_trip() -> None:
+    """docs/architecture.md invariant 2: messages are versioned models."""
     body = RequestMessage(meme_id=MEME_ID).model_dump_json()
     assert json.loads(body) == {"v": 1, "kind": "meme.requested", "meme_id": MEME_ID}
     assert RequestMessage.model_validate_json(body).meme_id == MEME_ID
 
 
 def test_unknown_message_version_is_rejected() -> None:
+    """docs/architecture.md invariant 2 and README "unknown version" is poison."""
     with pytest.raises(ValidationError):
         RequestMessage.model_validate_json(json.dumps({"v": 99, "meme_id": MEME_ID}))
 
 
 def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
+    """docs/architecture.md invariant 9: "nothing in a message names where to write"."""
     spec = RenderSpec(boxes=classic_boxes("a", "b"))
     for key in ("../secrets", "memes/" + MEME_ID + ".jpg", "templates/../memes/x", "templates/"):
         with pytest.raises(ValidationError):
@@ -60,6 +63,7 @@ def test_render_job_reads_only_template_keys_and_names_no_output_key() -> None:
 
 
 def test_output_key_is_deterministic() -> None:
+    """README "output keys are deterministic"."""
     assert output_key(MEME_ID) == output_key(MEME_ID) == f"memes/{MEME_ID}.jpg"
 
 

@@ -24,6 +24,7 @@ CONFIGURED = {
 
 
 async def test_each_pool_process_sizes_every_cache_from_the_settings() -> None:
+    """docs/architecture.md "Limits": caches "set by the pool initializer"."""
     settings = Settings(
         decoded_template_cache_bytes=7_000_000,
         glyph_cache_bytes=3_000_000,

@@ -52,6 +52,7 @@ async def handler(
 
 
 async def test_n_refused_calls_refresh_at_most_once_per_cooldown() -> None:
+    """docs/credentials.md "Refusal means refresh": concurrent refusals share one."""
     vendor = Vendor()
     refresh, clock = await handler(vendor)
     fetched = vendor.fetches
@@ -71,6 +72,7 @@ async def test_n_refused_calls_refresh_at_most_once_per_cooldown() -> None:
 
 
 async def test_revoked_keys_handed_out_again_are_not_retried() -> None:
+    """docs/credentials.md "concurrent refusals share one refresh": one per cooldown."""
     vendor = RevokedVendor()
     refresh, clock = await handler(vendor)
     fetched = vendor.fetches
@@ -83,6 +85,7 @@ async def test_revoked_keys_handed_out_again_are_not_retried() -> None:
 
 
 async def test_other_errors_and_exhausted_attempts_never_refresh() -> None:
+    """docs/credentials.md "Refusal means refresh": "up to two times", refusals only."""
     vendor = Vendor()
     refresh, _ = await handler(vendor)
     fetched = vendor.fetches
@@ -93,6 +96,7 @@ async def test_other_errors_and_exhausted_attempts_never_refresh() -> None:
 
 
 async def test_refresh_windows_follow_each_new_lifetime() -> None:
+    """docs/credentials.md: "fit_refresh_windows scales the two windows"."""
     vendor = Vendor(lifetime_s=60)
     creds = await refreshable(vendor)
     fit_refresh_windows(creds)

@@ -18,10 +18,12 @@ def test_happy_path_is_allowed() -> None:
 
 @pytest.mark.parametrize("terminal", [MemeState.DONE, MemeState.FAILED])
 def test_terminal_states_never_move(terminal: MemeState) -> None:
+    """docs/architecture.md "State machine": DONE, FAILED are terminal."""
     assert all(not can_transition(terminal, target) for target in MemeState)
 
 
 def test_state_never_moves_backwards() -> None:
+    """docs/architecture.md "State machine": state never moves backwards."""
     rank = {state: i for i, state in enumerate(ORDER)} | {MemeState.FAILED: len(ORDER)}
     for current, targets in TRANSITIONS.items():
         for target in targets:
@@ -29,6 +31,7 @@ def test_state_never_moves_backwards() -> None:
 
 
 def test_every_live_state_can_fail() -> None:
+    """docs/architecture.md "State machine": every live state can end FAILED."""
     assert sources_of(MemeState.FAILED) == {
         MemeState.PENDING,
         MemeState.QUEUED,
@@ -37,5 +40,6 @@ def test_every_live_state_can_fail() -> None:
 
 
 def test_rendering_may_restart_after_a_crash_but_not_skip_queueing() -> None:
+    """docs/architecture.md "State machine": RENDERING -> RENDERING on redelivery."""
     assert sources_of(MemeState.RENDERING) == {MemeState.QUEUED, MemeState.RENDERING}
     assert not can_transition(MemeState.PENDING, MemeState.DONE)

@@ -44,6 +44,7 @@ def test_unreadable_layout_metadata_falls_back_to_none() -> None:
 
 
 def test_a_layout_too_large_for_s3_metadata_is_refused() -> None:
+    """docs/architecture.md "Limits": layout metadata 1600 bytes."""
     busy = tuple(
         TextBox(
             text="",

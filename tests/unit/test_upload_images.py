@@ -21,6 +21,7 @@ def _encoded(fmt: str, size: tuple[int, int] = (1600, 1200)) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
 def test_accepted_formats_verify(fmt: str) -> None:
+    """README "Upload your own template (JPEG, PNG, WebP or GIF ...)"."""
     facts = inspect_image(_encoded(fmt), max_pixels=10**7)
     assert (facts.width, facts.height) == (1600, 1200)
 
@@ -44,6 +45,7 @@ def test_a_recognised_other_format_is_unsupported_not_invalid() -> None:
 
 
 def test_too_many_pixels_is_refused_from_the_header() -> None:
+    """docs/architecture.md "Limits": source pixels at upload."""
     with pytest.raises(InvalidImage) as err:
         inspect_image(_encoded("JPEG"), max_pixels=1000)
     assert err.value.code == "image-too-large"

@@ -109,6 +109,7 @@ def parse(event: str) -> dict[str, Any]:
 async def test_two_changes_within_one_tick_end_in_one_event_with_the_history(
     store: GatedStore, watcher: Watcher
 ) -> None:
+    """docs/waiting.md "Two changes within one tick"."""
     first = store.put(mid(1), MemeState.QUEUED)
     stream = event_stream(watcher, cast(MemeStore, store), first, 60, Client().receive)
     assert parse(await anext(stream))["state"] == "QUEUED"
@@ -127,6 +128,7 @@ async def test_two_changes_within_one_tick_end_in_one_event_with_the_history(
 async def test_one_read_serves_every_waiter_and_wakes_only_the_moved(
     store: GatedStore, watcher: Watcher
 ) -> None:
+    """README "all woken by one watcher per process"; waiting.md "One set, one read"."""
     firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(3)]
     polls = [
         asyncio.ensure_future(long_poll(watcher, cast(MemeStore, store), f, 60, Client().receive))
@@ -151,6 +153,7 @@ async def test_one_read_serves_every_waiter_and_wakes_only_the_moved(
 async def test_disconnecting_clients_are_unsubscribed_at_once(
     store: GatedStore, watcher: Watcher
 ) -> None:
+    """docs/waiting.md "Disconnects": a waiter "unsubscribes at once"."""
     first = store.put(mid(7), MemeState.PENDING)
     poller, streamer = Client(), Client()
     poll = asyncio.ensure_future(
@@ -177,6 +180,7 @@ async def test_disconnecting_clients_are_unsubscribed_at_once(
 async def test_past_the_bound_subscribing_is_refused_with_retry_after(
     store: GatedStore, watcher: Watcher
 ) -> None:
+    """docs/waiting.md "Bounds": 503 too-many-waiters with Retry-After."""
     first = store.put(mid(9), MemeState.QUEUED)
     held = [watcher.subscribe(first) for _ in range(3)]
     with pytest.raises(TooManyWaiters):
@@ -191,7 +195,8 @@ async def test_past_the_bound_subscribing_is_refused_with_retry_after(
 
 
 async def test_a_waiter_reads_the_truth_on_its_deadline(store: GatedStore) -> None:
-    """No watcher tick ever runs (no read is allowed): the deadline read still answers."""
+    """docs/waiting.md "Truth on the deadline".
+    No watcher tick ever runs (no read is allowed): the deadline read still answers."""
     watcher = Watcher(cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000)
     first = store.put(mid(3), MemeState.RENDERING)
     store.put(mid(3), MemeState.DONE)
@@ -203,6 +208,7 @@ async def test_a_waiter_reads_the_truth_on_its_deadline(store: GatedStore) -> No
 async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
     store: GatedStore, watcher: Watcher
 ) -> None:
+    """docs/waiting.md "a long-poll asked again" starts from the watcher's status."""
     first = store.put(mid(4), MemeState.QUEUED)
     poll = asyncio.ensure_future(
         long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
