@@ -12,20 +12,34 @@ from memeforge_renderer.pool import PoolCaches, RenderPool
 pytestmark = pytest.mark.unit
 
 
-def _budgets() -> tuple[int, int]:
-    return engine.TEMPLATES.max_bytes, engine.GLYPHS.max_bytes
+CONFIGURED = {
+    "template": 7_000_000,
+    "glyph": 3_000_000,
+    "font": 4_000_000,
+    "token": 2_000_000,
+    "fit_sizes": 90_000,
+    "fit_geometry": 90_000,
+    **{f"kern_{name}": 50_000 for name in engine.typeface.faces()},
+}
 
 
-async def test_each_pool_process_sizes_its_caches_from_the_settings() -> None:
+async def test_each_pool_process_sizes_every_cache_from_the_settings() -> None:
     """docs/architecture.md "Limits": caches "set by the pool initializer"."""
-    settings = Settings(decoded_template_cache_bytes=7_000_000, glyph_cache_bytes=3_000_000)
-    caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
-    pool = RenderPool(1, caches)
+    settings = Settings(
+        decoded_template_cache_bytes=7_000_000,
+        glyph_cache_bytes=3_000_000,
+        font_cache_bytes=4_000_000,
+        token_cache_bytes=2_000_000,
+        kern_cache_bytes=50_000,
+        fit_cache_bytes=90_000,
+    )
+    pool = RenderPool(1, PoolCaches.from_settings(settings))
     await pool.start()
     try:
         async with pool.process() as executor:
-            budgets = await asyncio.get_running_loop().run_in_executor(executor, _budgets)
-        assert budgets == (7_000_000, 3_000_000)
+            loop = asyncio.get_running_loop()
+            budgets = await loop.run_in_executor(executor, engine.cache_budgets)
+        assert budgets == CONFIGURED
     finally:
         await pool.close()
-    assert _budgets() != (7_000_000, 3_000_000)  # this process was never configured
+    assert engine.cache_budgets() != CONFIGURED  # this process was never configured

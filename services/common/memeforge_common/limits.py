@@ -67,6 +67,21 @@ DECODED_TEMPLATE_CACHE_BYTES = 96 * 1024 * 1024
 GLYPH_CACHE_BYTES = 48 * 1024 * 1024
 """Default of ``MEMEFORGE_GLYPH_CACHE_BYTES``: glyph masks, per pool process."""
 
+TOKEN_CACHE_BYTES = 16 * 1024 * 1024
+"""Default of ``MEMEFORGE_TOKEN_CACHE_BYTES``: measured words (token metrics), per pool process."""
+
+KERN_CACHE_BYTES = 4 * 1024 * 1024
+"""Default of ``MEMEFORGE_KERN_CACHE_BYTES``: kerning pairs, per font face and pool process
+(six bundled faces)."""
+
+FONT_CACHE_BYTES = 48 * 1024 * 1024
+"""Default of ``MEMEFORGE_FONT_CACHE_BYTES``: loaded font faces by (file, size), per pool
+process (a CJK face costs over 1 MB)."""
+
+FIT_CACHE_BYTES = 2 * 1024 * 1024
+"""Default of ``MEMEFORGE_FIT_CACHE_BYTES``: each of the fitter's two caches (size lists,
+per-size geometry), per pool process."""
+
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 

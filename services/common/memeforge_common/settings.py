@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # decoded, scaled templates and glyph masks.
     decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
     glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
+    # ... and the text caches: loaded fonts, measured words, kerning pairs (per face),
+    # fitter geometry.
+    font_cache_bytes: int = Field(default=limits.FONT_CACHE_BYTES, ge=0)
+    token_cache_bytes: int = Field(default=limits.TOKEN_CACHE_BYTES, ge=0)
+    kern_cache_bytes: int = Field(default=limits.KERN_CACHE_BYTES, ge=0)
+    fit_cache_bytes: int = Field(default=limits.FIT_CACHE_BYTES, ge=0)
     # CPU flags the renderer refuses to start without (memeforge_renderer/cpu.py):
     # "auto" = avx2 for pillow-simd on x86-64; "" for a build without AVX2.
     renderer_cpu_flags: str = "auto"

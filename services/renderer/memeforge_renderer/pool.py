@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from memeforge_common.models import RenderSpec
+from memeforge_common.settings import Settings
 
 from memeforge_renderer import engine
 
@@ -43,13 +44,33 @@ class PoolCaches:
 
     decoded_template_bytes: int | None = None
     glyph_bytes: int | None = None
+    font_bytes: int | None = None
+    token_bytes: int | None = None
+    kern_bytes: int | None = None
+    fit_bytes: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PoolCaches:
+        return cls(
+            decoded_template_bytes=settings.decoded_template_cache_bytes,
+            glyph_bytes=settings.glyph_cache_bytes,
+            font_bytes=settings.font_cache_bytes,
+            token_bytes=settings.token_cache_bytes,
+            kern_bytes=settings.kern_cache_bytes,
+            fit_bytes=settings.fit_cache_bytes,
+        )
 
 
 def _init_pool_process(caches: PoolCaches) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.configure(
-        template_cache_bytes=caches.decoded_template_bytes, glyph_cache_bytes=caches.glyph_bytes
+        template_cache_bytes=caches.decoded_template_bytes,
+        glyph_cache_bytes=caches.glyph_bytes,
+        font_cache_bytes=caches.font_bytes,
+        token_cache_bytes=caches.token_bytes,
+        kern_cache_bytes=caches.kern_bytes,
+        fit_cache_bytes=caches.fit_bytes,
     )
     engine.warm_up()
 

@@ -33,8 +33,7 @@ async def run() -> None:
     log_pillow_build()
     serve_metrics(settings.metrics_host, settings.metrics_port)
     async with AwsClients.open(settings) as aws:
-        caches = PoolCaches(settings.decoded_template_cache_bytes, settings.glyph_cache_bytes)
-        pool = RenderPool(settings.render_processes, caches)
+        pool = RenderPool(settings.render_processes, PoolCaches.from_settings(settings))
         await pool.start()
         try:
             renderer = Renderer(

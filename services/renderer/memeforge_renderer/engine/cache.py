@@ -9,14 +9,13 @@ keeps the template decoded, upright, RGB and already scaled to the output size, 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from memeforge_common.limits import DECODED_TEMPLATE_CACHE_BYTES
 from PIL import Image
 
 from .codec import JpegRows
+from .lru import ByteLRU
 
 
 @dataclass(eq=False)
@@ -40,69 +39,33 @@ CacheKey = tuple[str, str, int]
 
 class DecodedTemplateCache:
     def __init__(self, max_bytes: int = DECODED_TEMPLATE_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[CacheKey, Template] = OrderedDict()
-        self._sizes: dict[CacheKey, int] = {}
-        self.size_bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._lock = threading.Lock()  # render() may run in threads, not only processes
+        self.lru: ByteLRU[CacheKey, Template] = ByteLRU(max_bytes)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.lru)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.lru.max_bytes
+
+    @property
+    def size_bytes(self) -> int:
+        return self.lru.size_bytes
 
     def get(self, key: CacheKey) -> Template | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
+        return self.lru.get(key)
 
     def put(self, key: CacheKey, entry: Template) -> None:
-        with self._lock:
-            self._forget(key)
-            size = entry.nbytes
-            if size > self.max_bytes:
-                return  # larger than the whole cache: not worth evicting everything
-            self._entries[key] = entry
-            self._sizes[key] = size
-            self.size_bytes += size
-            self._evict()
+        self.lru.put(key, entry, entry.nbytes)
 
     def resized(self, key: CacheKey) -> None:
         """Account for an entry that grew (its JPEG rows were added)."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return
-            size = entry.nbytes
-            self.size_bytes += size - self._sizes[key]
-            self._sizes[key] = size
-            self._evict(keep=key)
+        entry = self.lru.peek(key)
+        if entry is not None:
+            self.lru.resize(key, entry.nbytes)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._sizes.clear()
-            self.size_bytes = 0
-
-    def _forget(self, key: CacheKey) -> None:
-        if key in self._entries:
-            del self._entries[key]
-            self.size_bytes -= self._sizes.pop(key)
-
-    def _evict(self, keep: CacheKey | None = None) -> None:
-        while self.size_bytes > self.max_bytes and self._entries:
-            oldest = next(iter(self._entries))
-            if oldest == keep:
-                if len(self._entries) == 1:
-                    return
-                self._entries.move_to_end(oldest)
-                continue
-            self._forget(oldest)
+        self.lru.clear()
 
 
 TEMPLATES = DecodedTemplateCache()

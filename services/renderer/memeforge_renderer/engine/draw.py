@@ -12,8 +12,6 @@ coverage canvas. A neighbour's outline never covers a letter, since fills win.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +19,7 @@ from memeforge_common.limits import GLYPH_CACHE_BYTES
 from PIL import Image
 
 from .fit import SAFETY, FittedText, Line
+from .lru import ByteLRU
 from .text import Run, Token
 from .typeface import load_font
 
@@ -29,45 +28,49 @@ _Glyph = tuple[Any, int, int, Any, int, int, int]
 
 
 class GlyphCache:
+    """Glyph masks by (font file, size, outline width, text, rtl), rasterised on a miss."""
+
     def __init__(self, max_bytes: int = GLYPH_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.size_bytes = 0
-        self.misses = 0
-        self._entries: OrderedDict[tuple[str, int, int, str, bool], _Glyph] = OrderedDict()
+        self.lru: ByteLRU[tuple[str, int, int, str, bool], _Glyph] = ByteLRU(max_bytes)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.lru)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.lru.size_bytes
+
+    @property
+    def misses(self) -> int:
+        return self.lru.misses
 
     def get(self, path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyph:
         key = (path, size, stroke, text, rtl)
-        entries = self._entries
-        glyph = entries.get(key)
-        if glyph is not None:
-            with suppress(KeyError):  # evicted by another thread meanwhile: still valid
-                entries.move_to_end(key)
-            return glyph
-        glyph = _rasterise(path, size, stroke, text, rtl)
-        self.misses += 1
-        entries[key] = glyph
-        self.size_bytes += glyph[6]
-        while self.size_bytes > self.max_bytes and len(entries) > 1:
-            try:
-                _, old = entries.popitem(last=False)
-            except KeyError:
-                break
-            self.size_bytes -= old[6]
+        glyph = self.lru.get(key)
+        if glyph is None:
+            glyph = _rasterise(path, size, stroke, text, rtl)
+            self.lru.put(key, glyph, glyph[6])
         return glyph
 
     def clear(self) -> None:
-        self._entries.clear()
-        self.size_bytes = 0
+        self.lru.clear()
+
+
+MASK_BYTES = 800
+"""Memory of one mask beyond its pixels (image object, row pointers, allocator rounding):
+measured from RSS over 14,000 caption-sized CJK glyphs, where it is most of the cost."""
+
+
+def _mask_bytes(mask: Image.Image) -> int:
+    w, h = mask.size
+    return w * h + 8 * h + MASK_BYTES
 
 
 def _rasterise(path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyph:
     font = load_font(path, size)
     direction = "rtl" if rtl else None
     fill, (fx, fy) = font.getmask2(text, "L", direction=direction, anchor="ls")
-    nbytes = fill.size[0] * fill.size[1] + 200
+    nbytes = _mask_bytes(fill) + 200
     if stroke:
         ring, (sx, sy) = font.getmask2(
             text, "L", direction=direction, anchor="ls", stroke_width=stroke
@@ -75,7 +78,7 @@ def _rasterise(path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyp
         w, h = fill.size
         if w and h:  # the outlined shape: ring and fill together
             ring.paste(255, (fx - sx, fy - sy, fx - sx + w, fy - sy + h), fill)
-        nbytes += ring.size[0] * ring.size[1]
+        nbytes += _mask_bytes(ring)
         return (ring, sx, sy, fill, fx, fy, nbytes)
     return (None, 0, 0, fill, fx, fy, nbytes)
 
@@ -240,12 +243,12 @@ def _stamp_run(
         return pen + run.advance * size
     face = run.face
     advances = face.advances
-    kerns = face.kerns
+    kern = face.kerns.peek  # marked as used when the caption was measured
     get = cache.get
     prev = ""
     for ch in run.text:  # the hot loop: one or two C calls per glyph
         if prev:
-            k = kerns.get(prev + ch)
+            k = kern(prev + ch)
             if k is None:
                 k = face.kern(prev + ch)
             pen += k * size

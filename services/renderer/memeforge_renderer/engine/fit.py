@@ -12,8 +12,10 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
+from memeforge_common.limits import FIT_CACHE_BYTES
+
+from .lru import ByteLRU
 from .text import ZWJ, Metrics, Shaper, Token, is_attached, normalise, shaper
 
 LINE_SPACING = 1.1
@@ -41,13 +43,24 @@ LADDER = _ladder_above()
 (4 % is invisible), and fewer distinct sizes means far more glyph-cache hits."""
 
 
-@lru_cache(maxsize=1024)
+FIT_ENTRY_BYTES = 250
+"""Estimated memory of one cached geometry or size list (plus SIZE_BYTES per size), its
+key and LRU node, measured with tracemalloc."""
+SIZE_BYTES = 30
+
+SIZES: ByteLRU[tuple[int, int], tuple[int, ...]] = ByteLRU(FIT_CACHE_BYTES)
+"""Candidate sizes by (lo, hi); with GEOMETRY, the fitter's caches (one budget each)."""
+
+
 def candidate_sizes(lo: int, hi: int) -> tuple[int, ...]:
     """The sizes the fitter may pick in [lo, hi], ascending; both ends always included."""
-    exact = range(lo, min(hi, EXACT_SIZES_UP_TO) + 1)
-    above = [s for s in LADDER if lo <= s < hi]
-    sizes = sorted({*exact, *above, lo, hi})
-    return tuple(sizes)
+    found = SIZES.get((lo, hi))
+    if found is None:
+        exact = range(lo, min(hi, EXACT_SIZES_UP_TO) + 1)
+        above = [s for s in LADDER if lo <= s < hi]
+        found = tuple(sorted({*exact, *above, lo, hi}))
+        SIZES.put((lo, hi), found, FIT_ENTRY_BYTES + SIZE_BYTES * len(found))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +156,16 @@ class _Geometry:
         )
 
 
-@lru_cache(maxsize=8192)
+GEOMETRY: ByteLRU[tuple[int, int, int, float | None], _Geometry] = ByteLRU(FIT_CACHE_BYTES)
+
+
 def _geometry(size: int, box_w: int, box_h: int, outline_em: float | None) -> _Geometry:
-    return _Geometry(size, box_w, box_h, outline_em)
+    key = (size, box_w, box_h, outline_em)
+    geo = GEOMETRY.get(key)
+    if geo is None:
+        geo = _Geometry(size, box_w, box_h, outline_em)
+        GEOMETRY.put(key, geo, FIT_ENTRY_BYTES)
+    return geo
 
 
 def paragraphs_of(text: str) -> list[str]:

@@ -10,20 +10,23 @@ size tried. Which face draws a character comes from ``fonts/coverage.json`` (wri
 from __future__ import annotations
 
 import json
+import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from memeforge_common.limits import FONT_CACHE_BYTES, KERN_CACHE_BYTES
 from PIL import ImageFont
+
+from .lru import ByteLRU
 
 FONTS_DIR = Path(__file__).resolve().with_name("fonts")
 FONT_PATH = str(FONTS_DIR / "Anton-Regular.ttf")
 REF_SIZE = 1000
-FONT_CACHE_SIZE = 256
-KERN_CACHE_PAIRS = 65_536
-"""Kerning pairs kept per face (random text makes new pairs without end); past it, the
-older half is dropped. Single characters are bounded by the face's coverage."""
+KERN_ENTRY_BYTES = 160
+"""Estimated memory of one cached kerning pair (key string, float, LRU node), measured
+with tracemalloc on astral-plane pairs (the largest keys)."""
 ELLIPSIS = "\u2026"
 
 
@@ -40,7 +43,11 @@ class Face:
     ends: list[int] = field(default_factory=list, repr=False)
     advances: dict[str, float] = field(default_factory=dict, repr=False)
     boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict, repr=False)
-    kerns: dict[str, float] = field(default_factory=dict, repr=False)
+    kerns: ByteLRU[str, float] = field(
+        default_factory=lambda: ByteLRU(KERN_CACHE_BYTES), repr=False
+    )
+    """Random text makes new pairs without end, so pairs are an LRU with a byte budget.
+    Single characters (advances, boxes) are bounded by the face's coverage."""
 
     def covers(self, cp: int) -> bool:
         i = bisect_right(self.starts, cp) - 1
@@ -82,10 +89,7 @@ class Face:
             k = (ref.getlength(pair) / REF_SIZE) - self.advance(pair[0]) - self.advance(pair[1])
             k = 0.0 if abs(k) < 1e-6 else k
             if self.covers(ord(pair[0])) and self.covers(ord(pair[1])):
-                if len(self.kerns) >= KERN_CACHE_PAIRS:
-                    for old in list(self.kerns)[: KERN_CACHE_PAIRS // 2]:
-                        del self.kerns[old]
-                self.kerns[pair] = k
+                self.kerns.put(pair, k, KERN_ENTRY_BYTES)
         return k
 
     def run_metrics(self, text: str, rtl: bool) -> tuple[float, float, float, float, float]:
@@ -97,10 +101,27 @@ class Face:
         return adv, x0 / REF_SIZE, t / REF_SIZE, r / REF_SIZE, b / REF_SIZE
 
 
-@lru_cache(maxsize=FONT_CACHE_SIZE)
+FONTS: ByteLRU[tuple[str, int], ImageFont.FreeTypeFont] = ByteLRU(FONT_CACHE_BYTES)
+"""Loaded faces by (file, size): each holds its own FreeType face, so a CJK one costs
+over a megabyte and the random sizes of many boxes add up."""
+FONT_OVERHEAD_BYTES = 64 * 1024
+"""A loaded face is estimated at its file's size plus this: above what RSS shows for
+each bundled font (from 54 KB for Hebrew to 1.1 MB for the CJK subset)."""
+
+
 def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    """The face at ``path`` at ``size`` px; loaded once per (path, size) and process."""
-    return ImageFont.truetype(path, size)
+    """The face at ``path`` at ``size`` px, loaded once per (path, size) while cached."""
+    key = (path, size)
+    font = FONTS.get(key)
+    if font is None:
+        font = ImageFont.truetype(path, size)
+        FONTS.put(key, font, _file_bytes(path) + FONT_OVERHEAD_BYTES)
+    return font
+
+
+@lru_cache(maxsize=16)  # one entry per bundled font file
+def _file_bytes(path: str) -> int:
+    return os.path.getsize(path)
 
 
 _FACE_FILES = {
