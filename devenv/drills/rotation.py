@@ -280,7 +280,10 @@ class RotationRun:
         if redirect.status_code != 307:
             self.errors[f"GET /memes/{{id}}/image {redirect.status_code}"] += 1
             return
-        image = await api.get(redirect.headers["location"])
+        # Followed as a browser would: the presigned URL is the credential, so the API key
+        # (the api client's default header) must not go to S3.
+        async with httpx.AsyncClient(timeout=30) as s3:
+            image = await s3.get(redirect.headers["location"])
         if image.status_code != 200 or not image.content.startswith(b"\xff\xd8"):
             self.errors[f"GET presigned image {image.status_code}"] += 1
             return
