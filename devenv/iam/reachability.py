@@ -82,13 +82,16 @@ SPECIAL_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:PutBucketLifecycleConfiguration": ("s3:PutLifecycleConfiguration",),
     "s3:GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock",),
     "s3:DeletePublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
+    # memeforge's only transaction is two Updates: a meme's end and its batch's counter
+    # (MemeStore._end_in_batch). A transaction with a Put or a ConditionCheck maps here too.
+    "dynamodb:TransactWriteItems": ("dynamodb:UpdateItem",),
     "sqs:SendMessageBatch": ("sqs:SendMessage",),
     "sqs:DeleteMessageBatch": ("sqs:DeleteMessage",),
     "sqs:ChangeMessageVisibilityBatch": ("sqs:ChangeMessageVisibility",),
 }
 # Operations that need several IAM actions depending on their arguments: map them here
 # explicitly when the code starts using them.
-UNMAPPED = {"dynamodb:TransactWriteItems", "dynamodb:TransactGetItems", "dynamodb:ExecuteStatement"}
+UNMAPPED = {"dynamodb:TransactGetItems", "dynamodb:ExecuteStatement"}
 
 QUEUE_SETTINGS = ("request_queue", "render_queue", "request_dlq", "render_dlq")
 GENERIC_METHODS = frozenset(

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
+from memeforge_common.batches import BatchStore
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -23,7 +24,7 @@ from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
-from memeforge_api.routes import health, memes, templates
+from memeforge_api.routes import batches, health, memes, templates
 from memeforge_api.watcher import Watcher
 from memeforge_api.webui import mount_ui
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AwsClients.open(settings, API_TIMEOUTS) as aws:
             app.state.settings = settings
             app.state.store = MemeStore(aws.dynamodb, settings.table)
+            app.state.batches = BatchStore(aws.dynamodb, settings.table)
             app.state.templates = TemplateStore(aws.s3, settings.bucket)
             app.state.outputs = OutputStore(aws.s3, settings.bucket)
             app.state.idempotency = IdempotencyRecords(
@@ -94,5 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(templates.router)
     app.include_router(memes.router)
+    app.include_router(batches.router)
     mount_ui(app)
     return app

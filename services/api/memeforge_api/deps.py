@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from memeforge_common.batches import BatchStore
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -30,6 +31,7 @@ def _from_state(name: str) -> Callable[[Request], Any]:
 
 SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
 StoreDep = Annotated[MemeStore, Depends(_from_state("store"))]
+BatchesDep = Annotated[BatchStore, Depends(_from_state("batches"))]
 TemplatesDep = Annotated[TemplateStore, Depends(_from_state("templates"))]
 OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memeforge_common.limits import MAX_BOXES, Caption
+from memeforge_common.limits import MAX_BATCH_ITEMS, MAX_BOXES, Caption
 from memeforge_common.models import (
+    Batch,
+    BatchState,
     LayoutReport,
     MemeState,
     MemeStatus,
@@ -155,3 +157,49 @@ class TemplateView(TemplateFacts):
 class TemplatePage(BaseModel):
     items: list[TemplateView]
     next_cursor: str | None = None
+
+
+class CreateBatch(BaseModel):
+    """Up to MAX_BATCH_ITEMS memes, each exactly the body of ``POST /memes``."""
+
+    items: list[CreateMeme] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class BatchCounts(BaseModel):
+    done: int
+    failed: int
+    pending: int = Field(description="not ended yet: total - done - failed")
+
+
+class BatchView(BaseModel):
+    id: str
+    state: BatchState = Field(
+        description="SUBMITTING, RUNNING, ARCHIVING (every item ended), DONE (archive ready)"
+    )
+    total: int
+    counts: BatchCounts
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    archive_bytes: int | None = None
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchView:
+        self_url = f"/batches/{batch.id}"
+        links = {"self": self_url, "items": f"{self_url}/items"}
+        if batch.archive is not None:
+            links["archive"] = f"{self_url}/archive"
+        return cls(
+            id=batch.id,
+            state=batch.state,
+            total=batch.total,
+            counts=BatchCounts(
+                done=batch.done, failed=batch.failed, pending=max(0, batch.total - batch.ended)
+            ),
+            created_at=batch.created_at,
+            updated_at=batch.updated_at,
+            expires_at=batch.expires_at,
+            archive_bytes=batch.archive.bytes if batch.archive else None,
+            links=links,
+        )

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients
-from memeforge_common.items import LIVE_INDEX
+from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
+from memeforge_common.items import STATUS_ATTRIBUTES
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
@@ -97,11 +98,23 @@ _TENANT_INDEX_DEFINITION: Any = {
     ],
     "Projection": {"ProjectionType": "ALL"},
 }
-_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION)
+# A batch's memes in item order, with what a page shows of each (their status, no spec).
+_BATCH_INDEX_DEFINITION: Any = {
+    "IndexName": BATCH_INDEX,
+    "KeySchema": [
+        {"AttributeName": "batch_id", "KeyType": "HASH"},
+        {"AttributeName": "batch_seq", "KeyType": "RANGE"},
+    ],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": [name for name in STATUS_ATTRIBUTES if name != "id"],
+    },
+}
+_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION, _BATCH_INDEX_DEFINITION)
 _ATTRIBUTES: list[Any] = [
     {"AttributeName": name, "AttributeType": "S"}
-    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at")
-]
+    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at", "batch_id")
+] + [{"AttributeName": "batch_seq", "AttributeType": "N"}]
 
 
 async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:

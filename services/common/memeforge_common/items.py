@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from memeforge_common.backoff import Backoff
+from memeforge_common.batches import BatchStore, count_end
+from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
@@ -38,9 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A sparse index of the items that are still moving: ``live_state`` exists only while
-# an item is not terminal, so the sweeper queries a few live items, never the table.
-LIVE_INDEX = "live-items"
+
 MEME_KIND = "meme"
 
 # Which states may move to which: the whole state machine in one table.
@@ -103,6 +103,9 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["failure"] = _s(item.failure.model_dump_json())
     if item.traceparent is not None:
         record["traceparent"] = _s(item.traceparent)
+    if item.batch_id is not None and item.batch_seq is not None:
+        record["batch_id"] = _s(item.batch_id)
+        record["batch_seq"] = _n(item.batch_seq)
     return record
 
 
@@ -137,8 +140,14 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
+        batch_id=record["batch_id"]["S"] if "batch_id" in record else None,
+        batch_seq=int(record["batch_seq"]["N"]) if "batch_seq" in record else None,
         **_status_fields(record),
     )
+
+
+def status_of(record: dict[str, Any]) -> MemeStatus:
+    return MemeStatus(**_status_fields(record))
 
 
 def _spec_or_none(meme_id: str, raw: str) -> RenderSpec | None:
@@ -169,6 +178,10 @@ STATUS_ATTRIBUTES = (
 BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
 _UNPROCESSED_BACKOFF = Backoff(base_s=0.05, max_s=1.0)
+# A meme ending and its batch's counter are one transaction; concurrent ends of one
+# batch's memes conflict on its record (TransactionConflict) and are tried again.
+_CONFLICT_RETRIES = 8
+_CONFLICT_BACKOFF = Backoff(base_s=0.02, max_s=0.5)
 
 
 def new_item(
@@ -179,7 +192,9 @@ def new_item(
     *,
     tenant: str = "",
     retention: timedelta | None = None,
+    batch: tuple[str, int] | None = None,
 ) -> MemeItem:
+    """A PENDING meme; ``batch`` is (batch id, item number) for a batch's meme."""
     now = utcnow()
     return MemeItem(
         id=meme_id,
@@ -192,6 +207,8 @@ def new_item(
         tenant=tenant,
         expires_at=now.replace(microsecond=0) + retention if retention else None,
         traceparent=traceparent,
+        batch_id=batch[0] if batch else None,
+        batch_seq=batch[1] if batch else None,
     )
 
 
@@ -206,6 +223,27 @@ class InvalidCursor(ValueError):
 def _encode_cursor(last_key: dict[str, Any]) -> str:
     plain = {name: value["S"] for name, value in last_key.items()}
     return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode()
+
+
+def _encode_batch_cursor(last_key: dict[str, Any]) -> str:
+    plain = {"id": last_key["id"]["S"], "seq": int(last_key["batch_seq"]["N"])}
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode()
+
+
+def _decode_batch_cursor(cursor: str, batch_id: str) -> dict[str, Any]:
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeError) as err:
+        raise InvalidCursor(cursor) from err
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != {"id", "seq"}
+        or not isinstance(plain["id"], str)
+        or type(plain["seq"]) is not int
+    ):
+        raise InvalidCursor(cursor)
+    # The batch comes from the caller's own (checked) batch, never from the cursor.
+    return {"id": _s(plain["id"]), "batch_id": _s(batch_id), "batch_seq": _n(plain["seq"])}
 
 
 def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
@@ -228,6 +266,7 @@ class MemeStore:
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._ddb = dynamodb
         self._table = table
+        self._batches = BatchStore(dynamodb, table)
 
     async def create(self, item: MemeItem) -> None:
         try:
@@ -265,6 +304,24 @@ class MemeStore:
         items = [from_dynamo(record) for record in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return items, _encode_cursor(last) if last else None
+
+    async def batch_page(
+        self, batch_id: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[MemeStatus], str | None]:
+        """One page of a batch's memes in item order, from the batch index (no Scan)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BATCH_INDEX,
+            "KeyConditionExpression": "batch_id = :batch",
+            "ExpressionAttributeValues": {":batch": _s(batch_id)},
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = _decode_batch_cursor(cursor, batch_id)
+        response = await self._ddb.query(**params)
+        items = [status_of(record) for record in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, _encode_batch_cursor(last) if last else None
 
     async def delete(self, meme_id: str) -> None:
         await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
@@ -326,8 +383,12 @@ class MemeStore:
         failure: Failure | None = None,
         count_attempt: bool = False,
         attempts: int | None = None,
+        batch_id: str | None = None,
     ) -> bool:
-        """Move the item to ``target`` if its current state allows it; False on a lost race."""
+        """Move the item to ``target`` if its current state allows it; False on a lost race.
+
+        The end of a batch's meme (``batch_id``) also counts on the batch, in the same
+        transaction: the count happens exactly when the conditional transition does."""
         sources = sorted(s.value for s in sources_of(target))
         now = _ts(utcnow())
         names = {"#state": "state", "#target": target.value}
@@ -356,21 +417,55 @@ class MemeStore:
             update += " ADD attempts :one"
             values[":one"] = _n(1)
         condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key={"id": _s(meme_id)},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"id": _s(meme_id)},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if batch_id is not None and target.terminal:
+            won = await self._end_in_batch(params, batch_id, target, now)
+        else:
+            won = await self._update(params)
+        if not won:
             log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
             TRANSITION_RESULTS.labels(target.value, "lost").inc()
             return False
         TRANSITION_RESULTS.labels(target.value, "won").inc()
+        if batch_id is not None and target.terminal:
+            await self._batches.end_if_complete(batch_id)
         return True
+
+    async def _update(self, params: dict[str, Any]) -> bool:
+        try:
+            await self._ddb.update_item(**params)
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    async def _end_in_batch(
+        self, params: dict[str, Any], batch_id: str, target: MemeState, now: str
+    ) -> bool:
+        """The meme's terminal transition and its batch's counter, all or nothing."""
+        steps: Any = [{"Update": params}, count_end(batch_id, target, self._table, now)]
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(_CONFLICT_BACKOFF.delay(attempt))
+            try:
+                await self._ddb.transact_write_items(TransactItems=steps)
+                return True
+            except self._ddb.exceptions.TransactionCanceledException as err:
+                codes = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return False  # the meme moved on: counted (or not) by whoever moved it
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                # The batch record is gone (retention): the meme still ends.
+                return await self._update(params)
+            if "TransactionConflict" not in codes:
+                raise RuntimeError(f"batch end transaction cancelled: {codes}")
+        raise RuntimeError("batch end transaction kept conflicting")
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""

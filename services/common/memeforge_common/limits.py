@@ -82,6 +82,10 @@ FIT_CACHE_BYTES = 2 * 1024 * 1024
 """Default of ``MEMEFORGE_FIT_CACHE_BYTES``: each of the fitter's two caches (size lists,
 per-size geometry), per pool process."""
 
+MAX_BATCH_ITEMS = 500
+"""Items in one ``POST /batches``: each is one meme (one PENDING item, one request message),
+and the batch's archive holds up to this many outputs."""
+
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memeforge_common.limits import (
+    MAX_BATCH_ITEMS,
     MAX_BOXES,
     Caption,
     FontSize,
@@ -228,6 +229,9 @@ class MemeItem(MemeStatus):
     spec: RenderSpec | None
     """None when the stored spec breaks today's limits (written by an older version):
     the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
+    batch_id: MemeId | None = None
+    """The batch this meme is item ``batch_seq`` of: its end counts on that batch."""
+    batch_seq: int | None = Field(default=None, ge=0, lt=MAX_BATCH_ITEMS)
     sweeps: int = 0  # times the sweeper re-enqueued it
     traceparent: str | None = None
     """The trace of the request that created it, continued by whatever re-sends it."""
@@ -259,6 +263,11 @@ class RenderJob(Frozen):
     tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
     output_key: str | None = Field(default=None, exclude=True)
     """Sent by older consumers; ignored (never trusted) and no longer sent."""
+    # The meme's batch, whose counters its end updates. Sent only when set, so a job for a
+    # meme outside any batch reads as before on a renderer of the previous version.
+    batch_id: str | None = Field(
+        default=None, pattern=MEME_ID_PATTERN, exclude_if=lambda value: value is None
+    )
 
     @property
     def template_id(self) -> str:
@@ -266,6 +275,7 @@ class RenderJob(Frozen):
 
 
 OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it
+BATCHES_FOLDER = "batches/"
 
 
 def output_key(
@@ -281,3 +291,66 @@ def output_key(
 def template_key(template_id: str, tenant: str) -> str:
     """Templates live under their tenant's folder (the seeds under the public one)."""
     return f"{TEMPLATE_KEY_PREFIX}{tenant}/{template_id}"
+
+
+def batch_object_key(batch_id: str, tenant: str, suffix: str) -> str:
+    """A batch's own objects (its stored request, its archive), beside its memes' outputs
+    so that the retention rule expires them too."""
+    return f"{OUTPUT_PREFIX}{tenant}/{BATCHES_FOLDER}{batch_id}.{suffix}"
+
+
+class BatchState(StrEnum):
+    SUBMITTING = "SUBMITTING"  # items being written and enqueued
+    RUNNING = "RUNNING"  # every item written; some not ended yet
+    ARCHIVING = "ARCHIVING"  # every item ended; the ZIP is being built
+    DONE = "DONE"  # the ZIP is ready
+
+    @property
+    def terminal(self) -> bool:
+        return self is BatchState.DONE
+
+
+class BatchEntry(Frozen):
+    """One item of a batch as stored: the template and the spec resolved at submission
+    (captions already filled into the template's layout)."""
+
+    template_id: TemplateId
+    spec: RenderSpec
+
+
+class BatchRequest(Frozen):
+    """A batch's items, written to S3 before any of them: whoever resumes an interrupted
+    fan-out (the consumer's batch sweeper) rebuilds the same items from it."""
+
+    v: Literal[1] = 1
+    items: tuple[BatchEntry, ...] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class BatchArchive(Frozen):
+    key: str
+    bytes: int = Field(ge=0)
+    files: int = Field(ge=0)
+
+
+class Batch(Frozen):
+    """The batch record: counters that item ends ADD to, never a read of every item."""
+
+    id: MemeId
+    tenant: str
+    state: BatchState
+    total: int = Field(ge=1, le=MAX_BATCH_ITEMS)
+    done: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    traceparent: str | None = None
+    archive: BatchArchive | None = None
+
+    @property
+    def ended(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.ended >= self.total

@@ -1,5 +1,6 @@
 """Rendered memes in S3 under ``memes/<tenant>/``: written by the renderer, presigned and
-deleted by the api.
+deleted by the api; and each batch's stored request and ZIP archive under
+``memes/<tenant>/batches/`` (models.batch_object_key).
 
 Keys come from the meme id only (models.output_key), never from a message, so a forged
 or corrupted render job cannot make the renderer write over another object.
@@ -7,12 +8,21 @@ or corrupted render job cannot make the renderer write over another object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from memeforge_common.models import OUTPUT_FORMATS, MemeItem, output_key
+from memeforge_common.models import (
+    OUTPUT_FORMATS,
+    BatchRequest,
+    MemeItem,
+    batch_object_key,
+    output_key,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+
+REQUEST_SUFFIX = "request.json"
+ARCHIVE_SUFFIX = "zip"
 
 
 class OutputStore:
@@ -55,3 +65,43 @@ class OutputStore:
             Bucket=self._bucket,
             Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
         )
+
+    async def read(self, key: str) -> bytes:
+        response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        async with response["Body"] as body:
+            return await body.read()
+
+    async def save_batch_request(self, batch_id: str, tenant: str, request: BatchRequest) -> None:
+        key = batch_object_key(batch_id, tenant, REQUEST_SUFFIX)
+        await self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=request.model_dump_json().encode(),
+            ContentType="application/json",
+        )
+
+    async def batch_request(self, batch_id: str, tenant: str) -> BatchRequest:
+        data = await self.read(batch_object_key(batch_id, tenant, REQUEST_SUFFIX))
+        return BatchRequest.model_validate_json(data)
+
+    async def start_upload(self, key: str, content_type: str) -> str:
+        """A multipart upload (for an object streamed in parts); returns its id."""
+        response = await self._s3.create_multipart_upload(
+            Bucket=self._bucket, Key=key, ContentType=content_type
+        )
+        return response["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        response = await self._s3.upload_part(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return response["ETag"]
+
+    async def complete_upload(self, key: str, upload_id: str, etags: list[str]) -> None:
+        parts: Any = [{"PartNumber": i, "ETag": etag} for i, etag in enumerate(etags, 1)]
+        await self._s3.complete_multipart_upload(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)

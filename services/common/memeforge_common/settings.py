@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     pending_timeout_s: float = Field(default=60.0, gt=0)
     rendering_timeout_s: float = Field(default=300.0, gt=0)
     max_sweeps: int = Field(default=3, ge=0)
+    # Batch sweeper: how often it looks for finished batches to archive (and batches an
+    # api left half fanned out, past pending_timeout_s; archives whose builder went quiet
+    # for rendering_timeout_s).
+    batch_sweep_interval_s: float = Field(default=2.0, gt=0)
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Prometheus /metrics of any service, on a port of its own (never the api's public

@@ -1,16 +1,20 @@
-"""``python -m memeforge_consumer``: dispatch requests, drain DLQs, sweep stuck items."""
+"""``python -m memeforge_consumer``: dispatch requests, drain DLQs, sweep stuck items,
+archive finished batches."""
 
 from __future__ import annotations
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.batches import BatchStore
 from memeforge_common.items import MemeStore
 from memeforge_common.metrics import serve_metrics
+from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, run_service, run_until_signalled
 
+from memeforge_consumer.batch_sweeper import BatchSweeper
 from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
@@ -54,7 +58,14 @@ async def run() -> None:
                 )
             )
         sweeper = Sweeper(store, dispatcher, requests, settings)
-        await run_until_signalled(workers, background=[sweeper.run])
+        batch_sweeper = BatchSweeper(
+            BatchStore(aws.dynamodb, settings.table),
+            store,
+            OutputStore(aws.s3, settings.bucket),
+            requests,
+            settings,
+        )
+        await run_until_signalled(workers, background=[sweeper.run, batch_sweeper.run])
 
 
 def main() -> None:

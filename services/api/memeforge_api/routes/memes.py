@@ -20,7 +20,7 @@ from memeforge_common.models import (
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import PublishFailed
 from memeforge_common.settings import Settings
-from memeforge_common.templates import TemplateStore
+from memeforge_common.templates import TemplateInfo, TemplateStore
 from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
@@ -155,15 +155,21 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
     that the template exists, off the request path."""
     if body.captions is None:
         return body.render_spec()
-    template = await templates.find(body.template_id, tenant)
+    return spec_on(body, await templates.find(body.template_id, tenant))
+
+
+def spec_on(body: CreateMeme, template: TemplateInfo | None, where: str = "") -> RenderSpec:
+    """The spec of a body whose 'captions' fill ``template``'s layout (``where`` names the
+    item of a batch in the problem)."""
     if template is None:
-        raise Problem(404, "template-not-found", "No such template", repr(body.template_id))
-    if len(body.captions) > len(template.boxes):
+        raise Problem(404, "template-not-found", "No such template", f"{where}{body.template_id!r}")
+    captions = body.captions or []
+    if len(captions) > len(template.boxes):
         raise Problem(
             422,
             "too-many-captions",
             "More captions than the template has boxes",
-            f"{len(body.captions)} captions, {len(template.boxes)} boxes",
+            f"{where}{len(captions)} captions, {len(template.boxes)} boxes",
         )
     return body.render_spec(template.boxes)
 

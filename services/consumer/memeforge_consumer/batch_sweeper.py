@@ -1,0 +1,108 @@
+"""Move batches on that nobody else will: archive the finished ones, finish the rest.
+
+Each pass queries the live-items index for batches (never a Scan):
+- ARCHIVING (every item ended): claim it, build its ZIP, mark it DONE, announce it;
+- BUILDING past ``rendering_timeout_s``: the consumer building that ZIP died; claim again;
+- SUBMITTING past ``pending_timeout_s``: the api died part way through the fan-out; run
+  the fan-out again from the stored request (it writes only what is missing);
+- RUNNING, quiet past ``pending_timeout_s``: whoever ended its last item died before
+  moving it to ARCHIVING; check the counters again.
+Every move is a conditional write, so replicas never build one archive twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from memeforge_common.batches import BUILDING, BatchStore, live_state
+from memeforge_common.fanout import fan_out
+from memeforge_common.items import MemeStore
+from memeforge_common.logs import bound
+from memeforge_common.models import Batch, BatchState, utcnow
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import RequestPublisher
+from memeforge_common.settings import Settings
+
+from memeforge_consumer.archive import ArchiveWriter
+
+log = logging.getLogger("memeforge.consumer.batches")
+
+Announce = Callable[[Batch], Awaitable[None]]
+
+
+async def log_batch_done(batch: Batch) -> None:
+    """The ``batch.done`` event, until the notifications queue exists: a structured log
+    line. A notifications publisher takes this function's place (consumer __main__)."""
+    log.info(
+        "batch.done",
+        extra={"batch_id": batch.id, "done": batch.done, "failed": batch.failed},
+    )
+
+
+@dataclass
+class BatchSweeper:
+    batches: BatchStore
+    memes: MemeStore
+    outputs: OutputStore
+    requests: RequestPublisher
+    settings: Settings
+    announce: Announce = log_batch_done
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.sweep_once()
+            except Exception as err:
+                log.warning("batch sweep failed: %r", err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stopping.wait(), timeout=self.settings.batch_sweep_interval_s
+                )
+
+    async def sweep_once(self) -> int:
+        """One pass; returns how many batches it moved on."""
+        now = utcnow()
+        acted = 0
+        ages = (
+            (live_state(BatchState.ARCHIVING), 0.0, self._archive),
+            (BUILDING, self.settings.rendering_timeout_s, self._archive),
+            (live_state(BatchState.SUBMITTING), self.settings.pending_timeout_s, self._resume),
+            (live_state(BatchState.RUNNING), self.settings.pending_timeout_s, self._recount),
+        )
+        for live, age_s, act in ages:
+            cutoff = now - timedelta(seconds=age_s) + timedelta(milliseconds=1)
+            for batch_id in await self.batches.waiting(live, cutoff):
+                batch = await self.batches.get(batch_id)
+                if batch is not None:
+                    with bound(batch_id=batch_id):
+                        acted += await act(batch)
+        return acted
+
+    async def _archive(self, batch: Batch) -> int:
+        if batch.state is not BatchState.ARCHIVING or not await self.batches.claim_archive(batch):
+            return 0  # moved on, or another replica took it
+        archive = await ArchiveWriter(self.memes, self.outputs).build(batch)
+        if not await self.batches.advance(
+            batch.id, (BatchState.ARCHIVING,), BatchState.DONE, archive=archive
+        ):
+            return 0
+        log.info("batch archived", extra={"files": archive.files, "bytes": archive.bytes})
+        await self.announce(batch.model_copy(update={"state": BatchState.DONE, "archive": archive}))
+        return 1
+
+    async def _resume(self, batch: Batch) -> int:
+        if batch.state is not BatchState.SUBMITTING:
+            return 0
+        request = await self.outputs.batch_request(batch.id, batch.tenant)
+        retention = timedelta(days=self.settings.retention_days)
+        await fan_out(batch, request, self.memes, self.batches, self.requests, retention=retention)
+        log.warning("resumed an interrupted batch fan-out")
+        return 1
+
+    async def _recount(self, batch: Batch) -> int:
+        return int(await self.batches.end_if_complete(batch.id))

@@ -1,0 +1,86 @@
+"""A batch of 200 through every real process: fan-out, renders, counters, the ZIP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.images import gradient
+
+pytestmark = pytest.mark.e2e
+
+ITEMS = 200
+FORMATS = ("jpeg", "png", "webp")
+PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+DEADLINE_S = 600
+
+
+async def _wait_until_archived(api: httpx.AsyncClient, batch_id: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    while loop.time() < deadline:
+        batch: dict[str, Any] = (await api.get(f"/batches/{batch_id}")).json()
+        if batch["state"] == "DONE":
+            return batch
+        await asyncio.sleep(1)
+    raise AssertionError(f"batch {batch_id} not archived within {DEADLINE_S}s: {batch}")
+
+
+async def _all_items(api: httpx.AsyncClient, batch_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
+        page = (await api.get(f"/batches/{batch_id}/items", params=params)).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+async def test_a_batch_of_200_ends_with_exact_counts_and_a_zip_of_200_images(
+    api: httpx.AsyncClient,
+) -> None:
+    """README "POST /batches ... GET /batches/{id}/archive"."""
+    upload = await api.post(
+        "/templates",
+        data={"name": "Batch gradient", "id": "batch-gradient"},
+        files={"file": ("g.png", gradient(96, 72, "PNG"), "image/png")},
+    )
+    assert upload.status_code in (201, 409), upload.text
+    items = [
+        {"template_id": "batch-gradient", "top": f"item {i}", "format": FORMATS[i % 3]}
+        for i in range(ITEMS)
+    ]
+    created = await api.post("/batches", json={"items": items})
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    assert created.json()["total"] == ITEMS
+
+    batch = await _wait_until_archived(api, batch_id)
+    assert batch["counts"] == {"done": ITEMS, "failed": 0, "pending": 0}
+
+    listed = await _all_items(api, batch_id)
+    assert len({m["id"] for m in listed}) == ITEMS
+    assert {m["state"] for m in listed} == {"DONE"}
+
+    redirect = await api.get(f"/batches/{batch_id}/archive", follow_redirects=False)
+    assert redirect.status_code == 307
+    async with httpx.AsyncClient(timeout=60) as storage:
+        archive = (await storage.get(redirect.headers["location"])).content
+    assert len(archive) == batch["archive_bytes"]
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        images = sorted(n for n in zipped.namelist() if n != "manifest.json")
+        assert len(images) == ITEMS
+        for seq, name in enumerate(images):
+            assert name.startswith(f"{seq:03d}-")
+            with Image.open(io.BytesIO(zipped.read(name))) as image:
+                image.load()
+                assert image.format == PIL_FORMATS[FORMATS[seq % 3]]
+                assert image.size == (96, 72)

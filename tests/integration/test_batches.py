@@ -1,0 +1,265 @@
+"""Batches: the api in-process and the consumer's batch sweeper, against the real emulator.
+
+No renderer runs here: items are driven to their end the way the workers end them
+(``MemeStore.transition`` with the batch id), so counters and races can be forced.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import pytest
+from memeforge_api.app import create_app
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore
+from memeforge_common.aws import AwsClients
+from memeforge_common.batches import BatchStore
+from memeforge_common.fanout import batch_meme_id
+from memeforge_common.items import MemeStore, new_item
+from memeforge_common.limits import MAX_BATCH_ITEMS
+from memeforge_common.models import (
+    Batch,
+    BatchEntry,
+    BatchRequest,
+    BatchState,
+    Failure,
+    MemeResult,
+    MemeState,
+    RenderSpec,
+    classic_boxes,
+    output_key,
+    utcnow,
+)
+from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import RequestPublisher
+from memeforge_common.queues import queue_url
+from memeforge_common.settings import Settings
+from memeforge_consumer.batch_sweeper import BatchSweeper
+
+from tests.support.images import gradient
+from tests.support.settings import unique_settings
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Rig:
+    a: httpx.AsyncClient
+    b: httpx.AsyncClient
+    memes: MemeStore
+    batches: BatchStore
+    sweeper: BatchSweeper
+    aws: AwsClients
+    settings: Settings
+
+
+@pytest.fixture
+async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
+    settings = unique_settings(
+        bucket=resources.bucket,
+        table=resources.table,
+        request_queue=resources.request_queue,
+        render_queue=resources.render_queue,
+        pending_timeout_s=1.0,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        keys = KeyStore(aws.dynamodb, settings.table)
+        key_a = await keys.create("tenant-a", "a", ALL_SCOPES)
+        key_b = await keys.create("tenant-b", "b", ALL_SCOPES)
+        transport = httpx.ASGITransport(app=app)
+        requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
+        memes = MemeStore(aws.dynamodb, settings.table)
+        batches = BatchStore(aws.dynamodb, settings.table)
+        outputs = OutputStore(aws.s3, settings.bucket)
+        async with (
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://api",
+                headers={"Authorization": f"Bearer {key_a.token}"},
+            ) as a,
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://api",
+                headers={"Authorization": f"Bearer {key_b.token}"},
+            ) as b,
+        ):
+            sweeper = BatchSweeper(batches, memes, outputs, requests, settings)
+            yield Rig(a, b, memes, batches, sweeper, aws, settings)
+
+
+def _items(n: int) -> list[dict[str, object]]:
+    return [{"template_id": "any", "top": f"item {i}", "format": "png"} for i in range(n)]
+
+
+async def _submit(client: httpx.AsyncClient, n: int, **headers: str) -> dict[str, object]:
+    response = await client.post("/batches", json={"items": _items(n)}, headers=headers)
+    assert response.status_code == 202, response.text
+    body: dict[str, object] = response.json()
+    assert response.headers["location"] == f"/batches/{body['id']}"
+    return body
+
+
+async def _finish(rig: Rig, batch_id: str, seq: int, tenant: str = "tenant-a") -> bytes:
+    """Drive item ``seq`` to DONE as the renderer would: its output, then DONE."""
+    meme_id = batch_meme_id(batch_id, seq)
+    image = gradient(40 + seq, 30, "PNG")
+    key = output_key(meme_id, "png", tenant=tenant)
+    await rig.aws.s3.put_object(Bucket=rig.settings.bucket, Key=key, Body=image)
+    for state in (MemeState.QUEUED, MemeState.RENDERING):
+        assert await rig.memes.transition(meme_id, state)
+    result = MemeResult(key=key, content_type="image/png", bytes=len(image), width=1, height=1)
+    assert await rig.memes.transition(meme_id, MemeState.DONE, result=result, batch_id=batch_id)
+    return image
+
+
+async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(rig: Rig) -> None:
+    batch = await _submit(rig.a, 4)
+    batch_id = str(batch["id"])
+    assert batch["state"] == "RUNNING"
+    assert batch["counts"] == {"done": 0, "failed": 0, "pending": 4}
+
+    images = [await _finish(rig, batch_id, seq) for seq in range(3)]
+    # A retried end (a redelivered job) loses the conditional transition: no second count.
+    meme_0 = batch_meme_id(batch_id, 0)
+    result = MemeResult(key="x", content_type="image/png", bytes=1, width=1, height=1)
+    assert not await rig.memes.transition(meme_0, MemeState.DONE, result=result, batch_id=batch_id)
+    failing = batch_meme_id(batch_id, 3)
+    assert await rig.memes.transition(
+        failing, MemeState.FAILED, failure=Failure(reason="stuck"), batch_id=batch_id
+    )
+    assert not await rig.memes.transition(
+        failing, MemeState.FAILED, failure=Failure(reason="stuck"), batch_id=batch_id
+    )
+
+    view = (await rig.a.get(f"/batches/{batch_id}")).json()
+    assert view["counts"] == {"done": 3, "failed": 1, "pending": 0}
+    assert view["state"] == "ARCHIVING"
+    not_ready = await rig.a.get(f"/batches/{batch_id}/archive", follow_redirects=False)
+    assert not_ready.status_code == 409
+    assert not_ready.json()["code"] == "batch-not-ready"
+
+    assert await rig.sweeper.sweep_once() == 1
+    assert await rig.sweeper.sweep_once() == 0  # built once
+    view = (await rig.a.get(f"/batches/{batch_id}")).json()
+    assert view["state"] == "DONE"
+    assert view["links"]["archive"] == f"/batches/{batch_id}/archive"
+    redirect = await rig.a.get(f"/batches/{batch_id}/archive", follow_redirects=False)
+    assert redirect.status_code == 307
+    async with httpx.AsyncClient() as storage:
+        archive = (await storage.get(redirect.headers["location"])).content
+    assert len(archive) == view["archive_bytes"]
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        names = sorted(n for n in zipped.namelist() if n != "manifest.json")
+        assert names == [f"{seq:03d}-{batch_meme_id(batch_id, seq)}.png" for seq in range(3)]
+        assert [zipped.read(n) for n in names] == images
+        assert zipped.testzip() is None
+        manifest = zipped.read("manifest.json").decode()
+    assert '"failure": "stuck"' in manifest
+
+
+async def test_items_are_paginated_in_order_exactly_once(rig: Rig) -> None:
+    batch_id = str((await _submit(rig.a, 23))["id"])
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "5"} | ({"cursor": cursor} if cursor else {})
+        response = await rig.a.get(f"/batches/{batch_id}/items", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= 5
+        seen += [m["id"] for m in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [batch_meme_id(batch_id, seq) for seq in range(23)]
+    assert pages >= 5
+    bad = await rig.a.get(f"/batches/{batch_id}/items", params={"cursor": "bm90IGEgY3Vyc29y"})
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "invalid-cursor"
+
+
+async def test_idempotency_key_replays_the_batch_and_refuses_another_body(rig: Rig) -> None:
+    first = await _submit(rig.a, 3, **{"Idempotency-Key": "batch-key"})
+    again = await rig.a.post(
+        "/batches", json={"items": _items(3)}, headers={"Idempotency-Key": "batch-key"}
+    )
+    assert again.status_code == 202
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first["id"]
+    other = await rig.a.post(
+        "/batches", json={"items": _items(4)}, headers={"Idempotency-Key": "batch-key"}
+    )
+    assert other.status_code == 409
+    assert other.json()["code"] == "idempotency-key-reused"
+    page = (await rig.a.get(f"/batches/{first['id']}/items")).json()
+    assert len(page["items"]) == 3  # the replay wrote no second set of memes
+
+
+async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
+    too_many = await rig.a.post("/batches", json={"items": _items(MAX_BATCH_ITEMS + 1)})
+    assert too_many.status_code == 422
+    assert too_many.json()["code"] == "validation-failed"
+    empty = await rig.a.post("/batches", json={"items": []})
+    assert empty.status_code == 422
+    bad_item = await rig.a.post("/batches", json={"items": [*_items(2), {"template_id": "x"}]})
+    assert bad_item.status_code == 422
+
+
+async def test_another_tenants_batch_is_not_found(rig: Rig) -> None:
+    batch_id = (await _submit(rig.a, 2))["id"]
+    for path in ("", "/items", "/archive"):
+        response = await rig.b.get(f"/batches/{batch_id}{path}", follow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "batch-not-found"
+    missing = await rig.a.get(f"/batches/{'0' * 32}")
+    assert missing.status_code == 404
+
+
+async def test_an_interrupted_fan_out_is_finished_by_the_sweeper(rig: Rig) -> None:
+    """The api died after storing the request and the batch record, before any item."""
+    batch_id = "ab" * 16
+    request = BatchRequest(
+        items=tuple(
+            BatchEntry(template_id="any", spec=RenderSpec(boxes=classic_boxes(f"t{i}", "")))
+            for i in range(5)
+        )
+    )
+    long_ago = utcnow() - timedelta(minutes=5)
+    await OutputStore(rig.aws.s3, rig.settings.bucket).save_batch_request(
+        batch_id, "tenant-a", request
+    )
+    assert await rig.batches.create(
+        Batch(
+            id=batch_id,
+            tenant="tenant-a",
+            state=BatchState.SUBMITTING,
+            total=5,
+            created_at=long_ago,
+            updated_at=long_ago,
+        )
+    )
+    # One item was written (and moved on) before the api died: it is kept as it is.
+    moved = batch_meme_id(batch_id, 2)
+    await rig.memes.create(
+        new_item(moved, "any", request.items[2].spec, tenant="tenant-a", batch=(batch_id, 2))
+    )
+    assert await rig.memes.transition(moved, MemeState.QUEUED)
+    assert await rig.sweeper.sweep_once() == 1
+    batch = await rig.batches.get(batch_id)
+    assert batch is not None
+    assert batch.state is BatchState.RUNNING
+    for seq in range(5):
+        item = await rig.memes.get(batch_meme_id(batch_id, seq))
+        assert item is not None
+        assert item.state is (MemeState.QUEUED if seq == 2 else MemeState.PENDING)
+        assert item.spec == request.items[seq].spec
+        assert item.batch_id == batch_id
+        assert item.batch_seq == seq
+        assert item.tenant == "tenant-a"
