@@ -82,6 +82,14 @@ FIT_CACHE_BYTES = 2 * 1024 * 1024
 """Default of ``MEMEFORGE_FIT_CACHE_BYTES``: each of the fitter's two caches (size lists,
 per-size geometry), per pool process."""
 
+EGRESS_CONNECT_TIMEOUT_S = 3.0
+"""Default of ``MEMEFORGE_EGRESS_CONNECT_TIMEOUT_S``: DNS and TCP/TLS connect to a
+client-chosen URL (template source, webhook)."""
+
+EGRESS_TIMEOUT_S = 10.0
+"""Default of ``MEMEFORGE_EGRESS_TIMEOUT_S``: one whole outbound request, body included, so
+a server that drips bytes cannot hold a worker or an api request longer."""
+
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 

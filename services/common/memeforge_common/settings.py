@@ -7,10 +7,12 @@ credential chain itself, so the same code runs against an emulator or real AWS.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memeforge_common import limits
 from memeforge_common.timing import LIVENESS_SLACK_S
@@ -114,9 +116,25 @@ class Settings(BaseSettings):
     first_api_key: SecretStr | None = None
     first_api_key_tenant: str = "default"
 
+    # Outbound HTTP to client-chosen URLs (memeforge_common.egress): networks allowed
+    # although not public, comma-separated ("127.0.0.1/32,::1/128"). Local development and
+    # tests only; empty in every real deployment.
+    egress_allow: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+    egress_connect_timeout_s: float = Field(default=limits.EGRESS_CONNECT_TIMEOUT_S, gt=0)
+    egress_timeout_s: float = Field(default=limits.EGRESS_TIMEOUT_S, gt=0)
+
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(v.strip()) for v in value.split(",") if v.strip())
+        return value
 
     @property
     def liveness_max_age(self) -> float:
