@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memeforge_common.limits import MAX_BOXES, Caption
+from memeforge_common.limits import MAX_BOXES, CallbackUrl, Caption, EmailAddress
 from memeforge_common.models import (
+    Channel,
+    DeliveryAttempt,
     LayoutReport,
     MemeState,
     MemeStatus,
@@ -36,6 +38,16 @@ class CreateMeme(OutputOptions):
         default=None,
         max_length=MAX_BOXES,
         description="text boxes replacing the template's layout entirely",
+    )
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description=(
+            "POST signed webhooks (meme.done / meme.failed) here; default: the tenant's "
+            "registered endpoint, if any"
+        ),
+    )
+    notify_email: EmailAddress | None = Field(
+        default=None, description="mail the result link and thumbnail here when it ends"
     )
 
     @model_validator(mode="after")
@@ -93,6 +105,10 @@ class MemeView(BaseModel):
         default=None, description="when the meme and its outputs are deleted (retention)"
     )
     links: dict[str, str]
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, item: MemeStatus) -> MemeView:
@@ -127,6 +143,7 @@ class MemeView(BaseModel):
             failure=failure,
             expires_at=item.expires_at,
             links=links,
+            deliveries={channel: list(tries) for channel, tries in item.deliveries.items()},
         )
 
 
@@ -141,6 +158,10 @@ class TemplateView(TemplateFacts):
     )
     classic_layout: bool = Field(description="true when the template carries no layout of its own")
     links: dict[str, str]
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, info: TemplateInfo) -> TemplateView:
