@@ -1,9 +1,9 @@
 """The notifier service: deliver notifications until SIGTERM.
 
-A service of its own, not a loop inside the consumer: it is the only one that talks to
-the internet (its NetworkPolicy opens egress; the others reach AWS only) and the only
-one allowed to send mail (its IAM policy alone grants ses:SendRawEmail), and a slow
-receiver can hold its slots without slowing the pipeline down.
+A service of its own, not a loop inside the consumer: it is the only one that sends
+requests to addresses clients chose (through the SSRF guard) and the only one allowed to
+send mail (its IAM role alone grants ses:SendRawEmail), and a slow receiver holds its
+slots without slowing the pipeline down. It runs from the consumer's image.
 """
 
 from __future__ import annotations
