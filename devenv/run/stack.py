@@ -1,4 +1,4 @@
-"""The whole product on one machine: emulator, bootstrap, and the three services."""
+"""The whole product on one machine: emulator, bootstrap, and the four services."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
     "renderer": "memeforge_renderer",
+    "notifier": "memeforge_notifier",
     "api": "memeforge_api",
 }
 
@@ -97,7 +98,8 @@ def start_stack(
     prepare: Callable[[Stack], None] | None = None,
     hurry: threading.Event | None = None,
 ) -> Stack:
-    """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure.
+    """Emulator → bootstrap → consumer, renderer, notifier, api. Stops what it started on
+    failure.
 
     ``emulator``: use this one (the stack then owns it) instead of starting ``backend``.
     ``prepare``: runs after the bootstrap, before the services start (e.g. gives each

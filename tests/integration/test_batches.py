@@ -18,6 +18,7 @@ from memeforge_api.app import create_app
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.batches import BatchStore
+from memeforge_common.endpoints import EndpointStore
 from memeforge_common.fanout import batch_meme_id
 from memeforge_common.items import MemeStore, new_item
 from memeforge_common.limits import MAX_BATCH_ITEMS
@@ -29,13 +30,14 @@ from memeforge_common.models import (
     Failure,
     MemeResult,
     MemeState,
+    NotificationMessage,
     RenderSpec,
     classic_boxes,
     output_key,
     utcnow,
 )
 from memeforge_common.outputs import OutputStore
-from memeforge_common.publishers import RequestPublisher
+from memeforge_common.publishers import NotificationPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 from memeforge_consumer.batch_sweeper import BatchSweeper
@@ -64,6 +66,7 @@ async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
         table=resources.table,
         request_queue=resources.request_queue,
         render_queue=resources.render_queue,
+        notification_queue=resources.notification_queue,
         pending_timeout_s=1.0,
     )
     app = create_app(settings)
@@ -73,6 +76,9 @@ async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
         key_b = await keys.create("tenant-b", "b", ALL_SCOPES)
         transport = httpx.ASGITransport(app=app)
         requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
+        notifications = NotificationPublisher(
+            aws.sqs, await queue_url(aws.sqs, settings.notification_queue)
+        )
         memes = MemeStore(aws.dynamodb, settings.table)
         batches = BatchStore(aws.dynamodb, settings.table)
         outputs = OutputStore(aws.s3, settings.bucket)
@@ -88,7 +94,7 @@ async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
                 headers={"Authorization": f"Bearer {key_b.token}"},
             ) as b,
         ):
-            sweeper = BatchSweeper(batches, memes, outputs, requests, settings)
+            sweeper = BatchSweeper(batches, memes, outputs, requests, notifications, settings)
             yield Rig(a, b, memes, batches, sweeper, aws, settings)
 
 
@@ -96,8 +102,11 @@ def _items(n: int) -> list[dict[str, object]]:
     return [{"template_id": "any", "top": f"item {i}", "format": "png"} for i in range(n)]
 
 
-async def _submit(client: httpx.AsyncClient, n: int, **headers: str) -> dict[str, object]:
-    response = await client.post("/batches", json={"items": _items(n)}, headers=headers)
+async def _submit(
+    client: httpx.AsyncClient, n: int, *, callback_url: str | None = None, **headers: str
+) -> dict[str, object]:
+    body = {"items": _items(n)} | ({"callback_url": callback_url} if callback_url else {})
+    response = await client.post("/batches", json=body, headers=headers)
     assert response.status_code == 202, response.text
     body: dict[str, object] = response.json()
     assert response.headers["location"] == f"/batches/{body['id']}"
@@ -118,7 +127,8 @@ async def _finish(rig: Rig, batch_id: str, seq: int, tenant: str = "tenant-a") -
 
 
 async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(rig: Rig) -> None:
-    batch = await _submit(rig.a, 4)
+    await EndpointStore(rig.aws.dynamodb, rig.settings.table).upsert("tenant-a", None)
+    batch = await _submit(rig.a, 4, callback_url="https://hooks.example/batches")
     batch_id = str(batch["id"])
     assert batch["state"] == "RUNNING"
     assert batch["counts"] == {"done": 0, "failed": 0, "pending": 4}
@@ -145,6 +155,16 @@ async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(ri
 
     assert await rig.sweeper.sweep_once() == 1
     assert await rig.sweeper.sweep_once() == 0  # built once
+    url = await queue_url(rig.aws.sqs, rig.settings.notification_queue)
+    received = await rig.aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+    [message] = received["Messages"]
+    note = NotificationMessage.model_validate_json(message["Body"])
+    assert (note.event, note.subject_id, note.tenant) == ("batch.done", batch_id, "tenant-a")
+    assert note.event_id == f"msg_{batch_id}_batch_done"
+    assert note.target == "https://hooks.example/batches"
+    assert note.data is not None
+    assert note.data["counts"] == {"done": 3, "failed": 1}
+    assert note.data["links"]["archive"] == f"/batches/{batch_id}/archive"
     view = (await rig.a.get(f"/batches/{batch_id}")).json()
     assert view["state"] == "DONE"
     assert view["links"]["archive"] == f"/batches/{batch_id}/archive"
@@ -210,6 +230,14 @@ async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
     assert empty.status_code == 422
     bad_item = await rig.a.post("/batches", json={"items": [*_items(2), {"template_id": "x"}]})
     assert bad_item.status_code == 422
+    item_hook = {"template_id": "any", "top": "a", "callback_url": "https://hooks.example/"}
+    announced_per_item = await rig.a.post("/batches", json={"items": [item_hook]})
+    assert announced_per_item.status_code == 422
+    no_secret = await rig.b.post(
+        "/batches", json={"items": _items(1), "callback_url": "https://hooks.example/"}
+    )
+    assert no_secret.status_code == 422
+    assert no_secret.json()["code"] == "webhook-not-configured"
 
 
 async def test_another_tenants_batch_is_not_found(rig: Rig) -> None:

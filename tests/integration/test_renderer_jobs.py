@@ -27,6 +27,7 @@ from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
 
 from tests.support.images import gradient
+from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ def templates(aws: AwsClients, resources: Settings) -> TemplateStore:
 
 
 @pytest.fixture
-def renderer(
+async def renderer(
     aws: AwsClients,
     resources: Settings,
     store: MemeStore,
@@ -62,7 +63,8 @@ def renderer(
 ) -> Renderer:
     outputs = OutputStore(aws.s3, resources.bucket)
     cache = TemplateBytesCache(1 << 20)
-    return Renderer(store, templates, outputs, pool, cache, max_source_pixels=10**7)
+    endings = await endings_for(aws, resources, store)
+    return Renderer(store, templates, outputs, pool, cache, endings, max_source_pixels=10**7)
 
 
 async def _queued(store: MemeStore) -> str:

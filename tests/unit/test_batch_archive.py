@@ -68,8 +68,9 @@ class FakeOutputs:
         self.sizes: list[int] = []
         self.completed = False
 
-    async def read(self, key: str) -> bytes:
-        return self.images[key]
+    async def read(self, key: str, max_bytes: int) -> bytes | None:
+        data = self.images[key]
+        return data if len(data) <= max_bytes else None
 
     async def start_upload(self, key: str, content_type: str) -> str:
         return "upload"

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.batches import BatchStore
+from memeforge_common.endpoints import EndpointCache, EndpointStore
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 aws.sqs, await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
+            app.state.endpoints = EndpointCache(
+                EndpointStore(aws.dynamodb, settings.table), settings.key_cache_s
+            )
             app.state.rate_limiter = (
                 RateLimiter(
                     aws.dynamodb,

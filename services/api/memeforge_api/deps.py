@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from memeforge_common.batches import BatchStore
+from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -37,3 +38,4 @@ OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
 WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]
+EndpointsDep = Annotated[EndpointCache, Depends(_from_state("endpoints"))]

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memeforge_common.limits import MAX_BATCH_ITEMS, MAX_BOXES, Caption
+from memeforge_common.limits import (
+    MAX_BATCH_ITEMS,
+    MAX_BOXES,
+    CallbackUrl,
+    Caption,
+    EmailAddress,
+)
 from memeforge_common.models import (
     Batch,
     BatchState,
+    Channel,
+    DeliveryAttempt,
     LayoutReport,
     MemeState,
     MemeStatus,
@@ -38,6 +46,16 @@ class CreateMeme(OutputOptions):
         default=None,
         max_length=MAX_BOXES,
         description="text boxes replacing the template's layout entirely",
+    )
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description=(
+            "POST signed webhooks (meme.done / meme.failed) here; default: the tenant's "
+            "registered endpoint, if any"
+        ),
+    )
+    notify_email: EmailAddress | None = Field(
+        default=None, description="mail the result link and thumbnail here when it ends"
     )
 
     @model_validator(mode="after")
@@ -95,6 +113,10 @@ class MemeView(BaseModel):
         default=None, description="when the meme and its outputs are deleted (retention)"
     )
     links: dict[str, str]
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, item: MemeStatus) -> MemeView:
@@ -129,6 +151,7 @@ class MemeView(BaseModel):
             failure=failure,
             expires_at=item.expires_at,
             links=links,
+            deliveries={channel: list(tries) for channel, tries in item.deliveries.items()},
         )
 
 
@@ -143,6 +166,10 @@ class TemplateView(TemplateFacts):
     )
     classic_layout: bool = Field(description="true when the template carries no layout of its own")
     links: dict[str, str]
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, info: TemplateInfo) -> TemplateView:
@@ -160,9 +187,24 @@ class TemplatePage(BaseModel):
 
 
 class CreateBatch(BaseModel):
-    """Up to MAX_BATCH_ITEMS memes, each exactly the body of ``POST /memes``."""
+    """Up to MAX_BATCH_ITEMS memes, each the body of ``POST /memes``; the batch, not each
+    item, is announced (one ``batch.done`` webhook)."""
 
     items: list[CreateMeme] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="where batch.done is POSTed (signed); default: the tenant's endpoint",
+    )
+
+    @model_validator(mode="after")
+    def _announced_once(self) -> CreateBatch:
+        for seq, item in enumerate(self.items):
+            if item.callback_url is not None or item.notify_email is not None:
+                raise ValueError(
+                    f"items[{seq}]: a batch's items are not announced one by one; "
+                    "give callback_url on the batch"
+                )
+        return self
 
 
 class BatchCounts(BaseModel):

@@ -24,6 +24,7 @@ from memeforge_common.models import (
     BatchArchive,
     BatchState,
     MemeState,
+    Notify,
     utcnow,
 )
 from memeforge_common.tenancy import tenant_kind
@@ -87,11 +88,16 @@ def to_dynamo(batch: Batch) -> dict[str, Any]:
         record["traceparent"] = {"S": batch.traceparent}
     if batch.archive is not None:
         record["archive"] = {"S": batch.archive.model_dump_json()}
+    if batch.notify is not None:
+        record["notify"] = {"S": batch.notify.model_dump_json(exclude_none=True)}
+        # The map the notifier appends batch.done delivery attempts to (record_delivery).
+        record["deliveries"] = {"M": {}}
     return record
 
 
 def from_dynamo(record: dict[str, Any]) -> Batch:
     archive = record.get("archive")
+    notify = record.get("notify")
     return Batch(
         id=record["id"]["S"].removeprefix(RECORD_PREFIX),
         tenant=record["tenant"]["S"],
@@ -108,6 +114,7 @@ def from_dynamo(record: dict[str, Any]) -> Batch:
         ),
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
         archive=BatchArchive.model_validate_json(archive["S"]) if archive else None,
+        notify=Notify.model_validate_json(notify["S"]) if notify else None,
     )
 
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
-from memeforge_common.aws import AwsClients
+from memeforge_common.aws import AwsClients, emulated
 from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
-from memeforge_common.items import STATUS_ATTRIBUTES
+from memeforge_common.items import NOTIFY_INDEX, STATUS_ATTRIBUTES
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
@@ -28,6 +28,7 @@ from memeforge_common.tenancy import PUBLIC_TENANT, TENANT_INDEX
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_ses import SESClient
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger("memeforge.bootstrap")
@@ -110,11 +111,26 @@ _BATCH_INDEX_DEFINITION: Any = {
         "NonKeyAttributes": [name for name in STATUS_ATTRIBUTES if name != "id"],
     },
 }
-_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION, _BATCH_INDEX_DEFINITION)
+# Ended memes whose notifications are not confirmed enqueued yet (the sweeper's).
+_NOTIFY_INDEX_DEFINITION: Any = {
+    "IndexName": NOTIFY_INDEX,
+    "KeySchema": [
+        {"AttributeName": "notify_due", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+_INDEXES = (
+    _LIVE_INDEX_DEFINITION,
+    _TENANT_INDEX_DEFINITION,
+    _NOTIFY_INDEX_DEFINITION,
+    _BATCH_INDEX_DEFINITION,
+)
+_STRING_KEYS = ("id", "live_state", "updated_at", "tenant_kind", "created_at", "notify_due")
 _ATTRIBUTES: list[Any] = [
-    {"AttributeName": name, "AttributeType": "S"}
-    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at", "batch_id")
-] + [{"AttributeName": "batch_seq", "AttributeType": "N"}]
+    *({"AttributeName": name, "AttributeType": "S"} for name in (*_STRING_KEYS, "batch_id")),
+    {"AttributeName": "batch_seq", "AttributeType": "N"},
+]
 
 
 async def ensure_table(ddb: DynamoDBClient, settings: Settings) -> None:
@@ -164,14 +180,17 @@ async def ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) ->
     return url
 
 
-async def ensure_queue_with_dlq(sqs: SQSClient, name: str, settings: Settings) -> None:
+async def ensure_queue_with_dlq(
+    sqs: SQSClient, name: str, settings: Settings, *, max_receive_count: int | None = None
+) -> None:
     dlq_url = await ensure_queue(
         sqs, f"{name}-dlq", {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
     )
     dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
         "Attributes"
     ]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
+    receives = max_receive_count or settings.max_receive_count
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(receives)}
     await ensure_queue(
         sqs,
         name,
@@ -181,6 +200,15 @@ async def ensure_queue_with_dlq(sqs: SQSClient, name: str, settings: Settings) -
         },
     )
     log.info("queue %s ready (dlq %s-dlq)", name, name)
+
+
+async def verify_sender(ses: SESClient, settings: Settings) -> None:
+    """On an emulator, verify the mail sender so SES accepts it. On AWS the operator
+    verifies the sending domain (DKIM) once; the bootstrap sends nobody a mail."""
+    if not emulated("SES"):
+        return
+    await ses.verify_email_identity(EmailAddress=settings.email_sender)
+    log.info("verified mail sender %s", settings.email_sender)
 
 
 async def seed_templates(s3: S3Client, settings: Settings) -> int:
@@ -225,12 +253,19 @@ async def import_first_key(ddb: DynamoDBClient, settings: Settings) -> None:
 
 
 async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
-    async with AwsClients.open(settings) as aws:
+    async with AwsClients.open(settings, ses=True) as aws:
         await asyncio.gather(
             ensure_bucket(aws.s3, settings),
             ensure_table(aws.dynamodb, settings),
             ensure_queue_with_dlq(aws.sqs, settings.request_queue, settings),
             ensure_queue_with_dlq(aws.sqs, settings.render_queue, settings),
+            ensure_queue_with_dlq(
+                aws.sqs,
+                settings.notification_queue,
+                settings,
+                max_receive_count=settings.notify_max_attempts,
+            ),
+            verify_sender(aws.ses, settings),
         )
         await ensure_retention(aws.s3, settings)
         await import_first_key(aws.dynamodb, settings)

@@ -21,14 +21,19 @@ from pydantic import ValidationError
 from memeforge_common.backoff import Backoff
 from memeforge_common.batches import BatchStore, count_end
 from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
+from memeforge_common.limits import MAX_DELIVERY_RECORDS
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
+    Channel,
+    DeliveryAttempt,
+    EventType,
     Failure,
     MemeItem,
     MemeResult,
     MemeState,
     MemeStatus,
+    Notify,
     RenderSpec,
     first_error,
     utcnow,
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Another sparse index: ``notify_due`` (the event) exists from the write that ends a meme
+# that asked to be notified until its notifications are on the queue, so the sweeper
+# finds an ending whose enqueue was lost (a worker died between the two).
+NOTIFY_INDEX = "notify-due"
 MEME_KIND = "meme"
 
 # Which states may move to which: the whole state machine in one table.
@@ -106,6 +115,10 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
     if item.batch_id is not None and item.batch_seq is not None:
         record["batch_id"] = _s(item.batch_id)
         record["batch_seq"] = _n(item.batch_seq)
+    if item.notify is not None:
+        record["notify"] = _s(item.notify.model_dump_json(exclude_none=True))
+        # The map delivery attempts are appended to (record_delivery).
+        record["deliveries"] = {"M": {}}
     return record
 
 
@@ -131,6 +144,11 @@ def _status_fields(record: dict[str, Any]) -> dict[str, Any]:
             if "expires_at" in record
             else None
         ),
+        "notify": Notify.model_validate_json(record["notify"]["S"]) if "notify" in record else None,
+        "deliveries": {
+            channel: tuple(DeliveryAttempt.model_validate_json(a["S"]) for a in value["L"])
+            for channel, value in record.get("deliveries", {"M": {}})["M"].items()
+        },
     }
 
 
@@ -173,6 +191,8 @@ STATUS_ATTRIBUTES = (
     "attempts",
     "tenant",
     "expires_at",
+    "notify",
+    "deliveries",
 )
 # BatchGetItem's limit on keys per call.
 BATCH_GET_KEYS = 100
@@ -192,6 +212,7 @@ def new_item(
     *,
     tenant: str = "",
     retention: timedelta | None = None,
+    notify: Notify | None = None,
     batch: tuple[str, int] | None = None,
 ) -> MemeItem:
     """A PENDING meme; ``batch`` is (batch id, item number) for a batch's meme."""
@@ -207,6 +228,7 @@ def new_item(
         tenant=tenant,
         expires_at=now.replace(microsecond=0) + retention if retention else None,
         traceparent=traceparent,
+        notify=notify if notify is not None and notify.channels else None,
         batch_id=batch[0] if batch else None,
         batch_seq=batch[1] if batch else None,
     )
@@ -383,14 +405,17 @@ class MemeStore:
         failure: Failure | None = None,
         count_attempt: bool = False,
         attempts: int | None = None,
+        notify_due: EventType | None = None,
+        at: datetime | None = None,
         batch_id: str | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race.
-
-        The end of a batch's meme (``batch_id``) also counts on the batch, in the same
-        transaction: the count happens exactly when the conditional transition does."""
+        ``notify_due``: mark, in the same write, that this ending's notifications are to be
+        enqueued (``notified`` clears it once they are). The end of a batch's meme
+        (``batch_id``) also counts on the batch, in the same transaction: the count happens
+        exactly when the conditional transition does."""
         sources = sorted(s.value for s in sources_of(target))
-        now = _ts(utcnow())
+        now = _ts(at or utcnow())
         names = {"#state": "state", "#target": target.value}
         values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
         sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
@@ -410,6 +435,9 @@ class MemeStore:
         if attempts is not None:
             sets.append("attempts = :attempts")
             values[":attempts"] = _n(attempts)
+        if notify_due is not None:
+            sets.append("notify_due = :due")
+            values[":due"] = _s(notify_due)
         update = "SET " + ", ".join(sets)
         if target.terminal:
             update += " REMOVE live_state"
@@ -477,6 +505,54 @@ class MemeStore:
             Limit=limit,
         )
         return [record["id"]["S"] for record in response.get("Items", [])]
+
+    async def notify_due(
+        self, event: EventType, older_than: datetime, limit: int = 100
+    ) -> list[str]:
+        """Ids of memes that ended with ``event`` before ``older_than`` and whose
+        notifications were never confirmed enqueued."""
+        response = await self._ddb.query(
+            TableName=self._table,
+            IndexName=NOTIFY_INDEX,
+            KeyConditionExpression="notify_due = :event AND updated_at < :cutoff",
+            ExpressionAttributeValues={":event": _s(event), ":cutoff": _s(_ts(older_than))},
+            Limit=limit,
+        )
+        return [record["id"]["S"] for record in response.get("Items", [])]
+
+    async def notified(self, meme_id: str) -> None:
+        """The ending's notifications are on the queue: take the item off the index."""
+        await self._ddb.update_item(
+            TableName=self._table, Key={"id": _s(meme_id)}, UpdateExpression="REMOVE notify_due"
+        )
+
+    async def record_delivery(
+        self, subject_id: str, channel: Channel, attempt: DeliveryAttempt
+    ) -> bool:
+        """Append a delivery attempt to the item (at most MAX_DELIVERY_RECORDS per
+        channel). False when the item is gone or its record is full."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(subject_id)},
+                UpdateExpression=(
+                    "SET deliveries.#ch = list_append(if_not_exists(deliveries.#ch, :none), :new)"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(deliveries) AND "
+                    "(attribute_not_exists(deliveries.#ch) OR size(deliveries.#ch) < :max)"
+                ),
+                ExpressionAttributeNames={"#ch": channel},
+                ExpressionAttributeValues={
+                    ":none": {"L": []},
+                    ":new": {"L": [_s(attempt.model_dump_json())]},
+                    ":max": _n(MAX_DELIVERY_RECORDS),
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            log.info("delivery attempt not recorded", extra={"meme_id": subject_id})
+            return False
+        return True
 
     async def mark_swept(self, item: MemeItem) -> bool:
         """Count one sweep of a stuck item, only if nobody touched it since we read it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from memeforge_common.limits import MAX_BATCH_REQUEST_BYTES
 from memeforge_common.models import (
     OUTPUT_FORMATS,
     BatchRequest,
@@ -51,6 +52,15 @@ class OutputStore:
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=ttl_s
         )
 
+    async def read(self, key: str, max_bytes: int) -> bytes | None:
+        """An output's bytes (the notifier's inline thumbnail), or None when it is larger
+        than ``max_bytes``."""
+        response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        async with response["Body"] as body:
+            if response.get("ContentLength", 0) > max_bytes:
+                return None
+            return await body.read()
+
     async def delete_all(self, item: MemeItem) -> None:
         """Delete every object a meme can have: whatever its result names, and each key
         a render still in flight might write."""
@@ -66,11 +76,6 @@ class OutputStore:
             Delete={"Objects": [{"Key": key} for key in sorted(keys)], "Quiet": True},
         )
 
-    async def read(self, key: str) -> bytes:
-        response = await self._s3.get_object(Bucket=self._bucket, Key=key)
-        async with response["Body"] as body:
-            return await body.read()
-
     async def save_batch_request(self, batch_id: str, tenant: str, request: BatchRequest) -> None:
         key = batch_object_key(batch_id, tenant, REQUEST_SUFFIX)
         await self._s3.put_object(
@@ -81,7 +86,10 @@ class OutputStore:
         )
 
     async def batch_request(self, batch_id: str, tenant: str) -> BatchRequest:
-        data = await self.read(batch_object_key(batch_id, tenant, REQUEST_SUFFIX))
+        key = batch_object_key(batch_id, tenant, REQUEST_SUFFIX)
+        data = await self.read(key, MAX_BATCH_REQUEST_BYTES)
+        if data is None:
+            raise ValueError(f"batch request {batch_id} is over {MAX_BATCH_REQUEST_BYTES} bytes")
         return BatchRequest.model_validate_json(data)
 
     async def start_upload(self, key: str, content_type: str) -> str:

@@ -7,10 +7,12 @@ credential chain itself, so the same code runs against an emulator or real AWS.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memeforge_common import limits
 from memeforge_common.timing import LIVENESS_SLACK_S
@@ -29,6 +31,7 @@ class Settings(BaseSettings):
     table: str = "memeforge-memes"
     request_queue: str = "memeforge-requests"
     render_queue: str = "memeforge-renders"
+    notification_queue: str = "memeforge-notifications"
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     visibility_timeout_s: int = Field(default=60, ge=1, le=43200)
 
@@ -118,9 +121,39 @@ class Settings(BaseSettings):
     first_api_key: SecretStr | None = None
     first_api_key_tenant: str = "default"
 
+    # Outbound HTTP to client-chosen URLs (memeforge_common.egress): networks allowed
+    # although not public, comma-separated ("127.0.0.1/32,::1/128"). Local development and
+    # tests only; empty in every real deployment.
+    egress_allow: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+    egress_connect_timeout_s: float = Field(default=limits.EGRESS_CONNECT_TIMEOUT_S, gt=0)
+    egress_timeout_s: float = Field(default=limits.EGRESS_TIMEOUT_S, gt=0)
+
+    # Notifications (webhooks, email). A notification is retried after
+    # notify_retry_base_s·2^(n-1) s (capped at notify_retry_max_s: hours, by message
+    # visibility, never by sleeping) and dead-lettered after notify_max_attempts receives.
+    notify_max_attempts: int = Field(default=12, ge=1, le=1000)
+    notify_retry_base_s: float = Field(default=30.0, ge=0)
+    notify_retry_max_s: float = Field(default=4 * 3600.0, ge=0, le=43200)
+    # The sweeper re-enqueues the notifications of a meme that ended this long ago when
+    # their enqueue was never confirmed (the ending worker died in between).
+    notify_enqueue_timeout_s: float = Field(default=60.0, gt=0)
+    # Where SES mail comes from (the bootstrap verifies it on an emulator), and how long
+    # the result link in it works.
+    email_sender: str = "memeforge@example.com"
+    email_link_ttl_s: int = Field(default=24 * 3600, ge=60, le=604800)
+
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(v.strip()) for v in value.split(",") if v.strip())
+        return value
 
     @property
     def liveness_max_age(self) -> float:
@@ -137,6 +170,10 @@ class Settings(BaseSettings):
     @property
     def render_dlq(self) -> str:
         return f"{self.render_queue}-dlq"
+
+    @property
+    def notification_dlq(self) -> str:
+        return f"{self.notification_queue}-dlq"
 
 
 @lru_cache(maxsize=1)

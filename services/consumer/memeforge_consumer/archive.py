@@ -1,7 +1,8 @@
 """A batch's ZIP: every DONE item's image, streamed into an S3 multipart upload.
 
-Memory stays bounded whatever the batch's size: at most ``READ_AHEAD`` images and one
-part (``PART_BYTES``, S3's 5 MiB minimum rounded up) are held at once. The ZIP is written
+Memory stays bounded whatever the batch's size: at most ``READ_AHEAD`` images (each at
+most ``MAX_ARCHIVE_MEMBER_BYTES``) and one part (``PART_BYTES``, S3's 5 MiB minimum
+rounded up) are held at once. The ZIP is written
 by the standard library's ``zipfile`` into a writer that cannot seek, so every member
 gets a data descriptor and nothing is rewritten; images are already compressed, so
 members are STORED (no deflate CPU spent for nothing). The key is derived from the batch
@@ -17,11 +18,12 @@ from typing import Any
 
 from memeforge_common.fanout import batch_meme_id
 from memeforge_common.items import MemeStore
+from memeforge_common.limits import MAX_ARCHIVE_MEMBER_BYTES
 from memeforge_common.models import Batch, BatchArchive, MemeState, MemeStatus, batch_object_key
 from memeforge_common.outputs import ARCHIVE_SUFFIX, OutputStore
 
 PART_BYTES = 8 * 1024 * 1024
-READ_AHEAD = 8
+READ_AHEAD = 4
 _STATUS_CHUNK = 100
 
 
@@ -81,7 +83,7 @@ class ArchiveWriter:
     async def _stream(self, batch: Batch, key: str, upload_id: str) -> BatchArchive:
         buffer = PartBuffer()
         etags: list[str] = []
-        manifest: list[dict[str, Any]] = []
+        manifest: dict[int, dict[str, Any]] = {}
         files = 0
 
         async def ship(*, last: bool = False) -> None:
@@ -93,18 +95,28 @@ class ArchiveWriter:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zipped:
             for done in await self._statuses(batch):
                 for seq, status in done:
-                    manifest.append(_manifest_entry(seq, status))
+                    manifest[seq] = _manifest_entry(seq, status)
                 ready = [(seq, s) for seq, s in done if s.state is MemeState.DONE and s.result]
                 for start in range(0, len(ready), READ_AHEAD):
                     chunk = ready[start : start + READ_AHEAD]
                     images = await asyncio.gather(
-                        *(self._outputs.read(s.result.key) for _, s in chunk if s.result)
+                        *(
+                            self._outputs.read(s.result.key, MAX_ARCHIVE_MEMBER_BYTES)
+                            for _, s in chunk
+                            if s.result
+                        )
                     )
                     for (seq, status), data in zip(chunk, images, strict=True):
+                        if data is None:
+                            manifest[seq]["file"] = None
+                            manifest[seq]["skipped"] = "too_large"
+                            continue
                         zipped.writestr(member_name(seq, status), data)
                         files += 1
                         await ship()
-            zipped.writestr("manifest.json", json.dumps({"batch": batch.id, "items": manifest}))
+            zipped.writestr(
+                "manifest.json", json.dumps({"batch": batch.id, "items": list(manifest.values())})
+            )
         await ship(last=True)
         await self._outputs.complete_upload(key, upload_id, etags)
         return BatchArchive(key=key, bytes=buffer.tell(), files=files)

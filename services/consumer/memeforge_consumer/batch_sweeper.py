@@ -1,7 +1,8 @@
 """Move batches on that nobody else will: archive the finished ones, finish the rest.
 
 Each pass queries the live-items index for batches (never a Scan):
-- ARCHIVING (every item ended): claim it, build its ZIP, mark it DONE, announce it;
+- ARCHIVING (every item ended): claim it, build its ZIP, publish its ``batch.done``
+  notification (when it asked for one), mark it DONE;
 - BUILDING past ``rendering_timeout_s``: the consumer building that ZIP died; claim again;
 - SUBMITTING past ``pending_timeout_s``: the api died part way through the fan-out; run
   the fan-out again from the stored request (it writes only what is missing);
@@ -15,33 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from memeforge_common.batches import BUILDING, BatchStore, live_state
+from memeforge_common.endings import batch_done_notification
 from memeforge_common.fanout import fan_out
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import Batch, BatchState, utcnow
 from memeforge_common.outputs import OutputStore
-from memeforge_common.publishers import RequestPublisher
+from memeforge_common.publishers import NotificationPublisher, RequestPublisher
 from memeforge_common.settings import Settings
+from memeforge_common.tracing import child_of
 
 from memeforge_consumer.archive import ArchiveWriter
 
 log = logging.getLogger("memeforge.consumer.batches")
-
-Announce = Callable[[Batch], Awaitable[None]]
-
-
-async def log_batch_done(batch: Batch) -> None:
-    """The ``batch.done`` event, until the notifications queue exists: a structured log
-    line. A notifications publisher takes this function's place (consumer __main__)."""
-    log.info(
-        "batch.done",
-        extra={"batch_id": batch.id, "done": batch.done, "failed": batch.failed},
-    )
 
 
 @dataclass
@@ -50,8 +41,8 @@ class BatchSweeper:
     memes: MemeStore
     outputs: OutputStore
     requests: RequestPublisher
+    notifications: NotificationPublisher
     settings: Settings
-    announce: Announce = log_batch_done
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -87,12 +78,16 @@ class BatchSweeper:
         if batch.state is not BatchState.ARCHIVING or not await self.batches.claim_archive(batch):
             return 0  # moved on, or another replica took it
         archive = await ArchiveWriter(self.memes, self.outputs).build(batch)
+        # Announced before DONE is written: a consumer dying in between leaves the claim to
+        # go stale, and the next one sends batch.done again with the same event id.
+        note = batch_done_notification(batch.model_copy(update={"archive": archive}), utcnow())
+        if note is not None:
+            await self.notifications.publish(note, child_of(batch.traceparent))
         if not await self.batches.advance(
             batch.id, (BatchState.ARCHIVING,), BatchState.DONE, archive=archive
         ):
             return 0
         log.info("batch archived", extra={"files": archive.files, "bytes": archive.bytes})
-        await self.announce(batch.model_copy(update={"state": BatchState.DONE, "archive": archive}))
         return 1
 
     async def _resume(self, batch: Batch) -> int:

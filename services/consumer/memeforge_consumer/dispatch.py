@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import (
@@ -56,11 +57,16 @@ Outcome = Ack | Poison | Enqueue
 
 class Dispatcher:
     def __init__(
-        self, store: MemeStore, templates: TemplateStore, renders: RenderPublisher
+        self,
+        store: MemeStore,
+        templates: TemplateStore,
+        renders: RenderPublisher,
+        endings: Endings,
     ) -> None:
         self._store = store
         self._templates = templates
         self._renders = renders
+        self._endings = endings
 
     async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
         decisions = await asyncio.gather(
@@ -112,8 +118,14 @@ class Dispatcher:
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
         if failure is not None:
-            await self._store.transition(
-                item.id, MemeState.FAILED, failure=failure, batch_id=item.batch_id
+            await self._endings.end(
+                item.id,
+                MemeState.FAILED,
+                tenant=item.tenant,
+                notify=item.notify,
+                batch_id=item.batch_id,
+                traceparent=traceparent,
+                failure=failure,
             )
             log.info("meme failed validation: %s", failure.reason)
             return Ack()
@@ -157,5 +169,6 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         template_etag=template.etag,
         spec=item.spec,
         tenant=item.tenant,
+        notify=item.notify,
         batch_id=item.batch_id,
     )

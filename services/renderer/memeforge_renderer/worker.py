@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.metrics import RENDER_STAGE_SECONDS
@@ -17,7 +18,7 @@ from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
 from memeforge_common.outputs import OutputStore
 from memeforge_common.queues import QueueMessage
 from memeforge_common.templates import TemplateChanged, TemplateMissing, TemplateStore
-from memeforge_common.tracing import from_attributes, trace_id
+from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
 
@@ -35,6 +36,7 @@ class Renderer:
     outputs: OutputStore
     pool: RenderPool
     cache: TemplateBytesCache
+    endings: Endings
     max_source_pixels: int = field(kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
@@ -42,11 +44,13 @@ class Renderer:
             job = RenderJob.model_validate_json(message.body)
         except ValidationError as err:
             raise PoisonMessage(f"invalid render job: {err.errors()[0].get('msg')}") from err
-        trace = trace_id(from_attributes(message.attributes))
-        with bound(meme_id=job.meme_id, message_id=message.message_id, trace_id=trace):
-            await self._render(job)
+        traceparent = child_of(from_attributes(message.attributes))
+        with bound(
+            meme_id=job.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
+        ):
+            await self._render(job, traceparent)
 
-    async def _render(self, job: RenderJob) -> None:
+    async def _render(self, job: RenderJob, traceparent: str) -> None:
         if not await self.store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
             item = await self.store.get(job.meme_id)
             if item is None:
@@ -62,13 +66,13 @@ class Renderer:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
             detail = f"template {template_id!r} no longer exists"
-            await self._fail(job, Failure(reason="template_not_found", detail=detail))
+            await self._fail(job, traceparent, Failure(reason="template_not_found", detail=detail))
             return
         except TemplateChanged:
             # Not rendered with other bytes than the meme was made for (its captions may
             # have been fitted to the old layout); the bucket keeps no old versions.
             detail = f"template {template_id!r} changed after the meme was requested"
-            await self._fail(job, Failure(reason="template_changed", detail=detail))
+            await self._fail(job, traceparent, Failure(reason="template_changed", detail=detail))
             return
         try:
             async with self.pool.process() as executor:
@@ -81,7 +85,7 @@ class Renderer:
                     max_source_pixels=self.max_source_pixels,
                 )
         except engine.RenderError as err:
-            await self._fail(job, Failure(reason=err.reason, detail=str(err)))
+            await self._fail(job, traceparent, Failure(reason=err.reason, detail=str(err)))
             return
         key = await self.outputs.save(
             job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
@@ -107,9 +111,16 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self.store.transition(
-            job.meme_id, MemeState.DONE, result=result, batch_id=job.batch_id
-        ):
+        done = await self.endings.end(
+            job.meme_id,
+            MemeState.DONE,
+            tenant=job.tenant,
+            notify=job.notify,
+            batch_id=job.batch_id,
+            traceparent=traceparent,
+            result=result,
+        )
+        if done:
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
@@ -122,8 +133,14 @@ class Renderer:
         self.cache.put(key, etag, data)
         return data
 
-    async def _fail(self, job: RenderJob, failure: Failure) -> None:
+    async def _fail(self, job: RenderJob, traceparent: str, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self.store.transition(
-            job.meme_id, MemeState.FAILED, failure=failure, batch_id=job.batch_id
+        await self.endings.end(
+            job.meme_id,
+            MemeState.FAILED,
+            tenant=job.tenant,
+            notify=job.notify,
+            batch_id=job.batch_id,
+            traceparent=traceparent,
+            failure=failure,
         )

@@ -34,6 +34,7 @@ from memeforge_common.tracing import child_of, trace_id
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
     BatchesDep,
+    EndpointsDep,
     IdempotencyDep,
     OutputsDep,
     RequestsDep,
@@ -44,7 +45,7 @@ from memeforge_api.deps import (
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import Problem
-from memeforge_api.routes.memes import spec_on
+from memeforge_api.routes.memes import notify_for, spec_on
 from memeforge_api.schemas import BatchView, CreateBatch, MemePage, MemeView
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -73,6 +74,7 @@ async def create_batch(
     requests: RequestsDep,
     idempotency: IdempotencyDep,
     settings: SettingsDep,
+    endpoints: EndpointsDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same batch"),
@@ -106,6 +108,7 @@ async def create_batch(
                 # batch sweeper's to finish.
                 response.headers["Location"] = f"/batches/{batch_id}"
                 return BatchView.of(existing)
+    notify = await notify_for(endpoints, caller.tenant, body.callback_url, None)
     request = BatchRequest(items=await _entries(body, templates, caller.tenant))
     trace = child_of(traceparent)
     now = utcnow()
@@ -119,6 +122,7 @@ async def create_batch(
         updated_at=now,
         expires_at=now.replace(microsecond=0) + retention,
         traceparent=trace,
+        notify=notify,
     )
     await outputs.save_batch_request(batch_id, caller.tenant, request)
     if await batches.create(batch):

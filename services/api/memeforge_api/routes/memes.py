@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
@@ -14,6 +15,7 @@ from memeforge_common.models import (
     MemeItem,
     MemeState,
     MemeStatus,
+    Notify,
     RenderSpec,
     RequestMessage,
 )
@@ -25,6 +27,7 @@ from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
+    EndpointsDep,
     IdempotencyDep,
     OutputsDep,
     RequestsDep,
@@ -90,6 +93,7 @@ async def create_meme(
     idempotency: IdempotencyDep,
     settings: SettingsDep,
     watcher: WatcherDep,
+    endpoints: EndpointsDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -101,6 +105,7 @@ async def create_meme(
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
+    notify = await notify_for(endpoints, caller.tenant, body.callback_url, body.notify_email)
     meme_id = uuid.uuid4().hex
     replay = False
     if idempotency_key is not None:
@@ -123,6 +128,7 @@ async def create_meme(
         trace,
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
+        notify=notify,
     )
     try:
         await store.create(item)
@@ -148,6 +154,26 @@ async def create_meme(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
     return MemeView.of(item)
+
+
+async def notify_for(
+    endpoints: EndpointCache, tenant: str, callback_url: str | None, email: str | None
+) -> Notify | None:
+    """Where a meme's (or batch's) ending is announced: its own callback_url, else the
+    tenant's default endpoint; webhooks need the tenant's signing secret, so a
+    callback_url without one is refused now rather than never delivered."""
+    endpoint = await endpoints.get(tenant)
+    url = callback_url or (endpoint.url if endpoint else None)
+    if callback_url and endpoint is None:
+        raise Problem(
+            422,
+            "webhook-not-configured",
+            "No webhook signing secret for this tenant",
+            "an admin registers one: python -m memeforge_common.endpoints set --tenant …",
+        )
+    if url is None and email is None:
+        return None
+    return Notify(callback_url=url, email=email)
 
 
 async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> RenderSpec:
