@@ -127,6 +127,8 @@ async def _finish(rig: Rig, batch_id: str, seq: int, tenant: str = "tenant-a") -
 
 
 async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(rig: Rig) -> None:
+    """README "Counts by state (one read of the batch's counters, whatever its size)" and
+    docs/architecture.md "A retried end loses the meme's condition"."""
     await EndpointStore(rig.aws.dynamodb, rig.settings.table).upsert("tenant-a", None)
     batch = await _submit(rig.a, 4, callback_url="https://hooks.example/batches")
     batch_id = str(batch["id"])
@@ -183,6 +185,7 @@ async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(ri
 
 
 async def test_items_are_paginated_in_order_exactly_once(rig: Rig) -> None:
+    """README "Its memes in the order given (cursor pagination)"."""
     batch_id = str((await _submit(rig.a, 23))["id"])
     seen: list[str] = []
     cursor: str | None = None
@@ -206,6 +209,7 @@ async def test_items_are_paginated_in_order_exactly_once(rig: Rig) -> None:
 
 
 async def test_idempotency_key_replays_the_batch_and_refuses_another_body(rig: Rig) -> None:
+    """README "Idempotency-Key works as for /memes"."""
     first = await _submit(rig.a, 3, **{"Idempotency-Key": "batch-key"})
     again = await rig.a.post(
         "/batches", json={"items": _items(3)}, headers={"Idempotency-Key": "batch-key"}
@@ -223,6 +227,7 @@ async def test_idempotency_key_replays_the_batch_and_refuses_another_body(rig: R
 
 
 async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
+    """README "up to 500 memes in one request" and "the batch, not each item, is announced"."""
     too_many = await rig.a.post("/batches", json={"items": _items(MAX_BATCH_ITEMS + 1)})
     assert too_many.status_code == 422
     assert too_many.json()["code"] == "validation-failed"
@@ -241,6 +246,7 @@ async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
 
 
 async def test_another_tenants_batch_is_not_found(rig: Rig) -> None:
+    """docs/architecture.md "another tenant's batch is `404 batch-not-found` on all of them"."""
     batch_id = (await _submit(rig.a, 2))["id"]
     for path in ("", "/items", "/archive"):
         response = await rig.b.get(f"/batches/{batch_id}{path}", follow_redirects=False)
@@ -251,7 +257,8 @@ async def test_another_tenants_batch_is_not_found(rig: Rig) -> None:
 
 
 async def test_an_interrupted_fan_out_is_finished_by_the_sweeper(rig: Rig) -> None:
-    """The api died after storing the request and the batch record, before any item."""
+    """docs/architecture.md "the batch stays `SUBMITTING`; the consumer's batch sweeper finds
+    it": the api died after storing the request and the batch record."""
     batch_id = "ab" * 16
     request = BatchRequest(
         items=tuple(

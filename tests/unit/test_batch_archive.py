@@ -115,7 +115,8 @@ async def test_the_zip_holds_every_done_output_in_parts_of_at_least_the_part_siz
 
 
 async def test_memory_stays_bounded_for_500_items() -> None:
-    """500 outputs of 200 KB (a 100 MB ZIP) are built holding a few parts' worth."""
+    """docs/architecture.md "Memory: one part and four outputs": 500 outputs of 200 KB (a
+    100 MB ZIP) are built holding a few parts' worth."""
     batch = _batch(500)
     shared = os.urandom(200_000)
     images = {f"k/{seq}.png": shared for seq in range(500)}

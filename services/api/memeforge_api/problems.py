@@ -29,6 +29,15 @@ _STATUS_CODES = {
 }
 
 
+def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route answers (status → which codes): each an
+    ``application/problem+json`` body."""
+    return {
+        status: {"description": why, "content": {PROBLEM_JSON: {}}}
+        for status, why in described.items()
+    }
+
+
 class Problem(Exception):
     """Raise anywhere in a route to answer with a typed problem+json body."""
 

@@ -44,7 +44,7 @@ from memeforge_api.deps import (
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem
+from memeforge_api.problems import Problem, problem_responses
 from memeforge_api.routes.memes import notify_for, spec_on
 from memeforge_api.schemas import BatchView, CreateBatch, MemePage, MemeView
 
@@ -52,6 +52,8 @@ router = APIRouter(prefix="/batches", tags=["batches"])
 log = logging.getLogger("memeforge.api")
 
 BatchIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
+_CALLER = {401: "unauthorized", 403: "insufficient-scope", 429: "rate-limited"}
+_NOT_FOUND = {404: "batch-not-found (also another tenant's batch)"}
 
 
 async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch:
@@ -62,7 +64,22 @@ async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch
     return batch
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchView)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchView,
+    responses=problem_responses(
+        _CALLER
+        | {
+            404: "template-not-found (an item's template, for captions)",
+            409: "idempotency-key-reused",
+            413: "payload-too-large",
+            422: "validation-failed (over 500 items, a bad item), too-many-captions, "
+            "webhook-not-configured",
+            503: "aws-unavailable",
+        }
+    ),
+)
 async def create_batch(
     body: CreateBatch,
     caller: MemesWrite,
@@ -157,13 +174,19 @@ async def _entries(body: CreateBatch, templates: TemplateStore, tenant: str) -> 
     ]
 
 
-@router.get("/{batch_id}", response_model=BatchView)
+@router.get(
+    "/{batch_id}", response_model=BatchView, responses=problem_responses(_CALLER | _NOT_FOUND)
+)
 async def get_batch(batch_id: BatchIdPath, caller: MemesRead, batches: BatchesDep) -> BatchView:
     """Counts by state, from the batch's counters (one read, whatever its size)."""
     return BatchView.of(await _owned(batches, batch_id, caller))
 
 
-@router.get("/{batch_id}/items", response_model=MemePage)
+@router.get(
+    "/{batch_id}/items",
+    response_model=MemePage,
+    responses=problem_responses(_CALLER | _NOT_FOUND | {400: "invalid-cursor"}),
+)
 async def list_batch_items(
     batch_id: BatchIdPath,
     caller: MemesRead,
@@ -185,7 +208,8 @@ async def list_batch_items(
 @router.get(
     "/{batch_id}/archive",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    responses=PRESIGNED_RESPONSES,
+    responses=PRESIGNED_RESPONSES
+    | problem_responses(_CALLER | _NOT_FOUND | {409: "batch-not-ready (not every item ended)"}),
 )
 async def get_batch_archive(
     batch_id: BatchIdPath,
