@@ -118,6 +118,30 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
     ),
     (
         "api",
+        "PutObject of a batch ZIP (only the consumer builds archives)",
+        lambda s: as_service(s, "api", "s3").put_object(
+            Bucket="memeforge", Key="memes/t/batches/forged.zip", Body=b"x"
+        ),
+    ),
+    (
+        "consumer",
+        "PutObject of a batch request (only the api stores them)",
+        lambda s: as_service(s, "consumer", "s3").put_object(
+            Bucket="memeforge", Key="memes/t/batches/forged.request.json", Body=b"x"
+        ),
+    ),
+    (
+        "renderer",
+        "Query the batch-items index",
+        lambda s: as_service(s, "renderer", "dynamodb").query(
+            TableName="memeforge-memes",
+            IndexName="batch-items",
+            KeyConditionExpression="batch_id = :b",
+            ExpressionAttributeValues={":b": {"S": "x"}},
+        ),
+    ),
+    (
+        "api",
         "Scan the table (lists go through an index)",
         lambda s: as_service(s, "api", "dynamodb").scan(TableName="memeforge-memes", Limit=1),
     ),
