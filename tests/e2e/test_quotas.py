@@ -1,4 +1,5 @@
-"""Quotas are cluster-wide: two api processes share one key's budget through DynamoDB."""
+"""Quotas are cluster-wide: two api processes share one key's budget through DynamoDB; and
+back-pressure refuses new memes while the pipeline's backlog is past its threshold."""
 
 from __future__ import annotations
 
@@ -55,3 +56,44 @@ async def test_a_burst_over_two_api_processes_admits_about_the_limit(stack: Stac
         for name in ("api-q1", "api-q2"):
             if name in stack.services:
                 await asyncio.to_thread(stack.stop_service, name)
+
+
+OVERLOAD_DEPTH = 3
+POLL_S = 0.5
+POLLS = 120  # bounded: a minute at most per phase
+
+
+async def _post_until(client: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
+    """POST a meme every POLL_S until the answer is ``status`` (bounded by POLLS)."""
+    for _ in range(POLLS):
+        response = await client.post(f"{url}/memes", json={"template_id": "night-sky", "top": "hi"})
+        if response.status_code == status:
+            return response
+        assert response.status_code in (202, 503), response.text
+        await asyncio.sleep(POLL_S)
+    raise AssertionError(f"POST /memes never answered {status}")
+
+
+async def test_a_backlog_past_the_threshold_is_503_overloaded_until_it_drains(stack: Stack) -> None:
+    """README "Back-pressure": the renderer stopped, the render queue fills past the
+    threshold, POST /memes → 503 overloaded with Retry-After; the renderer back, it drains
+    and POST /memes is accepted again."""
+    settings = {
+        "MEMEFORGE_OVERLOAD_QUEUE_DEPTH": str(OVERLOAD_DEPTH),
+        "MEMEFORGE_QUEUE_DEPTH_REFRESH_S": "1",
+    }
+    url = await asyncio.to_thread(start_api, stack, "api-overload", settings)
+    await asyncio.to_thread(stack.stop_service, "renderer")
+    try:
+        async with httpx.AsyncClient(headers=stack.auth_headers, timeout=30) as client:
+            refused = await _post_until(client, url, 503)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "overloaded"
+            assert refused.headers["retry-after"] == "1"
+            await asyncio.to_thread(stack.start_service, "renderer")
+            accepted = await _post_until(client, url, 202)
+            assert accepted.json()["state"] == "PENDING"
+    finally:
+        if "renderer" not in stack.services:
+            await asyncio.to_thread(stack.start_service, "renderer")
+        await asyncio.to_thread(stack.stop_service, "api-overload")

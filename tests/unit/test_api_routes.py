@@ -100,6 +100,7 @@ def api() -> Api:
     app.state.outputs = FakeOutputs()
     app.state.idempotency = FakeIdempotency()
     app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
+    app.state.backlog = None
     app.dependency_overrides[authenticate] = lambda: CALLER
     return Api(TestClient(app), memes, published)
 

@@ -25,6 +25,7 @@ from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
+    BacklogDep,
     IdempotencyDep,
     OutputsDep,
     RequestsDep,
@@ -90,6 +91,7 @@ async def create_meme(
     idempotency: IdempotencyDep,
     settings: SettingsDep,
     watcher: WatcherDep,
+    backlog: BacklogDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -101,6 +103,8 @@ async def create_meme(
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
+    if backlog is not None:
+        await backlog.admit()
     meme_id = uuid.uuid4().hex
     replay = False
     if idempotency_key is not None:
