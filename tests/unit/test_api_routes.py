@@ -39,6 +39,9 @@ class FakeMemes:
             raise ItemExists(item.id)
         self.items[item.id] = item
 
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        await self.create(item)  # the cap itself: tests/integration/test_items.py
+
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         return self.items.get(meme_id)
 

@@ -7,7 +7,14 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
-from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
+from memeforge_common.items import (
+    InFlightCapReached,
+    InvalidCursor,
+    ItemExists,
+    ItemMoved,
+    MemeStore,
+    new_item,
+)
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
@@ -44,6 +51,8 @@ router = APIRouter(prefix="/memes", tags=["memes"])
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
+IN_FLIGHT_RETRY_AFTER_S = 2  # about one render: when a slot is likely to be free again
+DELETE_TRIES = 3  # reads of an item that keeps moving under a DELETE
 
 
 def _not_found(meme_id: str) -> Problem:
@@ -127,9 +136,23 @@ async def create_meme(
         trace,
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
+        counted=settings.max_in_flight_per_tenant > 0,
     )
     try:
-        await store.create(item)
+        if item.counted:
+            await store.create_counted(item, settings.max_in_flight_per_tenant)
+        else:
+            await store.create(item)
+        replay = False  # the claim's first request never wrote it: this one did
+    except InFlightCapReached as err:
+        raise Problem(
+            429,
+            "too-many-in-flight",
+            "Too many memes in flight for this tenant",
+            f"at most {settings.max_in_flight_per_tenant} at once; retry when some are done",
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+            limit=settings.max_in_flight_per_tenant,
+        ) from err
     except ItemExists:
         # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
         # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
@@ -282,5 +305,15 @@ async def delete_meme(
     retention lifecycle rule removes that orphan."""
     item = await _owned(store, meme_id, caller)
     await outputs.delete_all(item)
-    await store.delete(item.id)
+    for _ in range(DELETE_TRIES):
+        try:
+            await store.delete(item)
+            break
+        except ItemMoved:  # it moved on (e.g. to DONE) since we read it: read it again
+            found = await store.get(meme_id)
+            if found is None:
+                break
+            item = found
+    else:
+        raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
