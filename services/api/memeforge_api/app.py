@@ -22,7 +22,7 @@ from memeforge_api.backpressure import QueueDepthGate
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
-from memeforge_api.problems import install_problem_handlers
+from memeforge_api.problems import install_problem_handlers, install_problem_schema
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
 from memeforge_api.watcher import Watcher
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RateLimitHeadersMiddleware)
     install_problem_handlers(app)
+    install_problem_schema(app)
     app.include_router(health.router)
     app.include_router(templates.router)
     app.include_router(memes.router)

@@ -43,11 +43,13 @@ from memeforge_api.deps import (
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 from memeforge_api.waiting import current, event_stream, long_poll
 
-router = APIRouter(prefix="/memes", tags=["memes"])
+router = APIRouter(
+    prefix="/memes", tags=["memes"], responses=problem_responses(*AUTHENTICATED, 422)
+)
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
@@ -74,7 +76,7 @@ async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
     return _visible(await store.get(meme_id), meme_id, caller)
 
 
-@router.get("", response_model=MemePage)
+@router.get("", response_model=MemePage, responses=problem_responses(400))
 async def list_memes(
     caller: MemesRead,
     store: StoreDep,
@@ -89,7 +91,12 @@ async def list_memes(
     return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MemeView,
+    responses=problem_responses(404, 409, 413),
+)
 async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
@@ -195,7 +202,7 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
     return body.render_spec(template.boxes)
 
 
-@router.get("/{meme_id}", response_model=MemeView)
+@router.get("/{meme_id}", response_model=MemeView, responses=problem_responses(404))
 async def get_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
@@ -221,7 +228,10 @@ async def get_meme(
 @router.get(
     "/{meme_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "state changes"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "state changes"},
+        **problem_responses(404),
+    },
 )
 async def stream_meme(
     meme_id: MemeIdPath,
@@ -246,7 +256,7 @@ async def stream_meme(
 _REDIRECT: dict[str, Any] = {
     "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
     "response_class": RedirectResponse,
-    "responses": PRESIGNED_RESPONSES,
+    "responses": PRESIGNED_RESPONSES | problem_responses(404, 409),
 }
 
 
@@ -296,7 +306,9 @@ async def _answer_output(
     return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
-@router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{meme_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+)
 async def delete_meme(
     meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
 ) -> Response:
