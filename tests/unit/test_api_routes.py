@@ -40,6 +40,9 @@ class FakeMemes:
             raise ItemExists(item.id)
         self.items[item.id] = item
 
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        await self.create(item)  # the cap itself: tests/integration/test_items.py
+
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         return self.items.get(meme_id)
 
@@ -111,6 +114,7 @@ def api() -> Api:
     app.state.idempotency = FakeIdempotency()
     app.state.endpoints = endpoints
     app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
+    app.state.backlog = None
     app.dependency_overrides[authenticate] = lambda: CALLER
     return Api(TestClient(app), memes, published, endpoints)
 

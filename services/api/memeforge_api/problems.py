@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,60 @@ _STATUS_CODES = {
 }
 
 
-def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problems a route answers (status → which codes): each an
-    ``application/problem+json`` body."""
+class ProblemDetails(BaseModel):
+    """The body of every error: RFC 9457 problem details plus a machine-readable ``code``;
+    some problems add members of their own (``errors``, ``required_scope``, ``state``...)."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="/problems/<code>")
+    title: str
+    status: int
+    code: str = Field(description="machine-readable, stable: e.g. meme-not-found")
+    instance: str = Field(description="the request path")
+    detail: str = ""
+
+
+PROBLEM_SCHEMA = "Problem"
+_DESCRIPTIONS = {
+    400: "Bad request (e.g. invalid-cursor)",
+    401: "No, or an unknown or revoked, API key (unauthorized)",
+    403: "The API key lacks a scope the route needs (insufficient-scope)",
+    404: "No such resource, or another tenant's",
+    409: "Conflict with the resource's current state",
+    413: "Request body too large",
+    415: "Unsupported image format",
+    422: "The request is invalid (validation-failed, or a more specific code)",
+    429: "Over a quota (rate-limited, too-many-in-flight); see Retry-After",
+    503: "Temporarily unavailable (aws-unavailable, overloaded, ...); see Retry-After",
+}
+# What every authenticated route can answer: no key, no scope, the rate limit, an outage.
+AUTHENTICATED = (401, 403, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these statuses: problem+json, the shared Problem schema
+    (added to the components by install_problem_schema)."""
+    ref = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
     return {
-        status: {"description": why, "content": {PROBLEM_JSON: {}}}
-        for status, why in described.items()
+        status: {"description": _DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"schema": ref}}}
+        for status in sorted(set(statuses))
     }
+
+
+def install_problem_schema(app: FastAPI) -> None:
+    """Add the Problem schema to the app's OpenAPI components, once."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components[PROBLEM_SCHEMA] = ProblemDetails.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Problem(Exception):

@@ -69,6 +69,7 @@ class Endings:
         result: MemeResult | None = None,
         failure: Failure | None = None,
         attempts: int | None = None,
+        slot: str | None = None,
         batch_id: str | None = None,
     ) -> bool:
         """Move the meme to DONE or FAILED (False on a lost race), counting it on its batch
@@ -85,6 +86,7 @@ class Endings:
             attempts=attempts,
             notify_due=event if wanted else None,
             at=now,
+            slot=slot,
             batch_id=batch_id,
         )
         if won and notify is not None and wanted:

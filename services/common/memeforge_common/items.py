@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["notify"] = _s(item.notify.model_dump_json(exclude_none=True))
         # The map delivery attempts are appended to (record_delivery).
         record["deliveries"] = {"M": {}}
+    if item.counted:
+        record["counted"] = {"BOOL": True}
     return record
 
 
@@ -160,6 +162,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
         batch_id=record["batch_id"]["S"] if "batch_id" in record else None,
         batch_seq=int(record["batch_seq"]["N"]) if "batch_seq" in record else None,
+        counted=record.get("counted", {}).get("BOOL", False),
         **_status_fields(record),
     )
 
@@ -194,14 +197,13 @@ STATUS_ATTRIBUTES = (
     "notify",
     "deliveries",
 )
+IN_FLIGHT_PREFIX = "inflight#"
+_CONFLICT_RETRIES = 5
+_CONFLICT_BACKOFF = Backoff(base_s=0.02, max_s=0.5)
 # BatchGetItem's limit on keys per call.
 BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
 _UNPROCESSED_BACKOFF = Backoff(base_s=0.05, max_s=1.0)
-# A meme ending and its batch's counter are one transaction; concurrent ends of one
-# batch's memes conflict on its record (TransactionConflict) and are tried again.
-_CONFLICT_RETRIES = 8
-_CONFLICT_BACKOFF = Backoff(base_s=0.02, max_s=0.5)
 
 
 def new_item(
@@ -214,6 +216,7 @@ def new_item(
     retention: timedelta | None = None,
     notify: Notify | None = None,
     batch: tuple[str, int] | None = None,
+    counted: bool = False,
 ) -> MemeItem:
     """A PENDING meme; ``batch`` is (batch id, item number) for a batch's meme."""
     now = utcnow()
@@ -231,11 +234,20 @@ def new_item(
         notify=notify if notify is not None and notify.channels else None,
         batch_id=batch[0] if batch else None,
         batch_seq=batch[1] if batch else None,
+        counted=counted,
     )
 
 
 class ItemExists(Exception):
     """A PutItem for a new meme found an item with the same id."""
+
+
+class InFlightCapReached(Exception):
+    """The tenant already has its cap of memes in flight."""
+
+
+class ItemMoved(Exception):
+    """The item changed state between our read and a write conditioned on that state."""
 
 
 class InvalidCursor(ValueError):
@@ -284,13 +296,32 @@ def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
     return {name: _s(value) for name, value in plain.items()}
 
 
+def slot_key(tenant: str) -> dict[str, Any]:
+    """The counter of a tenant's memes in flight: ``n``, in the memes table."""
+    return {"id": _s(IN_FLIGHT_PREFIX + tenant)}
+
+
 class MemeStore:
+    """Memes, and each tenant's count of memes in flight.
+
+    The in-flight cap: a counted item (``MemeItem.counted``) takes a slot of its tenant's
+    counter in the same TransactWriteItems that creates it (``n < cap``, else nothing is
+    written), and frees it in the same TransactWriteItems that makes it terminal (or
+    deletes it while live), conditioned on the item still being counted: the transition
+    removes the mark, so the slot is freed exactly once, whoever ends the meme (renderer,
+    consumer, sweeper, dead-letter drain, DELETE). Each is one AWS call, as the PutItem or
+    UpdateItem it replaces. The counter is exact: DynamoDB serialises the writes on it.
+    """
+
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._ddb = dynamodb
         self._table = table
         self._batches = BatchStore(dynamodb, table)
 
     async def create(self, item: MemeItem) -> None:
+        """Write a new item that holds no in-flight slot."""
+        if item.counted:
+            raise ValueError("a counted item is written by create_counted")
         try:
             await self._ddb.put_item(
                 TableName=self._table,
@@ -299,6 +330,65 @@ class MemeStore:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException as err:
             raise ItemExists(item.id) from err
+
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        """Write a new counted item and take one of its tenant's ``in_flight_cap`` slots,
+        in one write (InFlightCapReached when none is free: nothing is written)."""
+        if not item.counted or in_flight_cap < 1:
+            raise ValueError("create_counted writes a counted item, against a cap")
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_dynamo(item),
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :one",
+                            "ConditionExpression": "attribute_not_exists(n) OR n < :cap",
+                            "ExpressionAttributeValues": {":one": _n(1), ":cap": _n(in_flight_cap)},
+                        }
+                    },
+                ]
+            )
+        )
+        if 0 in failed:
+            raise ItemExists(item.id)  # a replay, or an SDK retry of a write that landed
+        if 1 in failed:
+            raise InFlightCapReached(item.tenant)
+
+    async def in_flight(self, tenant: str) -> int:
+        """How many memes ``tenant`` has in flight (the counter)."""
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=slot_key(tenant), ConsistentRead=True
+        )
+        return int(response.get("Item", {}).get("n", {"N": "0"})["N"])
+
+    async def _transact(self, write: Callable[[], Awaitable[Any]]) -> set[int]:
+        """Run a TransactWriteItems; the indexes of its actions whose condition failed
+        (empty: it was written). A transaction that lost to a concurrent one on the same
+        item (the tenant's counter) wrote nothing and is tried again, with backoff."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(_CONFLICT_BACKOFF.delay(attempt))
+            try:
+                await write()
+                return set()
+            except self._ddb.exceptions.TransactionCanceledException as err:
+                reasons: Any = err.response.get("CancellationReasons", [])
+                codes = [reason.get("Code", "None") for reason in reasons]
+                failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+                if failed or "TransactionConflict" not in codes or attempt == _CONFLICT_RETRIES:
+                    if failed:
+                        return failed
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         response = await self._ddb.get_item(
@@ -345,8 +435,40 @@ class MemeStore:
         last = response.get("LastEvaluatedKey")
         return items, _encode_batch_cursor(last) if last else None
 
-    async def delete(self, meme_id: str) -> None:
-        await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
+    async def delete(self, item: MemeItem) -> None:
+        """Delete an item as it was read; a live counted one frees its slot in the same
+        write (ItemMoved when it changed state since: read it again)."""
+        if not (item.counted and not item.state.terminal):
+            await self._ddb.delete_item(TableName=self._table, Key={"id": _s(item.id)})
+            return
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": {"id": _s(item.id)},
+                            "ConditionExpression": "#state = :state AND counted = :true",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {
+                                ":state": _s(item.state.value),
+                                ":true": {"BOOL": True},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                        }
+                    },
+                ]
+            )
+        )
+        if failed:
+            raise ItemMoved(item.id)
 
     async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
         """``updated_at`` of each existing item (a tiny projection: cheap to fetch and to
@@ -407,13 +529,18 @@ class MemeStore:
         attempts: int | None = None,
         notify_due: EventType | None = None,
         at: datetime | None = None,
+        slot: str | None = None,
         batch_id: str | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race.
+
         ``notify_due``: mark, in the same write, that this ending's notifications are to be
-        enqueued (``notified`` clears it once they are). The end of a batch's meme
-        (``batch_id``) also counts on the batch, in the same transaction: the count happens
-        exactly when the conditional transition does."""
+        enqueued (``notified`` clears it once they are). ``slot``: the tenant whose
+        in-flight slot the item holds (``in_flight_slot`` of the item or its job), None when
+        it holds none; a terminal transition frees it in the same write, and it is a
+        condition of the write, so a wrong one loses, never drifts. ``batch_id``: the end
+        of a batch's meme also counts on the batch, in the same write, so it counts exactly
+        when the conditional transition happens."""
         sources = sorted(s.value for s in sources_of(target))
         now = _ts(at or utcnow())
         names = {"#state": "state", "#target": target.value}
@@ -439,61 +566,72 @@ class MemeStore:
             sets.append("notify_due = :due")
             values[":due"] = _s(notify_due)
         update = "SET " + ", ".join(sets)
-        if target.terminal:
-            update += " REMOVE live_state"
         if count_attempt:
             update += " ADD attempts :one"
             values[":one"] = _n(1)
         condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"id": _s(meme_id)},
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-        if batch_id is not None and target.terminal:
-            won = await self._end_in_batch(params, batch_id, target, now)
-        else:
-            won = await self._update(params)
+        if target.terminal and slot is not None:
+            update += " REMOVE live_state, counted"
+            condition += " AND counted = :true AND tenant = :tenant"
+            values |= {":true": {"BOOL": True}, ":tenant": _s(slot)}
+        elif target.terminal:
+            update += " REMOVE live_state"
+            condition += " AND attribute_not_exists(counted)"
+        steps: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"id": _s(meme_id)},
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        ]
+        if target.terminal and slot is not None:
+            steps.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": slot_key(slot),
+                        "UpdateExpression": "ADD n :minus_one",
+                        "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                    }
+                }
+            )
+        counts_on_batch = target.terminal and batch_id is not None
+        if counts_on_batch:
+            assert batch_id is not None
+            steps.append(count_end(batch_id, target, self._table, now))
+        won = await self._write(steps, batch_last=counts_on_batch)
         if not won:
             log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
-            TRANSITION_RESULTS.labels(target.value, "lost").inc()
-            return False
-        TRANSITION_RESULTS.labels(target.value, "won").inc()
-        if batch_id is not None and target.terminal:
+        TRANSITION_RESULTS.labels(target.value, "won" if won else "lost").inc()
+        if won and counts_on_batch:
+            assert batch_id is not None
             await self._batches.end_if_complete(batch_id)
-        return True
+        return won
 
-    async def _update(self, params: dict[str, Any]) -> bool:
-        try:
-            await self._ddb.update_item(**params)
-        except self._ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    async def _end_in_batch(
-        self, params: dict[str, Any], batch_id: str, target: MemeState, now: str
-    ) -> bool:
-        """The meme's terminal transition and its batch's counter, all or nothing."""
-        steps: Any = [{"Update": params}, count_end(batch_id, target, self._table, now)]
-        for attempt in range(_CONFLICT_RETRIES + 1):
-            if attempt:
-                await asyncio.sleep(_CONFLICT_BACKOFF.delay(attempt))
+    async def _write(self, steps: list[dict[str, Any]], *, batch_last: bool) -> bool:
+        """The item's update (``steps[0]``) alone, or with its slot release and batch count
+        in one TransactWriteItems; False when the item's condition failed."""
+        if len(steps) == 1:
             try:
-                await self._ddb.transact_write_items(TransactItems=steps)
-                return True
-            except self._ddb.exceptions.TransactionCanceledException as err:
-                codes = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return False  # the meme moved on: counted (or not) by whoever moved it
-            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                # The batch record is gone (retention): the meme still ends.
-                return await self._update(params)
-            if "TransactionConflict" not in codes:
-                raise RuntimeError(f"batch end transaction cancelled: {codes}")
-        raise RuntimeError("batch end transaction kept conflicting")
+                await self._ddb.update_item(**steps[0]["Update"])
+            except self._ddb.exceptions.ConditionalCheckFailedException:
+                return False
+            return True
+        transaction: Any = steps
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(TransactItems=transaction)
+        )
+        if not failed:
+            return True
+        if 0 in failed or not batch_last:
+            return False
+        # Only the batch's condition failed: its record is gone (retention). The meme ends.
+        return await self._write(steps[:-1], batch_last=False)
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""

@@ -88,6 +88,7 @@ class DeadLetterDrain:
                 tenant=item.tenant,
                 notify=item.notify,
                 batch_id=item.batch_id,
+                slot=item.in_flight_slot,
                 traceparent=child_of(item.traceparent),
                 failure=failure,
                 attempts=attempts,

@@ -124,6 +124,7 @@ class Dispatcher:
                 tenant=item.tenant,
                 notify=item.notify,
                 batch_id=item.batch_id,
+                slot=item.in_flight_slot,
                 traceparent=traceparent,
                 failure=failure,
             )
@@ -171,4 +172,5 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         tenant=item.tenant,
         notify=item.notify,
         batch_id=item.batch_id,
+        counted=item.counted,
     )

@@ -117,6 +117,7 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             batch_id=job.batch_id,
+            slot=job.in_flight_slot,
             traceparent=traceparent,
             result=result,
         )
@@ -141,6 +142,7 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             batch_id=job.batch_id,
+            slot=job.in_flight_slot,
             traceparent=traceparent,
             failure=failure,
         )

@@ -33,6 +33,7 @@ from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
+    BacklogDep,
     BatchesDep,
     EndpointsDep,
     IdempotencyDep,
@@ -44,16 +45,16 @@ from memeforge_api.deps import (
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem, problem_responses
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.routes.memes import notify_for, spec_on
 from memeforge_api.schemas import BatchView, CreateBatch, MemePage, MemeView
 
-router = APIRouter(prefix="/batches", tags=["batches"])
+router = APIRouter(
+    prefix="/batches", tags=["batches"], responses=problem_responses(*AUTHENTICATED, 422)
+)
 log = logging.getLogger("memeforge.api")
 
 BatchIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
-_CALLER = {401: "unauthorized", 403: "insufficient-scope", 429: "rate-limited"}
-_NOT_FOUND = {404: "batch-not-found (also another tenant's batch)"}
 
 
 async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch:
@@ -68,17 +69,9 @@ async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchView,
-    responses=problem_responses(
-        _CALLER
-        | {
-            404: "template-not-found (an item's template, for captions)",
-            409: "idempotency-key-reused",
-            413: "payload-too-large",
-            422: "validation-failed (over 500 items, a bad item), too-many-captions, "
-            "webhook-not-configured",
-            503: "aws-unavailable",
-        }
-    ),
+    # 404 template-not-found, 409 idempotency-key-reused; 422 validation-failed (over 500
+    # items, a bad item), too-many-captions or webhook-not-configured.
+    responses=problem_responses(404, 409, 413),
 )
 async def create_batch(
     body: CreateBatch,
@@ -92,6 +85,7 @@ async def create_batch(
     idempotency: IdempotencyDep,
     settings: SettingsDep,
     endpoints: EndpointsDep,
+    backlog: BacklogDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same batch"),
@@ -101,6 +95,8 @@ async def create_batch(
         Header(description="W3C trace context to continue; anything else starts a new trace"),
     ] = None,
 ) -> BatchView:
+    if backlog is not None:
+        await backlog.admit()  # 503 overloaded while the queues are backed up, as /memes
     batch_id = uuid.uuid4().hex
     if idempotency_key is not None:
         try:
@@ -174,9 +170,7 @@ async def _entries(body: CreateBatch, templates: TemplateStore, tenant: str) -> 
     ]
 
 
-@router.get(
-    "/{batch_id}", response_model=BatchView, responses=problem_responses(_CALLER | _NOT_FOUND)
-)
+@router.get("/{batch_id}", response_model=BatchView, responses=problem_responses(404))
 async def get_batch(batch_id: BatchIdPath, caller: MemesRead, batches: BatchesDep) -> BatchView:
     """Counts by state, from the batch's counters (one read, whatever its size)."""
     return BatchView.of(await _owned(batches, batch_id, caller))
@@ -185,7 +179,7 @@ async def get_batch(batch_id: BatchIdPath, caller: MemesRead, batches: BatchesDe
 @router.get(
     "/{batch_id}/items",
     response_model=MemePage,
-    responses=problem_responses(_CALLER | _NOT_FOUND | {400: "invalid-cursor"}),
+    responses=problem_responses(400, 404),
 )
 async def list_batch_items(
     batch_id: BatchIdPath,
@@ -208,8 +202,7 @@ async def list_batch_items(
 @router.get(
     "/{batch_id}/archive",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
-    responses=PRESIGNED_RESPONSES
-    | problem_responses(_CALLER | _NOT_FOUND | {409: "batch-not-ready (not every item ended)"}),
+    responses=PRESIGNED_RESPONSES | problem_responses(404, 409),  # 409 batch-not-ready
 )
 async def get_batch_archive(
     batch_id: BatchIdPath,
