@@ -122,7 +122,9 @@ async def _finish(rig: Rig, batch_id: str, seq: int, tenant: str = "tenant-a") -
     for state in (MemeState.QUEUED, MemeState.RENDERING):
         assert await rig.memes.transition(meme_id, state)
     result = MemeResult(key=key, content_type="image/png", bytes=len(image), width=1, height=1)
-    assert await rig.memes.transition(meme_id, MemeState.DONE, result=result, batch_id=batch_id)
+    assert await rig.memes.transition(
+        meme_id, MemeState.DONE, result=result, batch_id=batch_id, slot=tenant
+    )
     return image
 
 
@@ -133,20 +135,25 @@ async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(ri
     batch = await _submit(rig.a, 4, callback_url="https://hooks.example/batches")
     batch_id = str(batch["id"])
     assert batch["state"] == "RUNNING"
+    assert await rig.memes.in_flight("tenant-a") == 4  # a slot per item, taken at once
     assert batch["counts"] == {"done": 0, "failed": 0, "pending": 4}
 
     images = [await _finish(rig, batch_id, seq) for seq in range(3)]
     # A retried end (a redelivered job) loses the conditional transition: no second count.
     meme_0 = batch_meme_id(batch_id, 0)
     result = MemeResult(key="x", content_type="image/png", bytes=1, width=1, height=1)
-    assert not await rig.memes.transition(meme_0, MemeState.DONE, result=result, batch_id=batch_id)
+    assert not await rig.memes.transition(
+        meme_0, MemeState.DONE, result=result, batch_id=batch_id, slot="tenant-a"
+    )
     failing = batch_meme_id(batch_id, 3)
+    stuck = Failure(reason="stuck")
     assert await rig.memes.transition(
-        failing, MemeState.FAILED, failure=Failure(reason="stuck"), batch_id=batch_id
+        failing, MemeState.FAILED, failure=stuck, batch_id=batch_id, slot="tenant-a"
     )
     assert not await rig.memes.transition(
-        failing, MemeState.FAILED, failure=Failure(reason="stuck"), batch_id=batch_id
+        failing, MemeState.FAILED, failure=stuck, batch_id=batch_id, slot="tenant-a"
     )
+    assert await rig.memes.in_flight("tenant-a") == 0  # every item's slot freed once
 
     view = (await rig.a.get(f"/batches/{batch_id}")).json()
     assert view["counts"] == {"done": 3, "failed": 1, "pending": 0}
@@ -298,3 +305,48 @@ async def test_an_interrupted_fan_out_is_finished_by_the_sweeper(rig: Rig) -> No
         assert item.batch_id == batch_id
         assert item.batch_seq == seq
         assert item.tenant == "tenant-a"
+
+
+async def test_a_batch_takes_its_items_in_flight_slots_all_at_once_or_not_at_all(
+    resources: Settings, aws: AwsClients
+) -> None:
+    """docs/architecture.md "a slot for each of its items, all or none"."""
+    settings = unique_settings(
+        bucket=resources.bucket,
+        table=resources.table,
+        request_queue=resources.request_queue,
+        render_queue=resources.render_queue,
+        notification_queue=resources.notification_queue,
+        max_in_flight_per_tenant=5,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        key = await KeyStore(aws.dynamodb, settings.table).create("capped", "c", ALL_SCOPES)
+        memes = MemeStore(aws.dynamodb, settings.table)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {key.token}"},
+        ) as client:
+            too_big = await client.post("/batches", json={"items": _items(6)})
+            assert too_big.status_code == 429
+            assert too_big.json()["code"] == "too-many-in-flight"
+            assert await memes.in_flight("capped") == 0
+            first = str((await _submit(client, 3))["id"])
+            assert await memes.in_flight("capped") == 3
+            over = await client.post("/batches", json={"items": _items(3)})
+            assert over.status_code == 429
+            assert await memes.in_flight("capped") == 3
+            single = await client.post("/memes", json={"template_id": "any", "top": "x"})
+            assert single.status_code == 202  # the fourth slot: a meme and a batch share them
+            failure = Failure(reason="stuck")
+            for seq in range(3):
+                assert await memes.transition(
+                    batch_meme_id(first, seq),
+                    MemeState.FAILED,
+                    failure=failure,
+                    batch_id=first,
+                    slot="capped",
+                )
+            assert await memes.in_flight("capped") == 1
+            assert (await client.post("/batches", json={"items": _items(4)})).status_code == 202

@@ -88,6 +88,8 @@ def to_dynamo(batch: Batch) -> dict[str, Any]:
         record["traceparent"] = {"S": batch.traceparent}
     if batch.archive is not None:
         record["archive"] = {"S": batch.archive.model_dump_json()}
+    if batch.counted:
+        record["counted"] = {"BOOL": True}
     if batch.notify is not None:
         record["notify"] = {"S": batch.notify.model_dump_json(exclude_none=True)}
         # The map the notifier appends batch.done delivery attempts to (record_delivery).
@@ -115,6 +117,7 @@ def from_dynamo(record: dict[str, Any]) -> Batch:
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
         archive=BatchArchive.model_validate_json(archive["S"]) if archive else None,
         notify=Notify.model_validate_json(notify["S"]) if notify else None,
+        counted=record.get("counted", {}).get("BOOL", False),
     )
 
 

@@ -56,6 +56,7 @@ async def fan_out(
             tenant=batch.tenant,
             retention=retention,
             batch=(batch.id, seq),
+            counted=batch.counted,
         )
         for seq, entry in enumerate(request.items)
     ]
@@ -64,7 +65,7 @@ async def fan_out(
     async def write(item: MemeItem) -> bool:
         async with slots:
             try:
-                await memes.create(item)
+                await memes.create(item, slot_taken=batch.counted)
             except ItemExists:
                 return False  # an earlier fan-out wrote it (and enqueued it, or the sweeper will)
             return True

@@ -20,11 +20,13 @@ from pydantic import ValidationError
 
 from memeforge_common.backoff import Backoff
 from memeforge_common.batches import BatchStore, count_end
+from memeforge_common.batches import to_dynamo as batch_record
 from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
 from memeforge_common.limits import MAX_DELIVERY_RECORDS
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
+    Batch,
     Channel,
     DeliveryAttempt,
     EventType,
@@ -318,10 +320,11 @@ class MemeStore:
         self._table = table
         self._batches = BatchStore(dynamodb, table)
 
-    async def create(self, item: MemeItem) -> None:
-        """Write a new item that holds no in-flight slot."""
-        if item.counted:
-            raise ValueError("a counted item is written by create_counted")
+    async def create(self, item: MemeItem, *, slot_taken: bool = False) -> None:
+        """Write a new item that holds no in-flight slot, or (``slot_taken``) a counted one
+        whose slot its batch took already (create_batch)."""
+        if item.counted != slot_taken:
+            raise ValueError("a counted item is written by create_counted or for its batch")
         try:
             await self._ddb.put_item(
                 TableName=self._table,
@@ -362,6 +365,45 @@ class MemeStore:
             raise ItemExists(item.id)  # a replay, or an SDK retry of a write that landed
         if 1 in failed:
             raise InFlightCapReached(item.tenant)
+
+    async def create_batch(self, batch: Batch, in_flight_cap: int) -> bool:
+        """Write a new batch record and, when the tenant has a cap, take a slot for each of
+        its items in the same write (all or none: InFlightCapReached, nothing written).
+        False when a batch with this id exists already."""
+        if in_flight_cap < 1:
+            return await self._batches.create(batch)
+        if not batch.counted or batch.total > in_flight_cap:
+            raise InFlightCapReached(batch.tenant)
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": batch_record(batch),
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(batch.tenant),
+                            "UpdateExpression": "ADD n :total",
+                            "ConditionExpression": "attribute_not_exists(n) OR n <= :room",
+                            "ExpressionAttributeValues": {
+                                ":total": _n(batch.total),
+                                ":room": _n(in_flight_cap - batch.total),
+                            },
+                        }
+                    },
+                ]
+            )
+        )
+        if 0 in failed:
+            return False
+        if 1 in failed:
+            raise InFlightCapReached(batch.tenant)
+        return True
 
     async def in_flight(self, tenant: str) -> int:
         """How many memes ``tenant`` has in flight (the counter)."""

@@ -430,6 +430,7 @@ class Batch(Frozen):
     traceparent: str | None = None
     archive: BatchArchive | None = None
     notify: Notify | None = None  # where batch.done goes (a webhook)
+    counted: bool = False  # its items hold in-flight slots, taken when the batch was written
 
     @property
     def ended(self) -> int:

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from memeforge_common.batches import BatchStore
 from memeforge_common.fanout import fan_out
-from memeforge_common.items import InvalidCursor
+from memeforge_common.items import InFlightCapReached, InvalidCursor
 from memeforge_common.models import (
     MEME_ID_PATTERN,
     Batch,
@@ -46,7 +46,7 @@ from memeforge_api.deps import (
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
-from memeforge_api.routes.memes import notify_for, spec_on
+from memeforge_api.routes.memes import in_flight_problem, notify_for, spec_on
 from memeforge_api.schemas import BatchView, CreateBatch, MemePage, MemeView
 
 router = APIRouter(
@@ -71,7 +71,7 @@ async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch
     response_model=BatchView,
     # 404 template-not-found, 409 idempotency-key-reused; 422 validation-failed (over 500
     # items, a bad item), too-many-captions or webhook-not-configured.
-    responses=problem_responses(404, 409, 413),
+    responses=problem_responses(404, 409, 413),  # 429 too-many-in-flight: AUTHENTICATED
 )
 async def create_batch(
     body: CreateBatch,
@@ -136,9 +136,14 @@ async def create_batch(
         expires_at=now.replace(microsecond=0) + retention,
         traceparent=trace,
         notify=notify,
+        counted=settings.max_in_flight_per_tenant > 0,
     )
     await outputs.save_batch_request(batch_id, caller.tenant, request)
-    if await batches.create(batch):
+    try:
+        written = await store.create_batch(batch, settings.max_in_flight_per_tenant)
+    except InFlightCapReached as err:
+        raise in_flight_problem(settings, batch.total) from err
+    if written:
         await fan_out(batch, request, store, batches, requests, retention=retention)
         log.info(
             "batch requested",

@@ -158,14 +158,7 @@ async def create_meme(
             await store.create(item)
         replay = False  # the claim's first request never wrote it: this one did
     except InFlightCapReached as err:
-        raise Problem(
-            429,
-            "too-many-in-flight",
-            "Too many memes in flight for this tenant",
-            f"at most {settings.max_in_flight_per_tenant} at once; retry when some are done",
-            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
-            limit=settings.max_in_flight_per_tenant,
-        ) from err
+        raise in_flight_problem(settings) from err
     except ItemExists:
         # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
         # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
@@ -208,6 +201,19 @@ async def notify_for(
     if url is None and email is None:
         return None
     return Notify(callback_url=url, email=email)
+
+
+def in_flight_problem(settings: Settings, wanted: int = 1) -> Problem:
+    """The tenant's in-flight cap has no room for ``wanted`` more memes (one, or a batch)."""
+    cap = settings.max_in_flight_per_tenant
+    return Problem(
+        429,
+        "too-many-in-flight",
+        "Too many memes in flight for this tenant",
+        f"at most {cap} at once, {wanted} asked for; retry when some are done",
+        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+        limit=cap,
+    )
 
 
 async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> RenderSpec:
