@@ -4,9 +4,9 @@ moto (``devenv.iam.moto_iam``) authenticates and authorises every request once t
 and the dev IAM users exist (``devenv.iam.users``): the emulator's dummy keys are refused,
 and each service signs with the keys of ``memeforge-dev-<service>``, whose only policy is
 ``iam/<service>-policy.json`` (``envsubst``'d, otherwise verbatim). The whole pipeline suite
-(tests/e2e/test_pipeline.py) runs against that stack; then one call per service outside its
-policy must be denied, next to a call inside it that must not be. moto backend only: LocalStack
-community does not enforce IAM.
+(tests/e2e/test_pipeline.py) and a batch (tests/e2e/test_batches.py, smaller) run against
+that stack; then one call per service outside its policy must be denied, next to a call
+inside it that must not be. moto backend only: LocalStack community does not enforce IAM.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
 from devenv.iam.users import AccessKey, client, static_keys, user_name
 from devenv.run.backends.moto import start_moto
 from devenv.run.stack import Stack, bootstrap
+from tests.e2e import test_batches as batches
 from tests.e2e import test_pipeline as pipeline
 from tests.support.stack import running_stack
 
@@ -49,6 +51,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 for _name, _test in vars(pipeline).items():
     if _name.startswith("test_") and callable(_test):
         globals()[_name] = _test
+
+
+async def test_a_batch_fans_out_renders_and_is_archived_within_the_policies(
+    api: httpx.AsyncClient,
+) -> None:
+    """The batch path (fan-out, the ending transaction, the multipart ZIP) as each service's
+    own identity: 30 items, enough for several fan-out rounds and archive reads."""
+    await batches.run_batch(api, 30)
 
 
 def as_service(stack: Stack, service: str, aws_service: str) -> Any:
