@@ -15,11 +15,11 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from devenv.drills.receiver import Receiver, receiver
 from devenv.run.proc import stop
 from devenv.run.stack import Stack, register_webhook_secret
 from tests.support.mail import mail_to
 from tests.support.memes import wait_until_settled
-from tests.support.receiver import Receiver, receiver
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.e2e
