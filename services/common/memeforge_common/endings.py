@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from memeforge_common.items import MemeStore
 from memeforge_common.models import (
@@ -32,20 +33,27 @@ log = logging.getLogger(__name__)
 
 
 def notifications_of(
-    meme_id: str, tenant: str, notify: Notify, event: EventType, occurred_at: datetime
+    subject_id: str,
+    tenant: str,
+    notify: Notify,
+    event: EventType,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
 ) -> list[NotificationMessage]:
-    """One message per channel the meme asked for: a webhook and an email are retried
-    (and succeed) independently."""
+    """One message per channel the meme (or batch) asked for: a webhook and an email are
+    retried (and succeed) independently. ``data``: the payload, for events whose subject
+    the notifier does not read itself (``batch.done``)."""
     targets = {"webhook": notify.callback_url, "email": notify.email}
     return [
         NotificationMessage(
             event=event,
-            event_id=event_id(meme_id, event),
-            subject_id=meme_id,
+            event_id=event_id(subject_id, event),
+            subject_id=subject_id,
             tenant=tenant,
             channel=channel,
             target=target,
             occurred_at=occurred_at,
+            data=data,
         )
         for channel, target in targets.items()
         if target
