@@ -79,6 +79,13 @@ DEV_TENANT = "dev"
 UNLIMITED_RATE = {"MEMEFORGE_RATE_LIMIT_PER_MINUTE": "0"}
 
 
+def register_webhook_secret(env: dict[str, str], tenant: str = DEV_TENANT) -> str:
+    """The tenant's webhook signing secret (``whsec_…``), made by the admin command."""
+    command = [sys.executable, "-m", "memeforge_common.endpoints", "set", "--tenant", tenant]
+    done = subprocess.run(command, env=env, check=True, timeout=60, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def create_key(env: dict[str, str], tenant: str = DEV_TENANT, *scopes: str) -> str:
     """A new API key for ``tenant`` (default: every scope), made by the admin command."""
     command = [sys.executable, "-m", "memeforge_common.keys", "create", "--tenant", tenant]

@@ -39,11 +39,11 @@ from memeforge_consumer.sweeper import Sweeper
 from memeforge_notifier.deliver import DeadNotifications, DeliveryFailed, Notifier
 from standardwebhooks.webhooks import Webhook
 
+from devenv.drills.receiver import Receiver, receiver
 from tests.conftest import BACKEND
 from tests.support.images import gradient
 from tests.support.mail import mail_to
 from tests.support.notifications import endings_for
-from tests.support.receiver import Receiver, receiver
 
 pytestmark = pytest.mark.integration
 

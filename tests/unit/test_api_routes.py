@@ -155,6 +155,9 @@ def test_a_callback_url_needs_the_tenants_signing_secret(api: Api) -> None:
     notify = api.memes.items[response.json()["id"]].notify
     assert notify is not None
     assert (notify.callback_url, notify.email) == ("https://hooks.example/x", "me@example.com")
+    shown = response.json()
+    assert (shown["callback_url"], shown["notify_email"]) == (notify.callback_url, notify.email)
+    assert shown["deliveries"] == {}
 
 
 def test_the_tenants_default_endpoint_applies_to_memes_that_name_none(api: Api) -> None:

@@ -158,6 +158,8 @@ class MemeView(BaseModel):
         default=None, description="when the meme and its outputs are deleted (retention)"
     )
     links: dict[str, str]
+    callback_url: str | None = Field(default=None, description="where its webhooks go")
+    notify_email: str | None = Field(default=None, description="where its mail goes")
     deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
         default_factory=dict,
         description="the latest notification attempts per channel (webhook, email)",
@@ -196,6 +198,8 @@ class MemeView(BaseModel):
             failure=failure,
             expires_at=item.expires_at,
             links=links,
+            callback_url=item.notify.callback_url if item.notify else None,
+            notify_email=item.notify.email if item.notify else None,
             deliveries={channel: list(tries) for channel, tries in item.deliveries.items()},
         )
 
@@ -211,6 +215,8 @@ class TemplateView(TemplateFacts):
     )
     classic_layout: bool = Field(description="true when the template carries no layout of its own")
     links: dict[str, str]
+    callback_url: str | None = Field(default=None, description="where its webhooks go")
+    notify_email: str | None = Field(default=None, description="where its mail goes")
     deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
         default_factory=dict,
         description="the latest notification attempts per channel (webhook, email)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from memeforge_common.items import MemeStore
 from memeforge_common.models import (
@@ -33,20 +34,27 @@ log = logging.getLogger(__name__)
 
 
 def notifications_of(
-    meme_id: str, tenant: str, notify: Notify, event: EventType, occurred_at: datetime
+    subject_id: str,
+    tenant: str,
+    notify: Notify,
+    event: EventType,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
 ) -> list[NotificationMessage]:
-    """One message per channel the meme asked for: a webhook and an email are retried
-    (and succeed) independently."""
+    """One message per channel the meme (or batch) asked for: a webhook and an email are
+    retried (and succeed) independently. ``data``: the payload, for events whose subject
+    the notifier does not read itself (``batch.done``)."""
     targets = {"webhook": notify.callback_url, "email": notify.email}
     return [
         NotificationMessage(
             event=event,
-            event_id=event_id(meme_id, event),
-            subject_id=meme_id,
+            event_id=event_id(subject_id, event),
+            subject_id=subject_id,
             tenant=tenant,
             channel=channel,
             target=target,
             occurred_at=occurred_at,
+            data=data,
         )
         for channel, target in targets.items()
         if target
@@ -123,26 +131,18 @@ class Endings:
         return True
 
 
-def batch_done_notification(batch: Batch, occurred_at: datetime) -> NotificationMessage | None:
-    """The ``batch.done`` webhook of an archived batch (None when it asked for none); the
-    payload rides in the message, as nothing per item is read to build it."""
-    if batch.notify is None or batch.notify.callback_url is None:
-        return None
+def batch_done_notifications(batch: Batch, occurred_at: datetime) -> list[NotificationMessage]:
+    """The ``batch.done`` notifications of an archived batch (none when it asked for
+    none); the payload rides in the message, as nothing per item is read to build it."""
+    if batch.notify is None:
+        return []
     links = {"self": f"/batches/{batch.id}", "items": f"/batches/{batch.id}/items"}
     if batch.archive is not None:
         links["archive"] = f"/batches/{batch.id}/archive"
-    return NotificationMessage(
-        event="batch.done",
-        event_id=event_id(batch.id, "batch.done"),
-        subject_id=batch.id,
-        tenant=batch.tenant,
-        channel="webhook",
-        target=batch.notify.callback_url,
-        occurred_at=occurred_at,
-        data={
-            "id": batch.id,
-            "total": batch.total,
-            "counts": {"done": batch.done, "failed": batch.failed},
-            "links": links,
-        },
-    )
+    data = {
+        "id": batch.id,
+        "total": batch.total,
+        "counts": {"done": batch.done, "failed": batch.failed},
+        "links": links,
+    }
+    return notifications_of(batch.id, batch.tenant, batch.notify, "batch.done", occurred_at, data)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from memeforge_common.batches import BUILDING, BatchStore, live_state
-from memeforge_common.endings import batch_done_notification
+from memeforge_common.endings import batch_done_notifications
 from memeforge_common.fanout import fan_out
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import Batch, BatchState, utcnow
 from memeforge_common.outputs import OutputStore
-from memeforge_common.publishers import NotificationPublisher, RequestPublisher
+from memeforge_common.publishers import NotificationPublisher, PublishFailed, RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.tracing import child_of
 
@@ -80,9 +80,10 @@ class BatchSweeper:
         archive = await ArchiveWriter(self.memes, self.outputs).build(batch)
         # Announced before DONE is written: a consumer dying in between leaves the claim to
         # go stale, and the next one sends batch.done again with the same event id.
-        note = batch_done_notification(batch.model_copy(update={"archive": archive}), utcnow())
-        if note is not None:
-            await self.notifications.publish(note, child_of(batch.traceparent))
+        notes = batch_done_notifications(batch.model_copy(update={"archive": archive}), utcnow())
+        trace = child_of(batch.traceparent)
+        if notes and await self.notifications.publish_batch([(n, trace) for n in notes]):
+            raise PublishFailed("batch.done not enqueued; the claim goes stale, then again")
         if not await self.batches.advance(
             batch.id, (BatchState.ARCHIVING,), BatchState.DONE, archive=archive
         ):

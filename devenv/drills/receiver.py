@@ -1,4 +1,4 @@
-"""A webhook receiver on loopback for tests: records every delivery, answers as told.
+"""A webhook receiver on loopback (tests, the chaos drill): records deliveries, answers as told.
 
 Each path is one scenario: ``fail(path, n)`` answers 500 to its first n deliveries,
 ``stall(path)`` holds its first delivery open until ``release``, then hangs up
