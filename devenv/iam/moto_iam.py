@@ -97,9 +97,12 @@ def _arn(response: Any, service: str, resource: str) -> str:
 def _dynamodb_resource(self: DynamoHandler) -> str:
     body = self.body if isinstance(self.body, dict) else {}
     tables = {t for _, t in _transact_actions(body)}
+    batched = body.get("RequestItems")
+    if isinstance(batched, dict):  # BatchGetItem names its tables as the request's keys
+        tables |= set(batched)
     table = tables.pop() if len(tables) == 1 else body.get("TableName")
     if not isinstance(table, str) or not table:
-        return "*"  # ListTables, BatchGetItem ...: not used by the services
+        return "*"  # ListTables, a batch over several tables ...: not used by the services
     arn = table if table.startswith("arn:") else _arn(self, "dynamodb", f"table/{table}")
     index = body.get("IndexName")
     return f"{arn}/index/{index}" if isinstance(index, str) and index else arn

@@ -215,6 +215,19 @@ async def test_items_are_paginated_in_order_exactly_once(rig: Rig) -> None:
     assert bad.json()["code"] == "invalid-cursor"
 
 
+async def test_a_batch_meme_is_deleted_only_once_it_has_ended(rig: Rig) -> None:
+    """docs/architecture.md "a batch's meme can be deleted once it has ended"."""
+    batch_id = str((await _submit(rig.a, 2))["id"])
+    live = batch_meme_id(batch_id, 0)
+    refused = await rig.a.delete(f"/memes/{live}")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "meme-in-running-batch"
+    assert await rig.memes.get(live) is not None
+    await _finish(rig, batch_id, 0)
+    assert (await rig.a.delete(f"/memes/{live}")).status_code == 204
+    assert (await rig.a.get(f"/batches/{batch_id}")).json()["counts"]["done"] == 1
+
+
 async def test_idempotency_key_replays_the_batch_and_refuses_another_body(rig: Rig) -> None:
     """README "Idempotency-Key works as for /memes"."""
     first = await _submit(rig.a, 3, **{"Idempotency-Key": "batch-key"})

@@ -354,6 +354,7 @@ async def delete_meme(
     there to delete again. A render still in flight may write its output afterwards; the
     retention lifecycle rule removes that orphan."""
     item = await _owned(store, meme_id, caller)
+    _refuse_live_batch_meme(item)
     await outputs.delete_all(item)
     for _ in range(DELETE_TRIES):
         try:
@@ -364,6 +365,20 @@ async def delete_meme(
             if found is None:
                 break
             item = found
+            _refuse_live_batch_meme(item)
     else:
         raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _refuse_live_batch_meme(item: MemeItem) -> None:
+    """A batch's meme goes only once it has ended: deleted while live, it would never
+    count on its batch, and the batch would never end."""
+    if item.batch_id is not None and not item.state.terminal:
+        raise Problem(
+            409,
+            "meme-in-running-batch",
+            "The meme's batch is still running",
+            "delete it once it is DONE or FAILED",
+            batch_id=item.batch_id,
+        )
