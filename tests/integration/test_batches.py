@@ -59,16 +59,21 @@ class Rig:
     settings: Settings
 
 
-@pytest.fixture
-async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
-    settings = unique_settings(
+def _settings(resources: Settings, **overrides: object) -> Settings:
+    """The bootstrapped resources' names, with ``overrides``."""
+    return unique_settings(
         bucket=resources.bucket,
         table=resources.table,
         request_queue=resources.request_queue,
         render_queue=resources.render_queue,
         notification_queue=resources.notification_queue,
-        pending_timeout_s=1.0,
+        **overrides,
     )
+
+
+@pytest.fixture
+async def rig(resources: Settings, aws: AwsClients) -> AsyncIterator[Rig]:
+    settings = _settings(resources, pending_timeout_s=1.0)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         keys = KeyStore(aws.dynamodb, settings.table)
@@ -324,14 +329,7 @@ async def test_a_batch_takes_its_items_in_flight_slots_all_at_once_or_not_at_all
     resources: Settings, aws: AwsClients
 ) -> None:
     """docs/architecture.md "a slot for each of its items, all or none"."""
-    settings = unique_settings(
-        bucket=resources.bucket,
-        table=resources.table,
-        request_queue=resources.request_queue,
-        render_queue=resources.render_queue,
-        notification_queue=resources.notification_queue,
-        max_in_flight_per_tenant=5,
-    )
+    settings = _settings(resources, max_in_flight_per_tenant=5)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         key = await KeyStore(aws.dynamodb, settings.table).create("capped", "c", ALL_SCOPES)

@@ -14,7 +14,6 @@ Every move is a conditional write, so replicas never build one archive twice at 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,7 @@ from memeforge_common.settings import Settings
 from memeforge_common.tracing import child_of
 
 from memeforge_consumer.archive import ArchiveWriter
+from memeforge_consumer.sweeper import every
 
 log = logging.getLogger("memeforge.consumer.batches")
 
@@ -45,15 +45,7 @@ class BatchSweeper:
     settings: Settings
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.sweep_once()
-            except Exception as err:
-                log.warning("batch sweep failed: %r", err)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stopping.wait(), timeout=self.settings.batch_sweep_interval_s
-                )
+        await every(self.settings.batch_sweep_interval_s, self.sweep_once, stopping, log)
 
     async def sweep_once(self) -> int:
         """One pass; returns how many batches it moved on."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -40,6 +41,23 @@ from memeforge_consumer.dispatch import Dispatcher
 log = logging.getLogger("memeforge.consumer.sweeper")
 
 
+async def every(
+    interval_s: float,
+    work: Callable[[], Awaitable[object]],
+    stopping: asyncio.Event,
+    logger: logging.Logger,
+) -> None:
+    """Run ``work`` every ``interval_s`` until ``stopping``; a failed pass is logged and
+    the next one comes as usual (the sweepers' loop)."""
+    while not stopping.is_set():
+        try:
+            await work()
+        except Exception as err:
+            logger.warning("sweep failed: %r", err)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
+
+
 @dataclass
 class Sweeper:
     store: MemeStore
@@ -49,13 +67,7 @@ class Sweeper:
     settings: Settings
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.sweep_once()
-            except Exception as err:
-                log.warning("sweep failed: %r", err)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self.settings.sweep_interval_s)
+        await every(self.settings.sweep_interval_s, self.sweep_once, stopping, log)
 
     async def sweep_once(self) -> int:
         """One pass over both stuck states. Returns how many items were acted on."""
