@@ -95,7 +95,7 @@ async def list_memes(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MemeView,
-    responses=problem_responses(404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413),
 )
 async def create_meme(
     body: CreateMeme,
@@ -310,7 +310,11 @@ async def _answer_output(
     "/{meme_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
 )
 async def delete_meme(
-    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
+    meme_id: MemeIdPath,
+    caller: MemesWrite,
+    store: StoreDep,
+    outputs: OutputsDep,
+    watcher: WatcherDep,
 ) -> Response:
     """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
     there to delete again. A render still in flight may write its output afterwards; the
@@ -328,4 +332,5 @@ async def delete_meme(
             item = found
     else:
         raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
+    watcher.forget(meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

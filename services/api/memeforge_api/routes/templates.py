@@ -105,7 +105,7 @@ async def delete_template(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TemplateView,
-    responses=problem_responses(409, 413, 415),
+    responses=problem_responses(400, 409, 413, 415),
 )
 async def upload_template(
     response: Response,
