@@ -22,6 +22,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ async def _submit_batch(client: httpx.AsyncClient, n: int) -> list[float]:
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 202, response.text
     return times
+
+
+async def _alternate(
+    clients: dict[str, httpx.AsyncClient],
+    run_batch: Callable[[httpx.AsyncClient, int], Awaitable[list[float]]],
+    calls: dict[str, list[str]],
+    requests: int,
+    batch: int,
+) -> dict[str, list[float]]:
+    """Time ``requests`` per client in alternating batches (noise lands on both), after a
+    warm-up (key cache, queue depth, connections) whose calls are not counted."""
+    for client in clients.values():
+        await run_batch(client, 5)
+    for seen in calls.values():
+        seen.clear()
+    results: dict[str, list[float]] = {name: [] for name in clients}
+    while len(results[next(iter(clients))]) < requests:
+        for name, client in clients.items():
+            results[name] += await run_batch(client, batch)
+    for client in clients.values():
+        await client.aclose()
+    return results
 
 
 def _count_calls(app: Any, seen: list[str]) -> None:
@@ -93,7 +116,6 @@ async def measure_submit(
     fixed = Principal(key_id="0" * 16, tenant="bench", scopes=ALL_SCOPES)
     baseline.dependency_overrides[authenticate] = lambda: fixed
     calls: dict[str, list[str]] = {"quota": [], "baseline": []}
-    results: dict[str, list[float]] = {"quota": [], "baseline": []}
     async with quota.router.lifespan_context(quota), baseline.router.lifespan_context(baseline):
         _count_calls(quota, calls["quota"])
         _count_calls(baseline, calls["baseline"])
@@ -107,17 +129,7 @@ async def measure_submit(
                 transport=httpx.ASGITransport(app=baseline), base_url="http://b"
             ),
         }
-        for client in clients.values():
-            await _submit_batch(client, 5)  # warm up: key cache, queue depth, connections
-        for seen in calls.values():
-            seen.clear()
-        done = 0
-        while done < requests:
-            for name, client in clients.items():
-                results[name] += await _submit_batch(client, batch)
-            done += batch
-        for client in clients.values():
-            await client.aclose()
+        results = await _alternate(clients, _submit_batch, calls, requests, batch)
     return _summary(results, calls)
 
 
@@ -134,7 +146,6 @@ async def measure(requests: int, batch: int) -> dict[str, Any]:
     fixed = Principal(key_id="0" * 16, tenant="bench", scopes=ALL_SCOPES)
     baseline.dependency_overrides[authenticate] = lambda: fixed
     calls: dict[str, list[str]] = {"auth": [], "baseline": []}
-    results: dict[str, list[float]] = {"auth": [], "baseline": []}
     async with (
         with_auth.router.lifespan_context(with_auth),
         baseline.router.lifespan_context(baseline),
@@ -154,17 +165,7 @@ async def measure(requests: int, batch: int) -> dict[str, Any]:
                 transport=httpx.ASGITransport(app=baseline), base_url="http://b"
             ),
         }
-        for client in clients.values():
-            await _time_batch(client, 5)  # warm up: key cache, connections
-        for calls_seen in calls.values():
-            calls_seen.clear()
-        done = 0
-        while done < requests:
-            for name, client in clients.items():
-                results[name] += await _time_batch(client, batch)
-            done += batch
-        for client in clients.values():
-            await client.aclose()
+        results = await _alternate(clients, _time_batch, calls, requests, batch)
     submit = await measure_submit(settings, key.token, requests, batch)
     per = {name: len(seen) / len(results[name]) for name, seen in calls.items()}
     kinds = {name: sorted(set(seen)) for name, seen in calls.items()}

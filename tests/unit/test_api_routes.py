@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from memeforge_api.app import create_app
@@ -261,3 +262,23 @@ def test_a_retry_whose_write_created_the_meme_enqueues_it(api: Api) -> None:
     assert response.status_code == 202
     assert "idempotent-replayed" not in response.headers
     assert [message.meme_id for message, _ in api.published.sent] == ["c" * 32]
+
+
+def test_a_transaction_that_kept_losing_to_contention_is_a_503_not_a_client_error(
+    api: Api,
+) -> None:
+    """After the store's own retries, a cancelled transaction is contention on the
+    tenant's counter: 503 with Retry-After, not 400 invalid-request."""
+
+    async def contended(item: MemeItem, in_flight_cap: int) -> None:
+        error = {
+            "Error": {"Code": "TransactionCanceledException"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+
+    api.memes.create_counted = contended  # type: ignore[method-assign]
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "hi"})
+    assert response.status_code == 503
+    assert response.json()["code"] == "aws-unavailable"
+    assert "retry-after" in response.headers

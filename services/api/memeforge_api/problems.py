@@ -17,7 +17,15 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 AWS_RETRY_AFTER_S = 5
-_THROTTLING_CODES = ("ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown")
+# Contention, not the client's input: throttling, and writes that lost to a concurrent
+# transaction on the same item (after the store's own retries).
+_THROTTLING_CODES = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "TransactionConflictException",
+    "TransactionCanceledException",
+)
 _STATUS_CODES = {
     400: "bad-request",
     404: "not-found",
