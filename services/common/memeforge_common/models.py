@@ -229,8 +229,16 @@ class MemeItem(MemeStatus):
     """None when the stored spec breaks today's limits (written by an older version):
     the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     sweeps: int = 0  # times the sweeper re-enqueued it
+    counted: bool = False
+    """The item holds one of its tenant's in-flight slots (items.py): its terminal
+    transition (or its deletion while live) frees the slot in the same write."""
     traceparent: str | None = None
     """The trace of the request that created it, continued by whatever re-sends it."""
+
+    @property
+    def in_flight_slot(self) -> str | None:
+        """The tenant whose in-flight slot this item holds, if it holds one."""
+        return self.tenant if self.counted else None
 
 
 class RequestMessage(Frozen):
@@ -257,12 +265,19 @@ class RenderJob(Frozen):
     spec: RenderSpec
     # The meme's tenant: part of its output keys ("" on jobs from before tenants).
     tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
+    # The meme holds a slot of its tenant's in-flight cap (MemeItem.counted): ending it
+    # frees the slot. Trusted no more than ``tenant``: both are conditions of that write.
+    counted: bool = False
     output_key: str | None = Field(default=None, exclude=True)
     """Sent by older consumers; ignored (never trusted) and no longer sent."""
 
     @property
     def template_id(self) -> str:
         return self.template_key.rpartition("/")[2]
+
+    @property
+    def in_flight_slot(self) -> str | None:
+        return self.tenant if self.counted else None
 
 
 OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it

@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     # and how many requests an idle key may make at once.
     rate_limit_per_minute: int = Field(default=1200, ge=0, le=60_000)
     rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
+    # Memes a tenant may have in flight (submitted, not yet DONE or FAILED) across every
+    # api replica (0: no cap); past it, POST /memes answers 429 (items.py: MemeStore).
+    max_in_flight_per_tenant: int = Field(default=1000, ge=0)
+    # Back-pressure: POST /memes answers 503 overloaded while the backlog (visible messages
+    # on the request and render queues) is over this (0: never); each api process reads
+    # the backlog at most once per queue_depth_refresh_s.
+    overload_queue_depth: int = Field(default=5000, ge=0)
+    queue_depth_refresh_s: float = Field(default=5.0, gt=0, le=60)
     # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
     # for this tenant, so a fresh deployment has one key without anyone running the CLI.
     first_api_key: SecretStr | None = None

@@ -107,7 +107,9 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self.store.transition(job.meme_id, MemeState.DONE, result=result):
+        if await self.store.transition(
+            job.meme_id, MemeState.DONE, result=result, slot=job.in_flight_slot
+        ):
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
@@ -122,4 +124,6 @@ class Renderer:
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self.store.transition(job.meme_id, MemeState.FAILED, failure=failure)
+        await self.store.transition(
+            job.meme_id, MemeState.FAILED, failure=failure, slot=job.in_flight_slot
+        )
