@@ -55,6 +55,9 @@ class AnimationRefused(RenderError):
         super().__init__(detail)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[AnimationRefused], tuple[str, str]]:
+        return (type(self), (self.reason, self.detail))  # back from a pool process intact
+
 
 class OutputBytesTooLarge(RenderError):
     """The encoded output would be larger than allowed (ask for a smaller ``max_side``)."""
