@@ -139,6 +139,30 @@ def test_gif_caption_colours_stay_exact_when_the_source_palette_is_full() -> Non
     assert all(ImageChops.difference(f, fills[0]).getbbox() is None for f in fills)
 
 
+def test_more_caption_colours_than_reserved_entries_are_all_exact() -> None:
+    """Twelve colours on a full palette: the render frees entries for itself."""
+    frames = [
+        Image.merge("RGB", [Image.effect_noise(SIZE, 90 + 10 * i) for i in range(3)])
+        for _ in range(3)
+    ]
+    palette = frames[0].quantize(256)
+    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=70, loop=0)
+    colours = [(250, 10 + 20 * i, 5) for i in range(12)]
+    boxes = tuple(
+        TextBox(text="ab", x=(i % 4) * 0.25, y=(i // 4) * 0.33, width=0.25, height=0.33,
+                color="#" + bytes(c).hex(), outline_width=0)
+        for i, c in enumerate(colours)
+    )  # fmt: skip
+    out = engine.render(buf.getvalue(), RenderSpec(boxes=boxes, format="gif"))
+    _, rendered, _ = _frames(out.data)
+    for colour in colours:
+        masks = [_mask(f, colour) for f in rendered]
+        assert _pixels(masks[0]) > 20, colour
+        assert all(ImageChops.difference(m, masks[0]).getbbox() is None for m in masks)
+
+
 def test_transparency_and_disposal_are_kept() -> None:
     """A sprite that moves over a transparent canvas, each frame disposed to the
     background: the pixels it leaves turn transparent again in the output too."""

@@ -301,7 +301,8 @@ def _caption_palette(
         if counts[i] and i != keep:
             exact[(palette[3 * i], palette[3 * i + 1], palette[3 * i + 2])] = i
     missing = [c for c in colours if c not in exact]
-    lut = free_entries(palette, counts, len(missing), {keep})
+    kept = {keep} | {exact[c] for c in colours if c in exact}  # never merged away
+    lut = free_entries(palette, counts, len(missing), kept)
     free = [i for i in range(256) if counts[i] == 0 and i != keep]
     index = {c: exact[c] for c in colours if c in exact}
     for colour, i in zip(missing, free, strict=False):
@@ -360,7 +361,7 @@ def _thumbnail(first: Image.Image, spec: RenderSpec) -> tuple[bytes | None, tupl
     """The first frame, captioned, as a still of the spec's format."""
     if not spec.thumbnail_side:
         return None, (0, 0)
-    small = first.convert("RGBA" if first.mode in ("RGBA", "P") else "RGB")  # P: keep is clear
+    small = first.convert("RGBA" if first.mode in ("RGBA", "P") else "RGB")
     small.thumbnail((spec.thumbnail_side, spec.thumbnail_side), Image.Resampling.LANCZOS)
     if spec.format == "gif":
         out = io.BytesIO()
