@@ -64,6 +64,19 @@ def _in_boxes(mask: Image.Image) -> bool:
     return outside.getbbox() is None
 
 
+def _full_palette_gif(count: int) -> bytes:
+    """Colour noise: every one of the 256 palette entries in use, 70 ms a frame."""
+    frames = [
+        Image.merge("RGB", [Image.effect_noise(SIZE, 90 + 10 * i) for i in range(3)])
+        for _ in range(count)
+    ]
+    palette = frames[0].quantize(256)
+    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=70, loop=0)
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def gif_source() -> bytes:
     return animated("GIF", count=len(DURATIONS), size=SIZE, durations=DURATIONS, loop=2)
@@ -122,16 +135,9 @@ def test_gif_captions_are_drawn_where_the_still_engine_draws_them(gif_source: by
 
 def test_gif_caption_colours_stay_exact_when_the_source_palette_is_full() -> None:
     """256 colours used: the least-used are merged to make room for the caption's."""
-    frames = [
-        Image.merge("RGB", [Image.effect_noise(SIZE, 90 + 10 * i) for i in range(3)])
-        for _ in range(4)
-    ]
-    palette = frames[0].quantize(256)
-    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=70, loop=0)
-    assert len([c for c in frames[0].histogram() if c]) > 250
-    out = engine.render(buf.getvalue(), RenderSpec(boxes=BOXES, format="gif"))
+    data = _full_palette_gif(4)
+    assert len([c for c in Image.open(io.BytesIO(data)).histogram() if c]) > 250
+    out = engine.render(data, RenderSpec(boxes=BOXES, format="gif"))
     _, rendered, durations = _frames(out.data)
     assert durations == [70] * 4
     fills = [_mask(f, FILL) for f in rendered]
@@ -141,21 +147,13 @@ def test_gif_caption_colours_stay_exact_when_the_source_palette_is_full() -> Non
 
 def test_more_caption_colours_than_reserved_entries_are_all_exact() -> None:
     """Twelve colours on a full palette: the render frees entries for itself."""
-    frames = [
-        Image.merge("RGB", [Image.effect_noise(SIZE, 90 + 10 * i) for i in range(3)])
-        for _ in range(3)
-    ]
-    palette = frames[0].quantize(256)
-    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=70, loop=0)
     colours = [(250, 10 + 20 * i, 5) for i in range(12)]
     boxes = tuple(
         TextBox(text="ab", x=(i % 4) * 0.25, y=(i // 4) * 0.33, width=0.25, height=0.33,
                 color="#" + bytes(c).hex(), outline_width=0)
         for i, c in enumerate(colours)
     )  # fmt: skip
-    out = engine.render(buf.getvalue(), RenderSpec(boxes=boxes, format="gif"))
+    out = engine.render(_full_palette_gif(3), RenderSpec(boxes=boxes, format="gif"))
     _, rendered, _ = _frames(out.data)
     for colour in colours:
         masks = [_mask(f, colour) for f in rendered]
