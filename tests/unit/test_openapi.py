@@ -18,12 +18,12 @@ AUTHENTICATED = {"401", "403", "429", "503"}
 # The problems each route can answer beyond AUTHENTICATED and 422 (see the routes).
 EXTRA = {
     ("get", "/templates"): {"400"},
-    ("post", "/templates"): {"409", "413", "415"},
+    ("post", "/templates"): {"400", "409", "413", "415"},
     ("get", "/templates/{template_id}"): {"404"},
     ("get", "/templates/{template_id}/image"): {"404"},
     ("delete", "/templates/{template_id}"): {"404"},
     ("get", "/memes"): {"400"},
-    ("post", "/memes"): {"404", "409", "413"},
+    ("post", "/memes"): {"400", "404", "409", "413"},
     ("get", "/memes/{meme_id}"): {"404"},
     ("get", "/memes/{meme_id}/events"): {"404"},
     ("get", "/memes/{meme_id}/image"): {"404", "409"},

@@ -11,12 +11,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 AWS_RETRY_AFTER_S = 5
-_THROTTLING_CODES = ("ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown")
+# Contention, not the client's input: throttling, and writes that lost to a concurrent
+# transaction on the same item (after the store's own retries).
+_THROTTLING_CODES = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "TransactionConflictException",
+    "TransactionCanceledException",
+)
 _STATUS_CODES = {
     400: "bad-request",
     404: "not-found",
@@ -46,7 +55,7 @@ class ProblemDetails(BaseModel):
 
 PROBLEM_SCHEMA = "Problem"
 _DESCRIPTIONS = {
-    400: "Bad request (e.g. invalid-cursor)",
+    400: "Bad request (e.g. invalid-cursor, a body that cannot be parsed)",
     401: "No, or an unknown or revoked, API key (unauthorized)",
     403: "The API key lacks a scope the route needs (insufficient-scope)",
     404: "No such resource, or another tenant's",
@@ -149,6 +158,23 @@ _AWS_UNAVAILABLE = Problem(
 )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first
+    matching route's, e.g. GET where GET and DELETE share a path)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -158,6 +184,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
             request, Problem(exc.status_code, code, str(exc.detail), headers=headers)
         )

@@ -125,21 +125,37 @@ class TextBox(Frozen):
     )
 
 
-OutputFormat = Literal["jpeg", "png", "webp"]
+OutputFormat = Literal["jpeg", "png", "webp", "gif"]
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+ANIMATED_FORMATS = ("gif", "webp")
+"""Formats that keep an animated template's animation; the others take its first frame."""
 
 
 class OutputOptions(Frozen):
     """How the output is encoded; shared by RenderSpec and the api's CreateMeme body."""
 
-    format: OutputFormat = "jpeg"
+    format: OutputFormat = Field(
+        default="jpeg",
+        description="gif and webp keep an animated template's animation (see 'animated')",
+    )
+    animated: bool = Field(
+        default=True, description="false: a still of an animated template's first frame"
+    )
     quality: Quality = 85
+    animated_quality: Quality = Field(
+        default=70, description="animated WebP (its frames add up: lower than a still's)"
+    )
     max_side: OutputSide | None = None
     thumbnail_side: ThumbnailSide | None = None
 
 
 class RenderSpec(OutputOptions):
     boxes: tuple[TextBox, ...] = Field(max_length=MAX_BOXES)
+
+    @property
+    def keeps_animation(self) -> bool:
+        """An animated template renders animated (a still one renders as before)."""
+        return self.animated and self.format in ANIMATED_FORMATS
 
     @property
     def has_text(self) -> bool:
@@ -187,6 +203,9 @@ class LayoutReport(Frozen):
     thumbnail: tuple[int, int, int] | None = Field(
         default=None, description="(width, height, bytes) when a thumbnail was made"
     )
+    frames: int = Field(default=1, ge=1, description="more than 1: an animation")
+    duration_ms: int = Field(default=0, ge=0, description="an animation's total duration")
+    loop: int | None = Field(default=None, description="0: forever; null: plays once")
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

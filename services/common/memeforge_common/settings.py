@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # Operational limits (the request limits are fixed, in limits.py).
     max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
     max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
+    # Animated templates (memeforge_common/animation.py), checked at upload and render.
+    max_frames: int = Field(default=limits.MAX_FRAMES, ge=1)
+    max_animation_ms: int = Field(default=limits.MAX_ANIMATION_MS, ge=1)
+    max_animation_pixels: int = Field(default=limits.MAX_ANIMATION_PIXELS, ge=1)
+    max_output_bytes: int = Field(default=limits.MAX_OUTPUT_BYTES, ge=1024)
     max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
     # Long-polls and event streams one api process serves at once; past it, 503.
     max_waiters: int = Field(default=10_000, ge=1)
@@ -95,6 +100,7 @@ class Settings(BaseSettings):
     # Per pool process (so multiply by render_processes for the pod's memory budget):
     # decoded, scaled templates and glyph masks.
     decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
+    animation_cache_bytes: int = Field(default=limits.ANIMATION_CACHE_BYTES, ge=0)
     glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
     # ... and the text caches: loaded fonts, measured words, kerning pairs (per face),
     # fitter geometry.

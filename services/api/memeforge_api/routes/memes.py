@@ -98,7 +98,7 @@ async def list_memes(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MemeView,
-    responses=problem_responses(404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413),
 )
 async def create_meme(
     body: CreateMeme,
@@ -348,7 +348,11 @@ async def _answer_output(
     "/{meme_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
 )
 async def delete_meme(
-    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
+    meme_id: MemeIdPath,
+    caller: MemesWrite,
+    store: StoreDep,
+    outputs: OutputsDep,
+    watcher: WatcherDep,
 ) -> Response:
     """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
     there to delete again. A render still in flight may write its output afterwards; the
@@ -368,6 +372,7 @@ async def delete_meme(
             _refuse_live_batch_meme(item)
     else:
         raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
+    watcher.forget(meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

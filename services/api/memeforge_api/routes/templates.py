@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
 from memeforge_common.models import (
     TEMPLATE_ID_PATTERN,
@@ -105,7 +106,7 @@ async def delete_template(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TemplateView,
-    responses=problem_responses(409, 413, 415),
+    responses=problem_responses(400, 409, 413, 415),
 )
 async def upload_template(
     response: Response,
@@ -132,7 +133,11 @@ async def upload_template(
             413, "upload-too-large", "Upload too large", f"limit {settings.max_upload_bytes} bytes"
         )
     try:
-        facts = await check_upload(data, max_pixels=settings.max_source_pixels)
+        facts = await check_upload(
+            data,
+            max_pixels=settings.max_source_pixels,
+            caps=AnimationLimits.from_settings(settings),
+        )
     except InvalidImage as err:
         status_code = 415 if err.code == "unsupported-image-format" else 422
         raise Problem(status_code, err.code, "Invalid image", err.detail) from err
@@ -151,6 +156,7 @@ async def upload_template(
             width=facts.width,
             height=facts.height,
             layout=layout,
+            animation=facts.animation,
         )
     except TemplateExists as err:
         raise _exists(tid) from err
