@@ -21,6 +21,9 @@ RSS of a fresh worker process after 1,000 renders over 50 templates.
     python -m bench.render                 # default, well under a minute
     python -m bench.render --seconds 10    # longer cells
     python -m bench.render --pool          # also: 2 processes vs 2 threads
+
+Then the animated section (bench/animated.py): a 40-frame GIF captioned by the engine vs
+a naive per-frame loop, frames/s and output bytes (``--no-animated`` skips it).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from memeforge_renderer.engine.typeface import FONT_PATH
 from PIL import Image, ImageDraw, ImageFont
 
 from devenv import REPO_ROOT as ROOT
+from tests.support.captions import PATHOLOGICAL
 
 QUALITY = 85
 SIZES = (800, 1600)
@@ -56,17 +60,6 @@ SIZES = (800, 1600)
 # 50,000 most common words. So, as in real traffic, most words are common but every
 # caption has a fair chance of a word the engine has never measured or rasterised.
 VOCABULARY_SIZE = 50_000
-# Captions no render may take long on (the unit tests check they render correctly).
-PATHOLOGICAL = (
-    "x" * 10_000,
-    "\u0645\u0631\u062d\u0628\u0627" * 2_000,  # one 10,000-letter Arabic "word"
-    "\U0001f600" * 5_000,
-    "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 2_000,
-    "e" + "\u0301" * 9_999,  # one character carrying 9,999 marks
-    "\u200d" * 10_000,
-    "\n" * 9_999 + "a",
-    "\u6211" * 10_000,
-)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -476,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rss-templates", type=int, default=50)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--pool", action="store_true", help="also compare processes/threads")
+    parser.add_argument("--no-animated", action="store_true", help="skip the GIF section")
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
@@ -545,6 +539,11 @@ def main(argv: list[str] | None = None) -> None:
             f"threads {pool['threads_rps']:.0f} r/s"
         )
         result["pool"] = pool
+    if not args.no_animated:
+        from bench.animated import print_animated, run_animated  # it imports this module
+
+        result["animated"] = run_animated(args.seconds)
+        print_animated(result["animated"])
     print(json.dumps(_rounded(result)))
 
 
