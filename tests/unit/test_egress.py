@@ -56,6 +56,7 @@ LOOPBACK_ONLY = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
     ],
 )
 def test_non_public_addresses_are_refused_with_their_reason(address: str, reason: str) -> None:
+    """README "Templates from a URL": the addresses the SSRF guard refuses."""
     assert refusal(ipaddress.ip_address(address)) == reason
 
 
