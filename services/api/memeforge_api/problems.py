@@ -51,6 +51,15 @@ class Problem(Exception):
         self.extra = extra
 
 
+def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route's problem+json answers: status → the codes it
+    carries."""
+    return {
+        status: {"description": codes, "content": {PROBLEM_JSON: {}}}
+        for status, codes in described.items()
+    }
+
+
 def problem_body(
     status: int, code: str, title: str, detail: str = "", *, instance: str, **extra: Any
 ) -> dict[str, Any]:

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 from memeforge_common.egress import EgressPolicy
 from memeforge_common.limits import (
-    MAX_BOXES,
     MAX_LAYOUT_FORM_CHARS,
     MAX_SOURCE_URL_CHARS,
     MAX_TEMPLATE_NAME_CHARS,
@@ -27,28 +26,20 @@ from memeforge_common.templates import (
     TemplateStore,
     encode_layout,
 )
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import ImageFacts, InvalidImage, check_upload
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import PROBLEM_JSON, Problem
-from memeforge_api.schemas import TemplatePage, TemplateView
+from memeforge_api.problems import Problem, problem_responses
+from memeforge_api.schemas import Layout, TemplatePage, TemplateView
 from memeforge_api.sources import fetch_source
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 
-def problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for problem+json answers: status → the codes it carries."""
-    return {
-        status: {"description": codes, "content": {PROBLEM_JSON: {}}}
-        for status, codes in described.items()
-    }
-
-
-UPLOAD_ERRORS = problems(
+UPLOAD_ERRORS = problem_responses(
     {
         409: "template-exists",
         413: "upload-too-large, source-too-large",
@@ -237,17 +228,19 @@ def parse_layout(raw: str) -> tuple[TextBox, ...]:
     """A template's default boxes from the upload form: validated, bounded, text-free."""
     try:
         boxes = _LAYOUT.validate_json(raw)
-        encode_layout(boxes)  # the same bound the storage applies, checked before upload
     except ValidationError as err:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()]
         raise Problem(422, "invalid-layout", "Invalid template layout", errors=errors) from err
+    return bounded_layout(boxes)
+
+
+def bounded_layout(boxes: tuple[TextBox, ...]) -> tuple[TextBox, ...]:
+    """``boxes`` if they fit the storage's bound, checked before any upload."""
+    try:
+        encode_layout(boxes)
     except LayoutTooLarge as err:
         raise Problem(422, "layout-too-large", "Template layout too large", str(err)) from err
     return boxes
 
 
-class _LayoutBox(TextBox):
-    text: str = Field(default="", max_length=0, description="layouts carry no text")
-
-
-_LAYOUT = TypeAdapter(Annotated[tuple[_LayoutBox, ...], Field(min_length=1, max_length=MAX_BOXES)])
+_LAYOUT = TypeAdapter(Layout)
