@@ -16,7 +16,7 @@ from memeforge_common.models import INCOMING_PREFIX, incoming_key
 from memeforge_common.settings import Settings
 
 from tests.support.images import gradient
-from tests.support.settings import unique_settings
+from tests.support.settings import on_resources
 from tests.support.uploads import post_form, signed_policy
 
 pytestmark = pytest.mark.integration
@@ -26,13 +26,7 @@ UPLOAD_LIMIT = 200_000
 
 @pytest.fixture
 def settings(resources: Settings) -> Settings:
-    return unique_settings(
-        bucket=resources.bucket,
-        table=resources.table,
-        request_queue=resources.request_queue,
-        render_queue=resources.render_queue,
-        max_upload_bytes=UPLOAD_LIMIT,
-    )
+    return on_resources(resources, max_upload_bytes=UPLOAD_LIMIT)
 
 
 @pytest.fixture

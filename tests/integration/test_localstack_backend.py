@@ -114,15 +114,21 @@ async def test_s3_put_and_get(s3: S3Client) -> None:
     assert got["ContentType"] == "text/plain"
 
 
-async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
-    """Where the api's GET /memes/{id}/image sends a client."""
+@asynccontextmanager
+async def _api(settings: Settings, auth: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api", headers=auth
         ) as api:
-            response = await api.get(f"/memes/{meme_id}/image")
+            yield api
+
+
+async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
+    """Where the api's GET /memes/{id}/image sends a client."""
+    async with _api(settings, auth) as api:
+        response = await api.get(f"/memes/{meme_id}/image")
     assert response.status_code == 307, response.text
     return str(response.headers["location"])
 
@@ -229,17 +235,6 @@ def test_stop_ends_both_processes(tmp_path: Path) -> None:
 
     assert all(proc.poll() is not None for proc in emu.processes)
     assert not any(_port_open(url) for url in urls)
-
-
-@asynccontextmanager
-async def _api(settings: Settings, auth: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://api", headers=auth
-        ) as api:
-            yield api
 
 
 async def test_s3_itself_enforces_the_direct_upload_form(

@@ -17,7 +17,7 @@ from memeforge_common.settings import Settings
 
 from tests.support.images import gradient
 from tests.support.origin import origin_server
-from tests.support.settings import unique_settings
+from tests.support.settings import on_resources
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +44,7 @@ async def _client(settings: Settings, aws: AwsClients) -> AsyncIterator[httpx.As
 
 
 def _settings(resources: Settings, **overrides: Any) -> Settings:
-    return unique_settings(
-        bucket=resources.bucket,
-        table=resources.table,
-        request_queue=resources.request_queue,
-        render_queue=resources.render_queue,
-        max_upload_bytes=UPLOAD_LIMIT,
-        egress_timeout_s=2.0,
-        **overrides,
-    )
+    return on_resources(resources, max_upload_bytes=UPLOAD_LIMIT, egress_timeout_s=2.0, **overrides)
 
 
 @pytest.fixture
