@@ -112,7 +112,9 @@ class Dispatcher:
         if template is None:
             failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
         if failure is not None:
-            await self._store.transition(item.id, MemeState.FAILED, failure=failure)
+            await self._store.transition(
+                item.id, MemeState.FAILED, failure=failure, slot=item.in_flight_slot
+            )
             log.info("meme failed validation: %s", failure.reason)
             return Ack()
         assert template is not None
@@ -155,4 +157,5 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         template_etag=template.etag,
         spec=item.spec,
         tenant=item.tenant,
+        counted=item.counted,
     )

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.egress import EgressPolicy
 from memeforge_common.limits import (
     MAX_LAYOUT_FORM_CHARS,
@@ -32,22 +33,12 @@ from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import ImageFacts, InvalidImage, check_upload
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem, problem_responses
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.schemas import Layout, TemplatePage, TemplateView
 from memeforge_api.sources import fetch_source
 
-router = APIRouter(prefix="/templates", tags=["templates"])
-
-
-UPLOAD_ERRORS = problem_responses(
-    {
-        409: "template-exists",
-        413: "upload-too-large, source-too-large",
-        415: "unsupported-image-format",
-        422: "invalid-image, image-too-large, invalid-template-source, invalid-source-url, "
-        "source-forbidden-address, source-unreachable, invalid-template-id, invalid-layout, "
-        "layout-too-large, metadata-too-large",
-    }
+router = APIRouter(
+    prefix="/templates", tags=["templates"], responses=problem_responses(*AUTHENTICATED, 422)
 )
 
 
@@ -59,7 +50,7 @@ def template_exists(template_id: str) -> Problem:
     return Problem(409, "template-exists", "Template id already taken", f"template {template_id!r}")
 
 
-@router.get("", response_model=TemplatePage)
+@router.get("", response_model=TemplatePage, responses=problem_responses(400))
 async def get_templates(
     caller: TemplatesRead,
     templates: TemplatesDep,
@@ -76,7 +67,7 @@ async def get_templates(
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
-@router.get("/{template_id}", response_model=TemplateView)
+@router.get("/{template_id}", response_model=TemplateView, responses=problem_responses(404))
 async def get_template(
     template_id: str, caller: TemplatesRead, templates: TemplatesDep
 ) -> TemplateView:
@@ -90,7 +81,7 @@ async def get_template(
     "/{template_id}/image",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses=PRESIGNED_RESPONSES,
+    responses=PRESIGNED_RESPONSES | problem_responses(404),
 )
 async def get_template_image(
     template_id: str,
@@ -107,7 +98,9 @@ async def get_template_image(
     return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
-@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+)
 async def delete_template(
     template_id: str, caller: TemplatesWrite, templates: TemplatesDep
 ) -> Response:
@@ -119,7 +112,10 @@ async def delete_template(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=TemplateView, responses=UPLOAD_ERRORS
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateView,
+    responses=problem_responses(400, 409, 413, 415),
 )
 async def upload_template(
     response: Response,
@@ -185,7 +181,11 @@ def upload_too_large(limit: int) -> Problem:
 async def checked_image(data: bytes, settings: Settings) -> ImageFacts:
     """The image's facts, or a Problem: 415 for a format not accepted, else 422."""
     try:
-        return await check_upload(data, max_pixels=settings.max_source_pixels)
+        return await check_upload(
+            data,
+            max_pixels=settings.max_source_pixels,
+            caps=AnimationLimits.from_settings(settings),
+        )
     except InvalidImage as err:
         status_code = 415 if err.code == "unsupported-image-format" else 422
         raise Problem(status_code, err.code, "Invalid image", err.detail) from err
@@ -212,6 +212,7 @@ async def register_template(
             width=facts.width,
             height=facts.height,
             layout=layout,
+            animation=facts.animation,
         )
     except TemplateExists as err:
         raise template_exists(tid) from err

@@ -14,7 +14,7 @@ from memeforge_common.uploads import UploadMissing, UploadTooLarge
 
 from memeforge_api.auth import TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep, UploadsDep
-from memeforge_api.problems import Problem, problem_responses
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.routes.templates import (
     bounded_layout,
     checked_image,
@@ -25,17 +25,10 @@ from memeforge_api.routes.templates import (
 )
 from memeforge_api.schemas import CompleteUpload, DirectUpload, TemplateView
 
-router = APIRouter(prefix="/templates/uploads", tags=["templates"])
-
-COMPLETE_ERRORS = problem_responses(
-    {
-        404: "upload-not-found",
-        409: "template-exists (the upload is kept: complete it under another id)",
-        413: "upload-too-large (the object is deleted)",
-        415: "unsupported-image-format (the object is deleted)",
-        422: "invalid-image, image-too-large (the object is deleted); invalid-template-id, "
-        "layout-too-large, metadata-too-large, validation-failed",
-    }
+router = APIRouter(
+    prefix="/templates/uploads",
+    tags=["templates"],
+    responses=problem_responses(*AUTHENTICATED, 422),
 )
 
 
@@ -70,7 +63,7 @@ async def start_upload(
     "/{upload_id}/complete",
     status_code=status.HTTP_201_CREATED,
     response_model=TemplateView,
-    responses=COMPLETE_ERRORS,
+    responses=problem_responses(404, 409, 413, 415),
 )
 async def complete_upload(
     upload_id: str,
