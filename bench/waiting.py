@@ -118,8 +118,8 @@ class Column:
     name: str
     idle: Phase = field(default_factory=Phase)
     finish: Phase = field(default_factory=Phase)
-    latencies_ms: list[float] = field(default_factory=list)
-    seen: list[tuple[str, float]] = field(default_factory=list)
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # by client kind
+    seen: list[tuple[str, str, float]] = field(default_factory=list)
     calls_by_operation: dict[str, int] = field(default_factory=dict)
     refused: int = 0
 
@@ -206,7 +206,7 @@ async def long_poller(port: int, meme_id: str, token: str, col: Column) -> None:
         if await _refused(status, body, col):
             continue
         if b'"state":"DONE"' in body:
-            col.seen.append((meme_id, time.monotonic()))
+            col.seen.append(("long_poll", meme_id, time.monotonic()))
             return
 
 
@@ -222,7 +222,7 @@ async def sse_client(port: int, meme_id: str, token: str, col: Column) -> None:
     try:
         async for line in reader:
             if line.startswith(b"data: ") and b'"state":"DONE"' in line:
-                col.seen.append((meme_id, time.monotonic()))
+                col.seen.append(("sse", meme_id, time.monotonic()))
                 return
     finally:
         writer.close()
@@ -273,7 +273,9 @@ async def run_column(
                 done_at[meme_id] = time.monotonic()
             await asyncio.wait_for(asyncio.gather(*clients), timeout=60)
             # Seen before the DONE write's answer reached the bench counts as 0 ms.
-            col.latencies_ms = [max(0.0, seen - done_at[i]) * 1000 for i, seen in col.seen]
+            for kind, meme_id, seen in col.seen:
+                latency = max(0.0, seen - done_at[meme_id]) * 1000
+                col.latencies_ms.setdefault(kind, []).append(latency)
             cpu2, calls2, items2 = api.snapshot()
             col.finish = Phase(time.monotonic() - t1, cpu2 - cpu1, calls2 - calls1, items2 - items1)
             col.calls_by_operation = api.by_operation()
@@ -322,6 +324,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def summary(col: Column, waiters: int) -> dict[str, Any]:
     per_k = 1000 / waiters
+    every = [latency for latencies in col.latencies_ms.values() for latency in latencies]
     return {
         "idle_cpu_pct_per_1k_waiters": 100 * col.idle.cpu_s / col.idle.seconds * per_k,
         "finish_cpu_pct_per_1k_waiters": 100 * col.finish.cpu_s / col.finish.seconds * per_k,
@@ -329,8 +332,10 @@ def summary(col: Column, waiters: int) -> dict[str, Any]:
         "finish_dynamodb_calls_per_s": col.finish.calls / col.finish.seconds,
         "idle_items_read_per_s": col.idle.items / col.idle.seconds,
         "finish_items_read_per_s": col.finish.items / col.finish.seconds,
-        "done_to_seen_p50_ms": _pct(col.latencies_ms, 0.50),
-        "done_to_seen_p99_ms": _pct(col.latencies_ms, 0.99),
+        "done_to_seen_p50_ms": _pct(every, 0.50),
+        "done_to_seen_p99_ms": _pct(every, 0.99),
+        "sse_done_to_seen_p99_ms": _pct(col.latencies_ms.get("sse", []), 0.99),
+        "long_poll_done_to_seen_p99_ms": _pct(col.latencies_ms.get("long_poll", []), 0.99),
         "seen": len(col.seen),
         "refused": col.refused,
     }
