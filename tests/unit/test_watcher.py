@@ -123,6 +123,15 @@ async def watcher(store: GatedStore) -> AsyncIterator[Watcher]:
     task.cancel()
 
 
+def polling(
+    watcher: Watcher, store: GatedStore, first: MemeStatus, wait_s: float
+) -> asyncio.Future[MemeStatus]:
+    """A long-poll of one client, running."""
+    return asyncio.ensure_future(
+        long_poll(watcher, cast(MemeStore, store), first, wait_s, Client().receive)
+    )
+
+
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -157,10 +166,7 @@ async def test_one_feed_query_serves_every_waiter_and_wakes_only_the_moved(
 ) -> None:
     """README "all woken by one watcher per process"; waiting.md "The change feed"."""
     firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(3)]
-    polls = [
-        asyncio.ensure_future(long_poll(watcher, cast(MemeStore, store), f, 60, Client().receive))
-        for f in firsts
-    ]
+    polls = [polling(watcher, store, f, 60) for f in firsts]
     await settle()
     assert (watcher.watched, watcher.waiters) == (3, 3)
     store.put(mid(1), MemeState.RENDERING)
@@ -187,12 +193,7 @@ async def test_a_change_the_feed_misses_is_seen_by_the_consistent_sweep(
     task = asyncio.create_task(watcher.run())
     try:
         firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(2)]
-        polls = [
-            asyncio.ensure_future(
-                long_poll(watcher, cast(MemeStore, store), f, 60, Client().receive)
-            )
-            for f in firsts
-        ]
+        polls = [polling(watcher, store, f, 60) for f in firsts]
         await settle()
         store.put(mid(0), MemeState.RENDERING)
         store.lagging.add(mid(0))
@@ -213,9 +214,7 @@ async def test_a_change_that_shows_late_on_the_feed_is_read_by_the_trailing_quer
     """waiting.md "The change feed": the trailing window reads a late index entry."""
     first = store.put(mid(5), MemeState.QUEUED)
     store.feed_open = True
-    poll = asyncio.ensure_future(
-        long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
-    )
+    poll = polling(watcher, store, first, 60)
     await settle()
     store.put(mid(5), MemeState.RENDERING)
     store.lagging.add(mid(5))  # not on the index yet
@@ -293,10 +292,7 @@ async def test_deadline_waiters_share_one_consistent_read(
     store.put(mid(2), MemeState.RENDERING)
     store.lagging.add(mid(2))
     store.feed_open = True
-    polls = [
-        asyncio.ensure_future(long_poll(watcher, cast(MemeStore, store), f, 0.01, Client().receive))
-        for f in firsts
-    ]
+    polls = [polling(watcher, store, f, 0.01) for f in firsts]
     await asyncio.sleep(0.05)  # every deadline passed; the read waits for the test
     store.allow_read()
     seen = [(await poll).state for poll in polls]
@@ -311,9 +307,7 @@ async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
     """docs/waiting.md "a long-poll asked again" starts from the watcher's status."""
     first = store.put(mid(4), MemeState.QUEUED)
     store.feed_open = True
-    poll = asyncio.ensure_future(
-        long_poll(watcher, cast(MemeStore, store), first, 0.01, Client().receive)
-    )
+    poll = polling(watcher, store, first, 0.01)
     await asyncio.sleep(0.05)
     store.allow_read()
     assert (await poll).state is MemeState.QUEUED
