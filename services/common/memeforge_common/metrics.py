@@ -39,9 +39,9 @@ HTTP_REQUESTS = Histogram(
     "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
 )
 
-WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher reads on each tick.")
+WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher watches.")
 WAITERS = Gauge("memeforge_waiters", "Long-polls and event streams subscribed to the watcher.")
-WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "BatchGetItem calls by the watcher.")
+WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "DynamoDB calls by the watcher.")
 WATCHER_ITEMS = Counter("memeforge_watcher_items_total", "Items the watcher read.")
 
 
