@@ -1,6 +1,6 @@
 """What the pipeline around the engine costs per meme: ``make bench-pipeline``.
 
-    python -m bench.pipeline [--backend localstack|moto] [--memes 400] [--concurrency 16]
+    python -m bench.pipeline [--backend localstack|moto] [--memes 300] [--concurrency 16]
 
 Starts the whole stack as real processes (devenv's ``start_stack``: emulator, bootstrap,
 consumer, renderer with 2 render processes, api), submits memes over REST with the dev
@@ -13,8 +13,11 @@ and measures, per phase:
 - ``light``, ``50%``, ``90%``: memes submitted at a fixed rate (open loop): one every
   200 ms, and 50 % and 90 % of the maximum throughput; latency is submit → DONE
   (PENDING → DONE in the item's ``state_times``);
-- ``max, 1 render process``: the ``max`` phase again after restarting the renderer
-  with one render process.
+- ``max, 1 render process``: the ``max`` phase again (half the memes) after restarting
+  the renderer with one render process.
+
+``--profile DIR`` also writes py-spy flame graphs (SVG) of each service during the
+``max`` phase (sampling costs CPU: compare CPU figures between runs without it).
 
 AWS requests come from the services' own ``memeforge_aws_requests_total`` counters
 (scraped from each service's metrics port), empty receives apart; CPU from /proc (utime
@@ -31,14 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -345,6 +352,34 @@ def usd_per_million(phase: Phase) -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(usd.items())} | {"total": round(sum(usd.values()), 2)}
 
 
+@contextlib.contextmanager
+def profiled(stack: Stack, folder: Path | None) -> Iterator[None]:
+    """With a folder: py-spy flame graphs (SVG) of each service while the block runs,
+    the renderer's render pool included. Sampling costs the services CPU: compare CPU
+    figures only between runs made without it."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, proc in stack.services.items():
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid)]
+        command += ["--format", "flamegraph", "--rate", "200", "--nonblocking"]
+        command += ["--output", str(folder / f"{name}.svg")]
+        if name == "renderer":
+            command.append("--subprocesses")
+        spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    try:
+        time.sleep(1.0)  # attached before the load starts
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for spy in spies:
+            spy.wait(timeout=60)
+    print(f"flame graphs: {', '.join(str(folder / f'{n}.svg') for n in stack.services)}")
+
+
 def restart_renderer(stack: Stack, processes: int) -> None:
     stack.stop_service("renderer")
     stack.service_env["renderer"] = {
@@ -426,7 +461,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         bench = Bench(stack, probe, template)
         c = args.concurrency
         bench.run("warm-up", 40, concurrency=c)
-        peak = bench.run("max", args.memes, concurrency=c)
+        with profiled(stack, args.profile):
+            peak = bench.run("max", args.memes, concurrency=c)
         light = bench.run("light", args.light_memes, concurrency=c, rate=LIGHT_RATE)
         loads = [
             bench.run(
@@ -445,7 +481,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             proc=stack.services["renderer"],
         )
         bench.run("warm-up", 20, concurrency=c)
-        one = bench.run("max, 1 render process", args.memes, concurrency=c)
+        one = bench.run("max, 1 render process", args.memes // 2, concurrency=c)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -520,10 +556,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=BACKENDS, default="localstack")
-    parser.add_argument("--memes", type=int, default=400, help="memes in the max phase")
+    parser.add_argument("--memes", type=int, default=300, help="memes in the max phase")
     parser.add_argument("--concurrency", type=int, default=16, help="clients in the max phase")
     parser.add_argument("--light-memes", type=int, default=30)
     parser.add_argument("--phase-s", type=float, default=8.0, help="length of the 50/90%% phases")
+    parser.add_argument(
+        "--profile", type=Path, help="write py-spy flame graphs of the max phase here"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
