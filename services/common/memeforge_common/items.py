@@ -328,49 +328,34 @@ class MemeStore:
         attempts: int | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race."""
-        sources = sorted(s.value for s in sources_of(target))
-        now = _ts(utcnow())
-        names = {"#state": "state", "#target": target.value}
-        values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
-        sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
-        if not target.terminal:
-            sets.append("live_state = :target")
-        placeholders = []
-        for i, src in enumerate(sources):
-            values[f":src{i}"] = _s(src)
-            placeholders.append(f":src{i}")
-        if result is not None:
-            sets.append("#result = :result")
-            names["#result"] = "result"
-            values[":result"] = _s(result.model_dump_json())
-        if failure is not None:
-            sets.append("failure = :failure")
-            values[":failure"] = _s(failure.model_dump_json())
-        if attempts is not None:
-            sets.append("attempts = :attempts")
-            values[":attempts"] = _n(attempts)
-        update = "SET " + ", ".join(sets)
-        if target.terminal:
-            update += " REMOVE live_state"
-        if count_attempt:
-            update += " ADD attempts :one"
-            values[":one"] = _n(1)
-        condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+        request = _transition_request(
+            self._table, meme_id, target, result, failure, count_attempt, attempts
+        )
         try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key={"id": _s(meme_id)},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            await self._ddb.update_item(**request)
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
-            TRANSITION_RESULTS.labels(target.value, "lost").inc()
-            return False
+            return _lost(meme_id, target)
         TRANSITION_RESULTS.labels(target.value, "won").inc()
         return True
+
+    async def transition_returning(
+        self, meme_id: str, target: MemeState
+    ) -> tuple[bool, MemeItem | None]:
+        """``transition`` that also answers with the item, in the same one call: as it is
+        now when the transition was won, as it was when lost (None: there is no such
+        item). Saves a GetItem before the write (ReturnValues / ...OnConditionCheckFailure)."""
+        request = _transition_request(self._table, meme_id, target, None, None, False, None)
+        try:
+            response = await self._ddb.update_item(
+                **request,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            record: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
+            return _lost(meme_id, target), from_dynamo(record) if record else None
+        TRANSITION_RESULTS.labels(target.value, "won").inc()
+        return True, from_dynamo(response["Attributes"])
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""
@@ -402,3 +387,57 @@ class MemeStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _lost(meme_id: str, target: MemeState) -> bool:
+    log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+    TRANSITION_RESULTS.labels(target.value, "lost").inc()
+    return False
+
+
+def _transition_request(
+    table: str,
+    meme_id: str,
+    target: MemeState,
+    result: MemeResult | None,
+    failure: Failure | None,
+    count_attempt: bool,
+    attempts: int | None,
+) -> dict[str, Any]:
+    """The conditional UpdateItem that moves an item to ``target`` from any state that
+    may enter it."""
+    sources = sorted(s.value for s in sources_of(target))
+    now = _ts(utcnow())
+    names = {"#state": "state", "#target": target.value}
+    values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
+    sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
+    if not target.terminal:
+        sets.append("live_state = :target")
+    placeholders = []
+    for i, src in enumerate(sources):
+        values[f":src{i}"] = _s(src)
+        placeholders.append(f":src{i}")
+    if result is not None:
+        sets.append("#result = :result")
+        names["#result"] = "result"
+        values[":result"] = _s(result.model_dump_json())
+    if failure is not None:
+        sets.append("failure = :failure")
+        values[":failure"] = _s(failure.model_dump_json())
+    if attempts is not None:
+        sets.append("attempts = :attempts")
+        values[":attempts"] = _n(attempts)
+    update = "SET " + ", ".join(sets)
+    if target.terminal:
+        update += " REMOVE live_state"
+    if count_attempt:
+        update += " ADD attempts :one"
+        values[":one"] = _n(1)
+    return {
+        "TableName": table,
+        "Key": {"id": _s(meme_id)},
+        "UpdateExpression": update,
+        "ConditionExpression": f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
