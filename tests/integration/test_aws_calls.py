@@ -24,7 +24,7 @@ def _empty_receives() -> float:
 async def test_each_request_is_counted_by_service_and_operation(
     aws: AwsClients, resources: Settings
 ) -> None:
-    """README "Performance": AWS requests are counted inside the services."""
+    """README "memeforge_aws_requests_total{service, operation}": every request counted."""
     before = {
         ("dynamodb", "GetItem"): _requests("dynamodb", "GetItem"),
         ("s3", "PutObject"): _requests("s3", "PutObject"),
