@@ -48,6 +48,7 @@ from memeforge_renderer.engine.typeface import FONT_PATH
 from PIL import Image, ImageDraw, ImageFont
 
 from devenv import REPO_ROOT as ROOT
+from tests.support.captions import PATHOLOGICAL
 
 QUALITY = 85
 SIZES = (800, 1600)
@@ -56,17 +57,6 @@ SIZES = (800, 1600)
 # 50,000 most common words. So, as in real traffic, most words are common but every
 # caption has a fair chance of a word the engine has never measured or rasterised.
 VOCABULARY_SIZE = 50_000
-# Captions no render may take long on (the unit tests check they render correctly).
-PATHOLOGICAL = (
-    "x" * 10_000,
-    "\u0645\u0631\u062d\u0628\u0627" * 2_000,  # one 10,000-letter Arabic "word"
-    "\U0001f600" * 5_000,
-    "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 2_000,
-    "e" + "\u0301" * 9_999,  # one character carrying 9,999 marks
-    "\u200d" * 10_000,
-    "\n" * 9_999 + "a",
-    "\u6211" * 10_000,
-)
 
 
 # --------------------------------------------------------------------------- inputs

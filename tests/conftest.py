@@ -40,7 +40,9 @@ def _unavailable(backend: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", params=E2E_BACKENDS)
+# Session scope: pytest then runs every e2e test of one backend before the next backend's,
+# so a stack shared per backend (tests/e2e/conftest.py) starts once per backend.
+@pytest.fixture(scope="session", params=E2E_BACKENDS)
 def e2e_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
     reason = _unavailable(backend)

@@ -7,6 +7,8 @@ import asyncio
 import io
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -129,3 +131,36 @@ async def test_bad_input_keeps_the_process(pool: RenderPool) -> None:
             )
     assert pool.pids == before
     assert pool.replaced == 0
+
+
+_ORPHAN_SCRIPT = """
+import asyncio
+from memeforge_renderer.pool import RenderPool
+
+async def main() -> None:
+    pool = RenderPool(2)
+    await pool.start()
+    print(" ".join(str(pid) for pid in pool.pids), flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_pool_processes_die_with_a_sigkilled_renderer() -> None:
+    """kill -9 of the renderer's main process (the OOM killer's way) leaves no pool process
+    behind: the kernel kills them too (PR_SET_PDEATHSIG), instead of orphans holding memory."""
+    main = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert main.stdout is not None
+        pids = [int(pid) for pid in main.stdout.readline().split()]
+        assert len(pids) == 2
+        assert not any(_gone(pid) for pid in pids)
+        main.send_signal(signal.SIGKILL)
+        main.wait(timeout=30)
+        wait_until(lambda: all(_gone(pid) for pid in pids), timeout=30, what="pool exit", proc=None)
+    finally:
+        main.kill()
+        main.wait()

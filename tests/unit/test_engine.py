@@ -24,6 +24,8 @@ from memeforge_renderer.engine import (
 from memeforge_renderer.engine.codec import jpeg_options
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
+from tests.support.captions import PATHOLOGICAL
+
 pytestmark = pytest.mark.unit
 
 W, H = 800, 600
@@ -459,19 +461,7 @@ def test_empty_bytes_are_corrupt() -> None:
         render(b"", CAPTIONS)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "x" * 10_000,
-        "\u0645\u0631\u062d\u0628\u0627" * 2_000,  # one 10,000-letter Arabic "word"
-        "\U0001f600" * 5_000,
-        "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 2_000,
-        "e" + "\u0301" * 9_999,  # one character carrying 9,999 marks
-        "\u200d" * 10_000,
-        "\n" * 9_999 + "a",
-        "\u6211" * 10_000,
-    ],
-)
+@pytest.mark.parametrize("text", PATHOLOGICAL)
 def test_pathological_captions_at_the_limit_render(jpeg: bytes, text: str) -> None:
     """How fast is measured by bench/render.py (``pathological_max_ms``), not here."""
     text = text[:MAX_CAPTION_CHARS]

@@ -10,6 +10,9 @@ accumulates (fragmented heap, caches) is bounded in time too.
 
 Pool processes ignore SIGTERM/SIGINT: on shutdown the parent stops receiving, lets
 in-flight renders finish, then closes the pool, so a drain never kills a render halfway.
+They do die with their parent: if the renderer's main process is SIGKILLed (OOM killer,
+``kill -9``), the kernel SIGKILLs them (Linux ``PR_SET_PDEATHSIG``), since a spawned child
+holds its own end of the job pipe and would otherwise wait on it for ever as an orphan.
 
 Each pool process keeps its own cache of decoded templates keyed by (S3 key, ETag)
 (engine/cache.py). ``render_in_pool`` first sends only the key and ETag; the process
@@ -20,6 +23,7 @@ sent again with the bytes. A hit therefore never ships the template through the 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import math
 import multiprocessing
@@ -61,7 +65,26 @@ class PoolCaches:
         )
 
 
-def _init_pool_process(caches: PoolCaches) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; a no-op elsewhere).
+
+    The signal follows the parent *thread* that forked us: the pool starts its processes
+    from the event loop's thread, which lives as long as the renderer does. A parent that
+    died before the call is caught by comparing the parent pid."""
+    if os.uname().sysname != "Linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        os._exit(1)  # orphaned already: nothing would ever send us work
+
+
+def _init_pool_process(caches: PoolCaches, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.configure(
@@ -194,7 +217,7 @@ class RenderPool:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_pool_process,
-            initargs=(self.caches,),
+            initargs=(self.caches, os.getpid()),
         )
         # Starts the process (and its warm-up) and learns its pid, to kill it if needed.
         pid = await asyncio.get_running_loop().run_in_executor(executor, os.getpid)
