@@ -46,9 +46,9 @@ from memeforge_renderer import engine
 from memeforge_renderer.engine.codec import jpeg_options
 from memeforge_renderer.engine.typeface import FONT_PATH
 from PIL import Image, ImageDraw, ImageFont
-from tests.support.captions import PATHOLOGICAL
 
 from devenv import REPO_ROOT as ROOT
+from tests.support.captions import PATHOLOGICAL
 
 QUALITY = 85
 SIZES = (800, 1600)
