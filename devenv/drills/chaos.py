@@ -42,6 +42,9 @@ from devenv.run.proc import free_port, http_ok, wait_until
 from devenv.run.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
 
 TEMPLATE_ID = "chaos-template"
+ANIMATED_SEED = "bouncing-ball"
+ANIMATED_EVERY = 10
+"""One meme in ten captions the animated seed as a GIF."""
 SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
 
 # Settings that make failures play out in seconds rather than minutes.
@@ -231,6 +234,8 @@ class ChaosRun:
 
         async def submit(i: int) -> str:
             body = {"template_id": TEMPLATE_ID, "top": f"meme {i}", "bottom": "survives chaos"}
+            if i % ANIMATED_EVERY == 0:  # a few long renders among the stills
+                body |= {"template_id": ANIMATED_SEED, "format": "gif"}
             async with gate:
                 return await _post_meme(api, body)
 

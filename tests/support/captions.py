@@ -1,5 +1,5 @@
-"""Captions built to hurt a text engine: each is 10,000 characters (or code points) of one
-hard case. The engine tests check they render correctly; bench/render.py times them."""
+"""Captions no render may take long on: the engine tests check they render correctly,
+bench/render.py times the slowest (``pathological_max_ms``)."""
 
 from __future__ import annotations
 

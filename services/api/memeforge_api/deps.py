@@ -15,6 +15,7 @@ from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 
+from memeforge_api.backpressure import QueueDepthGate
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.watcher import Watcher
 
@@ -35,3 +36,4 @@ OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
 WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]
+BacklogDep = Annotated[QueueDepthGate | None, Depends(_from_state("backlog"))]

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["failure"] = _s(item.failure.model_dump_json())
     if item.traceparent is not None:
         record["traceparent"] = _s(item.traceparent)
+    if item.counted:
+        record["counted"] = {"BOOL": True}
     return record
 
 
@@ -137,6 +139,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
+        counted=record.get("counted", {}).get("BOOL", False),
         **_status_fields(record),
     )
 
@@ -165,6 +168,9 @@ STATUS_ATTRIBUTES = (
     "tenant",
     "expires_at",
 )
+IN_FLIGHT_PREFIX = "inflight#"
+_CONFLICT_RETRIES = 5
+_CONFLICT_BACKOFF = Backoff(base_s=0.02, max_s=0.5)
 # BatchGetItem's limit on keys per call.
 BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
@@ -179,6 +185,7 @@ def new_item(
     *,
     tenant: str = "",
     retention: timedelta | None = None,
+    counted: bool = False,
 ) -> MemeItem:
     now = utcnow()
     return MemeItem(
@@ -192,11 +199,20 @@ def new_item(
         tenant=tenant,
         expires_at=now.replace(microsecond=0) + retention if retention else None,
         traceparent=traceparent,
+        counted=counted,
     )
 
 
 class ItemExists(Exception):
     """A PutItem for a new meme found an item with the same id."""
+
+
+class InFlightCapReached(Exception):
+    """The tenant already has its cap of memes in flight."""
+
+
+class ItemMoved(Exception):
+    """The item changed state between our read and a write conditioned on that state."""
 
 
 class InvalidCursor(ValueError):
@@ -224,12 +240,31 @@ def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
     return {name: _s(value) for name, value in plain.items()}
 
 
+def slot_key(tenant: str) -> dict[str, Any]:
+    """The counter of a tenant's memes in flight: ``n``, in the memes table."""
+    return {"id": _s(IN_FLIGHT_PREFIX + tenant)}
+
+
 class MemeStore:
+    """Memes, and each tenant's count of memes in flight.
+
+    The in-flight cap: a counted item (``MemeItem.counted``) takes a slot of its tenant's
+    counter in the same TransactWriteItems that creates it (``n < cap``, else nothing is
+    written), and frees it in the same TransactWriteItems that makes it terminal (or
+    deletes it while live), conditioned on the item still being counted: the transition
+    removes the mark, so the slot is freed exactly once, whoever ends the meme (renderer,
+    consumer, sweeper, dead-letter drain, DELETE). Each is one AWS call, as the PutItem or
+    UpdateItem it replaces. The counter is exact: DynamoDB serialises the writes on it.
+    """
+
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._ddb = dynamodb
         self._table = table
 
     async def create(self, item: MemeItem) -> None:
+        """Write a new item that holds no in-flight slot."""
+        if item.counted:
+            raise ValueError("a counted item is written by create_counted")
         try:
             await self._ddb.put_item(
                 TableName=self._table,
@@ -238,6 +273,65 @@ class MemeStore:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException as err:
             raise ItemExists(item.id) from err
+
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        """Write a new counted item and take one of its tenant's ``in_flight_cap`` slots,
+        in one write (InFlightCapReached when none is free: nothing is written)."""
+        if not item.counted or in_flight_cap < 1:
+            raise ValueError("create_counted writes a counted item, against a cap")
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_dynamo(item),
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :one",
+                            "ConditionExpression": "attribute_not_exists(n) OR n < :cap",
+                            "ExpressionAttributeValues": {":one": _n(1), ":cap": _n(in_flight_cap)},
+                        }
+                    },
+                ]
+            )
+        )
+        if 0 in failed:
+            raise ItemExists(item.id)  # a replay, or an SDK retry of a write that landed
+        if 1 in failed:
+            raise InFlightCapReached(item.tenant)
+
+    async def in_flight(self, tenant: str) -> int:
+        """How many memes ``tenant`` has in flight (the counter)."""
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=slot_key(tenant), ConsistentRead=True
+        )
+        return int(response.get("Item", {}).get("n", {"N": "0"})["N"])
+
+    async def _transact(self, write: Callable[[], Awaitable[Any]]) -> set[int]:
+        """Run a TransactWriteItems; the indexes of its actions whose condition failed
+        (empty: it was written). A transaction that lost to a concurrent one on the same
+        item (the tenant's counter) wrote nothing and is tried again, with backoff."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(_CONFLICT_BACKOFF.delay(attempt))
+            try:
+                await write()
+                return set()
+            except self._ddb.exceptions.TransactionCanceledException as err:
+                reasons: Any = err.response.get("CancellationReasons", [])
+                codes = [reason.get("Code", "None") for reason in reasons]
+                failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+                if failed or "TransactionConflict" not in codes or attempt == _CONFLICT_RETRIES:
+                    if failed:
+                        return failed
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         response = await self._ddb.get_item(
@@ -266,8 +360,40 @@ class MemeStore:
         last = response.get("LastEvaluatedKey")
         return items, _encode_cursor(last) if last else None
 
-    async def delete(self, meme_id: str) -> None:
-        await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
+    async def delete(self, item: MemeItem) -> None:
+        """Delete an item as it was read; a live counted one frees its slot in the same
+        write (ItemMoved when it changed state since: read it again)."""
+        if not (item.counted and not item.state.terminal):
+            await self._ddb.delete_item(TableName=self._table, Key={"id": _s(item.id)})
+            return
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": {"id": _s(item.id)},
+                            "ConditionExpression": "#state = :state AND counted = :true",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {
+                                ":state": _s(item.state.value),
+                                ":true": {"BOOL": True},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                        }
+                    },
+                ]
+            )
+        )
+        if failed:
+            raise ItemMoved(item.id)
 
     async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
         """``updated_at`` of each existing item (a tiny projection: cheap to fetch and to
@@ -326,34 +452,114 @@ class MemeStore:
         failure: Failure | None = None,
         count_attempt: bool = False,
         attempts: int | None = None,
+        slot: str | None = None,
     ) -> bool:
-        """Move the item to ``target`` if its current state allows it; False on a lost race."""
-        request = _transition_request(
-            self._table, meme_id, target, result, failure, count_attempt, attempts
+        """Move the item to ``target`` if its current state allows it; False on a lost race.
+
+        ``slot``: the tenant whose in-flight slot the item holds (``in_flight_slot`` of the
+        item or its job), None when it holds none. A terminal transition frees it in the
+        same write; it is a condition of the write, so a wrong one loses, never drifts."""
+        update, condition, names, values = _transition_expression(
+            target, result, failure, count_attempt, attempts
         )
+        if target.terminal and slot is not None:
+            update += " REMOVE live_state, counted"
+            condition += " AND counted = :true AND tenant = :tenant"
+            values |= {":true": {"BOOL": True}, ":tenant": _s(slot)}
+            won = await self._end_counted(meme_id, slot, update, condition, names, values)
+        else:
+            if target.terminal:
+                update += " REMOVE live_state"
+                condition += " AND attribute_not_exists(counted)"
+            won = await self._update(meme_id, update, condition, names, values)
+        if not won:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+        TRANSITION_RESULTS.labels(target.value, "won" if won else "lost").inc()
+        return won
+
+    async def _update(
+        self,
+        meme_id: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
         try:
-            await self._ddb.update_item(**request)
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(meme_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            return _lost(meme_id, target)
-        TRANSITION_RESULTS.labels(target.value, "won").inc()
+            return False
         return True
+
+    async def _end_counted(
+        self,
+        meme_id: str,
+        tenant: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """The terminal update of a counted item and the release of its slot, at once."""
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"id": _s(meme_id)},
+                            "UpdateExpression": update,
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(tenant),
+                            "UpdateExpression": "ADD n :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                        }
+                    },
+                ]
+            )
+        )
+        return not failed
 
     async def transition_returning(
         self, meme_id: str, target: MemeState
     ) -> tuple[bool, MemeItem | None]:
-        """``transition`` that also answers with the item, in the same one call: as it is
-        now when the transition was won, as it was when lost (None: there is no such
-        item). Saves a GetItem before the write (ReturnValues / ...OnConditionCheckFailure)."""
-        request = _transition_request(self._table, meme_id, target, None, None, False, None)
+        """A move to a non-terminal ``target`` that also answers with the item, in the same
+        one call: as it is now when the transition was won, as it was when lost (None:
+        there is no such item). Saves a GetItem before the write (ReturnValues, and
+        ReturnValuesOnConditionCheckFailure when the condition fails)."""
+        if target.terminal:
+            raise ValueError("terminal transitions free in-flight slots: use transition()")
+        update, condition, names, values = _transition_expression(target, None, None, False, None)
         try:
             response = await self._ddb.update_item(
-                **request,
+                TableName=self._table,
+                Key={"id": _s(meme_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            TRANSITION_RESULTS.labels(target.value, "lost").inc()
             record: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
-            return _lost(meme_id, target), from_dynamo(record) if record else None
+            return False, from_dynamo(record) if record else None
         TRANSITION_RESULTS.labels(target.value, "won").inc()
         return True, from_dynamo(response["Attributes"])
 
@@ -389,23 +595,15 @@ class MemeStore:
         return True
 
 
-def _lost(meme_id: str, target: MemeState) -> bool:
-    log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
-    TRANSITION_RESULTS.labels(target.value, "lost").inc()
-    return False
-
-
-def _transition_request(
-    table: str,
-    meme_id: str,
+def _transition_expression(
     target: MemeState,
     result: MemeResult | None,
     failure: Failure | None,
     count_attempt: bool,
     attempts: int | None,
-) -> dict[str, Any]:
-    """The conditional UpdateItem that moves an item to ``target`` from any state that
-    may enter it."""
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """The UpdateItem parts that move an item to ``target`` from any state that may
+    enter it (update, condition, names, values), before the terminal and slot parts."""
     sources = sorted(s.value for s in sources_of(target))
     now = _ts(utcnow())
     names = {"#state": "state", "#target": target.value}
@@ -428,16 +626,8 @@ def _transition_request(
         sets.append("attempts = :attempts")
         values[":attempts"] = _n(attempts)
     update = "SET " + ", ".join(sets)
-    if target.terminal:
-        update += " REMOVE live_state"
     if count_attempt:
         update += " ADD attempts :one"
         values[":one"] = _n(1)
-    return {
-        "TableName": table,
-        "Key": {"id": _s(meme_id)},
-        "UpdateExpression": update,
-        "ConditionExpression": f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})",
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-    }
+    condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+    return update, condition, names, values

@@ -85,7 +85,11 @@ class DeadLetterDrain:
             else:
                 failure = Failure(reason="retries_exhausted", detail=_exhausted(attempts))
             await self._store.transition(
-                meme_id, MemeState.FAILED, failure=failure, attempts=attempts
+                meme_id,
+                MemeState.FAILED,
+                failure=failure,
+                attempts=attempts,
+                slot=item.in_flight_slot,
             )
             log.warning("dead-lettered meme marked FAILED: %s", failure.reason)
             return True

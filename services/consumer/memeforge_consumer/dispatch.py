@@ -119,7 +119,9 @@ class Dispatcher:
                 detail = f"template {item.template_id!r}"
                 failure = Failure(reason="template_not_found", detail=detail)
         if failure is not None:
-            await self._store.transition(item.id, MemeState.FAILED, failure=failure)
+            await self._store.transition(
+                item.id, MemeState.FAILED, failure=failure, slot=item.in_flight_slot
+            )
             log.info("meme failed validation: %s", failure.reason)
             return Ack()
         assert template is not None
@@ -156,4 +158,5 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         template_etag=template.etag,
         spec=item.spec,
         tenant=item.tenant,
+        counted=item.counted,
     )

@@ -63,7 +63,9 @@ class Sweeper:
             failure = Failure(
                 reason="stuck", detail=f"{item.state.value} after {item.sweeps} sweeps"
             )
-            await self.store.transition(item.id, MemeState.FAILED, failure=failure)
+            await self.store.transition(
+                item.id, MemeState.FAILED, failure=failure, slot=item.in_flight_slot
+            )
             log.warning("stuck item failed after %d sweeps", item.sweeps)
             return 1
         if not await self.store.mark_swept(item):
@@ -73,6 +75,8 @@ class Sweeper:
         else:
             unrenderable = await self.dispatcher.resend(item)
             if unrenderable is not None:
-                await self.store.transition(item.id, MemeState.FAILED, failure=unrenderable)
+                await self.store.transition(
+                    item.id, MemeState.FAILED, failure=unrenderable, slot=item.in_flight_slot
+                )
         log.info("re-enqueued a stuck %s item", item.state.value)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore
 from memeforge_common.metrics import serve_metrics
@@ -43,6 +44,7 @@ async def run() -> None:
                 pool,
                 TemplateBytesCache(settings.template_cache_bytes),
                 max_source_pixels=settings.max_source_pixels,
+                animation_limits=AnimationLimits.from_settings(settings),
             )
             worker = await make_worker(
                 aws.sqs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.metrics import RENDER_STAGE_SECONDS
@@ -36,6 +37,7 @@ class Renderer:
     pool: RenderPool
     cache: TemplateBytesCache
     max_source_pixels: int = field(kw_only=True)
+    animation_limits: AnimationLimits = field(default_factory=AnimationLimits, kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -71,7 +73,7 @@ class Renderer:
             await self._fail(job, Failure(reason="template_changed", detail=detail))
             return
         try:
-            async with self.pool.process() as executor:
+            async with self.pool.process(animated=job.spec.keeps_animation) as executor:
                 output = await render_in_pool(
                     executor,
                     template,
@@ -79,6 +81,7 @@ class Renderer:
                     template_key=job.template_key,
                     etag=job.template_etag,
                     max_source_pixels=self.max_source_pixels,
+                    animation_limits=self.animation_limits,
                 )
         except engine.RenderError as err:
             await self._fail(job, Failure(reason=err.reason, detail=str(err)))
@@ -107,7 +110,9 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self.store.transition(job.meme_id, MemeState.DONE, result=result):
+        if await self.store.transition(
+            job.meme_id, MemeState.DONE, result=result, slot=job.in_flight_slot
+        ):
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
@@ -122,4 +127,6 @@ class Renderer:
 
     async def _fail(self, job: RenderJob, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self.store.transition(job.meme_id, MemeState.FAILED, failure=failure)
+        await self.store.transition(
+            job.meme_id, MemeState.FAILED, failure=failure, slot=job.in_flight_slot
+        )
