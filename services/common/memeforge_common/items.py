@@ -512,41 +512,9 @@ class MemeStore:
         ``slot``: the tenant whose in-flight slot the item holds (``in_flight_slot`` of the
         item or its job), None when it holds none. A terminal transition frees it in the
         same write; it is a condition of the write, so a wrong one loses, never drifts."""
-        sources = sorted(s.value for s in sources_of(target))
-        stamp = utcnow()
-        names = {"#state": "state", "#target": target.value}
-        values: dict[str, Any] = {
-            ":target": _s(target.value),
-            ":now": _s(_ts(stamp)),
-            ":feed": _s(feed_bucket(stamp)),
-        }
-        sets = [
-            "#state = :target",
-            "updated_at = :now",
-            "feed = :feed",
-            "state_times.#target = :now",
-        ]
-        if not target.terminal:
-            sets.append("live_state = :target")
-        placeholders = []
-        for i, src in enumerate(sources):
-            values[f":src{i}"] = _s(src)
-            placeholders.append(f":src{i}")
-        if result is not None:
-            sets.append("#result = :result")
-            names["#result"] = "result"
-            values[":result"] = _s(result.model_dump_json())
-        if failure is not None:
-            sets.append("failure = :failure")
-            values[":failure"] = _s(failure.model_dump_json())
-        if attempts is not None:
-            sets.append("attempts = :attempts")
-            values[":attempts"] = _n(attempts)
-        update = "SET " + ", ".join(sets)
-        if count_attempt:
-            update += " ADD attempts :one"
-            values[":one"] = _n(1)
-        condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+        update, condition, names, values = _transition_expression(
+            target, result, failure, count_attempt, attempts
+        )
         if target.terminal and slot is not None:
             update += " REMOVE live_state, counted"
             condition += " AND counted = :true AND tenant = :tenant"
@@ -619,6 +587,35 @@ class MemeStore:
         )
         return not failed
 
+    async def transition_returning(
+        self, meme_id: str, target: MemeState
+    ) -> tuple[bool, MemeItem | None]:
+        """A move to a non-terminal ``target`` that also answers with the item, in the same
+        one call: as it is now when the transition was won, as it was when lost (None:
+        there is no such item). Saves a GetItem before the write (ReturnValues, and
+        ReturnValuesOnConditionCheckFailure when the condition fails)."""
+        if target.terminal:
+            raise ValueError("terminal transitions free in-flight slots: use transition()")
+        update, condition, names, values = _transition_expression(target, None, None, False, None)
+        try:
+            response = await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(meme_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            TRANSITION_RESULTS.labels(target.value, "lost").inc()
+            record: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
+            return False, from_dynamo(record) if record else None
+        TRANSITION_RESULTS.labels(target.value, "won").inc()
+        return True, from_dynamo(response["Attributes"])
+
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""
         response = await self._ddb.query(
@@ -651,3 +648,45 @@ class MemeStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _transition_expression(
+    target: MemeState,
+    result: MemeResult | None,
+    failure: Failure | None,
+    count_attempt: bool,
+    attempts: int | None,
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """The UpdateItem parts that move an item to ``target`` from any state that may
+    enter it (update, condition, names, values), before the terminal and slot parts."""
+    sources = sorted(s.value for s in sources_of(target))
+    stamp = utcnow()
+    names = {"#state": "state", "#target": target.value}
+    values: dict[str, Any] = {
+        ":target": _s(target.value),
+        ":now": _s(_ts(stamp)),
+        ":feed": _s(feed_bucket(stamp)),
+    }
+    sets = ["#state = :target", "updated_at = :now", "feed = :feed", "state_times.#target = :now"]
+    if not target.terminal:
+        sets.append("live_state = :target")
+    placeholders = []
+    for i, src in enumerate(sources):
+        values[f":src{i}"] = _s(src)
+        placeholders.append(f":src{i}")
+    if result is not None:
+        sets.append("#result = :result")
+        names["#result"] = "result"
+        values[":result"] = _s(result.model_dump_json())
+    if failure is not None:
+        sets.append("failure = :failure")
+        values[":failure"] = _s(failure.model_dump_json())
+    if attempts is not None:
+        sets.append("attempts = :attempts")
+        values[":attempts"] = _n(attempts)
+    update = "SET " + ", ".join(sets)
+    if count_attempt:
+        update += " ADD attempts :one"
+        values[":one"] = _n(1)
+    condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+    return update, condition, names, values
