@@ -7,10 +7,12 @@ credential chain itself, so the same code runs against an emulator or real AWS.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memeforge_common import limits
 from memeforge_common.timing import LIVENESS_SLACK_S
@@ -85,6 +87,10 @@ class Settings(BaseSettings):
     # (its tick slows down as the set grows past 100 ids a call).
     watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
+    upload_policy_ttl_s: int = Field(default=limits.UPLOAD_POLICY_TTL_S, ge=1, le=3600)
+
+    # Consumer: how long it trusts a template's metadata (its ETag, its folder) once read.
+    template_info_cache_s: float = Field(default=5.0, ge=0, le=300)
 
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
@@ -128,9 +134,25 @@ class Settings(BaseSettings):
     first_api_key: SecretStr | None = None
     first_api_key_tenant: str = "default"
 
+    # Outbound HTTP to client-chosen URLs (memeforge_common.egress): networks allowed
+    # although not public, comma-separated ("127.0.0.1/32,::1/128"). Local development and
+    # tests only; empty in every real deployment.
+    egress_allow: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+    egress_connect_timeout_s: float = Field(default=limits.EGRESS_CONNECT_TIMEOUT_S, gt=0)
+    egress_timeout_s: float = Field(default=limits.EGRESS_TIMEOUT_S, gt=0)
+
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(v.strip()) for v in value.split(",") if v.strip())
+        return value
 
     @property
     def liveness_max_age(self) -> float:

@@ -8,7 +8,7 @@ from memeforge_common.metrics import serve_metrics
 from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
-from memeforge_common.templates import TemplateStore
+from memeforge_common.templates import TemplateInfoCache, TemplateStore
 from memeforge_common.worker import make_worker, run_service, run_until_signalled
 
 from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
@@ -26,7 +26,10 @@ async def run() -> None:
         request_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
         renders = RenderPublisher(aws.sqs, render_url)
         requests = RequestPublisher(aws.sqs, request_url)
-        dispatcher = Dispatcher(store, TemplateStore(aws.s3, settings.bucket), renders)
+        templates = TemplateInfoCache(
+            TemplateStore(aws.s3, settings.bucket), settings.template_info_cache_s
+        )
+        dispatcher = Dispatcher(store, templates, renders)
         workers = [
             await make_worker(
                 aws.sqs,
