@@ -155,6 +155,7 @@ async def done(store: MemeStore, endings: Endings, meme_id: str, notify: Notify 
 async def test_ending_enqueues_one_notification_per_channel_then_clears_the_mark(
     aws: AwsClients, resources: Settings, store: MemeStore, endings: Endings
 ) -> None:
+    """README "Nothing lost between the ending and the enqueue"."""
     notify = Notify(callback_url="https://hooks.example/x", email="me@example.com")
     meme_id = await rendering(store, notify)
     await done(store, endings, meme_id, notify)
