@@ -51,6 +51,13 @@ run: $(STAMP) ## start the AWS emulator, bootstrap, and the three services; Ctrl
 chaos: $(STAMP) localstack-if-possible ## failure drill: 500 memes, kills, 10 s AWS outage, poison
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
+# Both seeds' runs together take about two minutes on CI's two cores (FUZZ_ARGS="--examples
+# 50" digs deeper; "--seed N" replays a random run).
+FUZZ_ARGS ?=
+.PHONY: fuzz
+fuzz: $(STAMP) ## schemathesis on the live stack: every check, stateful, a fixed and a random seed
+	$(PY) -m devenv.fuzz $(FUZZ_ARGS)
+
 .PHONY: bootstrap
 bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or real AWS
 	$(PY) -m memeforge_common.bootstrap

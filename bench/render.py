@@ -21,6 +21,9 @@ RSS of a fresh worker process after 1,000 renders over 50 templates.
     python -m bench.render                 # default, well under a minute
     python -m bench.render --seconds 10    # longer cells
     python -m bench.render --pool          # also: 2 processes vs 2 threads
+
+Then the animated section (bench/animated.py): a 40-frame GIF captioned by the engine vs
+a naive per-frame loop, frames/s and output bytes (``--no-animated`` skips it).
 """
 
 from __future__ import annotations
@@ -466,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rss-templates", type=int, default=50)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--pool", action="store_true", help="also compare processes/threads")
+    parser.add_argument("--no-animated", action="store_true", help="skip the GIF section")
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
@@ -535,6 +539,11 @@ def main(argv: list[str] | None = None) -> None:
             f"threads {pool['threads_rps']:.0f} r/s"
         )
         result["pool"] = pool
+    if not args.no_animated:
+        from bench.animated import print_animated, run_animated  # it imports this module
+
+        result["animated"] = run_animated(args.seconds)
+        print_animated(result["animated"])
     print(json.dumps(_rounded(result)))
 
 

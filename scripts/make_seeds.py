@@ -104,6 +104,30 @@ def flat_shapes() -> Image.Image:
     return image
 
 
+def bouncing_ball_frames() -> list[Image.Image]:
+    """An animated seed: a ball bouncing over a striped floor, 24 frames, one palette."""
+    w, h, count = 400, 300, 24
+    backdrop = vertical_gradient((w, h), (120, 200, 235), (250, 240, 210))
+    draw = ImageDraw.Draw(backdrop)
+    for x in range(0, w, 40):
+        draw.rectangle((x, h * 0.78, x + 19, h), fill=(90, 150, 90))
+        draw.rectangle((x + 20, h * 0.78, x + 39, h), fill=(70, 120, 70))
+    frames = []
+    for i in range(count):
+        t = i / count
+        x = 40 + (w - 120) * t
+        y = h * 0.72 - 150 * abs(1 - 2 * ((2 * t) % 1))  # two bounces per loop
+        frame = backdrop.copy()
+        ImageDraw.Draw(frame).ellipse((x, y - 40, x + 40, y), fill=(220, 70, 50))
+        frames.append(frame)
+    palette = frames[0].quantize(128)
+    return [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+
+
+def save_animated_gif(path: Path, frames: list[Image.Image]) -> None:
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=60, loop=0)
+
+
 SEEDS: list[tuple[str, str, str, Callable[[], Image.Image]]] = [
     ("sunset-hills", "Sunset hills", "sunset-hills.jpg", sunset),
     ("ocean-waves", "Ocean waves", "ocean-waves.jpg", ocean),
@@ -145,6 +169,18 @@ def main() -> int:
             entry["layout"] = LAYOUTS[seed_id]
         listing.append(entry)
         print(f"{path.relative_to(ROOT)}: {image.width}x{image.height}, {path.stat().st_size} B")
+    frames = bouncing_ball_frames()
+    path = DEST / "bouncing-ball.gif"
+    save_animated_gif(path, frames)
+    listing.append(
+        {
+            "id": "bouncing-ball",
+            "name": "Bouncing ball (animated)",
+            "file": "bouncing-ball.gif",
+            "content_type": "image/gif",
+        }
+    )
+    print(f"{path.relative_to(ROOT)}: {len(frames)} frames, {path.stat().st_size} B")
     (DEST / "seeds.json").write_text(json.dumps(listing, indent=2) + "\n")
     return 0
 

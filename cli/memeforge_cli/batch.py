@@ -23,7 +23,7 @@ import httpx
 
 from memeforge_cli.client import Api, ApiProblem
 
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
 _SAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -40,7 +40,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 _state: dict[str, str] = {"profile": "default"}
 
-FORMAT_OPTION = typer.Option("--format", "-f", help="jpeg, png or webp")
+FORMAT_OPTION = typer.Option("--format", "-f", help="jpeg, png, webp or gif")
 
 
 @app.callback()

@@ -54,6 +54,9 @@ from devenv.run.stack import (
 )
 
 TEMPLATE_ID = "chaos-template"
+ANIMATED_SEED = "bouncing-ball"
+ANIMATED_EVERY = 10
+"""One meme in ten captions the animated seed as a GIF."""
 SPEC = RenderSpec(boxes=classic_boxes("chaos", "monkey"))
 
 # Settings that make failures play out in seconds rather than minutes.
@@ -279,6 +282,8 @@ class ChaosRun:
                 "bottom": "survives chaos",
                 "callback_url": self.hooks.url(HOOK_PATH),
             }
+            if i % ANIMATED_EVERY == 0:  # a few long renders among the stills
+                body |= {"template_id": ANIMATED_SEED, "format": "gif"}
             async with gate:
                 return await _post_meme(api, body)
 

@@ -18,6 +18,9 @@ but differs from AWS where our policies would notice:
 - moto takes the API operation as the IAM action: ``SendMessageBatch``,
   ``DeleteMessageBatch`` and ``ChangeMessageVisibilityBatch`` are authorised by
   ``sqs:SendMessage`` etc. in AWS, and here.
+- ``TransactWriteItems`` is authorised as that one action on ``*``. AWS authorises each
+  action it holds (``Put`` by ``dynamodb:PutItem``, ``Update`` by ``UpdateItem``...) on its
+  table; so do we.
 - IAM user-level calls (``CreateAccessKey`` …) are authorised against ``*``; we name the user.
 - SES calls are authorised against ``*``. We name the identity (``identity/<address>``) from
   ``Source`` (SendRawEmail, SendEmail) or ``EmailAddress`` (VerifyEmailIdentity), as AWS
@@ -41,6 +44,7 @@ queue policies) and permission boundaries are still not evaluated: see docs/cred
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,12 +96,32 @@ def _arn(response: Any, service: str, resource: str) -> str:
 
 def _dynamodb_resource(self: DynamoHandler) -> str:
     body = self.body if isinstance(self.body, dict) else {}
-    table = body.get("TableName")
+    tables = {t for _, t in _transact_actions(body)}
+    table = tables.pop() if len(tables) == 1 else body.get("TableName")
     if not isinstance(table, str) or not table:
         return "*"  # ListTables, BatchGetItem ...: not used by the services
     arn = table if table.startswith("arn:") else _arn(self, "dynamodb", f"table/{table}")
     index = body.get("IndexName")
     return f"{arn}/index/{index}" if isinstance(index, str) and index else arn
+
+
+# A TransactWriteItems action's key → the IAM action that authorises it.
+TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
+def _transact_actions(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(IAM action, table) of each action of a TransactWriteItems body."""
+    found = []
+    for entry in body.get("TransactItems", []):
+        for kind, action in entry.items() if isinstance(entry, dict) else ():
+            if kind in TRANSACT_ACTIONS and isinstance(action, dict):
+                found.append((TRANSACT_ACTIONS[kind], str(action.get("TableName", ""))))
+    return found
 
 
 _sqs_resource_stock = SQSResponse._determine_resource
@@ -142,6 +166,17 @@ class _IAMRequest(access_control.IAMRequest):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._action = IAM_ACTION_OF.get(self._action, self._action)
+
+    def check_action_permitted(self, resource: str) -> None:
+        if self._action != "dynamodb:TransactWriteItems":
+            super().check_action_permitted(resource)
+            return
+        # Every action of the transaction (all on the one table ``resource`` names).
+        actions = {a for a, _ in _transact_actions(json.loads(self._body or b"{}"))}
+        for action in sorted(actions) or ["dynamodb:TransactWriteItems"]:
+            self._action = action
+            super().check_action_permitted(resource)
+        self._action = "dynamodb:TransactWriteItems"
 
     def _json_protocol(self) -> bool:
         return "X-Amz-Target" in self._headers

@@ -87,10 +87,21 @@ SPECIAL_ACTIONS: dict[str, tuple[str, ...]] = {
     "sqs:SendMessageBatch": ("sqs:SendMessage",),
     "sqs:DeleteMessageBatch": ("sqs:DeleteMessage",),
     "sqs:ChangeMessageVisibilityBatch": ("sqs:ChangeMessageVisibility",),
+    # A transaction is authorised action by action (PutItem, UpdateItem...): those come
+    # from its TransactItems literal (TRANSACT_ACTIONS), not from the call itself.
+    "dynamodb:TransactWriteItems": (),
+}
+# The keys of a TransactWriteItems action and the IAM action that authorises each. The
+# scanner finds them as dict literals ({"Put": {"TableName": ...}}) in the code.
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
 }
 # Operations that need several IAM actions depending on their arguments: map them here
 # explicitly when the code starts using them.
-UNMAPPED = {"dynamodb:TransactWriteItems", "dynamodb:TransactGetItems", "dynamodb:ExecuteStatement"}
+UNMAPPED = {"dynamodb:TransactGetItems", "dynamodb:ExecuteStatement"}
 
 QUEUE_SETTINGS = (
     "request_queue",
@@ -226,6 +237,15 @@ def scan_unit(unit: Unit) -> None:
             unit.attributes.append((_receiver_name(node.value), node.attr))
             if node.attr in QUEUE_SETTINGS:
                 unit.settings_read.add(node.attr)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                action = TRANSACT_ACTIONS.get(_const_str(key) or "")
+                if (
+                    action
+                    and isinstance(value, ast.Dict)
+                    and "TableName" in {_const_str(k) for k in value.keys}
+                ):
+                    unit.boto_calls.add(("dynamodb", action, node.lineno))
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr

@@ -96,6 +96,34 @@ async def test_seed_templates_are_listed_and_renderable(api: httpx.AsyncClient) 
     assert meme["state"] == "DONE"
 
 
+async def test_the_animated_seed_comes_back_animated(api: httpx.AsyncClient) -> None:
+    """README "Animated templates": a GIF template captioned through the API comes back
+    animated (GIF and WebP), with the seed's frames, timing and loop."""
+    seed = (await api.get("/templates/bouncing-ball")).json()
+    assert (seed["frames"], seed["duration_ms"], seed["loop"]) == (24, 24 * 60, 0)
+    created = await asyncio.gather(
+        *(
+            api.post(
+                "/memes",
+                json={"template_id": "bouncing-ball", "top": "it moves", "format": fmt},
+            )
+            for fmt in ("gif", "webp")
+        )
+    )
+    settled = await asyncio.gather(*(wait_until_settled(api, r.json()["id"]) for r in created))
+    async with httpx.AsyncClient(timeout=30) as storage:
+        for meme, fmt in zip(settled, ("GIF", "WEBP"), strict=True):
+            assert meme["state"] == "DONE", meme.get("failure")
+            report = meme["result"]["report"]
+            assert (report["frames"], report["duration_ms"], report["loop"]) == (24, 1440, 0)
+            response = await api.get(f"/memes/{meme['id']}/image", follow_redirects=False)
+            image = Image.open(
+                io.BytesIO((await storage.get(response.headers["location"])).content)
+            )
+            assert (image.format, getattr(image, "n_frames", 1)) == (fmt, 24)
+            assert image.info.get("loop") == 0
+
+
 async def test_services_shut_down_cleanly(stack: Stack) -> None:
     """README "SIGTERM": workers and the api drain and exit.
     SIGTERM drains and exits 0 (the grace period is not needed when idle)."""

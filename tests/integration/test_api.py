@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 
 from devenv.drills.tcpproxy import TcpProxy
 from devenv.run.emulator import Emulator
-from tests.support.images import gradient
+from tests.support.images import animated, gradient
 from tests.support.memes import put_done_meme
 from tests.support.settings import unique_settings
 
@@ -243,6 +243,40 @@ async def _upload_twice(client: httpx.AsyncClient, name: str) -> httpx.Response:
     first = await client.post("/templates", **_upload(name, gradient(16, 16, "PNG")))
     assert first.status_code == 201, first.text
     return await client.post("/templates", **_upload(name, gradient(20, 16, "PNG")))
+
+
+async def test_an_animated_upload_records_frames_duration_and_loop(
+    client: httpx.AsyncClient,
+) -> None:
+    """README "Animated templates": the template shows its frames, duration and loop."""
+    for fmt in ("GIF", "WEBP"):
+        data = animated(fmt, count=7, durations=90, loop=4)
+        created = await client.post("/templates", **_upload(f"moving {fmt.lower()}", data))
+        assert created.status_code == 201, created.text
+        shown = (await client.get(f"/templates/moving-{fmt.lower()}")).json()
+        assert (shown["frames"], shown["duration_ms"], shown["loop"]) == (7, 630, 4)
+    still = await client.post("/templates", **_upload("still one", gradient(32, 24, "GIF")))
+    assert (still.json()["frames"], still.json()["duration_ms"], still.json()["loop"]) == (
+        1,
+        0,
+        None,
+    )
+
+
+async def test_animations_over_a_cap_are_refused_before_they_are_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    """README "Animated templates": too-many-frames, animation-too-long, image-too-large."""
+    cases = {
+        "too-many-frames": animated(count=301, size=(16, 16), durations=20),
+        "animation-too-long": animated(count=4, durations=10_000),
+        "image-too-large": animated(count=300, size=(400, 400), durations=20),
+    }
+    for code, data in cases.items():
+        response = await client.post("/templates", **_upload(code, data))
+        assert response.headers["content-type"] == "application/problem+json"
+        assert (response.status_code, response.json()["code"]) == (422, code)
+        assert (await client.get(f"/templates/{code}")).status_code == 404
 
 
 async def test_every_error_code_the_readme_lists_is_what_the_api_answers(

@@ -3,6 +3,7 @@ the meme id, templates pinned to the ETag a meme was queued with."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +26,9 @@ from memeforge_common.templates import TemplateStore
 from memeforge_renderer.cache import TemplateBytesCache
 from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
+from PIL import Image
 
-from tests.support.images import gradient
+from tests.support.images import animated, gradient
 from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
@@ -150,3 +152,72 @@ async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
     assert item.failure is not None
     assert item.failure.reason == "template_changed"
     assert "templates/" not in item.failure.detail
+
+
+ANIMATED_SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"), format="gif")
+
+
+async def _animated_job(
+    aws: AwsClients, resources: Settings, store: MemeStore, data: bytes
+) -> tuple[str, QueueMessage]:
+    """A render job for a GIF put straight into the bucket (no upload checks), as a
+    crafted or older message would name."""
+    template_id = f"anim-{uuid.uuid4().hex[:8]}"
+    key = template_key(template_id, TENANT)
+    put = await aws.s3.put_object(Bucket=resources.bucket, Key=key, Body=data)
+    item = new_item(uuid.uuid4().hex, template_id, ANIMATED_SPEC, tenant=TENANT)
+    await store.create(item)
+    await store.transition(item.id, MemeState.QUEUED)
+    job = RenderJob(
+        meme_id=item.id,
+        template_key=key,
+        template_etag=put["ETag"],
+        spec=ANIMATED_SPEC,
+        tenant=TENANT,
+    )
+    message = QueueMessage(
+        message_id="m", receipt_handle="r", body=job.model_dump_json(), receive_count=1
+    )
+    return item.id, message
+
+
+async def test_an_animated_job_ends_done_with_an_animated_gif(
+    aws: AwsClients, resources: Settings, store: MemeStore, renderer: Renderer
+) -> None:
+    meme_id, message = await _animated_job(aws, resources, store, animated(count=6))
+    await renderer.handle(message)
+    item = await store.get(meme_id)
+    assert item is not None
+    assert item.state is MemeState.DONE
+    assert item.result is not None
+    assert item.result.report is not None
+    assert (item.result.content_type, item.result.report.frames) == ("image/gif", 6)
+    data = await _read(aws, resources.bucket, item.result.key)
+    assert item.result.key.endswith(".gif")
+    assert Image.open(io.BytesIO(data)).n_frames == 6
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (animated(count=301, size=(16, 16), durations=20), "too_many_frames"),
+        (animated(count=4, durations=10_000), "animation_too_long"),
+        (animated(count=300, size=(400, 400), durations=20), "image_too_large"),
+    ],
+    ids=["frames", "duration", "pixels"],
+)
+async def test_a_crafted_job_over_an_animation_cap_fails_with_its_reason(
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    renderer: Renderer,
+    data: bytes,
+    reason: str,
+) -> None:
+    meme_id, message = await _animated_job(aws, resources, store, data)
+    await renderer.handle(message)  # acknowledged: a FAILED item, not a retry
+    item = await store.get(meme_id)
+    assert item is not None
+    assert item.state is MemeState.FAILED
+    assert item.failure is not None
+    assert item.failure.reason == reason

@@ -63,7 +63,9 @@ async def finish(store: MemeStore, meme_id: str, key: str) -> None:
     result = MemeResult(
         key=key, content_type="image/jpeg", bytes=1, width=1, height=1, thumbnail_key=key
     )
-    assert await store.transition(meme_id, MemeState.DONE, result=result)
+    item = await store.get(meme_id)
+    assert item is not None
+    assert await store.transition(meme_id, MemeState.DONE, result=result, slot=item.in_flight_slot)
 
 
 async def test_another_tenants_meme_is_not_found_by_any_route(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from memeforge_api.app import create_app
@@ -39,6 +40,9 @@ class FakeMemes:
         if item.id in self.items:
             raise ItemExists(item.id)
         self.items[item.id] = item
+
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        await self.create(item)  # the cap itself: tests/integration/test_items.py
 
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         return self.items.get(meme_id)
@@ -111,6 +115,7 @@ def api() -> Api:
     app.state.idempotency = FakeIdempotency()
     app.state.endpoints = endpoints
     app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
+    app.state.backlog = None
     app.dependency_overrides[authenticate] = lambda: CALLER
     return Api(TestClient(app), memes, published, endpoints)
 
@@ -265,3 +270,77 @@ def test_another_tenants_meme_is_a_404_like_one_that_never_existed(api: Api) -> 
         assert (response.status_code, response.json()["code"]) == (404, "meme-not-found")
     missing = api.client.get(f"/memes/{'b' * 32}")
     assert (missing.status_code, missing.json()["code"]) == (404, "meme-not-found")
+
+
+def test_405_names_every_method_of_the_path_in_allow(api: Api) -> None:
+    """Found by schemathesis (allow_header_conformance): Starlette named only the first
+    route's methods (GET) where GET and DELETE share /memes/{id}."""
+    response = api.client.request("OPTIONS", f"/memes/{'a' * 32}")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["allow"] == "DELETE, GET"
+    assert api.client.request("PUT", "/templates").headers["allow"] == "GET, POST"
+
+
+def test_a_body_that_is_not_json_is_a_documented_400(api: Api) -> None:
+    """Found by schemathesis (status_code_conformance): undocumented 400; now documented."""
+    response = api.client.post(
+        "/memes", content=b"\xa36\xff", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad-request"
+    documented = api.client.get("/openapi.json").json()["paths"]["/memes"]["post"]["responses"]
+    assert "400" in documented
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        {"top": "", "captions": ["hi"]},
+        {"bottom": "hi", "boxes": [BOX | {"text": "hi"}]},
+        {"captions": ["hi"], "boxes": None},
+        {"top": " ", "bottom": "\t"},
+    ],
+)
+def test_the_text_modes_are_told_apart_by_presence_like_the_schemas_oneof(
+    api: Api, text: dict[str, object]
+) -> None:
+    response = api.client.post("/memes", json={"template_id": "drake", **text})
+    assert response.status_code == 422
+    assert api.memes.items == {}
+
+
+def test_a_retry_whose_write_created_the_meme_enqueues_it(api: Api) -> None:
+    """An Idempotency-Key retried after a 429 (the first attempt claimed the key but wrote
+    nothing) is enqueued at once, not left to the sweeper."""
+
+    class ClaimedEarlier:
+        async def claim(self, tenant: str, key: str, fingerprint: str, meme_id: str) -> Claim:
+            return Claim(meme_id="c" * 32, replay=True)
+
+    api.client.app.state.idempotency = ClaimedEarlier()  # type: ignore[attr-defined]
+    body = {"template_id": "drake", "top": "hi"}
+    response = api.client.post("/memes", json=body, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 202
+    assert "idempotent-replayed" not in response.headers
+    assert [message.meme_id for message, _ in api.published.sent] == ["c" * 32]
+
+
+def test_a_transaction_that_kept_losing_to_contention_is_a_503_not_a_client_error(
+    api: Api,
+) -> None:
+    """After the store's own retries, a cancelled transaction is contention on the
+    tenant's counter: 503 with Retry-After, not 400 invalid-request."""
+
+    async def contended(item: MemeItem, in_flight_cap: int) -> None:
+        error = {
+            "Error": {"Code": "TransactionCanceledException"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+
+    api.memes.create_counted = contended  # type: ignore[method-assign]
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "hi"})
+    assert response.status_code == 503
+    assert response.json()["code"] == "aws-unavailable"
+    assert "retry-after" in response.headers

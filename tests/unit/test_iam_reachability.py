@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from devenv.iam.reachability import Unit, reachable, scan_unit
+from devenv.iam.reachability import Unit, iam_actions, reachable, scan_unit
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +32,23 @@ def test_scanner_flags_an_unlisted_call() -> None:
     unit = Unit("probe", "f", None, ast.parse(source).body[0])
     scan_unit(unit)
     assert {(s, op) for s, op, _ in unit.boto_calls} == {("sqs", "PurgeQueue")}
+
+
+def test_a_transaction_needs_the_action_of_each_write_it_holds() -> None:
+    """AWS authorises TransactWriteItems action by action: Put → PutItem, and so on."""
+    source = (
+        "async def f(ddb):\n"
+        "    await ddb.transact_write_items(TransactItems=[\n"
+        "        {'Put': {'TableName': 't', 'Item': {}}},\n"
+        "        {'Update': {'TableName': 't', 'Key': {}}},\n"
+        "    ])\n"
+    )
+    unit = Unit("probe", "f", None, ast.parse(source).body[0])
+    scan_unit(unit)
+    ops = {(s, op) for s, op, _ in unit.boto_calls}
+    assert ops == {
+        ("dynamodb", "TransactWriteItems"),
+        ("dynamodb", "PutItem"),
+        ("dynamodb", "UpdateItem"),
+    }
+    assert iam_actions("dynamodb", "TransactWriteItems") == ()

@@ -101,6 +101,17 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def one_tick(store: GatedStore) -> None:
+    """Let the watcher make one more read, and wait (bounded) until it has."""
+    reads = len(store.reads)
+    store.allow_read()
+    for _ in range(1000):
+        if len(store.reads) > reads:
+            break
+        await asyncio.sleep(0.001)
+    await settle()
+
+
 def parse(event: str) -> dict[str, Any]:
     data = next(line for line in event.splitlines() if line.startswith("data: "))
     return cast(dict[str, Any], json.loads(data.removeprefix("data: ")))
@@ -221,3 +232,33 @@ async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
     assert again is not None
     assert again.state is MemeState.RENDERING
     assert store.gets == 0
+
+
+async def test_a_deleted_meme_is_not_served_from_the_watchers_read(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """Found by schemathesis (stateful): DELETE /memes/{id}, then its event stream started
+    from the status a tick had read before the deletion. Deleted through this process:
+    forget(); through another replica: the next tick finds it gone."""
+    first = store.put(mid(5), MemeState.QUEUED)
+    poll = asyncio.ensure_future(
+        long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
+    )
+    await settle()
+    store.put(mid(5), MemeState.RENDERING)
+    store.allow_read()
+    assert (await poll).state is MemeState.RENDERING
+    assert watcher.recent(mid(5)) is not None
+    del store.items[mid(5)]
+    watcher.forget(mid(5))
+    assert await current(watcher, cast(MemeStore, store), mid(5)) is None
+
+    sub = watcher.subscribe(store.put(mid(6), MemeState.QUEUED))
+    store.put(mid(6), MemeState.RENDERING)
+    await one_tick(store)
+    assert watcher.recent(mid(6)) is not None
+    del store.items[mid(6)]
+    await one_tick(store)
+    assert watcher.recent(mid(6)) is None
+    assert await current(watcher, cast(MemeStore, store), mid(6)) is None
+    watcher.unsubscribe(sub)

@@ -19,10 +19,11 @@ from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
 
 from memeforge_api.auth import KeyCache
+from memeforge_api.backpressure import QueueDepthGate
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
-from memeforge_api.problems import install_problem_handlers
+from memeforge_api.problems import install_problem_handlers, install_problem_schema
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from memeforge_api.routes import health, memes, templates
 from memeforge_api.watcher import Watcher
@@ -48,8 +49,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
             patience = settings.startup_wait_s
-            app.state.requests = RequestPublisher(
-                aws.sqs, await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
+            requests_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
+            app.state.requests = RequestPublisher(aws.sqs, requests_url)
+            app.state.backlog = (
+                QueueDepthGate(
+                    aws.sqs,
+                    [
+                        requests_url,
+                        await queue_url(aws.sqs, settings.render_queue, patience_s=patience),
+                    ],
+                    threshold=settings.overload_queue_depth,
+                    refresh_s=settings.queue_depth_refresh_s,
+                )
+                if settings.overload_queue_depth
+                else None
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
             app.state.endpoints = EndpointCache(
@@ -95,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RateLimitHeadersMiddleware)
     install_problem_handlers(app)
+    install_problem_schema(app)
     app.include_router(health.router)
     app.include_router(templates.router)
     app.include_router(memes.router)

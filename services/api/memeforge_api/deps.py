@@ -16,6 +16,7 @@ from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 
+from memeforge_api.backpressure import QueueDepthGate
 from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.watcher import Watcher
 
@@ -37,3 +38,4 @@ RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
 WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]
 EndpointsDep = Annotated[EndpointCache, Depends(_from_state("endpoints"))]
+BacklogDep = Annotated[QueueDepthGate | None, Depends(_from_state("backlog"))]

@@ -3,7 +3,9 @@
 Only the accepted formats' decoders ever see the bytes (``formats=``). A JPEG is verified
 by decoding it at 1/8 scale (libjpeg's DCT scaling still reads every entropy-coded
 byte, so truncation and corruption fail the same way) with 1/64 of the memory; other
-formats are decoded in full. Routes run this through ``check_upload``, whose pool of
+formats are decoded in full. An animated GIF or WebP has its frames counted and timed
+from its blocks first (memeforge_common/animation.py), and only within the caps are all
+its frames decoded. Routes run this through ``check_upload``, whose pool of
 MAX_CONCURRENT_UPLOAD_DECODES threads bounds how many decodes add up in the api's memory.
 """
 
@@ -15,8 +17,15 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from memeforge_common.animation import (
+    AnimationFacts,
+    AnimationLimits,
+    AnimationRefused,
+    animation_facts,
+    check_animation,
+)
 from memeforge_common.limits import MAX_CONCURRENT_UPLOAD_DECODES
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 ACCEPTED_FORMATS = {
     "JPEG": "image/jpeg",
@@ -45,10 +54,16 @@ class ImageFacts:
     content_type: str
     width: int
     height: int
+    animation: AnimationFacts | None = None
+    """None for a still image."""
 
 
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageFacts:
+def inspect_image(
+    data: bytes, *, max_pixels: int, caps: AnimationLimits | None = None
+) -> ImageFacts:
     """Identify the format from the bytes (never trust the client's Content-Type)."""
+    caps = caps or AnimationLimits()
+    animation: AnimationFacts | None = None
     try:
         with Image.open(io.BytesIO(data), formats=tuple(ACCEPTED_FORMATS)) as image:
             fmt = image.format or ""
@@ -58,11 +73,21 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageFacts:
                     "image-too-large",
                     f"{width}x{height} exceeds the limit of {max_pixels} pixels",
                 )
-            if fmt == "JPEG":
-                image.draft(image.mode, (width // JPEG_VERIFY_SCALE, height // JPEG_VERIFY_SCALE))
-            image.load()  # decodes the pixels: truncated or corrupt data fails here
+            if fmt in ("GIF", "WEBP"):
+                animation = animation_facts(data, max_frames=caps.max_frames)
+            if animation is not None:
+                check_animation(animation, caps)  # before any frame is decoded
+                for frame in ImageSequence.Iterator(image):
+                    frame.load()  # every frame decodes, within the caps just checked
+            else:
+                if fmt == "JPEG":
+                    scale = JPEG_VERIFY_SCALE
+                    image.draft(image.mode, (width // scale, height // scale))
+                image.load()  # decodes the pixels: truncated or corrupt data fails here
     except InvalidImage:
         raise
+    except AnimationRefused as err:
+        raise InvalidImage(err.code, err.detail) from err
     # Fixed texts: PIL's messages name its BytesIO, heap address included.
     except Image.DecompressionBombError as err:
         raise InvalidImage("image-too-large", f"more than {max_pixels} pixels") from err
@@ -75,7 +100,7 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageFacts:
         raise InvalidImage("invalid-image", "not a JPEG, PNG, WebP or GIF image") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise InvalidImage("invalid-image", "corrupt or truncated image data") from err
-    return ImageFacts(ACCEPTED_FORMATS[fmt], width, height)
+    return ImageFacts(ACCEPTED_FORMATS[fmt], width, height, animation)
 
 
 def _other_format(data: bytes) -> str:
@@ -87,9 +112,11 @@ def _other_format(data: bytes) -> str:
         return ""
 
 
-async def check_upload(data: bytes, *, max_pixels: int) -> ImageFacts:
+async def check_upload(
+    data: bytes, *, max_pixels: int, caps: AnimationLimits | None = None
+) -> ImageFacts:
     """``inspect_image`` off the event loop, at most MAX_CONCURRENT_UPLOAD_DECODES at once."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        _DECODERS, functools.partial(inspect_image, data, max_pixels=max_pixels)
+        _DECODERS, functools.partial(inspect_image, data, max_pixels=max_pixels, caps=caps)
     )

@@ -9,13 +9,23 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 AWS_RETRY_AFTER_S = 5
-_THROTTLING_CODES = ("ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown")
+# Contention, not the client's input: throttling, and writes that lost to a concurrent
+# transaction on the same item (after the store's own retries).
+_THROTTLING_CODES = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "TransactionConflictException",
+    "TransactionCanceledException",
+)
 _STATUS_CODES = {
     400: "bad-request",
     404: "not-found",
@@ -27,6 +37,62 @@ _STATUS_CODES = {
     500: "internal-error",
     503: "service-unavailable",
 }
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error: RFC 9457 problem details plus a machine-readable ``code``;
+    some problems add members of their own (``errors``, ``required_scope``, ``state``...)."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="/problems/<code>")
+    title: str
+    status: int
+    code: str = Field(description="machine-readable, stable: e.g. meme-not-found")
+    instance: str = Field(description="the request path")
+    detail: str = ""
+
+
+PROBLEM_SCHEMA = "Problem"
+_DESCRIPTIONS = {
+    400: "Bad request (e.g. invalid-cursor, a body that cannot be parsed)",
+    401: "No, or an unknown or revoked, API key (unauthorized)",
+    403: "The API key lacks a scope the route needs (insufficient-scope)",
+    404: "No such resource, or another tenant's",
+    409: "Conflict with the resource's current state",
+    413: "Request body too large",
+    415: "Unsupported image format",
+    422: "The request is invalid (validation-failed, or a more specific code)",
+    429: "Over a quota (rate-limited, too-many-in-flight); see Retry-After",
+    503: "Temporarily unavailable (aws-unavailable, overloaded, ...); see Retry-After",
+}
+# What every authenticated route can answer: no key, no scope, the rate limit, an outage.
+AUTHENTICATED = (401, 403, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these statuses: problem+json, the shared Problem schema
+    (added to the components by install_problem_schema)."""
+    ref = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
+    return {
+        status: {"description": _DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"schema": ref}}}
+        for status in sorted(set(statuses))
+    }
+
+
+def install_problem_schema(app: FastAPI) -> None:
+    """Add the Problem schema to the app's OpenAPI components, once."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components[PROBLEM_SCHEMA] = ProblemDetails.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Problem(Exception):
@@ -92,6 +158,23 @@ _AWS_UNAVAILABLE = Problem(
 )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first
+    matching route's, e.g. GET where GET and DELETE share a path)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -101,6 +184,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
             request, Problem(exc.status_code, code, str(exc.detail), headers=headers)
         )

@@ -19,12 +19,54 @@ from memeforge_common.models import (
     fill_layout,
 )
 from memeforge_common.templates import TemplateFacts, TemplateInfo
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict, JsonValue
+
+_NON_BLANK: JsonDict = {"type": "string", "pattern": r"\S"}
+
+
+def _none_of(*fields: str) -> JsonDict:
+    return {"not": {"anyOf": [{"required": [field]} for field in fields]}}
+
+
+# The body's text modes, stated in its JSON schema so generated clients know: exactly one
+# of them is given (by the presence of its fields), with some non-blank text.
+# CreateMeme._one_text_mode is the same rule, in code.
+TEXT_MODES: list[JsonValue] = [
+    {
+        "title": "top/bottom",
+        "anyOf": [
+            {"required": ["top"], "properties": {"top": _NON_BLANK}},
+            {"required": ["bottom"], "properties": {"bottom": _NON_BLANK}},
+        ],
+        **_none_of("captions", "boxes"),
+    },
+    {
+        "title": "captions",
+        "required": ["captions"],
+        "properties": {"captions": {"type": "array", "contains": _NON_BLANK}},
+        **_none_of("top", "bottom", "boxes"),
+    },
+    {
+        "title": "boxes",
+        "required": ["boxes"],
+        "properties": {
+            "boxes": {
+                "type": "array",
+                "contains": {"type": "object", "properties": {"text": _NON_BLANK}},
+            }
+        },
+        **_none_of("top", "bottom", "captions"),
+    },
+]
 
 
 class CreateMeme(OutputOptions):
-    """The text comes as top/bottom, 'captions' or 'boxes'; the output options are
-    RenderSpec's own (one definition of each field and its bounds)."""
+    """The text comes as top/bottom, 'captions' or 'boxes' (exactly one: the schema's
+    oneOf); the output options are RenderSpec's own (one definition of each field and its
+    bounds)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": TEXT_MODES})
 
     template_id: TemplateId
     top: Caption = ""
@@ -51,17 +93,20 @@ class CreateMeme(OutputOptions):
     )
 
     @model_validator(mode="after")
-    def _some_text(self) -> CreateMeme:
-        classic = bool(self.top.strip() or self.bottom.strip())
-        modes = [classic, self.captions is not None, self.boxes is not None]
+    def _one_text_mode(self) -> CreateMeme:
+        given = self.model_fields_set
+        classic = bool({"top", "bottom"} & given)
+        modes = [classic, "captions" in given, "boxes" in given]
         if sum(modes) > 1:
             raise ValueError("give only one of 'top'/'bottom', 'captions' or 'boxes'")
-        if self.boxes is not None and not any(box.text.strip() for box in self.boxes):
-            raise ValueError("give at least one box with text")
-        if self.captions is not None and not any(text.strip() for text in self.captions):
-            raise ValueError("give at least one non-empty caption")
         if not any(modes):
             raise ValueError("give 'top'/'bottom', 'captions' or 'boxes'")
+        if classic and not (self.top.strip() or self.bottom.strip()):
+            raise ValueError("give a top or bottom caption that is not blank")
+        if "captions" in given and not any(text.strip() for text in self.captions or ()):
+            raise ValueError("give at least one non-empty caption")
+        if "boxes" in given and not any(box.text.strip() for box in self.boxes or ()):
+            raise ValueError("give at least one box with text")
         return self
 
     def render_spec(self, template_boxes: tuple[TextBox, ...] = ()) -> RenderSpec:

@@ -121,6 +121,10 @@ class Watcher:
             return None
         return entry[0]
 
+    def forget(self, meme_id: str) -> None:
+        """The meme was deleted: no waiter may start from what a tick read of it."""
+        self._recent.pop(meme_id, None)
+
     def hurry(self) -> None:
         """A change is likely soon (a submit, a new waiter): tick fast again."""
         self._interval = self._fast
@@ -190,7 +194,10 @@ class Watcher:
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
         read_at = asyncio.get_running_loop().time()
         stale = read_at - self._fresh_s()
-        self._recent = {i: e for i, e in self._recent.items() if e[1] >= stale}
+        # Gone from the table (deleted, e.g. by another replica): gone from here too.
+        self._recent = {
+            i: e for i, e in self._recent.items() if e[1] >= stale and (i in stamps or i not in ids)
+        }
         moved = False
         for meme_id in stamps:
             subs = list(self._subs.get(meme_id, ()))

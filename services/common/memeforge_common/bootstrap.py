@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from memeforge_common.animation import animation_facts
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients, emulated
 from memeforge_common.items import LIVE_INDEX, NOTIFY_INDEX
@@ -215,6 +216,7 @@ async def seed_templates(s3: S3Client, settings: Settings) -> int:
             width=width,
             height=height,
             layout=tuple(TextBox(text="", **box) for box in seed.get("layout", ())) or None,
+            animation=animation_facts(data, max_frames=settings.max_frames),
         )
         uploaded += 1
     return uploaded

@@ -73,12 +73,14 @@ class Endings:
         tenant: str,
         notify: Notify | None,
         traceparent: str,
+        slot: str | None,
         result: MemeResult | None = None,
         failure: Failure | None = None,
         attempts: int | None = None,
     ) -> bool:
         """Move the meme to DONE or FAILED (False on a lost race), then enqueue its
-        notifications if it asked for any."""
+        notifications if it asked for any. ``slot``: as for ``MemeStore.transition`` (the
+        in-flight slot the same write frees)."""
         assert target.terminal, target
         event = ending_event(target)
         wanted = notify is not None and bool(notify.channels)
@@ -89,6 +91,7 @@ class Endings:
             result=result,
             failure=failure,
             attempts=attempts,
+            slot=slot,
             notify_due=event if wanted else None,
             at=now,
         )

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,8 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["notify"] = _s(item.notify.model_dump_json(exclude_none=True))
         # The map delivery attempts are appended to (record_delivery).
         record["deliveries"] = {"M": {}}
+    if item.counted:
+        record["counted"] = {"BOOL": True}
     return record
 
 
@@ -155,6 +157,7 @@ def from_dynamo(record: dict[str, Any]) -> MemeItem:
         spec=_spec_or_none(record["id"]["S"], record["spec"]["S"]),
         sweeps=int(record.get("sweeps", {"N": "0"})["N"]),
         traceparent=record["traceparent"]["S"] if "traceparent" in record else None,
+        counted=record.get("counted", {}).get("BOOL", False),
         **_status_fields(record),
     )
 
@@ -185,6 +188,9 @@ STATUS_ATTRIBUTES = (
     "notify",
     "deliveries",
 )
+IN_FLIGHT_PREFIX = "inflight#"
+_CONFLICT_RETRIES = 5
+_CONFLICT_BACKOFF = Backoff(base_s=0.02, max_s=0.5)
 # BatchGetItem's limit on keys per call.
 BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
@@ -200,6 +206,7 @@ def new_item(
     tenant: str = "",
     retention: timedelta | None = None,
     notify: Notify | None = None,
+    counted: bool = False,
 ) -> MemeItem:
     now = utcnow()
     return MemeItem(
@@ -214,11 +221,20 @@ def new_item(
         expires_at=now.replace(microsecond=0) + retention if retention else None,
         traceparent=traceparent,
         notify=notify if notify is not None and notify.channels else None,
+        counted=counted,
     )
 
 
 class ItemExists(Exception):
     """A PutItem for a new meme found an item with the same id."""
+
+
+class InFlightCapReached(Exception):
+    """The tenant already has its cap of memes in flight."""
+
+
+class ItemMoved(Exception):
+    """The item changed state between our read and a write conditioned on that state."""
 
 
 class InvalidCursor(ValueError):
@@ -246,12 +262,31 @@ def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
     return {name: _s(value) for name, value in plain.items()}
 
 
+def slot_key(tenant: str) -> dict[str, Any]:
+    """The counter of a tenant's memes in flight: ``n``, in the memes table."""
+    return {"id": _s(IN_FLIGHT_PREFIX + tenant)}
+
+
 class MemeStore:
+    """Memes, and each tenant's count of memes in flight.
+
+    The in-flight cap: a counted item (``MemeItem.counted``) takes a slot of its tenant's
+    counter in the same TransactWriteItems that creates it (``n < cap``, else nothing is
+    written), and frees it in the same TransactWriteItems that makes it terminal (or
+    deletes it while live), conditioned on the item still being counted: the transition
+    removes the mark, so the slot is freed exactly once, whoever ends the meme (renderer,
+    consumer, sweeper, dead-letter drain, DELETE). Each is one AWS call, as the PutItem or
+    UpdateItem it replaces. The counter is exact: DynamoDB serialises the writes on it.
+    """
+
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._ddb = dynamodb
         self._table = table
 
     async def create(self, item: MemeItem) -> None:
+        """Write a new item that holds no in-flight slot."""
+        if item.counted:
+            raise ValueError("a counted item is written by create_counted")
         try:
             await self._ddb.put_item(
                 TableName=self._table,
@@ -260,6 +295,65 @@ class MemeStore:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException as err:
             raise ItemExists(item.id) from err
+
+    async def create_counted(self, item: MemeItem, in_flight_cap: int) -> None:
+        """Write a new counted item and take one of its tenant's ``in_flight_cap`` slots,
+        in one write (InFlightCapReached when none is free: nothing is written)."""
+        if not item.counted or in_flight_cap < 1:
+            raise ValueError("create_counted writes a counted item, against a cap")
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_dynamo(item),
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :one",
+                            "ConditionExpression": "attribute_not_exists(n) OR n < :cap",
+                            "ExpressionAttributeValues": {":one": _n(1), ":cap": _n(in_flight_cap)},
+                        }
+                    },
+                ]
+            )
+        )
+        if 0 in failed:
+            raise ItemExists(item.id)  # a replay, or an SDK retry of a write that landed
+        if 1 in failed:
+            raise InFlightCapReached(item.tenant)
+
+    async def in_flight(self, tenant: str) -> int:
+        """How many memes ``tenant`` has in flight (the counter)."""
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=slot_key(tenant), ConsistentRead=True
+        )
+        return int(response.get("Item", {}).get("n", {"N": "0"})["N"])
+
+    async def _transact(self, write: Callable[[], Awaitable[Any]]) -> set[int]:
+        """Run a TransactWriteItems; the indexes of its actions whose condition failed
+        (empty: it was written). A transaction that lost to a concurrent one on the same
+        item (the tenant's counter) wrote nothing and is tried again, with backoff."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(_CONFLICT_BACKOFF.delay(attempt))
+            try:
+                await write()
+                return set()
+            except self._ddb.exceptions.TransactionCanceledException as err:
+                reasons: Any = err.response.get("CancellationReasons", [])
+                codes = [reason.get("Code", "None") for reason in reasons]
+                failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+                if failed or "TransactionConflict" not in codes or attempt == _CONFLICT_RETRIES:
+                    if failed:
+                        return failed
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(self, meme_id: str, *, consistent: bool = True) -> MemeItem | None:
         response = await self._ddb.get_item(
@@ -288,8 +382,40 @@ class MemeStore:
         last = response.get("LastEvaluatedKey")
         return items, _encode_cursor(last) if last else None
 
-    async def delete(self, meme_id: str) -> None:
-        await self._ddb.delete_item(TableName=self._table, Key={"id": _s(meme_id)})
+    async def delete(self, item: MemeItem) -> None:
+        """Delete an item as it was read; a live counted one frees its slot in the same
+        write (ItemMoved when it changed state since: read it again)."""
+        if not (item.counted and not item.state.terminal):
+            await self._ddb.delete_item(TableName=self._table, Key={"id": _s(item.id)})
+            return
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": {"id": _s(item.id)},
+                            "ConditionExpression": "#state = :state AND counted = :true",
+                            "ExpressionAttributeNames": {"#state": "state"},
+                            "ExpressionAttributeValues": {
+                                ":state": _s(item.state.value),
+                                ":true": {"BOOL": True},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(item.tenant),
+                            "UpdateExpression": "ADD n :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                        }
+                    },
+                ]
+            )
+        )
+        if failed:
+            raise ItemMoved(item.id)
 
     async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
         """``updated_at`` of each existing item (a tiny projection: cheap to fetch and to
@@ -348,10 +474,15 @@ class MemeStore:
         failure: Failure | None = None,
         count_attempt: bool = False,
         attempts: int | None = None,
+        slot: str | None = None,
         notify_due: EventType | None = None,
         at: datetime | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race.
+
+        ``slot``: the tenant whose in-flight slot the item holds (``in_flight_slot`` of the
+        item or its job), None when it holds none. A terminal transition frees it in the
+        same write; it is a condition of the write, so a wrong one loses, never drifts.
         ``notify_due``: mark, in the same write, that this ending's notifications are to be
         enqueued (``notified`` clears it once they are)."""
         sources = sorted(s.value for s in sources_of(target))
@@ -379,12 +510,33 @@ class MemeStore:
             sets.append("notify_due = :due")
             values[":due"] = _s(notify_due)
         update = "SET " + ", ".join(sets)
-        if target.terminal:
-            update += " REMOVE live_state"
         if count_attempt:
             update += " ADD attempts :one"
             values[":one"] = _n(1)
         condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+        if target.terminal and slot is not None:
+            update += " REMOVE live_state, counted"
+            condition += " AND counted = :true AND tenant = :tenant"
+            values |= {":true": {"BOOL": True}, ":tenant": _s(slot)}
+            won = await self._end_counted(meme_id, slot, update, condition, names, values)
+        else:
+            if target.terminal:
+                update += " REMOVE live_state"
+                condition += " AND attribute_not_exists(counted)"
+            won = await self._update(meme_id, update, condition, names, values)
+        if not won:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+        TRANSITION_RESULTS.labels(target.value, "won" if won else "lost").inc()
+        return won
+
+    async def _update(
+        self,
+        meme_id: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
@@ -395,11 +547,44 @@ class MemeStore:
                 ExpressionAttributeValues=values,
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
-            TRANSITION_RESULTS.labels(target.value, "lost").inc()
             return False
-        TRANSITION_RESULTS.labels(target.value, "won").inc()
         return True
+
+    async def _end_counted(
+        self,
+        meme_id: str,
+        tenant: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """The terminal update of a counted item and the release of its slot, at once."""
+        failed = await self._transact(
+            lambda: self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"id": _s(meme_id)},
+                            "UpdateExpression": update,
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": slot_key(tenant),
+                            "UpdateExpression": "ADD n :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                        }
+                    },
+                ]
+            )
+        )
+        return not failed
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""

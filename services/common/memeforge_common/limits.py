@@ -37,6 +37,21 @@ MAX_SOURCE_PIXELS = 40_000_000
 """Default of ``MEMEFORGE_MAX_SOURCE_PIXELS``: a template's width x height, checked from
 the header before decoding (upload and render)."""
 
+MAX_FRAMES = 300
+"""Default of ``MEMEFORGE_MAX_FRAMES``: frames of an animated template (upload and
+render), counted from the file's blocks before any frame is decoded."""
+
+MAX_ANIMATION_MS = 30_000
+"""Default of ``MEMEFORGE_MAX_ANIMATION_MS``: an animated template's total duration."""
+
+MAX_ANIMATION_PIXELS = 40_000_000
+"""Default of ``MEMEFORGE_MAX_ANIMATION_PIXELS``: width x height x frames of an animated
+template (a decompression bomb can hide in frames as well as in one frame's size)."""
+
+MAX_OUTPUT_BYTES = 24 * 1024 * 1024
+"""Default of ``MEMEFORGE_MAX_OUTPUT_BYTES``: an animated render's encoded bytes; a larger
+one ends FAILED ``output_bytes_too_large`` (ask for a smaller ``max_side``)."""
+
 MAX_CONCURRENT_UPLOAD_DECODES = 2
 """Template uploads one api process verifies at once (each may decode up to
 MAX_SOURCE_PIXELS: ~155 MB for a 40 Mpx PNG); the others wait their turn."""
@@ -63,6 +78,11 @@ TEMPLATE_CACHE_BYTES = 256 * 1024 * 1024
 
 DECODED_TEMPLATE_CACHE_BYTES = 96 * 1024 * 1024
 """Default of ``MEMEFORGE_DECODED_TEMPLATE_CACHE_BYTES``: decoded templates, per pool process."""
+
+ANIMATION_CACHE_BYTES = 128 * 1024 * 1024
+"""Default of ``MEMEFORGE_ANIMATION_CACHE_BYTES``: decoded animated templates (their frames,
+at one byte a pixel for GIF output), per pool process. An animation larger than this is
+decoded for each render instead."""
 
 GLYPH_CACHE_BYTES = 48 * 1024 * 1024
 """Default of ``MEMEFORGE_GLYPH_CACHE_BYTES``: glyph masks, per pool process."""

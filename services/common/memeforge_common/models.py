@@ -124,21 +124,37 @@ class TextBox(Frozen):
     )
 
 
-OutputFormat = Literal["jpeg", "png", "webp"]
+OutputFormat = Literal["jpeg", "png", "webp", "gif"]
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+ANIMATED_FORMATS = ("gif", "webp")
+"""Formats that keep an animated template's animation; the others take its first frame."""
 
 
 class OutputOptions(Frozen):
     """How the output is encoded; shared by RenderSpec and the api's CreateMeme body."""
 
-    format: OutputFormat = "jpeg"
+    format: OutputFormat = Field(
+        default="jpeg",
+        description="gif and webp keep an animated template's animation (see 'animated')",
+    )
+    animated: bool = Field(
+        default=True, description="false: a still of an animated template's first frame"
+    )
     quality: Quality = 85
+    animated_quality: Quality = Field(
+        default=70, description="animated WebP (its frames add up: lower than a still's)"
+    )
     max_side: OutputSide | None = None
     thumbnail_side: ThumbnailSide | None = None
 
 
 class RenderSpec(OutputOptions):
     boxes: tuple[TextBox, ...] = Field(max_length=MAX_BOXES)
+
+    @property
+    def keeps_animation(self) -> bool:
+        """An animated template renders animated (a still one renders as before)."""
+        return self.animated and self.format in ANIMATED_FORMATS
 
     @property
     def has_text(self) -> bool:
@@ -186,6 +202,9 @@ class LayoutReport(Frozen):
     thumbnail: tuple[int, int, int] | None = Field(
         default=None, description="(width, height, bytes) when a thumbnail was made"
     )
+    frames: int = Field(default=1, ge=1, description="more than 1: an animation")
+    duration_ms: int = Field(default=0, ge=0, description="an animation's total duration")
+    loop: int | None = Field(default=None, description="0: forever; null: plays once")
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
@@ -264,8 +283,16 @@ class MemeItem(MemeStatus):
     """None when the stored spec breaks today's limits (written by an older version):
     the consumer fails such an item as ``invalid_spec`` instead of rendering it."""
     sweeps: int = 0  # times the sweeper re-enqueued it
+    counted: bool = False
+    """The item holds one of its tenant's in-flight slots (items.py): its terminal
+    transition (or its deletion while live) frees the slot in the same write."""
     traceparent: str | None = None
     """The trace of the request that created it, continued by whatever re-sends it."""
+
+    @property
+    def in_flight_slot(self) -> str | None:
+        """The tenant whose in-flight slot this item holds, if it holds one."""
+        return self.tenant if self.counted else None
 
 
 class RequestMessage(Frozen):
@@ -292,6 +319,9 @@ class RenderJob(Frozen):
     spec: RenderSpec
     # The meme's tenant: part of its output keys ("" on jobs from before tenants).
     tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
+    # The meme holds a slot of its tenant's in-flight cap (MemeItem.counted): ending it
+    # frees the slot. Trusted no more than ``tenant``: both are conditions of that write.
+    counted: bool = False
     output_key: str | None = Field(default=None, exclude=True)
     """Sent by older consumers; ignored (never trusted) and no longer sent."""
     notify: Notify | None = None
@@ -300,6 +330,10 @@ class RenderJob(Frozen):
     @property
     def template_id(self) -> str:
         return self.template_key.rpartition("/")[2]
+
+    @property
+    def in_flight_slot(self) -> str | None:
+        return self.tenant if self.counted else None
 
 
 class NotificationMessage(Frozen):

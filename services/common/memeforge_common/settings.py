@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # Operational limits (the request limits are fixed, in limits.py).
     max_upload_bytes: int = Field(default=limits.MAX_UPLOAD_BYTES, ge=1024)
     max_source_pixels: int = Field(default=limits.MAX_SOURCE_PIXELS, ge=1)
+    # Animated templates (memeforge_common/animation.py), checked at upload and render.
+    max_frames: int = Field(default=limits.MAX_FRAMES, ge=1)
+    max_animation_ms: int = Field(default=limits.MAX_ANIMATION_MS, ge=1)
+    max_animation_pixels: int = Field(default=limits.MAX_ANIMATION_PIXELS, ge=1)
+    max_output_bytes: int = Field(default=limits.MAX_OUTPUT_BYTES, ge=1024)
     max_long_poll_s: float = Field(default=20.0, ge=0, le=limits.MAX_WAIT_S)
     # Long-polls and event streams one api process serves at once; past it, 503.
     max_waiters: int = Field(default=10_000, ge=1)
@@ -91,6 +96,7 @@ class Settings(BaseSettings):
     # Per pool process (so multiply by render_processes for the pod's memory budget):
     # decoded, scaled templates and glyph masks.
     decoded_template_cache_bytes: int = Field(default=limits.DECODED_TEMPLATE_CACHE_BYTES, ge=0)
+    animation_cache_bytes: int = Field(default=limits.ANIMATION_CACHE_BYTES, ge=0)
     glyph_cache_bytes: int = Field(default=limits.GLYPH_CACHE_BYTES, ge=0)
     # ... and the text caches: loaded fonts, measured words, kerning pairs (per face),
     # fitter geometry.
@@ -112,6 +118,14 @@ class Settings(BaseSettings):
     # and how many requests an idle key may make at once.
     rate_limit_per_minute: int = Field(default=1200, ge=0, le=60_000)
     rate_limit_burst: int = Field(default=200, ge=1, le=100_000)
+    # Memes a tenant may have in flight (submitted, not yet DONE or FAILED) across every
+    # api replica (0: no cap); past it, POST /memes answers 429 (items.py: MemeStore).
+    max_in_flight_per_tenant: int = Field(default=1000, ge=0)
+    # Back-pressure: POST /memes answers 503 overloaded while the backlog (visible messages
+    # on the request and render queues) is over this (0: never); each api process reads
+    # the backlog at most once per queue_depth_refresh_s.
+    overload_queue_depth: int = Field(default=5000, ge=0)
+    queue_depth_refresh_s: float = Field(default=5.0, gt=0, le=60)
     # Bootstrap only: a first key (mf_<id>_<secret>, from a k8s Secret) to store, hashed,
     # for this tenant, so a fresh deployment has one key without anyone running the CLI.
     first_api_key: SecretStr | None = None

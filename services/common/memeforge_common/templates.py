@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from memeforge_common.animation import AnimationFacts
 from memeforge_common.limits import MAX_LAYOUT_METADATA_BYTES, MAX_TEMPLATE_METADATA_BYTES
 from memeforge_common.models import (
     CLASSIC_LAYOUT,
@@ -84,11 +85,20 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 def template_metadata(
-    name: str, width: int, height: int, layout: tuple[TextBox, ...] | None
+    name: str,
+    width: int,
+    height: int,
+    layout: tuple[TextBox, ...] | None,
+    animation: AnimationFacts | None = None,
 ) -> dict[str, str]:
     """The S3 metadata of a template, checked against S3's size limit before any upload
     (S3 metadata is ASCII-only, so the name is percent-encoded)."""
     metadata = {"name": quote(name), "width": str(width), "height": str(height)}
+    if animation is not None:
+        metadata["frames"] = str(animation.frames)
+        metadata["duration-ms"] = str(animation.duration_ms)
+        if animation.loop is not None:
+            metadata["loop"] = str(animation.loop)
     if layout:
         metadata["layout"] = encode_layout(layout)
     size = sum(len(k) + len(v) for k, v in metadata.items())
@@ -135,6 +145,11 @@ class TemplateFacts(BaseModel):
     bytes: int
     etag: str
     last_modified: datetime
+    frames: int = Field(default=1, description="more than 1: an animated GIF or WebP")
+    duration_ms: int = Field(default=0, description="an animation's total duration")
+    loop: int | None = Field(
+        default=None, description="times an animation plays (0: forever; null: once)"
+    )
 
 
 class TemplateInfo(TemplateFacts):
@@ -151,6 +166,11 @@ class TemplateInfo(TemplateFacts):
     def boxes(self) -> tuple[TextBox, ...]:
         """The default text boxes of this template (empty text)."""
         return self.layout or CLASSIC_LAYOUT
+
+
+def _int(value: str | None) -> int | None:
+    """A number from metadata; None when absent or unreadable."""
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _error_code(err: ClientError) -> str:
@@ -183,6 +203,7 @@ class TemplateStore:
         width: int,
         height: int,
         layout: tuple[TextBox, ...] | None = None,
+        animation: AnimationFacts | None = None,
     ) -> str:
         """Store a new template; returns its ETag. TemplateExists when the id is taken:
         the write is conditional (If-None-Match: *), so of two concurrent uploads of one
@@ -193,7 +214,7 @@ class TemplateStore:
                 Key=template_key(template_id, tenant),
                 Body=data,
                 ContentType=content_type,
-                Metadata=template_metadata(name, width, height, layout),
+                Metadata=template_metadata(name, width, height, layout, animation),
                 IfNoneMatch="*",
             )
         except ClientError as err:
@@ -241,6 +262,9 @@ class TemplateStore:
             etag=head["ETag"],
             last_modified=head["LastModified"],
             layout=decode_layout(meta.get("layout")),
+            frames=_int(meta.get("frames")) or 1,
+            duration_ms=_int(meta.get("duration-ms")) or 0,
+            loop=_int(meta.get("loop")),
         )
 
     async def page(

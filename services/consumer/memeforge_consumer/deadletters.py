@@ -88,6 +88,7 @@ class DeadLetterDrain:
                 tenant=item.tenant,
                 notify=item.notify,
                 traceparent=child_of(item.traceparent),
+                slot=item.in_flight_slot,
                 failure=failure,
                 attempts=attempts,
             )

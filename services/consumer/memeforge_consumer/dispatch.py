@@ -124,6 +124,7 @@ class Dispatcher:
                 tenant=item.tenant,
                 notify=item.notify,
                 traceparent=traceparent,
+                slot=item.in_flight_slot,
                 failure=failure,
             )
             log.info("meme failed validation: %s", failure.reason)
@@ -168,5 +169,6 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         template_etag=template.etag,
         spec=item.spec,
         tenant=item.tenant,
+        counted=item.counted,
         notify=item.notify,
     )

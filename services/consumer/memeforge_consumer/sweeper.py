@@ -117,5 +117,6 @@ class Sweeper:
             tenant=item.tenant,
             notify=item.notify,
             traceparent=child_of(item.traceparent),
+            slot=item.in_flight_slot,
             failure=failure,
         )

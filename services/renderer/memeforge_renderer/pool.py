@@ -18,6 +18,13 @@ Each pool process keeps its own cache of decoded templates keyed by (S3 key, ETa
 (engine/cache.py). ``render_in_pool`` first sends only the key and ETag; the process
 that takes the job renders from its cache, or answers TemplateNotCached and the job is
 sent again with the bytes. A hit therefore never ships the template through the pipe.
+
+Animated renders (a 300-frame GIF takes seconds where a still takes milliseconds) hold
+at most half the processes (at least one): the other half stays free for still jobs,
+so a burst of long GIFs never blocks the queue behind it. A weight inside each renderer,
+rather than a render queue of their own, because it needs no second queue, DLQ, scaler
+and routing in the consumer, and an idle share is never wasted: still jobs use every
+process when no animation is running.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import partial
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.models import RenderSpec
 from memeforge_common.settings import Settings
 
@@ -47,6 +55,7 @@ class PoolCaches:
     """Byte budgets of each pool process's own caches (None: the engine's default)."""
 
     decoded_template_bytes: int | None = None
+    animation_bytes: int | None = None
     glyph_bytes: int | None = None
     font_bytes: int | None = None
     token_bytes: int | None = None
@@ -57,6 +66,7 @@ class PoolCaches:
     def from_settings(cls, settings: Settings) -> PoolCaches:
         return cls(
             decoded_template_bytes=settings.decoded_template_cache_bytes,
+            animation_bytes=settings.animation_cache_bytes,
             glyph_bytes=settings.glyph_cache_bytes,
             font_bytes=settings.font_cache_bytes,
             token_bytes=settings.token_cache_bytes,
@@ -89,6 +99,7 @@ def _init_pool_process(caches: PoolCaches, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.configure(
         template_cache_bytes=caches.decoded_template_bytes,
+        animation_cache_bytes=caches.animation_bytes,
         glyph_cache_bytes=caches.glyph_bytes,
         font_cache_bytes=caches.font_bytes,
         token_cache_bytes=caches.token_bytes,
@@ -152,6 +163,8 @@ class RenderPool:
         self._slots: set[_Slot] = set()
         self._busy: set[_Slot] = set()
         self._starting: set[asyncio.Task[None]] = set()
+        self.animated_share = max(1, self.processes // 2)
+        self._animated = asyncio.Semaphore(self.animated_share)
 
     async def start(self) -> None:
         await asyncio.gather(*(self._add() for _ in range(self.processes)))
@@ -165,24 +178,26 @@ class RenderPool:
         return sorted(slot.pid for slot in self._busy)
 
     @asynccontextmanager
-    async def process(self) -> AsyncIterator[Executor]:
-        slot = await self._free.get()
-        self._busy.add(slot)
-        healthy = False
-        try:
-            yield slot.executor
-            healthy = True
-        except BrokenProcessPool:
-            log.warning("render process %d died; replacing it", slot.pid)
-            raise
-        except asyncio.CancelledError:
-            log.warning("render abandoned; killing its process %d and replacing it", slot.pid)
-            raise
-        except BaseException:
-            healthy = True  # bad input (RenderError) and the like: the process is fine
-            raise
-        finally:
-            self._release(slot, healthy)
+    async def process(self, *, animated: bool = False) -> AsyncIterator[Executor]:
+        """A process for one render; an ``animated`` one waits for a share as well."""
+        async with self._animated if animated else nullcontext():
+            slot = await self._free.get()
+            self._busy.add(slot)
+            healthy = False
+            try:
+                yield slot.executor
+                healthy = True
+            except BrokenProcessPool:
+                log.warning("render process %d died; replacing it", slot.pid)
+                raise
+            except asyncio.CancelledError:
+                log.warning("render abandoned; killing its process %d and replacing it", slot.pid)
+                raise
+            except BaseException:
+                healthy = True  # bad input (RenderError) and the like: the process is fine
+                raise
+            finally:
+                self._release(slot, healthy)
 
     async def replacements(self) -> None:
         """Wait until every replacement process being started has started."""
@@ -234,6 +249,7 @@ async def render_in_pool(
     template_key: str,
     etag: str,
     max_source_pixels: int,
+    animation_limits: AnimationLimits | None = None,
 ) -> engine.RenderOutput:
     """Render in the pool, sending the template bytes only to a process that lacks them.
 
@@ -248,6 +264,7 @@ async def render_in_pool(
         template_key=template_key,
         etag=etag,
         max_source_pixels=max_source_pixels,
+        animation_limits=animation_limits,
     )
     try:
         return await loop.run_in_executor(pool, partial(render, None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.aws import AwsClients
 from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
@@ -51,6 +52,7 @@ async def run() -> None:
                 TemplateBytesCache(settings.template_cache_bytes),
                 Endings(store, NotificationPublisher(aws.sqs, notification_url)),
                 max_source_pixels=settings.max_source_pixels,
+                animation_limits=AnimationLimits.from_settings(settings),
             )
             worker = await make_worker(
                 aws.sqs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
@@ -38,6 +39,7 @@ class Renderer:
     cache: TemplateBytesCache
     endings: Endings
     max_source_pixels: int = field(kw_only=True)
+    animation_limits: AnimationLimits = field(default_factory=AnimationLimits, kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -75,7 +77,7 @@ class Renderer:
             await self._fail(job, traceparent, Failure(reason="template_changed", detail=detail))
             return
         try:
-            async with self.pool.process() as executor:
+            async with self.pool.process(animated=job.spec.keeps_animation) as executor:
                 output = await render_in_pool(
                     executor,
                     template,
@@ -83,6 +85,7 @@ class Renderer:
                     template_key=job.template_key,
                     etag=job.template_etag,
                     max_source_pixels=self.max_source_pixels,
+                    animation_limits=self.animation_limits,
                 )
         except engine.RenderError as err:
             await self._fail(job, traceparent, Failure(reason=err.reason, detail=str(err)))
@@ -117,6 +120,7 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             traceparent=traceparent,
+            slot=job.in_flight_slot,
             result=result,
         )
         if done:
@@ -140,5 +144,6 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             traceparent=traceparent,
+            slot=job.in_flight_slot,
             failure=failure,
         )

@@ -8,7 +8,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from memeforge_common.endpoints import EndpointCache
-from memeforge_common.items import InvalidCursor, ItemExists, MemeStore, new_item
+from memeforge_common.items import (
+    InFlightCapReached,
+    InvalidCursor,
+    ItemExists,
+    ItemMoved,
+    MemeStore,
+    new_item,
+)
 from memeforge_common.limits import MAX_WAIT_S
 from memeforge_common.models import (
     MEME_ID_PATTERN,
@@ -27,6 +34,7 @@ from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
+    BacklogDep,
     EndpointsDep,
     IdempotencyDep,
     OutputsDep,
@@ -38,14 +46,18 @@ from memeforge_api.deps import (
 )
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.schemas import CreateMeme, MemePage, MemeView
 from memeforge_api.waiting import current, event_stream, long_poll
 
-router = APIRouter(prefix="/memes", tags=["memes"])
+router = APIRouter(
+    prefix="/memes", tags=["memes"], responses=problem_responses(*AUTHENTICATED, 422)
+)
 log = logging.getLogger("memeforge.api")
 
 MemeIdPath = Annotated[str, Path(pattern=MEME_ID_PATTERN)]
+IN_FLIGHT_RETRY_AFTER_S = 2  # about one render: when a slot is likely to be free again
+DELETE_TRIES = 3  # reads of an item that keeps moving under a DELETE
 
 
 def _not_found(meme_id: str) -> Problem:
@@ -67,7 +79,7 @@ async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
     return _visible(await store.get(meme_id), meme_id, caller)
 
 
-@router.get("", response_model=MemePage)
+@router.get("", response_model=MemePage, responses=problem_responses(400))
 async def list_memes(
     caller: MemesRead,
     store: StoreDep,
@@ -82,7 +94,12 @@ async def list_memes(
     return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MemeView)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MemeView,
+    responses=problem_responses(400, 404, 409, 413),
+)
 async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
@@ -93,6 +110,7 @@ async def create_meme(
     idempotency: IdempotencyDep,
     settings: SettingsDep,
     watcher: WatcherDep,
+    backlog: BacklogDep,
     endpoints: EndpointsDep,
     idempotency_key: Annotated[
         str | None,
@@ -105,6 +123,8 @@ async def create_meme(
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
+    if backlog is not None:
+        await backlog.admit()
     notify = await _notify_for(body, endpoints, caller.tenant)
     meme_id = uuid.uuid4().hex
     replay = False
@@ -129,9 +149,23 @@ async def create_meme(
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
         notify=notify,
+        counted=settings.max_in_flight_per_tenant > 0,
     )
     try:
-        await store.create(item)
+        if item.counted:
+            await store.create_counted(item, settings.max_in_flight_per_tenant)
+        else:
+            await store.create(item)
+        replay = False  # the claim's first request never wrote it: this one did
+    except InFlightCapReached as err:
+        raise Problem(
+            429,
+            "too-many-in-flight",
+            "Too many memes in flight for this tenant",
+            f"at most {settings.max_in_flight_per_tenant} at once; retry when some are done",
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+            limit=settings.max_in_flight_per_tenant,
+        ) from err
     except ItemExists:
         # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
         # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
@@ -192,7 +226,7 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
     return body.render_spec(template.boxes)
 
 
-@router.get("/{meme_id}", response_model=MemeView)
+@router.get("/{meme_id}", response_model=MemeView, responses=problem_responses(404))
 async def get_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
@@ -218,7 +252,10 @@ async def get_meme(
 @router.get(
     "/{meme_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "state changes"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "state changes"},
+        **problem_responses(404),
+    },
 )
 async def stream_meme(
     meme_id: MemeIdPath,
@@ -243,7 +280,7 @@ async def stream_meme(
 _REDIRECT: dict[str, Any] = {
     "status_code": status.HTTP_307_TEMPORARY_REDIRECT,
     "response_class": RedirectResponse,
-    "responses": PRESIGNED_RESPONSES,
+    "responses": PRESIGNED_RESPONSES | problem_responses(404, 409),
 }
 
 
@@ -293,14 +330,31 @@ async def _answer_output(
     return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
-@router.delete("/{meme_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{meme_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+)
 async def delete_meme(
-    meme_id: MemeIdPath, caller: MemesWrite, store: StoreDep, outputs: OutputsDep
+    meme_id: MemeIdPath,
+    caller: MemesWrite,
+    store: StoreDep,
+    outputs: OutputsDep,
+    watcher: WatcherDep,
 ) -> Response:
     """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
     there to delete again. A render still in flight may write its output afterwards; the
     retention lifecycle rule removes that orphan."""
     item = await _owned(store, meme_id, caller)
     await outputs.delete_all(item)
-    await store.delete(item.id)
+    for _ in range(DELETE_TRIES):
+        try:
+            await store.delete(item)
+            break
+        except ItemMoved:  # it moved on (e.g. to DONE) since we read it: read it again
+            found = await store.get(meme_id)
+            if found is None:
+                break
+            item = found
+    else:
+        raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
+    watcher.forget(meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
 from memeforge_common.models import (
     TEMPLATE_ID_PATTERN,
@@ -24,10 +25,12 @@ from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
 from memeforge_api.images import InvalidImage, check_upload
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
-from memeforge_api.problems import Problem
+from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.schemas import TemplatePage, TemplateView
 
-router = APIRouter(prefix="/templates", tags=["templates"])
+router = APIRouter(
+    prefix="/templates", tags=["templates"], responses=problem_responses(*AUTHENTICATED, 422)
+)
 
 
 def _not_found(template_id: str) -> Problem:
@@ -38,7 +41,7 @@ def _exists(template_id: str) -> Problem:
     return Problem(409, "template-exists", "Template id already taken", f"template {template_id!r}")
 
 
-@router.get("", response_model=TemplatePage)
+@router.get("", response_model=TemplatePage, responses=problem_responses(400))
 async def get_templates(
     caller: TemplatesRead,
     templates: TemplatesDep,
@@ -55,7 +58,7 @@ async def get_templates(
     return TemplatePage(items=[TemplateView.of(i) for i in infos], next_cursor=next_cursor)
 
 
-@router.get("/{template_id}", response_model=TemplateView)
+@router.get("/{template_id}", response_model=TemplateView, responses=problem_responses(404))
 async def get_template(
     template_id: str, caller: TemplatesRead, templates: TemplatesDep
 ) -> TemplateView:
@@ -69,7 +72,7 @@ async def get_template(
     "/{template_id}/image",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses=PRESIGNED_RESPONSES,
+    responses=PRESIGNED_RESPONSES | problem_responses(404),
 )
 async def get_template_image(
     template_id: str,
@@ -86,7 +89,9 @@ async def get_template_image(
     return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
 
 
-@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+)
 async def delete_template(
     template_id: str, caller: TemplatesWrite, templates: TemplatesDep
 ) -> Response:
@@ -97,7 +102,12 @@ async def delete_template(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TemplateView)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateView,
+    responses=problem_responses(400, 409, 413, 415),
+)
 async def upload_template(
     response: Response,
     caller: TemplatesWrite,
@@ -123,7 +133,11 @@ async def upload_template(
             413, "upload-too-large", "Upload too large", f"limit {settings.max_upload_bytes} bytes"
         )
     try:
-        facts = await check_upload(data, max_pixels=settings.max_source_pixels)
+        facts = await check_upload(
+            data,
+            max_pixels=settings.max_source_pixels,
+            caps=AnimationLimits.from_settings(settings),
+        )
     except InvalidImage as err:
         status_code = 415 if err.code == "unsupported-image-format" else 422
         raise Problem(status_code, err.code, "Invalid image", err.detail) from err
@@ -142,6 +156,7 @@ async def upload_template(
             width=facts.width,
             height=facts.height,
             layout=layout,
+            animation=facts.animation,
         )
     except TemplateExists as err:
         raise _exists(tid) from err

@@ -4,29 +4,37 @@ from typing import Any
 
 from memeforge_common.pillow import pillow_build
 
+from .animated import ANIMATIONS
 from .cache import TEMPLATES, DecodedTemplateCache
 from .draw import GLYPHS
 from .errors import (
+    AnimationRefused,
     CorruptImage,
     ImageTooLarge,
+    OutputBytesTooLarge,
     OutputTooLarge,
     RenderError,
+    TemplateNotCached,
     TooExpensive,
     UnsupportedImage,
 )
 from .fit import GEOMETRY, SIZES, FittedText, fit_caption, fit_text
 from .lru import ByteLRU
-from .render import RenderOutput, TemplateNotCached, render, warm_up
+from .output import RenderOutput
+from .render import render, warm_up
 from .text import TOKENS
 from .typeface import FONTS, faces
 
 __all__ = [
+    "ANIMATIONS",
     "GLYPHS",
     "TEMPLATES",
+    "AnimationRefused",
     "CorruptImage",
     "DecodedTemplateCache",
     "FittedText",
     "ImageTooLarge",
+    "OutputBytesTooLarge",
     "OutputTooLarge",
     "RenderError",
     "RenderOutput",
@@ -48,6 +56,7 @@ def _caches() -> dict[str, ByteLRU[Any, Any]]:
     """Every cache of this process, by the name of its budget."""
     found: dict[str, ByteLRU[Any, Any]] = {
         "template": TEMPLATES.lru,
+        "animation": ANIMATIONS,
         "glyph": GLYPHS.lru,
         "font": FONTS,
         "token": TOKENS,
@@ -62,6 +71,7 @@ def _caches() -> dict[str, ByteLRU[Any, Any]]:
 def configure(
     *,
     template_cache_bytes: int | None = None,
+    animation_cache_bytes: int | None = None,
     glyph_cache_bytes: int | None = None,
     font_cache_bytes: int | None = None,
     token_cache_bytes: int | None = None,
@@ -71,6 +81,7 @@ def configure(
     """Bound this process's caches (the pool initializer may call it before warm_up)."""
     budgets = {
         "template": template_cache_bytes,
+        "animation": animation_cache_bytes,
         "glyph": glyph_cache_bytes,
         "font": font_cache_bytes,
         "token": token_cache_bytes,

@@ -17,7 +17,12 @@ from .errors import CorruptImage, ImageTooLarge, UnsupportedImage
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
 PNG_COMPRESS_LEVEL = 3
 WEBP_METHOD = 4
 

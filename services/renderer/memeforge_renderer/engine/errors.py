@@ -13,6 +13,10 @@ class RenderError(Exception):
         self.detail = detail
 
 
+class TemplateNotCached(LookupError):
+    """``render(None, ...)`` for a template this process has not cached: send the bytes."""
+
+
 class CorruptImage(RenderError):
     """The bytes are not a decodable image (truncated, garbage, broken headers)."""
 
@@ -41,3 +45,21 @@ class TooExpensive(RenderError):
     """The boxes (their area, their rotation) would cost more than one render may."""
 
     reason = "too_expensive"
+
+
+class AnimationRefused(RenderError):
+    """An animation over a cap (memeforge_common.animation): too many frames, too long,
+    or too many pixels over all its frames; ``reason`` says which."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AnimationRefused], tuple[str, str]]:
+        return (type(self), (self.reason, self.detail))  # back from a pool process intact
+
+
+class OutputBytesTooLarge(RenderError):
+    """The encoded output would be larger than allowed (ask for a smaller ``max_side``)."""
+
+    reason = "output_bytes_too_large"

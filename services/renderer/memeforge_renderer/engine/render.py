@@ -13,38 +13,25 @@ full copy and encoding it all, which is what PNG, WebP and thumbnails still do.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+from memeforge_common.animation import AnimationLimits
 from memeforge_common.limits import MAX_SOURCE_PIXELS
 from memeforge_common.models import RenderSpec, TextBox
 from PIL import Image
 
+from .animated import render_animated
 from .budget import check_budget
 from .cache import TEMPLATES, CacheKey, Template, content_key
 from .codec import CONTENT_TYPES, MCU, decode, encode, encode_rows, jpeg_rows
 from .draw import Stamp, composite, stamp
-from .errors import ImageTooLarge
+from .errors import ImageTooLarge, TemplateNotCached
 from .layout import PlacedText, place
+from .output import RenderOutput
 
 SPLICE_MAX_FRACTION = 0.6
 """Above this share of rows touched, encoding the whole image is as cheap."""
-
-
-class TemplateNotCached(LookupError):
-    """``render(None, ...)`` for a template this process has not cached: send the bytes."""
-
-
-@dataclass(frozen=True)
-class RenderOutput:
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-    report: dict[str, Any]
-    """A LayoutReport as a dict (memeforge_common.models.LayoutReport validates it)."""
-    thumbnail: bytes | None = None
 
 
 def render(
@@ -55,6 +42,7 @@ def render(
     template_key: str | None = None,
     etag: str | None = None,
     splice: bool = True,
+    animation_limits: AnimationLimits | None = None,
 ) -> RenderOutput:
     """Draw the spec's captions on the template and encode the result.
 
@@ -63,8 +51,20 @@ def render(
     cached under a hash of the bytes. Raises CorruptImage, UnsupportedImage,
     ImageTooLarge, OutputTooLarge or TooExpensive (all RenderError) for bad input, the
     last two before any pixel is decoded. ``splice=False`` forces the full
-    encode (tests compare both).
+    encode (tests compare both). GIF output, and WebP of an animated template, are
+    animated.py's (``animation_limits`` bound the animation).
     """
+    if spec.format == "gif" or spec.keeps_animation:
+        animated = render_animated(
+            template,
+            spec,
+            max_source_pixels=max_source_pixels,
+            caps=animation_limits or AnimationLimits(),
+            template_key=template_key,
+            etag=etag,
+        )
+        if animated is not None:
+            return animated
     t0 = perf_counter()
     entry = _template(template, spec, max_source_pixels, template_key, etag)
     key, tpl, cached = entry
