@@ -153,6 +153,7 @@ async def done(store: MemeStore, endings: Endings, meme_id: str, notify: Notify 
         tenant=TENANT,
         notify=notify,
         traceparent=new_traceparent(),
+        slot=None,
         result=result,
     )
     assert ended
@@ -350,6 +351,7 @@ async def test_one_mail_with_the_link_and_the_thumbnail(
         tenant=TENANT,
         notify=notify,
         traceparent=new_traceparent(),
+        slot=None,
         result=result,
     )
     [message] = await received(aws, resources)
