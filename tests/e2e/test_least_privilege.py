@@ -191,6 +191,17 @@ IN_POLICY: list[tuple[str, str, Call]] = [
             Limit=1,
         ),
     ),
+    (
+        "api",
+        "Query the changes index (the watcher's change feed)",
+        lambda s: as_service(s, "api", "dynamodb").query(
+            TableName="memeforge-memes",
+            IndexName="changes",
+            KeyConditionExpression="feed = :f",
+            ExpressionAttributeValues={":f": {"S": "2026-01-01T00:00"}},
+            Limit=1,
+        ),
+    ),
 ]
 
 

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from memeforge_common.animation import animation_facts
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients, emulated
-from memeforge_common.items import LIVE_INDEX, NOTIFY_INDEX
+from memeforge_common.items import CHANGES_INDEX, LIVE_INDEX, NOTIFY_INDEX, STATUS_ATTRIBUTES
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
@@ -108,10 +108,36 @@ _NOTIFY_INDEX_DEFINITION: Any = {
     ],
     "Projection": {"ProjectionType": "KEYS_ONLY"},
 }
-_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION, _NOTIFY_INDEX_DEFINITION)
+# The change feed the api's watcher queries (items.CHANGES_INDEX): the client view of
+# each item, keyed by the minute of its last change.
+_CHANGES_INDEX_DEFINITION: Any = {
+    "IndexName": CHANGES_INDEX,
+    "KeySchema": [
+        {"AttributeName": "feed", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": [a for a in STATUS_ATTRIBUTES if a not in ("id", "updated_at")],
+    },
+}
+_INDEXES = (
+    _LIVE_INDEX_DEFINITION,
+    _TENANT_INDEX_DEFINITION,
+    _CHANGES_INDEX_DEFINITION,
+    _NOTIFY_INDEX_DEFINITION,
+)
 _ATTRIBUTES: list[Any] = [
     {"AttributeName": name, "AttributeType": "S"}
-    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at", "notify_due")
+    for name in (
+        "id",
+        "live_state",
+        "updated_at",
+        "tenant_kind",
+        "created_at",
+        "feed",
+        "notify_due",
+    )
 ]
 
 

@@ -44,9 +44,21 @@ HTTP_REQUESTS = Histogram(
     "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
 )
 
-WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher reads on each tick.")
+AWS_REQUESTS = Counter(
+    "memeforge_aws_requests_total",
+    "HTTP requests sent to AWS (each SDK retry counts: AWS bills it), by AWS service and "
+    "operation.",
+    ["service", "operation"],
+)
+AWS_EMPTY_RECEIVES = Counter(
+    "memeforge_aws_empty_receives_total",
+    "ReceiveMessage calls that brought no message (also counted in "
+    "memeforge_aws_requests_total): the idle cost of long polling, apart from the per-meme cost.",
+)
+
+WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher watches.")
 WAITERS = Gauge("memeforge_waiters", "Long-polls and event streams subscribed to the watcher.")
-WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "BatchGetItem calls by the watcher.")
+WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "DynamoDB calls by the watcher.")
 WATCHER_ITEMS = Counter("memeforge_watcher_items_total", "Items the watcher read.")
 
 

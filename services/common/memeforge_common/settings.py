@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
 
+    # Consumer: how long it trusts a template's metadata (its ETag, its folder) once read.
+    template_info_cache_s: float = Field(default=5.0, ge=0, le=300)
+
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")
     # Template bytes fetched from S3, in the renderer's parent process.
