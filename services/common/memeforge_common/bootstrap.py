@@ -19,8 +19,9 @@ from memeforge_common.animation import animation_facts
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients, emulated
 from memeforge_common.items import CHANGES_INDEX, LIVE_INDEX, NOTIFY_INDEX, STATUS_ATTRIBUTES
+from memeforge_common.limits import INCOMING_RETENTION_DAYS
 from memeforge_common.logs import configure_logging
-from memeforge_common.models import OUTPUT_PREFIX, TextBox
+from memeforge_common.models import INCOMING_PREFIX, OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tenancy import PUBLIC_TENANT, TENANT_INDEX
@@ -66,7 +67,8 @@ async def ensure_bucket(s3: S3Client, settings: Settings) -> None:
 
 
 async def ensure_retention(s3: S3Client, settings: Settings) -> None:
-    """Outputs expire after the retention period, like their items (DynamoDB TTL)."""
+    """Outputs expire after the retention period, like their items (DynamoDB TTL); direct
+    uploads never completed after a day."""
     await s3.put_bucket_lifecycle_configuration(
         Bucket=settings.bucket,
         LifecycleConfiguration={
@@ -76,7 +78,13 @@ async def ensure_retention(s3: S3Client, settings: Settings) -> None:
                     "Filter": {"Prefix": OUTPUT_PREFIX},
                     "Status": "Enabled",
                     "Expiration": {"Days": settings.retention_days},
-                }
+                },
+                {
+                    "ID": "abandoned-direct-uploads",
+                    "Filter": {"Prefix": INCOMING_PREFIX},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": INCOMING_RETENTION_DAYS},
+                },
             ]
         },
     )
