@@ -2,13 +2,15 @@
 
     python -m bench.chaos [--memes 500] [--backend localstack|moto] [--outage 10] ...
 
-Runs the real services as processes against the emulator, SIGKILLs a random renderer
-or consumer every few seconds and restarts it, cuts every service off from AWS for
+Runs the real services as processes against the emulator, SIGKILLs a random renderer,
+consumer or notifier every few seconds and restarts it, cuts every service off from AWS for
 ``--outage`` seconds through a TCP proxy, and injects poison into both queues. Exits
 non-zero unless every promise held (``ChaosReport.failures``): lost == 0, duplicated == 0
 (one meme item and at most one DONE transition per submission), every output matches a
-DONE meme, done == submitted, kills > 0, the outage reached the services, and every
-poison message was handled.
+DONE meme, done == submitted, kills > 0, the outage reached the services, every
+poison message was handled, and every meme's webhook (each meme carries a callback_url
+to a loopback receiver that first answers 500 ten times) was delivered at least once,
+every copy under the event's one webhook-id with a valid signature.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ SQS_TRIGGER_KEYS = frozenset(
 QUEUE_SETTING = {
     "memeforge-consumer": "MEMEFORGE_REQUEST_QUEUE",
     "memeforge-renderer": "MEMEFORGE_RENDER_QUEUE",
+    "memeforge-notifier": "MEMEFORGE_NOTIFICATION_QUEUE",
 }
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 IMDS = "169.254.169.254/32"

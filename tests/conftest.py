@@ -76,7 +76,7 @@ async def resources(emulator: Emulator) -> Settings:
 
 @pytest.fixture
 async def aws(resources: Settings) -> AsyncIterator[AwsClients]:
-    async with AwsClients.open(resources) as clients:
+    async with AwsClients.open(resources, ses=True) as clients:
         yield clients
 
 

@@ -2,8 +2,11 @@
 
 Used by ``bench/chaos.py`` (``make chaos``) and, shortened, by the e2e test suite.
 Everything runs on loopback: the emulator, a TCP proxy between the services and the
-emulator (so an outage can be staged while the emulator keeps its state), the three
-services as processes. The driver inspects the emulator directly, past the proxy.
+emulator (so an outage can be staged while the emulator keeps its state), the four
+services as processes, and a webhook receiver that every meme calls back. The driver
+inspects the emulator directly, past the proxy, and what the receiver got: every meme
+must be announced at least once, every copy under the event's one ``webhook-id`` and
+with a valid signature.
 """
 
 from __future__ import annotations
@@ -34,12 +37,21 @@ from memeforge_common.models import (
 )
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from devenv.drills.receiver import Delivery, Receiver
 from devenv.drills.tcpproxy import TcpProxy
 from devenv.drills.templates import upload_gradient_template
 from devenv.run.emulator import start_emulator
 from devenv.run.proc import free_port, http_ok, wait_until
-from devenv.run.stack import DEV_TENANT, UNLIMITED_RATE, Stack, bootstrap, create_key
+from devenv.run.stack import (
+    DEV_TENANT,
+    UNLIMITED_RATE,
+    Stack,
+    bootstrap,
+    create_key,
+    register_webhook_secret,
+)
 
 TEMPLATE_ID = "chaos-template"
 ANIMATED_SEED = "bouncing-ball"
@@ -60,8 +72,18 @@ FAST_FAILURE_SETTINGS = {
     "MEMEFORGE_SHUTDOWN_GRACE_S": "5",
     "MEMEFORGE_RENDER_PROCESSES": "1",
     "MEMEFORGE_WORKER_CONCURRENCY": "8",
+    # Webhooks to the drill's loopback receiver, retried within seconds.
+    "MEMEFORGE_EGRESS_ALLOW": "127.0.0.1/32",
+    "MEMEFORGE_EGRESS_TIMEOUT_S": "5",
+    "MEMEFORGE_NOTIFY_RETRY_BASE_S": "1",
+    "MEMEFORGE_NOTIFY_RETRY_MAX_S": "4",
+    "MEMEFORGE_NOTIFY_MAX_ATTEMPTS": "40",
+    "MEMEFORGE_NOTIFY_ENQUEUE_TIMEOUT_S": "10",
     **UNLIMITED_RATE,
 }
+HOOK_PATH = "/chaos"
+# The receiver answers 500 to this many deliveries first: the retries are part of the drill.
+HOOK_FAILURES = 10
 
 
 @dataclass
@@ -105,6 +127,13 @@ class ChaosReport:
     total_s: float
     poison: dict[str, str] = field(default_factory=dict)
     poison_ok: bool = True
+    # Webhooks: memes announced (a 2xx delivery of their event), deliveries in all
+    # (retries and redeliveries included), deliveries under another id than their
+    # event's, and deliveries whose signature did not verify.
+    webhooks_delivered: int = 0
+    webhook_deliveries: int = 0
+    webhook_ids_unstable: int = 0
+    webhook_bad_signatures: int = 0
 
     def line(self) -> str:
         reasons = ",".join(f"{k}={v}" for k, v in sorted(self.failed_reasons.items())) or "-"
@@ -115,7 +144,10 @@ class ChaosReport:
             f"repeated-DONE={self.repeated_done}) mismatched={self.mismatched_outputs} "
             f"re-renders={self.re_renders} max_attempts={self.max_attempts} kills={self.kills} "
             f"outage={self.outage_s:.0f}s drain={self.drain_s:.1f}s total={self.total_s:.1f}s "
-            f"poison={'ok' if self.poison_ok else 'NOT OK'}"
+            f"poison={'ok' if self.poison_ok else 'NOT OK'} "
+            f"webhooks={self.webhooks_delivered}/{self.submitted} "
+            f"(deliveries={self.webhook_deliveries} unstable-ids={self.webhook_ids_unstable} "
+            f"bad-signatures={self.webhook_bad_signatures})"
         )
 
     def json(self) -> str:
@@ -133,6 +165,9 @@ class ChaosReport:
                 self.outage_s <= 0 or self.refused_during_outage > 0
             ),
             "poison handled": self.poison_ok,
+            "every meme's webhook delivered": self.webhooks_delivered == self.submitted,
+            "one webhook-id per event": self.webhook_ids_unstable == 0,
+            "every webhook signed": self.webhook_bad_signatures == 0,
         }
         return [name for name, held in checks.items() if not held]
 
@@ -148,6 +183,8 @@ class ChaosRun:
             self.enough_kills.set()
         self.proxies: list[TcpProxy] = []
         self.stack: Stack | None = None
+        self.hooks = Receiver()
+        self.secret = ""
 
     async def run(self) -> ChaosReport:
         started = time.monotonic()
@@ -172,7 +209,11 @@ class ChaosRun:
             settings = Settings()  # reads the same MEMEFORGE_* defaults the services use
             self.stack = Stack(emulator, service_env, f"http://127.0.0.1:{port}", self.workdir)
             self.stack.api_key = await asyncio.to_thread(create_key, direct_env)
+            self.secret = await asyncio.to_thread(register_webhook_secret, direct_env)
+            self.hooks.fail(HOOK_PATH, HOOK_FAILURES)
+            self.hooks.up()
             self.stack.start_service("consumer")
+            self.stack.start_service("notifier")
             for i in range(self.config.renderers):
                 self.stack.start_service(f"renderer-{i}")
             api = self.stack.start_service("api")
@@ -194,6 +235,7 @@ class ChaosRun:
                 await asyncio.to_thread(emulator.stop)
             for proxy in self.proxies:
                 await proxy.close()
+            self.hooks.down()
 
     async def _drill(self, aws: AwsClients, settings: Settings, started: float) -> ChaosReport:
         await aws.s3.put_bucket_versioning(
@@ -214,6 +256,7 @@ class ChaosRun:
                 await outage
                 await self.enough_kills.wait()  # the drill promised at least min_kills
                 settled = await self._wait_until_settled(aws, settings, ids + list(poison))
+                await self._wait_until_announced(ids, started + self.config.deadline_s)
             finally:
                 # Also when the drill fails: a killer still running would restart a
                 # service after the stack's stop, leaving it behind as an orphan.
@@ -233,7 +276,12 @@ class ChaosRun:
         gate = asyncio.Semaphore(self.config.submit_concurrency)
 
         async def submit(i: int) -> str:
-            body = {"template_id": TEMPLATE_ID, "top": f"meme {i}", "bottom": "survives chaos"}
+            body = {
+                "template_id": TEMPLATE_ID,
+                "top": f"meme {i}",
+                "bottom": "survives chaos",
+                "callback_url": self.hooks.url(HOOK_PATH),
+            }
             if i % ANIMATED_EVERY == 0:  # a few long renders among the stills
                 body |= {"template_id": ANIMATED_SEED, "format": "gif"}
             async with gate:
@@ -318,6 +366,37 @@ class ChaosRun:
         expected[corrupt] = "FAILED:corrupt_image"
         return expected
 
+    def _announced(self) -> set[str]:
+        """Memes whose event the receiver answered 2xx to (by the payload's meme id)."""
+        found = set()
+        for delivery in self.hooks.to(HOOK_PATH):
+            if 200 <= delivery.status < 300:
+                with contextlib.suppress(ValueError, KeyError):
+                    found.add(str(json.loads(delivery.body)["data"]["id"]))
+        return found
+
+    async def _wait_until_announced(self, ids: list[str], deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if not set(ids) - self._announced():
+                return
+            await asyncio.sleep(1.0)
+
+    def _webhook_counts(self, ids: list[str]) -> dict[str, int]:
+        deliveries = self.hooks.to(HOOK_PATH)
+        return {
+            "webhooks_delivered": len(set(ids) & self._announced()),
+            "webhook_deliveries": len(deliveries),
+            "webhook_ids_unstable": sum(not _stable_id(d) for d in deliveries),
+            "webhook_bad_signatures": sum(not self._signed(d) for d in deliveries),
+        }
+
+    def _signed(self, delivery: Delivery) -> bool:
+        try:
+            Webhook(self.secret).verify(delivery.body, delivery.headers)
+        except WebhookVerificationError:
+            return False
+        return True
+
     async def _wait_until_settled(
         self, aws: AwsClients, settings: Settings, ids: list[str]
     ) -> dict[str, Any]:
@@ -399,6 +478,7 @@ class ChaosRun:
             total_s=time.monotonic() - started,
             poison=poison_outcomes,
             poison_ok=poison_ok,
+            **self._webhook_counts(ids),
         )
 
     def _done_transitions(self) -> Counter[str]:
@@ -415,6 +495,16 @@ class ChaosRun:
                     if record.get("message") == "rendered" and record.get("meme_id"):
                         wins[record["meme_id"]] += 1
         return wins
+
+
+def _stable_id(delivery: Delivery) -> bool:
+    """The delivery carries its event's id: msg_<meme id>_<event>, whoever sent it."""
+    try:
+        payload = json.loads(delivery.body)
+        meme_id, event = payload["data"]["id"], payload["type"]
+    except (ValueError, KeyError):
+        return False
+    return delivery.headers.get("webhook-id") == f"msg_{meme_id}_{event.replace('.', '_')}"
 
 
 async def _post_meme(api: httpx.AsyncClient, body: dict[str, str]) -> str:

@@ -22,6 +22,9 @@ but differs from AWS where our policies would notice:
   action it holds (``Put`` by ``dynamodb:PutItem``, ``Update`` by ``UpdateItem``...) on its
   table; so do we.
 - IAM user-level calls (``CreateAccessKey`` …) are authorised against ``*``; we name the user.
+- SES calls are authorised against ``*``. We name the identity (``identity/<address>``) from
+  ``Source`` (SendRawEmail, SendEmail) or ``EmailAddress`` (VerifyEmailIdentity), as AWS
+  does for sending.
 - Inactive access keys still authenticate in moto; AWS refuses them. So do we.
 - Presigned S3 URLs crash moto's checker (no ``Authorization`` header: HTTP 500). We verify
   them as S3 does: known active key, signature over the query string, not expired, and the
@@ -63,6 +66,7 @@ from moto.iam import access_control
 from moto.iam.models import iam_backends
 from moto.iam.responses import IamResponse
 from moto.s3.exceptions import InvalidArgumentError, S3AccessDeniedError
+from moto.ses.responses import EmailResponse
 from moto.sqs.responses import SQSResponse
 from moto.utilities.utils import get_partition
 
@@ -85,6 +89,7 @@ def install() -> None:
     DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
     SQSResponse._determine_resource = _sqs_resource  # type: ignore[method-assign]
     IamResponse._determine_resource = _iam_resource  # type: ignore[method-assign]
+    EmailResponse._determine_resource = _ses_resource  # type: ignore[attr-defined]
     access_control.IAMRequest = _IAMRequest  # type: ignore[misc]
     access_control.create_access_key = _create_access_key
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate  # type: ignore[method-assign]
@@ -147,6 +152,14 @@ def _iam_resource(self: IamResponse) -> str:
     if resource == "*" and isinstance(user, str) and user:
         return _arn(self, "iam", f"user/{user}")
     return resource
+
+
+def _ses_resource(self: EmailResponse) -> str:
+    identity = self._get_param("Source") or self._get_param("EmailAddress")
+    if not isinstance(identity, str) or not identity:
+        return "*"
+    address = identity.rpartition("<")[2].rstrip(">")  # "Name <a@example.com>"
+    return _arn(self, "ses", f"identity/{address}")
 
 
 # --- actions, keys, JSON errors --------------------------------------------------------------

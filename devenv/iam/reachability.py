@@ -46,6 +46,7 @@ PACKAGE_DIRS = {
     "memeforge_api": ROOT / "services/api/memeforge_api",
     "memeforge_consumer": ROOT / "services/consumer/memeforge_consumer",
     "memeforge_renderer": ROOT / "services/renderer/memeforge_renderer",
+    "memeforge_notifier": ROOT / "services/notifier/memeforge_notifier",
 }
 LIBRARY = "memeforge_common"
 
@@ -54,10 +55,11 @@ SERVICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "api": ("api-policy.json", ("memeforge_api",)),
     "consumer": ("consumer-policy.json", ("memeforge_consumer",)),
     "renderer": ("renderer-policy.json", ("memeforge_renderer",)),
+    "notifier": ("notifier-policy.json", ("memeforge_notifier",)),
     "bootstrap": ("bootstrap-policy.json", ("memeforge_common.bootstrap",)),
 }
 
-IAM_PREFIX = {"s3": "s3", "sqs": "sqs", "dynamodb": "dynamodb"}
+IAM_PREFIX = {"s3": "s3", "sqs": "sqs", "dynamodb": "dynamodb", "ses": "ses"}
 # Operations whose IAM action is not simply "<prefix>:<OperationName>".
 # GetObject/HeadObject also need s3:ListBucket: without it S3 answers a missing key with
 # 403 AccessDenied instead of 404, and the code relies on NotFound (a missing template is
@@ -101,7 +103,14 @@ TRANSACT_ACTIONS = {
 # explicitly when the code starts using them.
 UNMAPPED = {"dynamodb:TransactGetItems", "dynamodb:ExecuteStatement"}
 
-QUEUE_SETTINGS = ("request_queue", "render_queue", "request_dlq", "render_dlq")
+QUEUE_SETTINGS = (
+    "request_queue",
+    "render_queue",
+    "notification_queue",
+    "request_dlq",
+    "render_dlq",
+    "notification_dlq",
+)
 GENERIC_METHODS = frozenset(
     name
     for typ in (dict, list, set, str, bytes, tuple, object, frozenset)
@@ -112,7 +121,7 @@ Policy = dict[str, Any]  # an IAM policy document, or one of its statements
 PLACEHOLDERS = {"${AWS_REGION}", "${AWS_ACCOUNT_ID}"}
 
 
-# --- botocore's view of the three services ------------------------------------------------
+# --- botocore's view of the services memeforge calls --------------------------------------
 @dataclass(frozen=True)
 class BotoModel:
     methods: dict[str, tuple[str, str]]  # client method → (service, OperationName)
@@ -204,7 +213,12 @@ def _receiver_name(node: ast.expr) -> str | None:
 
 def _receiver_hint(node: ast.expr) -> str | None:
     text = ast.unparse(node).lower()
-    for service, hints in (("s3", ("s3",)), ("sqs", ("sqs",)), ("dynamodb", ("ddb", "dynamo"))):
+    for service, hints in (
+        ("s3", ("s3",)),
+        ("sqs", ("sqs",)),
+        ("dynamodb", ("ddb", "dynamo")),
+        ("ses", ("ses",)),
+    ):
         if any(h in text for h in hints):
             return service
     return None

@@ -36,7 +36,7 @@ from devenv.run.proc import free_port, http_ok, spawn, wait_until
 from devenv.run.stack import Stack
 
 IAM_DIR = REPO_ROOT / "iam"
-SERVICES = ("api", "consumer", "renderer")
+SERVICES = ("api", "consumer", "renderer", "notifier")
 USER_PREFIX = "memeforge-dev-"
 ROTATOR_USER = f"{USER_PREFIX}key-rotator"
 PLACEHOLDER = re.compile(r"\$\{[^}]*\}")

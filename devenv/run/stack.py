@@ -1,4 +1,4 @@
-"""The whole product on one machine: emulator, bootstrap, and the three services."""
+"""The whole product on one machine: emulator, bootstrap, and the four services."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
     "renderer": "memeforge_renderer",
     "api": "memeforge_api",
+    # Last: the api (which the stack waits for) starts as early as before it existed.
+    "notifier": "memeforge_notifier",
 }
 
 
@@ -78,6 +80,13 @@ DEV_TENANT = "dev"
 UNLIMITED_RATE = {"MEMEFORGE_RATE_LIMIT_PER_MINUTE": "0"}
 
 
+def register_webhook_secret(env: dict[str, str], tenant: str = DEV_TENANT) -> str:
+    """The tenant's webhook signing secret (``whsec_…``), made by the admin command."""
+    command = [sys.executable, "-m", "memeforge_common.endpoints", "set", "--tenant", tenant]
+    done = subprocess.run(command, env=env, check=True, timeout=60, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def create_key(env: dict[str, str], tenant: str = DEV_TENANT, *scopes: str) -> str:
     """A new API key for ``tenant`` (default: every scope), made by the admin command."""
     command = [sys.executable, "-m", "memeforge_common.keys", "create", "--tenant", tenant]
@@ -97,7 +106,8 @@ def start_stack(
     prepare: Callable[[Stack], None] | None = None,
     hurry: threading.Event | None = None,
 ) -> Stack:
-    """Emulator → bootstrap → consumer, renderer, api. Stops what it started on failure.
+    """Emulator → bootstrap → consumer, renderer, api, notifier. Stops what it started on
+    failure.
 
     ``emulator``: use this one (the stack then owns it) instead of starting ``backend``.
     ``prepare``: runs after the bootstrap, before the services start (e.g. gives each

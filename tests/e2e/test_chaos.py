@@ -1,4 +1,5 @@
-"""The failure drill, short: kills, an AWS outage and poison; nothing lost or doubled."""
+"""The failure drill, short: kills, an AWS outage and poison; nothing lost or doubled, and
+every meme's webhook delivered at least once under one stable id."""
 
 from __future__ import annotations
 
@@ -39,3 +40,8 @@ async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
     assert report.mismatched_outputs == 0, report.json()
     assert report.done == report.submitted == 60, report.json()
     assert report.poison_ok, report.poison
+    # Every meme called back at least once, every copy under its event's one id, signed.
+    assert report.webhooks_delivered == 60, report.json()
+    assert report.webhook_deliveries >= 60 + 10, report.json()  # + the receiver's 500s
+    assert report.webhook_ids_unstable == 0, report.json()
+    assert report.webhook_bad_signatures == 0, report.json()

@@ -125,6 +125,22 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
         lambda s: as_service(s, "api", "dynamodb").scan(TableName="memeforge-memes", Limit=1),
     ),
     (
+        "renderer",
+        "SendRawEmail (only the notifier sends mail)",
+        lambda s: as_service(s, "renderer", "ses").send_raw_email(
+            Source="memeforge@example.com",
+            Destinations=["someone@example.com"],
+            RawMessage={"Data": b"Subject: forged\r\n\r\nx"},
+        ),
+    ),
+    (
+        "notifier",
+        "PutItem (the notifier only reads memes and appends attempts)",
+        lambda s: as_service(s, "notifier", "dynamodb").put_item(
+            TableName="memeforge-memes", Item={"id": {"S": "forged"}}
+        ),
+    ),
+    (
         "api",
         "DeleteQueue (only the bootstrap manages queues)",
         lambda s: as_service(s, "api", "sqs").delete_queue(
@@ -135,6 +151,26 @@ OUT_OF_POLICY: list[tuple[str, str, Call]] = [
 
 # (service, what is tried, the call) — each inside the service's policy: it must not be denied.
 IN_POLICY: list[tuple[str, str, Call]] = [
+    (
+        "notifier",
+        "SendRawEmail from the verified sender",
+        lambda s: as_service(s, "notifier", "ses").send_raw_email(
+            Source="memeforge@example.com",
+            Destinations=["someone@example.com"],
+            RawMessage={"Data": b"Subject: allowed\r\n\r\nx"},
+        ),
+    ),
+    (
+        "consumer",
+        "Query the notify-due index",
+        lambda s: as_service(s, "consumer", "dynamodb").query(
+            TableName="memeforge-memes",
+            IndexName="notify-due",
+            KeyConditionExpression="notify_due = :e",
+            ExpressionAttributeValues={":e": {"S": "meme.done"}},
+            Limit=1,
+        ),
+    ),
     (
         "renderer",
         "GetQueueUrl of the render queue",

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import signal
+import uuid
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.run.proc import free_port, http_ok, wait_until
 from devenv.run.stack import Stack
 from tests.support.images import gradient, region_diff
+from tests.support.mail import mail_to
 from tests.support.memes import wait_until_settled
 from tests.support.uploads import post_form
 
@@ -359,3 +361,25 @@ async def test_a_worker_serves_prometheus_metrics_when_asked(
     finally:
         await asyncio.to_thread(stack.stop_service, "renderer-metrics")
         stack.start_service("renderer")
+
+
+async def test_a_meme_with_notify_email_mails_its_link_once(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    """Issue 15 "Email through SES": the notifier mails the result (under least privilege
+    too, where this runs as the notifier's own IAM user)."""
+    recipient = f"{uuid.uuid4().hex[:12]}@example.com"
+    body = {"template_id": "sunset-hills", "top": "mail", "notify_email": recipient}
+    meme_id = (await api.post("/memes", json=body)).json()["id"]
+    await wait_until_settled(api, meme_id)
+    endpoint = stack.emulator.env["AWS_ENDPOINT_URL"]
+    for _ in range(240):
+        shown = (await api.get(f"/memes/{meme_id}")).json()["deliveries"].get("email", [])
+        if any(a["outcome"] == "delivered" for a in shown):
+            break
+        await asyncio.sleep(0.5)
+    [mail] = await asyncio.to_thread(mail_to, endpoint, stack.emulator.backend, recipient)
+    assert mail.message["Subject"] == "Your meme is ready (sunset-hills)"
+    text = mail.message.get_body(("plain",))
+    assert text is not None
+    assert meme_id in text.get_content()

@@ -29,6 +29,7 @@ from memeforge_consumer.sweeper import Sweeper
 from prometheus_client import REGISTRY
 
 from tests.support.images import gradient
+from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +61,15 @@ async def dispatcher(
     aws: AwsClients, resources: Settings, store: MemeStore, templates: TemplateStore
 ) -> Dispatcher:
     renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, resources.render_queue))
-    return Dispatcher(store, templates, renders)
+    return Dispatcher(store, templates, renders, await endings_for(aws, resources, store))
 
 
 async def sweeper_for(
     aws: AwsClients, settings: Settings, store: MemeStore, dispatcher: Dispatcher
 ) -> Sweeper:
     requests = RequestPublisher(aws.sqs, await queue_url(aws.sqs, settings.request_queue))
-    return Sweeper(store, dispatcher, requests, settings)
+    endings = await endings_for(aws, settings, store)
+    return Sweeper(store, dispatcher, requests, endings, settings)
 
 
 async def receive_traced(aws: AwsClients, queue: str) -> list[tuple[str, str | None]]:
@@ -144,7 +146,7 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
 
 
 async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
-    store: MemeStore, resources: Settings
+    aws: AwsClients, store: MemeStore, resources: Settings
 ) -> None:
     """README "The consumer drains both DLQs"; "messages naming no meme stay parked"."""
     queued = new_item(uuid.uuid4().hex, "tpl", SPEC)
@@ -153,7 +155,8 @@ async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
     for item in (queued, poisoned, finished):
         await store.create(item)
     await store.transition(finished.id, MemeState.FAILED)
-    drain = DeadLetterDrain(store, resources.render_queue)
+    endings = await endings_for(aws, resources, store)
+    drain = DeadLetterDrain(store, endings, resources.render_queue)
     batch = [
         message(json.dumps({"v": 1, "meme_id": queued.id})),
         message(json.dumps({"meme_id": poisoned.id}), **{ERROR_ATTRIBUTE: "corrupt job"}),
@@ -303,7 +306,8 @@ async def test_dispatch_costs_one_write_per_meme_and_one_template_lookup_per_per
         content_type="image/jpeg", width=64, height=48,
     )  # fmt: skip
     renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, resources.render_queue))
-    dispatcher = Dispatcher(store, TemplateInfoCache(templates, ttl_s=60), renders)
+    endings = await endings_for(aws, resources, store)
+    dispatcher = Dispatcher(store, TemplateInfoCache(templates, ttl_s=60), renders, endings)
     items = [new_item(uuid.uuid4().hex, "seed", SPEC, tenant="acme") for _ in range(10)]
     for item in items:
         await store.create(item)

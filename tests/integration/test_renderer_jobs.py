@@ -29,6 +29,7 @@ from memeforge_renderer.worker import Renderer
 from PIL import Image
 
 from tests.support.images import animated, gradient
+from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def templates(aws: AwsClients, resources: Settings) -> TemplateStore:
 
 
 @pytest.fixture
-def renderer(
+async def renderer(
     aws: AwsClients,
     resources: Settings,
     store: MemeStore,
@@ -64,7 +65,8 @@ def renderer(
 ) -> Renderer:
     outputs = OutputStore(aws.s3, resources.bucket)
     cache = TemplateBytesCache(1 << 20)
-    return Renderer(store, templates, outputs, pool, cache, max_source_pixels=10**7)
+    endings = await endings_for(aws, resources, store)
+    return Renderer(store, templates, outputs, pool, cache, endings, max_source_pixels=10**7)
 
 
 async def _queued(store: MemeStore) -> str:

@@ -15,6 +15,7 @@ def unique_settings(**overrides: object) -> Settings:
         "table": f"mf-test-{suffix}",
         "request_queue": f"mf-test-{suffix}-requests",
         "render_queue": f"mf-test-{suffix}-renders",
+        "notification_queue": f"mf-test-{suffix}-notifications",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

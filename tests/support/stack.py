@@ -20,14 +20,15 @@ E2E_SETTINGS = {
 
 @contextmanager
 def running_stack(workdir: Path, **options: Any) -> Iterator[Stack]:
-    """start_stack with the e2e settings; stops it after, printing each service's log tail
-    (pytest shows it for failed tests)."""
-    running = start_stack(workdir, settings=E2E_SETTINGS, **options)
+    """start_stack with the e2e settings (plus ``settings``); stops it after, printing each
+    service's log tail (pytest shows it for failed tests)."""
+    settings = {**E2E_SETTINGS, **options.pop("settings", {})}
+    running = start_stack(workdir, settings=settings, **options)
     try:
         yield running
     finally:
         running.stop()
-        for name in ("api", "consumer", "renderer"):
+        for name in ("api", "consumer", "renderer", "notifier"):
             log = running.log_path(name)
             if log.exists():
                 print(f"--- {name} log (tail) ---\n{log.read_text()[-3000:]}")

@@ -17,6 +17,7 @@ from memeforge_api.auth import Principal, authenticate
 from memeforge_api.idempotency import Claim
 from memeforge_api.watcher import Watcher
 from memeforge_common.apikeys import Scope
+from memeforge_common.endpoints import Endpoint
 from memeforge_common.items import ItemExists, MemeStore, new_item
 from memeforge_common.limits import MAX_CAPTION_CHARS
 from memeforge_common.models import MemeItem, RenderSpec, RequestMessage, classic_boxes
@@ -80,6 +81,14 @@ class FakeOutputs:
         return f"https://s3.invalid/{key}"
 
 
+@dataclass
+class FakeEndpoints:
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    async def get(self, tenant: str) -> Endpoint | None:
+        return self.endpoints.get(tenant)
+
+
 class FakeIdempotency:
     async def claim(self, tenant: str, key: str, body_fingerprint: str, meme_id: str) -> Claim:
         return Claim(meme_id=meme_id, replay=False)
@@ -90,12 +99,13 @@ class Api:
     client: TestClient
     memes: FakeMemes
     published: FakePublisher
+    endpoints: FakeEndpoints
 
 
 @pytest.fixture
 def api() -> Api:
     app: FastAPI = create_app(Settings())
-    memes, published = FakeMemes(), FakePublisher()
+    memes, published, endpoints = FakeMemes(), FakePublisher(), FakeEndpoints()
     # What the lifespan builds from AWS clients; TestClient without `with` skips it.
     app.state.settings = Settings()
     app.state.store = memes
@@ -103,10 +113,11 @@ def api() -> Api:
     app.state.requests = published
     app.state.outputs = FakeOutputs()
     app.state.idempotency = FakeIdempotency()
+    app.state.endpoints = endpoints
     app.state.watcher = Watcher(cast(MemeStore, memes), max_waiters=10, max_calls_per_s=20)
     app.state.backlog = None
     app.dependency_overrides[authenticate] = lambda: CALLER
-    return Api(TestClient(app), memes, published)
+    return Api(TestClient(app), memes, published, endpoints)
 
 
 def test_a_caption_over_the_limit_in_boxes_is_a_422_at_the_door(api: Api) -> None:
@@ -129,6 +140,57 @@ def test_a_valid_meme_is_stored_then_published_once_with_the_callers_trace(api: 
     assert message.meme_id == meme_id
     assert trace_id(trace) == trace_id(PARENT) == trace_id(response.headers["traceparent"])
     assert api.memes.items[meme_id].traceparent == trace
+
+
+def test_a_callback_url_needs_the_tenants_signing_secret(api: Api) -> None:
+    """A webhook nobody could verify is refused at the door, not dropped at delivery."""
+    body = {"template_id": "drake", "top": "a", "callback_url": "https://hooks.example/x"}
+    response = api.client.post("/memes", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "webhook-not-configured"
+    assert api.memes.items == {}
+
+    api.endpoints.endpoints["acme"] = Endpoint("acme", secret="whsec_c2VjcmV0")
+    response = api.client.post("/memes", json=body | {"notify_email": "me@example.com"})
+    assert response.status_code == 202
+    notify = api.memes.items[response.json()["id"]].notify
+    assert notify is not None
+    assert (notify.callback_url, notify.email) == ("https://hooks.example/x", "me@example.com")
+    shown = response.json()
+    assert (shown["callback_url"], shown["notify_email"]) == (notify.callback_url, notify.email)
+    assert shown["deliveries"] == {}
+
+
+def test_the_tenants_default_endpoint_applies_to_memes_that_name_none(api: Api) -> None:
+    api.endpoints.endpoints["acme"] = Endpoint("acme", "whsec_c2VjcmV0", "https://acme.example/h")
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "a"})
+    notify = api.memes.items[response.json()["id"]].notify
+    assert notify is not None
+    assert notify.callback_url == "https://acme.example/h"
+    assert notify.email is None
+
+
+@pytest.mark.parametrize(
+    "field_value",
+    [
+        ("callback_url", "ftp://example.com/x"),
+        ("callback_url", "https://"),
+        ("callback_url", "https://example.com/" + "x" * 2048),
+        ("notify_email", "not an address"),
+        ("notify_email", "a@b.c, evil@example.com"),
+    ],
+)
+def test_bad_notification_targets_are_a_422(api: Api, field_value: tuple[str, str]) -> None:
+    api.endpoints.endpoints["acme"] = Endpoint("acme", secret="whsec_c2VjcmV0")
+    name, value = field_value
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "a", name: value})
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation-failed"
+
+
+def test_a_meme_without_targets_carries_no_notify(api: Api) -> None:
+    response = api.client.post("/memes", json={"template_id": "drake", "top": "a"})
+    assert api.memes.items[response.json()["id"]].notify is None
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ IMAGE_VARIABLES = frozenset(
         "PIP_CONSTRAINT",
     }
 )
-MEMEFORGE_SERVICES = ("bootstrap", "api", "consumer", "renderer")  # compose services
+MEMEFORGE_SERVICES = ("bootstrap", "api", "consumer", "renderer", "notifier")  # compose
 
 
 # --- what the services read -----------------------------------------------------------------

@@ -70,6 +70,9 @@ def test_policy_is_well_formed_and_scoped(service: str) -> None:
                 assert resource.split(":table/")[1].split("/")[0] == settings.table, resource
             elif resource.startswith("arn:aws:sqs:"):
                 assert resource.startswith("arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:")
+            elif resource.startswith("arn:aws:ses:"):
+                identity = "arn:aws:ses:${AWS_REGION}:${AWS_ACCOUNT_ID}:identity/"
+                assert resource == identity + settings.email_sender, resource
             else:
                 raise AssertionError(f"{statement['Sid']}: unexpected resource {resource}")
             prefix = resource.split(":")[2]
@@ -88,6 +91,16 @@ def test_policy_queues_are_the_queues_the_code_uses(service: str) -> None:
     arn = "arn:aws:sqs:${AWS_REGION}:${AWS_ACCOUNT_ID}:"
     granted = {r.removeprefix(arn) for r in policy_resources(load_policy(filename), arn)}
     assert granted == expected
+
+
+def test_only_the_notifier_may_send_mail() -> None:
+    """Issue 15: "Only the notifier's IAM policy grants ses:SendEmail / ses:SendRawEmail"."""
+    senders = {
+        service
+        for service, (filename, _) in SERVICES.items()
+        if policy_actions(load_policy(filename)) & {"ses:SendEmail", "ses:SendRawEmail"}
+    }
+    assert senders == {"notifier"}
 
 
 def test_trust_policy_template_is_irsa_for_one_service_account() -> None:

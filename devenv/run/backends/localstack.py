@@ -1,4 +1,4 @@
-"""LocalStack's host runtime (S3, SQS) plus AWS DynamoDB Local (DynamoDB), reached on 127.0.0.1.
+"""LocalStack's host runtime (S3, SQS, SES) plus AWS DynamoDB Local (DynamoDB), on 127.0.0.1.
 
 Neither runs in the project venv: ``scripts/setup-localstack.sh`` installs LocalStack into
 ``.venv-localstack`` (Python 3.13) and DynamoDB Local (a jar, run by Java >= 17) into
@@ -35,7 +35,7 @@ READY_TIMEOUT_S = 90.0
 # but it ignores the host in GATEWAY_LISTEN and listens on all interfaces. "hypercorn" honours
 # 127.0.0.1. DynamoDB Local listens on all interfaces either way (it has no bind option).
 GATEWAY_SERVER = "twisted"
-LOCALSTACK_SERVICES = ("s3", "sqs")
+LOCALSTACK_SERVICES = ("s3", "sqs", "ses")
 
 
 @dataclass(frozen=True)

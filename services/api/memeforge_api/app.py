@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
+from memeforge_common.endpoints import EndpointCache, EndpointStore
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else None
             )
             app.state.keys = KeyCache(KeyStore(aws.dynamodb, settings.table), settings.key_cache_s)
+            app.state.endpoints = EndpointCache(
+                EndpointStore(aws.dynamodb, settings.table), settings.key_cache_s
+            )
             app.state.rate_limiter = (
                 RateLimiter(
                     aws.dynamodb,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -38,4 +39,5 @@ OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]
 WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]
+EndpointsDep = Annotated[EndpointCache, Depends(_from_state("endpoints"))]
 BacklogDep = Annotated[QueueDepthGate | None, Depends(_from_state("backlog"))]

@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from memeforge_common.limits import MAX_BOXES, MAX_TEMPLATE_NAME_CHARS, Caption
+from memeforge_common.limits import (
+    MAX_BOXES,
+    MAX_TEMPLATE_NAME_CHARS,
+    CallbackUrl,
+    Caption,
+    EmailAddress,
+)
 from memeforge_common.models import (
+    Channel,
+    DeliveryAttempt,
     LayoutReport,
     MemeState,
     MemeStatus,
@@ -80,6 +88,16 @@ class CreateMeme(OutputOptions):
         max_length=MAX_BOXES,
         description="text boxes replacing the template's layout entirely",
     )
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description=(
+            "POST signed webhooks (meme.done / meme.failed) here; default: the tenant's "
+            "registered endpoint, if any"
+        ),
+    )
+    notify_email: EmailAddress | None = Field(
+        default=None, description="mail the result link and thumbnail here when it ends"
+    )
 
     @model_validator(mode="after")
     def _one_text_mode(self) -> CreateMeme:
@@ -139,6 +157,12 @@ class MemeView(BaseModel):
         default=None, description="when the meme and its outputs are deleted (retention)"
     )
     links: dict[str, str]
+    callback_url: str | None = Field(default=None, description="where its webhooks go")
+    notify_email: str | None = Field(default=None, description="where its mail goes")
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, item: MemeStatus) -> MemeView:
@@ -173,6 +197,9 @@ class MemeView(BaseModel):
             failure=failure,
             expires_at=item.expires_at,
             links=links,
+            callback_url=item.notify.callback_url if item.notify else None,
+            notify_email=item.notify.email if item.notify else None,
+            deliveries={channel: list(tries) for channel, tries in item.deliveries.items()},
         )
 
 
@@ -187,6 +214,12 @@ class TemplateView(TemplateFacts):
     )
     classic_layout: bool = Field(description="true when the template carries no layout of its own")
     links: dict[str, str]
+    callback_url: str | None = Field(default=None, description="where its webhooks go")
+    notify_email: str | None = Field(default=None, description="where its mail goes")
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest notification attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, info: TemplateInfo) -> TemplateView:

@@ -29,6 +29,7 @@ from memeforge_common.settings import Settings
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_ses import SESClient
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 def _has_endpoint_override(service_env_suffix: str) -> bool:
     specific = os.environ.get(f"AWS_ENDPOINT_URL_{service_env_suffix}")
     return bool(specific or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def emulated(service_env_suffix: str) -> bool:
+    """Whether this AWS service is an emulator's (its endpoint is overridden)."""
+    return _has_endpoint_override(service_env_suffix)
 
 
 @dataclass(frozen=True)
@@ -186,11 +192,19 @@ class AwsClients:
     s3: S3Client
     sqs: SQSClient
     dynamodb: DynamoDBClient
+    _ses: SESClient | None = None
+
+    @property
+    def ses(self) -> SESClient:
+        """Opened only for the services that mail (``open(..., ses=True)``)."""
+        if self._ses is None:
+            raise RuntimeError("AwsClients.open(..., ses=True) opens the SES client")
+        return self._ses
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, timeouts: Timeouts = WORKER_TIMEOUTS
+        cls, settings: Settings, timeouts: Timeouts = WORKER_TIMEOUTS, *, ses: bool = False
     ) -> AsyncIterator[AwsClients]:
         session = aioboto3.Session(region_name=settings.aws_region)
         credentials = await session_credentials(session)
@@ -202,8 +216,12 @@ class AwsClients:
             s3 = await enter(session.client("s3", config=client_config(s3=True, timeouts=timeouts)))
             sqs = await enter(session.client("sqs", config=client_config(timeouts=timeouts)))
             ddb = await enter(session.client("dynamodb", config=client_config(timeouts=timeouts)))
+            mail = None
+            if ses:
+                mail = await enter(session.client("ses", config=client_config(timeouts=timeouts)))
             refresh = RefreshOnCredentialError(session)
-            for client in (s3, sqs, ddb):
-                client.meta.events.register("needs-retry", refresh)  # type: ignore[arg-type]
-                count_aws_calls(client.meta.events)
-            yield cls(s3=s3, sqs=sqs, dynamodb=ddb)
+            for client in (s3, sqs, ddb, mail):
+                if client is not None:
+                    client.meta.events.register("needs-retry", refresh)  # type: ignore[arg-type]
+                    count_aws_calls(client.meta.events)
+            yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

@@ -19,3 +19,8 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         raw = min(self.max_s, self.base_s * self.factor ** max(0, attempt - 1))
         return raw * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+PARKED = Backoff(base_s=3600, max_s=43200)
+"""Dead messages a drain cannot settle (they name nothing it knows) are looked at again
+only this rarely."""

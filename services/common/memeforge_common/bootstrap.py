@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 
 from memeforge_common.animation import animation_facts
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
-from memeforge_common.aws import AwsClients
-from memeforge_common.items import CHANGES_INDEX, LIVE_INDEX, STATUS_ATTRIBUTES
+from memeforge_common.aws import AwsClients, emulated
+from memeforge_common.items import CHANGES_INDEX, LIVE_INDEX, NOTIFY_INDEX, STATUS_ATTRIBUTES
 from memeforge_common.limits import INCOMING_RETENTION_DAYS
 from memeforge_common.logs import configure_logging
 from memeforge_common.models import INCOMING_PREFIX, OUTPUT_PREFIX, TextBox
@@ -29,6 +29,7 @@ from memeforge_common.tenancy import PUBLIC_TENANT, TENANT_INDEX
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_ses import SESClient
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger("memeforge.bootstrap")
@@ -106,6 +107,15 @@ _TENANT_INDEX_DEFINITION: Any = {
     ],
     "Projection": {"ProjectionType": "ALL"},
 }
+# Ended memes whose notifications are not confirmed enqueued yet (the sweeper's).
+_NOTIFY_INDEX_DEFINITION: Any = {
+    "IndexName": NOTIFY_INDEX,
+    "KeySchema": [
+        {"AttributeName": "notify_due", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
 # The change feed the api's watcher queries (items.CHANGES_INDEX): the client view of
 # each item, keyed by the minute of its last change.
 _CHANGES_INDEX_DEFINITION: Any = {
@@ -119,10 +129,23 @@ _CHANGES_INDEX_DEFINITION: Any = {
         "NonKeyAttributes": [a for a in STATUS_ATTRIBUTES if a not in ("id", "updated_at")],
     },
 }
-_INDEXES = (_LIVE_INDEX_DEFINITION, _TENANT_INDEX_DEFINITION, _CHANGES_INDEX_DEFINITION)
+_INDEXES = (
+    _LIVE_INDEX_DEFINITION,
+    _TENANT_INDEX_DEFINITION,
+    _CHANGES_INDEX_DEFINITION,
+    _NOTIFY_INDEX_DEFINITION,
+)
 _ATTRIBUTES: list[Any] = [
     {"AttributeName": name, "AttributeType": "S"}
-    for name in ("id", "live_state", "updated_at", "tenant_kind", "created_at", "feed")
+    for name in (
+        "id",
+        "live_state",
+        "updated_at",
+        "tenant_kind",
+        "created_at",
+        "feed",
+        "notify_due",
+    )
 ]
 
 
@@ -173,14 +196,17 @@ async def ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) ->
     return url
 
 
-async def ensure_queue_with_dlq(sqs: SQSClient, name: str, settings: Settings) -> None:
+async def ensure_queue_with_dlq(
+    sqs: SQSClient, name: str, settings: Settings, *, max_receive_count: int | None = None
+) -> None:
     dlq_url = await ensure_queue(
         sqs, f"{name}-dlq", {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
     )
     dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
         "Attributes"
     ]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
+    receives = max_receive_count or settings.max_receive_count
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(receives)}
     await ensure_queue(
         sqs,
         name,
@@ -190,6 +216,15 @@ async def ensure_queue_with_dlq(sqs: SQSClient, name: str, settings: Settings) -
         },
     )
     log.info("queue %s ready (dlq %s-dlq)", name, name)
+
+
+async def verify_sender(ses: SESClient, settings: Settings) -> None:
+    """On an emulator, verify the mail sender so SES accepts it. On AWS the operator
+    verifies the sending domain (DKIM) once; the bootstrap sends nobody a mail."""
+    if not emulated("SES"):
+        return
+    await ses.verify_email_identity(EmailAddress=settings.email_sender)
+    log.info("verified mail sender %s", settings.email_sender)
 
 
 async def seed_templates(s3: S3Client, settings: Settings) -> int:
@@ -235,12 +270,19 @@ async def import_first_key(ddb: DynamoDBClient, settings: Settings) -> None:
 
 
 async def bootstrap(settings: Settings, *, seed: bool = True) -> None:
-    async with AwsClients.open(settings) as aws:
+    async with AwsClients.open(settings, ses=True) as aws:
         await asyncio.gather(
             ensure_bucket(aws.s3, settings),
             ensure_table(aws.dynamodb, settings),
             ensure_queue_with_dlq(aws.sqs, settings.request_queue, settings),
             ensure_queue_with_dlq(aws.sqs, settings.render_queue, settings),
+            ensure_queue_with_dlq(
+                aws.sqs,
+                settings.notification_queue,
+                settings,
+                max_receive_count=settings.notify_max_attempts,
+            ),
+            verify_sender(aws.ses, settings),
         )
         await ensure_retention(aws.s3, settings)
         await import_first_key(aws.dynamodb, settings)

@@ -19,14 +19,19 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from memeforge_common.backoff import Backoff
+from memeforge_common.limits import MAX_DELIVERY_RECORDS
 from memeforge_common.metrics import TRANSITION_RESULTS
 from memeforge_common.models import (
     SCHEMA_VERSION,
+    Channel,
+    DeliveryAttempt,
+    EventType,
     Failure,
     MemeItem,
     MemeResult,
     MemeState,
     MemeStatus,
+    Notify,
     RenderSpec,
     first_error,
     utcnow,
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 # A sparse index of the items that are still moving: ``live_state`` exists only while
 # an item is not terminal, so the sweeper queries a few live items, never the table.
 LIVE_INDEX = "live-items"
+# Another sparse index: ``notify_due`` (the event) exists from the write that ends a meme
+# that asked to be notified until its notifications are on the queue, so the sweeper
+# finds an ending whose enqueue was lost (a worker died between the two).
+NOTIFY_INDEX = "notify-due"
 # The change feed: every write that moves ``updated_at`` also sets ``feed`` to the
 # minute of that stamp, so one Query of (this minute, updated_at > since) lists what
 # changed lately, with the fields waiters need, whatever the number of waiters.
@@ -123,6 +132,10 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         record["failure"] = _s(item.failure.model_dump_json())
     if item.traceparent is not None:
         record["traceparent"] = _s(item.traceparent)
+    if item.notify is not None:
+        record["notify"] = _s(item.notify.model_dump_json(exclude_none=True))
+        # The map delivery attempts are appended to (record_delivery).
+        record["deliveries"] = {"M": {}}
     if item.counted:
         record["counted"] = {"BOOL": True}
     return record
@@ -150,6 +163,11 @@ def _status_fields(record: dict[str, Any]) -> dict[str, Any]:
             if "expires_at" in record
             else None
         ),
+        "notify": Notify.model_validate_json(record["notify"]["S"]) if "notify" in record else None,
+        "deliveries": {
+            channel: tuple(DeliveryAttempt.model_validate_json(a["S"]) for a in value["L"])
+            for channel, value in record.get("deliveries", {"M": {}})["M"].items()
+        },
     }
 
 
@@ -187,6 +205,8 @@ STATUS_ATTRIBUTES = (
     "attempts",
     "tenant",
     "expires_at",
+    "notify",
+    "deliveries",
 )
 IN_FLIGHT_PREFIX = "inflight#"
 _CONFLICT_RETRIES = 5
@@ -205,6 +225,7 @@ def new_item(
     *,
     tenant: str = "",
     retention: timedelta | None = None,
+    notify: Notify | None = None,
     counted: bool = False,
 ) -> MemeItem:
     now = utcnow()
@@ -219,6 +240,7 @@ def new_item(
         tenant=tenant,
         expires_at=now.replace(microsecond=0) + retention if retention else None,
         traceparent=traceparent,
+        notify=notify if notify is not None and notify.channels else None,
         counted=counted,
     )
 
@@ -506,14 +528,18 @@ class MemeStore:
         count_attempt: bool = False,
         attempts: int | None = None,
         slot: str | None = None,
+        notify_due: EventType | None = None,
+        at: datetime | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race.
 
         ``slot``: the tenant whose in-flight slot the item holds (``in_flight_slot`` of the
         item or its job), None when it holds none. A terminal transition frees it in the
-        same write; it is a condition of the write, so a wrong one loses, never drifts."""
+        same write; it is a condition of the write, so a wrong one loses, never drifts.
+        ``notify_due``: mark, in the same write, that this ending's notifications are to be
+        enqueued (``notified`` clears it once they are)."""
         update, condition, names, values = _transition_expression(
-            target, result, failure, count_attempt, attempts
+            target, result, failure, count_attempt, attempts, notify_due, at
         )
         if target.terminal and slot is not None:
             update += " REMOVE live_state, counted"
@@ -627,6 +653,54 @@ class MemeStore:
         )
         return [record["id"]["S"] for record in response.get("Items", [])]
 
+    async def notify_due(
+        self, event: EventType, older_than: datetime, limit: int = 100
+    ) -> list[str]:
+        """Ids of memes that ended with ``event`` before ``older_than`` and whose
+        notifications were never confirmed enqueued."""
+        response = await self._ddb.query(
+            TableName=self._table,
+            IndexName=NOTIFY_INDEX,
+            KeyConditionExpression="notify_due = :event AND updated_at < :cutoff",
+            ExpressionAttributeValues={":event": _s(event), ":cutoff": _s(_ts(older_than))},
+            Limit=limit,
+        )
+        return [record["id"]["S"] for record in response.get("Items", [])]
+
+    async def notified(self, meme_id: str) -> None:
+        """The ending's notifications are on the queue: take the item off the index."""
+        await self._ddb.update_item(
+            TableName=self._table, Key={"id": _s(meme_id)}, UpdateExpression="REMOVE notify_due"
+        )
+
+    async def record_delivery(
+        self, subject_id: str, channel: Channel, attempt: DeliveryAttempt
+    ) -> bool:
+        """Append a delivery attempt to the item (at most MAX_DELIVERY_RECORDS per
+        channel). False when the item is gone or its record is full."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(subject_id)},
+                UpdateExpression=(
+                    "SET deliveries.#ch = list_append(if_not_exists(deliveries.#ch, :none), :new)"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(deliveries) AND "
+                    "(attribute_not_exists(deliveries.#ch) OR size(deliveries.#ch) < :max)"
+                ),
+                ExpressionAttributeNames={"#ch": channel},
+                ExpressionAttributeValues={
+                    ":none": {"L": []},
+                    ":new": {"L": [_s(attempt.model_dump_json())]},
+                    ":max": _n(MAX_DELIVERY_RECORDS),
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            log.info("delivery attempt not recorded", extra={"meme_id": subject_id})
+            return False
+        return True
+
     async def mark_swept(self, item: MemeItem) -> bool:
         """Count one sweep of a stuck item, only if nobody touched it since we read it."""
         stamp = utcnow()
@@ -656,11 +730,13 @@ def _transition_expression(
     failure: Failure | None,
     count_attempt: bool,
     attempts: int | None,
+    notify_due: EventType | None = None,
+    at: datetime | None = None,
 ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     """The UpdateItem parts that move an item to ``target`` from any state that may
     enter it (update, condition, names, values), before the terminal and slot parts."""
     sources = sorted(s.value for s in sources_of(target))
-    stamp = utcnow()
+    stamp = at or utcnow()
     names = {"#state": "state", "#target": target.value}
     values: dict[str, Any] = {
         ":target": _s(target.value),
@@ -684,6 +760,9 @@ def _transition_expression(
     if attempts is not None:
         sets.append("attempts = :attempts")
         values[":attempts"] = _n(attempts)
+    if notify_due is not None:
+        sets.append("notify_due = :due")
+        values[":due"] = _s(notify_due)
     update = "SET " + ", ".join(sets)
     if count_attempt:
         update += " ADD attempts :one"

@@ -124,6 +124,19 @@ EGRESS_TIMEOUT_S = 10.0
 """Default of ``MEMEFORGE_EGRESS_TIMEOUT_S``: one whole outbound request, body included, so
 a server that drips bytes cannot hold a worker or an api request longer."""
 
+MAX_CALLBACK_URL_CHARS = 2048
+"""A webhook ``callback_url`` (meme body, tenant endpoint)."""
+
+MAX_EMAIL_CHARS = 254
+"""A ``notify_email`` address (RFC 5321's path limit)."""
+
+MAX_DELIVERY_RECORDS = 20
+"""Delivery attempts kept on an item per channel (webhook, email); later ones go to the
+logs only. The notifications queue's receive limit keeps far fewer in practice."""
+
+MAX_WEBHOOK_RESPONSE_BYTES = 64 * 1024
+"""Bytes of a webhook receiver's answer that the notifier reads before it hangs up."""
+
 MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 
@@ -136,3 +149,19 @@ ThumbnailSide = Annotated[
     int, Field(ge=16, le=1024, description="also make a thumbnail this long (same format)")
 ]
 FontSize = Annotated[int, Field(ge=1, le=2000, description="px in the output image")]
+CallbackUrl = Annotated[
+    str,
+    Field(
+        max_length=MAX_CALLBACK_URL_CHARS,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="http(s) URL to POST signed webhooks to",
+    ),
+]
+EmailAddress = Annotated[
+    str,
+    Field(
+        max_length=MAX_EMAIL_CHARS,
+        pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$",
+        description="one address to mail the result to",
+    ),
+]

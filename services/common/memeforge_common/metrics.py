@@ -35,6 +35,11 @@ RENDER_STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
+NOTIFICATION_ATTEMPTS = Counter(
+    "memeforge_notification_attempts_total",
+    "Notifier delivery attempts, by channel (webhook, email) and outcome.",
+    ["channel", "outcome"],
+)
 HTTP_REQUESTS = Histogram(
     "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
 )

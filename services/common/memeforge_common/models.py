@@ -13,13 +13,15 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memeforge_common.limits import (
     MAX_BOXES,
+    CallbackUrl,
     Caption,
+    EmailAddress,
     FontSize,
     OutputSide,
     Quality,
@@ -225,6 +227,37 @@ class Failure(Frozen):
     detail: str = ""
 
 
+Channel = Literal["webhook", "email"]
+EventType = Literal["meme.done", "meme.failed", "batch.done"]
+DeliveryOutcome = Literal["delivered", "retrying", "refused", "gave_up"]
+
+
+class Notify(Frozen):
+    """Whom to tell when a meme ends: stored on the item, carried by its render job."""
+
+    callback_url: CallbackUrl | None = None
+    email: EmailAddress | None = None
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        found: list[Channel] = []
+        if self.callback_url:
+            found.append("webhook")
+        if self.email:
+            found.append("email")
+        return tuple(found)
+
+
+class DeliveryAttempt(Frozen):
+    """One try at delivering a notification, recorded on the item it is about."""
+
+    at: datetime
+    attempt: int = Field(ge=1)
+    outcome: DeliveryOutcome
+    status: int | None = Field(default=None, description="the receiver's HTTP status")
+    error: str = Field(default="", description="a machine-readable code, e.g. forbidden-address")
+
+
 class MemeStatus(Frozen):
     """What a client sees of a meme: the item without its render spec. Waiters read only
     these fields (a spec can be far larger than the rest)."""
@@ -241,6 +274,8 @@ class MemeStatus(Frozen):
     # Waiters read these too: a status is shown only to its tenant (invariant 9).
     tenant: str = ""  # "" on items from before tenants: no key can reach them
     expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this
+    notify: Notify | None = None
+    deliveries: dict[Channel, tuple[DeliveryAttempt, ...]] = Field(default_factory=dict)
 
 
 class MemeItem(MemeStatus):
@@ -290,6 +325,8 @@ class RenderJob(Frozen):
     counted: bool = False
     output_key: str | None = Field(default=None, exclude=True)
     """Sent by older consumers; ignored (never trusted) and no longer sent."""
+    notify: Notify | None = None
+    """The meme's notification targets: the renderer enqueues them when it ends the meme."""
 
     @property
     def template_id(self) -> str:
@@ -298,6 +335,37 @@ class RenderJob(Frozen):
     @property
     def in_flight_slot(self) -> str | None:
         return self.tenant if self.counted else None
+
+
+class NotificationMessage(Frozen):
+    """The step that ends a meme (or batch) → notifier: deliver one event on one channel.
+
+    ``event_id`` is derived from the subject and the event (``event_id()``), so every
+    copy of the message, re-sent by the sweeper or redelivered by SQS, carries the same
+    ``webhook-id`` and receivers can dedupe. ``data`` is the payload when the emitter
+    builds it (batches); for a meme the notifier reads the ended item instead.
+    """
+
+    v: Literal[1] = 1
+    kind: Literal["notification"] = "notification"
+    event: EventType
+    event_id: str = Field(pattern=r"^msg_[A-Za-z0-9_]{1,120}$")
+    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    tenant: str = Field(pattern="^$|" + TENANT_ID_PATTERN)
+    channel: Channel
+    target: str = Field(min_length=3, max_length=2048)
+    occurred_at: datetime
+    data: dict[str, Any] | None = None
+
+
+def event_id(subject_id: str, event: EventType) -> str:
+    """The stable id of an event (Standard Webhooks ``webhook-id``): one per subject and
+    event type, whoever sends it and however often."""
+    return f"msg_{subject_id}_{event.replace('.', '_')}"
+
+
+def ending_event(state: MemeState) -> EventType:
+    return "meme.done" if state is MemeState.DONE else "meme.failed"
 
 
 OUTPUT_PREFIX = "memes/"  # the retention lifecycle rule expires everything under it

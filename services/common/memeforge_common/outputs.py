@@ -41,6 +41,15 @@ class OutputStore:
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=ttl_s
         )
 
+    async def read(self, key: str, max_bytes: int) -> bytes | None:
+        """An output's bytes (the notifier's inline thumbnail), or None when it is larger
+        than ``max_bytes``."""
+        response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        async with response["Body"] as body:
+            if response.get("ContentLength", 0) > max_bytes:
+                return None
+            return await body.read()
+
     async def delete_all(self, item: MemeItem) -> None:
         """Delete every object a meme can have: whatever its result names, and each key
         a render still in flight might write."""

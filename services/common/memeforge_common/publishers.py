@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from memeforge_common.models import RenderJob, RequestMessage
+from memeforge_common.models import NotificationMessage, RenderJob, RequestMessage
 from memeforge_common.queues import send_batch
 from memeforge_common.tracing import trace_attributes
 
@@ -45,3 +45,5 @@ RequestPublisher = Publisher[RequestMessage]
 """api and sweeper → consumer."""
 RenderPublisher = Publisher[RenderJob]
 """consumer (dispatch and sweeper) → renderer."""
+NotificationPublisher = Publisher[NotificationMessage]
+"""whatever ends a meme (renderer, dispatcher, DLQ drain, sweeper) or a batch → notifier."""

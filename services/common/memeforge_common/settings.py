@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     table: str = "memeforge-memes"
     request_queue: str = "memeforge-requests"
     render_queue: str = "memeforge-renders"
+    notification_queue: str = "memeforge-notifications"
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     visibility_timeout_s: int = Field(default=60, ge=1, le=43200)
 
@@ -143,6 +144,20 @@ class Settings(BaseSettings):
     egress_connect_timeout_s: float = Field(default=limits.EGRESS_CONNECT_TIMEOUT_S, gt=0)
     egress_timeout_s: float = Field(default=limits.EGRESS_TIMEOUT_S, gt=0)
 
+    # Notifications (webhooks, email). A notification is retried after
+    # notify_retry_base_s·2^(n-1) s (capped at notify_retry_max_s: hours, by message
+    # visibility, never by sleeping) and dead-lettered after notify_max_attempts receives.
+    notify_max_attempts: int = Field(default=12, ge=1, le=1000)
+    notify_retry_base_s: float = Field(default=30.0, ge=0)
+    notify_retry_max_s: float = Field(default=4 * 3600.0, ge=0, le=43200)
+    # The sweeper re-enqueues the notifications of a meme that ended this long ago when
+    # their enqueue was never confirmed (the ending worker died in between).
+    notify_enqueue_timeout_s: float = Field(default=60.0, gt=0)
+    # Where SES mail comes from (the bootstrap verifies it on an emulator), and how long
+    # the result link in it works.
+    email_sender: str = "memeforge@example.com"
+    email_link_ttl_s: int = Field(default=24 * 3600, ge=60, le=604800)
+
     # API server.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -169,6 +184,10 @@ class Settings(BaseSettings):
     @property
     def render_dlq(self) -> str:
         return f"{self.render_queue}-dlq"
+
+    @property
+    def notification_dlq(self) -> str:
+        return f"{self.notification_queue}-dlq"
 
 
 @lru_cache(maxsize=1)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from memeforge_common.aws import AwsClients
+from memeforge_common.backoff import PARKED
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.metrics import serve_metrics
-from memeforge_common.publishers import RenderPublisher, RequestPublisher
+from memeforge_common.publishers import (
+    NotificationPublisher,
+    RenderPublisher,
+    RequestPublisher,
+)
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
 from memeforge_common.templates import TemplateInfoCache, TemplateStore
 from memeforge_common.worker import make_worker, run_service, run_until_signalled
 
-from memeforge_consumer.deadletters import PARKED, DeadLetterDrain
+from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
 
@@ -24,12 +30,16 @@ async def run() -> None:
         store = MemeStore(aws.dynamodb, settings.table)
         render_url = await queue_url(aws.sqs, settings.render_queue, patience_s=patience)
         request_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
+        notification_url = await queue_url(
+            aws.sqs, settings.notification_queue, patience_s=patience
+        )
         renders = RenderPublisher(aws.sqs, render_url)
         requests = RequestPublisher(aws.sqs, request_url)
+        endings = Endings(store, NotificationPublisher(aws.sqs, notification_url))
         templates = TemplateInfoCache(
             TemplateStore(aws.s3, settings.bucket), settings.template_info_cache_s
         )
-        dispatcher = Dispatcher(store, templates, renders)
+        dispatcher = Dispatcher(store, templates, renders, endings)
         workers = [
             await make_worker(
                 aws.sqs,
@@ -44,7 +54,7 @@ async def run() -> None:
             (settings.request_queue, settings.request_dlq),
             (settings.render_queue, settings.render_dlq),
         ):
-            drain = DeadLetterDrain(store, source)
+            drain = DeadLetterDrain(store, endings, source)
             workers.append(
                 await make_worker(
                     aws.sqs,
@@ -56,7 +66,7 @@ async def run() -> None:
                     concurrency=10,
                 )
             )
-        sweeper = Sweeper(store, dispatcher, requests, settings)
+        sweeper = Sweeper(store, dispatcher, requests, endings, settings)
         await run_until_signalled(workers, background=[sweeper.run])
 
 

@@ -13,11 +13,12 @@ import logging
 import re
 from collections.abc import Sequence
 
-from memeforge_common.backoff import Backoff
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import MEME_ID_PATTERN, Failure, MemeState
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage
+from memeforge_common.tracing import child_of
 from memeforge_common.worker import Outcomes
 
 log = logging.getLogger("memeforge.consumer.dlq")
@@ -27,10 +28,6 @@ POISON_DETAIL = "the job could not be read or processed; it was set aside"
 
 def _exhausted(attempts: int) -> str:
     return f"gave up after {attempts} failed attempt{'s' if attempts > 1 else ''}"
-
-
-# Unidentifiable dead messages are looked at again only rarely.
-PARKED = Backoff(base_s=3600, max_s=43200)
 
 
 def meme_id_of(body: str) -> str | None:
@@ -46,8 +43,9 @@ def meme_id_of(body: str) -> str | None:
 
 
 class DeadLetterDrain:
-    def __init__(self, store: MemeStore, source_queue: str) -> None:
+    def __init__(self, store: MemeStore, endings: Endings, source_queue: str) -> None:
         self._store = store
+        self._endings = endings
         self._source = source_queue
 
     async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
@@ -84,12 +82,15 @@ class DeadLetterDrain:
                 failure = Failure(reason="poison_message", detail=POISON_DETAIL)
             else:
                 failure = Failure(reason="retries_exhausted", detail=_exhausted(attempts))
-            await self._store.transition(
+            await self._endings.end(
                 meme_id,
                 MemeState.FAILED,
+                tenant=item.tenant,
+                notify=item.notify,
+                traceparent=child_of(item.traceparent),
+                slot=item.in_flight_slot,
                 failure=failure,
                 attempts=attempts,
-                slot=item.in_flight_slot,
             )
             log.warning("dead-lettered meme marked FAILED: %s", failure.reason)
             return True

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.models import (
@@ -58,11 +59,16 @@ Outcome = Ack | Poison | Enqueue
 
 class Dispatcher:
     def __init__(
-        self, store: MemeStore, templates: TemplateLookup, renders: RenderPublisher
+        self,
+        store: MemeStore,
+        templates: TemplateLookup,
+        renders: RenderPublisher,
+        endings: Endings,
     ) -> None:
         self._store = store
         self._templates = templates
         self._renders = renders
+        self._endings = endings
 
     async def handle_batch(self, messages: Sequence[QueueMessage]) -> Outcomes:
         decisions = await asyncio.gather(
@@ -119,8 +125,14 @@ class Dispatcher:
                 detail = f"template {item.template_id!r}"
                 failure = Failure(reason="template_not_found", detail=detail)
         if failure is not None:
-            await self._store.transition(
-                item.id, MemeState.FAILED, failure=failure, slot=item.in_flight_slot
+            await self._endings.end(
+                item.id,
+                MemeState.FAILED,
+                tenant=item.tenant,
+                notify=item.notify,
+                traceparent=traceparent,
+                slot=item.in_flight_slot,
+                failure=failure,
             )
             log.info("meme failed validation: %s", failure.reason)
             return Ack()
@@ -159,4 +171,5 @@ def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
         spec=item.spec,
         tenant=item.tenant,
         counted=item.counted,
+        notify=item.notify,
     )

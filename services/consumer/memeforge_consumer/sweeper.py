@@ -5,6 +5,10 @@ never arrived (e.g. it died between PutItem and SendMessage) → re-send the req
 RENDERING past ``rendering_timeout_s``: the render job was lost → re-send the job.
 Each item is swept at most ``max_sweeps`` times, then FAILED as ``stuck``. The sweep
 itself is a conditional write, so several consumer replicas never double-enqueue.
+
+Ended memes still marked ``notify_due`` past ``notify_enqueue_timeout_s``: whatever
+ended them died before their notifications were on the queue → publish them again
+(endings.py). Two replicas may both re-publish: the copies share one event id.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
-from memeforge_common.models import Failure, MemeItem, MemeState, RequestMessage, utcnow
+from memeforge_common.models import (
+    EventType,
+    Failure,
+    MemeItem,
+    MemeState,
+    RequestMessage,
+    ending_event,
+    utcnow,
+)
 from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.tracing import child_of
@@ -32,6 +45,7 @@ class Sweeper:
     store: MemeStore
     dispatcher: Dispatcher
     requests: RequestPublisher
+    endings: Endings
     settings: Settings
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -56,16 +70,33 @@ class Sweeper:
                 if item is not None and item.state is state:
                     with bound(meme_id=meme_id):
                         acted += await self._recover(item)
+        cutoff = now - timedelta(seconds=self.settings.notify_enqueue_timeout_s)
+        events: tuple[EventType, ...] = ("meme.done", "meme.failed")
+        for event in events:
+            for meme_id in await self.store.notify_due(event, cutoff):
+                with bound(meme_id=meme_id):
+                    acted += await self._renotify(meme_id, event)
         return acted
+
+    async def _renotify(self, meme_id: str, event: EventType) -> int:
+        item = await self.store.get(meme_id)
+        if item is None or item.notify is None or not item.state.terminal:
+            return 0
+        if ending_event(item.state) != event:
+            return 0
+        ended_at = item.state_times.get(item.state, item.updated_at)
+        log.info("re-enqueueing the notifications of an ended meme")
+        sent = await self.endings.announce(
+            item.id, item.tenant, item.notify, event, ended_at, child_of(item.traceparent)
+        )
+        return int(sent)
 
     async def _recover(self, item: MemeItem) -> int:
         if item.sweeps >= self.settings.max_sweeps:
             failure = Failure(
                 reason="stuck", detail=f"{item.state.value} after {item.sweeps} sweeps"
             )
-            await self.store.transition(
-                item.id, MemeState.FAILED, failure=failure, slot=item.in_flight_slot
-            )
+            await self._fail(item, failure)
             log.warning("stuck item failed after %d sweeps", item.sweeps)
             return 1
         if not await self.store.mark_swept(item):
@@ -75,8 +106,17 @@ class Sweeper:
         else:
             unrenderable = await self.dispatcher.resend(item)
             if unrenderable is not None:
-                await self.store.transition(
-                    item.id, MemeState.FAILED, failure=unrenderable, slot=item.in_flight_slot
-                )
+                await self._fail(item, unrenderable)
         log.info("re-enqueued a stuck %s item", item.state.value)
         return 1
+
+    async def _fail(self, item: MemeItem, failure: Failure) -> None:
+        await self.endings.end(
+            item.id,
+            MemeState.FAILED,
+            tenant=item.tenant,
+            notify=item.notify,
+            traceparent=child_of(item.traceparent),
+            slot=item.in_flight_slot,
+            failure=failure,
+        )

@@ -7,9 +7,12 @@ import logging
 
 from memeforge_common.animation import AnimationLimits
 from memeforge_common.aws import AwsClients
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.metrics import serve_metrics
 from memeforge_common.outputs import OutputStore
+from memeforge_common.publishers import NotificationPublisher
+from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.worker import make_worker, per_message, run_service, run_until_signalled
@@ -37,12 +40,17 @@ async def run() -> None:
         pool = RenderPool(settings.render_processes, PoolCaches.from_settings(settings))
         await pool.start()
         try:
+            store = MemeStore(aws.dynamodb, settings.table)
+            notification_url = await queue_url(
+                aws.sqs, settings.notification_queue, patience_s=settings.startup_wait_s
+            )
             renderer = Renderer(
-                MemeStore(aws.dynamodb, settings.table),
+                store,
                 TemplateStore(aws.s3, settings.bucket),
                 OutputStore(aws.s3, settings.bucket),
                 pool,
                 TemplateBytesCache(settings.template_cache_bytes),
+                Endings(store, NotificationPublisher(aws.sqs, notification_url)),
                 max_source_pixels=settings.max_source_pixels,
                 animation_limits=AnimationLimits.from_settings(settings),
             )

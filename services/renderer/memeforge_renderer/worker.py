@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from memeforge_common.animation import AnimationLimits
+from memeforge_common.endings import Endings
 from memeforge_common.items import MemeStore
 from memeforge_common.logs import bound
 from memeforge_common.metrics import RENDER_STAGE_SECONDS
@@ -18,7 +19,7 @@ from memeforge_common.models import Failure, MemeResult, MemeState, RenderJob
 from memeforge_common.outputs import OutputStore
 from memeforge_common.queues import QueueMessage
 from memeforge_common.templates import TemplateChanged, TemplateMissing, TemplateStore
-from memeforge_common.tracing import from_attributes, trace_id
+from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import PoisonMessage
 from pydantic import ValidationError
 
@@ -36,6 +37,7 @@ class Renderer:
     outputs: OutputStore
     pool: RenderPool
     cache: TemplateBytesCache
+    endings: Endings
     max_source_pixels: int = field(kw_only=True)
     animation_limits: AnimationLimits = field(default_factory=AnimationLimits, kw_only=True)
 
@@ -44,11 +46,13 @@ class Renderer:
             job = RenderJob.model_validate_json(message.body)
         except ValidationError as err:
             raise PoisonMessage(f"invalid render job: {err.errors()[0].get('msg')}") from err
-        trace = trace_id(from_attributes(message.attributes))
-        with bound(meme_id=job.meme_id, message_id=message.message_id, trace_id=trace):
-            await self._render(job)
+        traceparent = child_of(from_attributes(message.attributes))
+        with bound(
+            meme_id=job.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
+        ):
+            await self._render(job, traceparent)
 
-    async def _render(self, job: RenderJob) -> None:
+    async def _render(self, job: RenderJob, traceparent: str) -> None:
         if not await self.store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
             item = await self.store.get(job.meme_id)
             if item is None:
@@ -64,13 +68,13 @@ class Renderer:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
             detail = f"template {template_id!r} no longer exists"
-            await self._fail(job, Failure(reason="template_not_found", detail=detail))
+            await self._fail(job, traceparent, Failure(reason="template_not_found", detail=detail))
             return
         except TemplateChanged:
             # Not rendered with other bytes than the meme was made for (its captions may
             # have been fitted to the old layout); the bucket keeps no old versions.
             detail = f"template {template_id!r} changed after the meme was requested"
-            await self._fail(job, Failure(reason="template_changed", detail=detail))
+            await self._fail(job, traceparent, Failure(reason="template_changed", detail=detail))
             return
         try:
             async with self.pool.process(animated=job.spec.keeps_animation) as executor:
@@ -84,7 +88,7 @@ class Renderer:
                     animation_limits=self.animation_limits,
                 )
         except engine.RenderError as err:
-            await self._fail(job, Failure(reason=err.reason, detail=str(err)))
+            await self._fail(job, traceparent, Failure(reason=err.reason, detail=str(err)))
             return
         key = await self.outputs.save(
             job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
@@ -110,9 +114,16 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        if await self.store.transition(
-            job.meme_id, MemeState.DONE, result=result, slot=job.in_flight_slot
-        ):
+        done = await self.endings.end(
+            job.meme_id,
+            MemeState.DONE,
+            tenant=job.tenant,
+            notify=job.notify,
+            traceparent=traceparent,
+            slot=job.in_flight_slot,
+            result=result,
+        )
+        if done:
             timings = output.report.get("timings_ms")
             log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
 
@@ -125,8 +136,14 @@ class Renderer:
         self.cache.put(key, etag, data)
         return data
 
-    async def _fail(self, job: RenderJob, failure: Failure) -> None:
+    async def _fail(self, job: RenderJob, traceparent: str, failure: Failure) -> None:
         log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self.store.transition(
-            job.meme_id, MemeState.FAILED, failure=failure, slot=job.in_flight_slot
+        await self.endings.end(
+            job.meme_id,
+            MemeState.FAILED,
+            tenant=job.tenant,
+            notify=job.notify,
+            traceparent=traceparent,
+            slot=job.in_flight_slot,
+            failure=failure,
         )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import (
     InFlightCapReached,
     InvalidCursor,
@@ -21,6 +22,7 @@ from memeforge_common.models import (
     MemeItem,
     MemeState,
     MemeStatus,
+    Notify,
     RenderSpec,
     RequestMessage,
 )
@@ -33,6 +35,7 @@ from memeforge_common.tracing import child_of, trace_id
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
 from memeforge_api.deps import (
     BacklogDep,
+    EndpointsDep,
     IdempotencyDep,
     OutputsDep,
     RequestsDep,
@@ -108,6 +111,7 @@ async def create_meme(
     settings: SettingsDep,
     watcher: WatcherDep,
     backlog: BacklogDep,
+    endpoints: EndpointsDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -121,6 +125,7 @@ async def create_meme(
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
     if backlog is not None:
         await backlog.admit()
+    notify = await _notify_for(body, endpoints, caller.tenant)
     meme_id = uuid.uuid4().hex
     replay = False
     if idempotency_key is not None:
@@ -143,6 +148,7 @@ async def create_meme(
         trace,
         tenant=caller.tenant,
         retention=timedelta(days=settings.retention_days),
+        notify=notify,
         counted=settings.max_in_flight_per_tenant > 0,
     )
     try:
@@ -182,6 +188,24 @@ async def create_meme(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/memes/{item.id}"
     return MemeView.of(item)
+
+
+async def _notify_for(body: CreateMeme, endpoints: EndpointCache, tenant: str) -> Notify | None:
+    """Where the meme's ending is announced: its own callback_url, else the tenant's
+    default endpoint; webhooks need the tenant's signing secret, so a callback_url
+    without one is refused now rather than never delivered."""
+    endpoint = await endpoints.get(tenant)
+    url = body.callback_url or (endpoint.url if endpoint else None)
+    if body.callback_url and endpoint is None:
+        raise Problem(
+            422,
+            "webhook-not-configured",
+            "No webhook signing secret for this tenant",
+            "an admin registers one: python -m memeforge_common.endpoints set --tenant …",
+        )
+    if url is None and body.notify_email is None:
+        return None
+    return Notify(callback_url=url, email=body.notify_email)
 
 
 async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> RenderSpec:

@@ -1,0 +1,1 @@
+"""memeforge notifier: signed webhooks and SES email for ended memes and batches."""
