@@ -3,12 +3,15 @@
 One emulator (LocalStack backend by default: S3 + SQS on LocalStack, DynamoDB Local),
 then for each column an api process of its own on it:
 
-* **watcher**: the api of this tree (one watcher per process, batched reads);
+* **watcher**: the api of this tree (one watcher per process: change feed + batched
+  consistent reads);
 * **baseline**: the api as it was before the watcher (``git worktree`` of the commit
   before ``watcher.py`` appeared, put first on the api's PYTHONPATH): each waiting
-  request polls its own GetItem, 50 ms backing off to 500 ms.
+  request polls its own GetItem, 50 ms backing off to 500 ms;
+* any ``--against NAME=REF``: the api of that git commit, the same way (e.g. the
+  polling-only watcher, to compare with the change feed).
 
-Per column: ``--memes`` memes written QUEUED; ``--waiters`` clients (half long-poll
+Per column: ``--memes`` memes written QUEUED; ``--waiters`` clients with one API key (half long-poll
 ``?wait=20``, re-asked until DONE; half SSE ``/events``), spread evenly over the memes;
 an idle phase (nothing moves); then the bench itself moves the memes RENDERING → DONE
 at ``--rate`` per second with the same conditional writes the renderer makes (so no
@@ -18,7 +21,8 @@ the api made (counted inside the api process by a sitecustomize hook on aiobotoc
 the same hook for both columns), and DONE → seen: from the DONE write returning to the
 client parsing it. Prints a table, the machine's load, and one JSON line.
 
-    python -m bench.waiting                       # 1,000 waiters, both columns
+    python -m bench.waiting                       # 1,000 waiters, watcher and baseline
+    python -m bench.waiting --against polling=63f35ea
     python -m bench.waiting --waiters 200 --no-baseline --backend moto
 """
 
@@ -40,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for sub in ("services/common", "services/api", "."):
     sys.path.insert(0, str(ROOT / sub))
 
+from memeforge_common.apikeys import ALL_SCOPES, KeyStore  # noqa: E402
 from memeforge_common.aws import AwsClients  # noqa: E402
 from memeforge_common.bootstrap import bootstrap  # noqa: E402
 from memeforge_common.items import MemeStore, new_item  # noqa: E402
@@ -77,6 +82,15 @@ def _dump():
 threading.Thread(target=_dump, daemon=True).start()
 """
 DYNAMO_OPS = ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
+TENANT = "bench"
+# Each other column over this tree's, in the JSON line.
+RATIO_KEYS = (
+    "idle_cpu_pct_per_1k_waiters",
+    "idle_dynamodb_calls_per_s",
+    "finish_cpu_pct_per_1k_waiters",
+    "finish_dynamodb_calls_per_s",
+    "done_to_seen_p99_ms",
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -104,8 +118,8 @@ class Column:
     name: str
     idle: Phase = field(default_factory=Phase)
     finish: Phase = field(default_factory=Phase)
-    latencies_ms: list[float] = field(default_factory=list)
-    seen: list[tuple[str, float]] = field(default_factory=list)
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # by client kind
+    seen: list[tuple[str, str, float]] = field(default_factory=list)
     calls_by_operation: dict[str, int] = field(default_factory=dict)
     refused: int = 0
 
@@ -160,37 +174,55 @@ class Api:
         return cpu_seconds(self.proc.pid), calls, items
 
 
-async def _request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _request(
+    port: int, target: str, token: str = ""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = f"GET {target} HTTP/1.1\r\nHost: bench\r\n{auth}Connection: close\r\n\r\n"
+    writer.write(head.encode())
     await writer.drain()
     return reader, writer
 
 
-async def long_poller(port: int, meme_id: str, done_at: dict[str, float], col: Column) -> None:
+async def _refused(status: int, body: bytes, col: Column) -> bool:
+    """A 503 (too many waiters, AWS slow to answer the first read) is counted and asked
+    again a second later, as a client would; anything else but 200 is a bench bug."""
+    if status == 503:
+        col.refused += 1
+        await asyncio.sleep(1)
+        return True
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+    return False
+
+
+async def long_poller(port: int, meme_id: str, token: str, col: Column) -> None:
     while True:
-        reader, writer = await _request(port, f"/memes/{meme_id}?wait=20")
+        reader, writer = await _request(port, f"/memes/{meme_id}?wait=20", token)
         status = int((await reader.readline()).split()[1])
         body = await reader.read()
         writer.close()
-        if status == 503:
-            col.refused += 1
-            return
+        if await _refused(status, body, col):
+            continue
         if b'"state":"DONE"' in body:
-            col.seen.append((meme_id, time.monotonic()))
+            col.seen.append(("long_poll", meme_id, time.monotonic()))
             return
 
 
-async def sse_client(port: int, meme_id: str, done_at: dict[str, float], col: Column) -> None:
-    reader, writer = await _request(port, f"/memes/{meme_id}/events?timeout=600")
-    status = int((await reader.readline()).split()[1])
+async def sse_client(port: int, meme_id: str, token: str, col: Column) -> None:
+    while True:
+        reader, writer = await _request(port, f"/memes/{meme_id}/events?timeout=600", token)
+        status = int((await reader.readline()).split()[1])
+        if status == 200:
+            break
+        body = await reader.read()
+        writer.close()
+        await _refused(status, body, col)
     try:
-        if status == 503:
-            col.refused += 1
-            return
         async for line in reader:
             if line.startswith(b"data: ") and b'"state":"DONE"' in line:
-                col.seen.append((meme_id, time.monotonic()))
+                col.seen.append(("sse", meme_id, time.monotonic()))
                 return
     finally:
         writer.close()
@@ -204,10 +236,13 @@ async def run_column(
     try:
         async with AwsClients.open(settings) as aws:
             store = MemeStore(aws.dynamodb, settings.table)
+            token = (
+                await KeyStore(aws.dynamodb, settings.table).create(TENANT, name, ALL_SCOPES)
+            ).token
             spec = RenderSpec(boxes=classic_boxes("bench", name))
             ids = []
             for _ in range(args.memes):
-                item = new_item(os.urandom(16).hex(), "bench", spec)
+                item = new_item(os.urandom(16).hex(), "bench", spec, tenant=TENANT)
                 await store.create(item)
                 await store.transition(item.id, MemeState.QUEUED)
                 ids.append(item.id)
@@ -215,7 +250,7 @@ async def run_column(
             clients = [
                 asyncio.create_task(
                     (long_poller if n % 2 == 0 else sse_client)(
-                        api.port, ids[n % len(ids)], done_at, col
+                        api.port, ids[n % len(ids)], token, col
                     )
                 )
                 for n in range(args.waiters)
@@ -238,7 +273,9 @@ async def run_column(
                 done_at[meme_id] = time.monotonic()
             await asyncio.wait_for(asyncio.gather(*clients), timeout=60)
             # Seen before the DONE write's answer reached the bench counts as 0 ms.
-            col.latencies_ms = [max(0.0, seen - done_at[i]) * 1000 for i, seen in col.seen]
+            for kind, meme_id, seen in col.seen:
+                latency = max(0.0, seen - done_at[meme_id]) * 1000
+                col.latencies_ms.setdefault(kind, []).append(latency)
             cpu2, calls2, items2 = api.snapshot()
             col.finish = Phase(time.monotonic() - t1, cpu2 - cpu1, calls2 - calls1, items2 - items1)
             col.calls_by_operation = api.by_operation()
@@ -247,8 +284,8 @@ async def run_column(
     return col
 
 
-def baseline_tree(workdir: Path) -> Path:
-    """A checkout of the commit before the watcher (the per-client polling api)."""
+def watcher_added_parent() -> str:
+    """The commit before the watcher (the per-client polling api)."""
     added = subprocess.run(
         [
             "git",
@@ -263,9 +300,14 @@ def baseline_tree(workdir: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.split()[-1]
-    tree = workdir / "baseline"
+    return f"{added}^"
+
+
+def checkout(workdir: Path, name: str, ref: str) -> Path:
+    """A detached worktree of ``ref``, whose api a column runs."""
+    tree = workdir / f"tree-{name}"
     subprocess.run(
-        ["git", "worktree", "add", "--detach", str(tree), f"{added}^"],
+        ["git", "worktree", "add", "--detach", str(tree), ref],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -282,6 +324,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def summary(col: Column, waiters: int) -> dict[str, Any]:
     per_k = 1000 / waiters
+    every = [latency for latencies in col.latencies_ms.values() for latency in latencies]
     return {
         "idle_cpu_pct_per_1k_waiters": 100 * col.idle.cpu_s / col.idle.seconds * per_k,
         "finish_cpu_pct_per_1k_waiters": 100 * col.finish.cpu_s / col.finish.seconds * per_k,
@@ -289,8 +332,10 @@ def summary(col: Column, waiters: int) -> dict[str, Any]:
         "finish_dynamodb_calls_per_s": col.finish.calls / col.finish.seconds,
         "idle_items_read_per_s": col.idle.items / col.idle.seconds,
         "finish_items_read_per_s": col.finish.items / col.finish.seconds,
-        "done_to_seen_p50_ms": _pct(col.latencies_ms, 0.50),
-        "done_to_seen_p99_ms": _pct(col.latencies_ms, 0.99),
+        "done_to_seen_p50_ms": _pct(every, 0.50),
+        "done_to_seen_p99_ms": _pct(every, 0.99),
+        "sse_done_to_seen_p99_ms": _pct(col.latencies_ms.get("sse", []), 0.99),
+        "long_poll_done_to_seen_p99_ms": _pct(col.latencies_ms.get("long_poll", []), 0.99),
         "seen": len(col.seen),
         "refused": col.refused,
     }
@@ -306,6 +351,13 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=3.0, help="after all connected")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="NAME=REF",
+        help="also run the api of git commit REF as column NAME",
+    )
+    parser.add_argument(
         "--api-setting",
         action="append",
         default=[],
@@ -319,12 +371,22 @@ def main() -> None:
         (workdir / "hook").mkdir()
         (workdir / "hook" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         emulator = start_emulator(args.backend, workdir=workdir / "emulator")
-        tree = None
+        refs = dict(against.split("=", 1) for against in args.against)
+        if not args.no_baseline:
+            refs["baseline"] = watcher_added_parent()
+        trees: list[Path] = []
         try:
             settings = Settings(table=f"bench-waiting-{os.getpid()}")
             extra = dict(setting.split("=", 1) for setting in args.api_setting)
             base_env = emulator.child_env(
-                {"MEMEFORGE_TABLE": settings.table, "MEMEFORGE_MAX_LONG_POLL_S": "20", **extra}
+                {
+                    "MEMEFORGE_TABLE": settings.table,
+                    "MEMEFORGE_MAX_LONG_POLL_S": "20",
+                    # Off: its UpdateItem per request is not what this measures, and
+                    # 1,000 clients of one key would spend its burst on connecting.
+                    "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "0",
+                    **extra,
+                }
             )
             os.environ.update({k: v for k, v in base_env.items() if k.startswith("AWS_")})
             asyncio.run(bootstrap(settings, seed=False))
@@ -334,18 +396,16 @@ def main() -> None:
             hook = str(workdir / "hook")
             env = base_env | {"PYTHONPATH": hook}
             columns["watcher"] = asyncio.run(run_column("watcher", env, settings, args, workdir))
-            if not args.no_baseline:
-                tree = baseline_tree(workdir)
+            for name, ref in refs.items():
+                trees.append(tree := checkout(workdir, name, ref))
                 code = f"{tree}/services/api:{tree}/services/common"
                 env = base_env | {"PYTHONPATH": f"{hook}:{code}"}
-                columns["baseline"] = asyncio.run(
-                    run_column("baseline", env, settings, args, workdir)
-                )
+                columns[name] = asyncio.run(run_column(name, env, settings, args, workdir))
             busy1, total1 = machine_busy()
             load1 = os.getloadavg()[0]
         finally:
             emulator.stop()
-            if tree is not None:
+            for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
     report(args, columns, 100 * (busy1 - busy0) / max(1, total1 - total0), (load0, load1))
 
@@ -379,10 +439,12 @@ def report(
     }
     for name, s in stats.items():
         result |= {f"{name}_{k}": round(v, 2) for k, v in s.items()}
-    if "baseline" in stats:
-        w, b = stats["watcher"], stats["baseline"]
-        for key in ("idle_cpu_pct_per_1k_waiters", "idle_dynamodb_calls_per_s"):
-            result[f"baseline_over_watcher_{key}"] = round(b[key] / max(w[key], 1e-9), 1)
+    w = stats["watcher"]
+    for name, other in stats.items():
+        if name == "watcher":
+            continue
+        for key in RATIO_KEYS:
+            result[f"{name}_over_watcher_{key}"] = round(other[key] / max(w[key], 1e-9), 1)
     print(json.dumps(result))
 
 

@@ -16,3 +16,7 @@ golden-update: $(STAMP) ## regenerate tests/golden/*.png after an intended font/
 .PHONY: bench-waiting
 bench-waiting: $(STAMP) ## waiting benchmark: 1,000 long-poll/SSE waiters, watcher vs per-client polling
 	$(PY) -m bench.waiting $(BENCH_ARGS)
+
+.PHONY: bench-pipeline
+bench-pipeline: $(STAMP) ## pipeline cost: memes/s, latency by load, AWS calls, CPU ms and USD per meme
+	$(PY) -m bench.pipeline $(BENCH_ARGS)

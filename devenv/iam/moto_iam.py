@@ -29,6 +29,10 @@ but differs from AWS where our policies would notice:
 - Presigned S3 URLs crash moto's checker (no ``Authorization`` header: HTTP 500). We verify
   them as S3 does: known active key, signature over the query string, not expired, and the
   signer's policy allows the action on the object.
+- Presigned POST forms (browser-based uploads) are anonymous to moto (AccessDenied). We
+  verify them as S3 does: known active key, the SigV4 signature over the form's policy, the
+  policy not expired and every condition met (fields, key, Content-Type, length range),
+  and the signer's policy allows s3:PutObject on the form's object.
 - An S3 request whose ``Authorization`` is not SigV4 (``Bearer …``), or a presigned URL
   sent with one too, also crashes it (IndexError reading the credential scope: 500). S3
   answers ``400 InvalidArgument``; so do we.
@@ -43,7 +47,11 @@ queue policies) and permission boundaries are still not evaluated: see docs/cred
 
 from __future__ import annotations
 
+import base64
 import datetime
+import functools
+import hashlib
+import hmac
 import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -285,6 +293,65 @@ class _PresignedS3Request(access_control.S3IAMRequest):
             self._raise_signature_does_not_match()
 
 
+class _PostFormS3Request(access_control.S3IAMRequest):
+    """An S3 POST authenticated by a presigned form (browser-based upload, SigV4): the
+    form's policy is signed, and every one of its conditions must hold."""
+
+    def __init__(
+        self,
+        account_id: str,
+        method: str,
+        path: str,
+        data: dict[str, str],
+        body: bytes,
+        headers: dict[str, str],
+        action: str,
+        *,
+        form: dict[str, str],
+        bucket: str,
+        size: int,
+    ) -> None:
+        self._form = form
+        self._bucket = bucket
+        self._size = size
+        # The base class reads the access key and scope from an Authorization header.
+        synthetic = dict(headers.items())
+        synthetic["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={form.get('x-amz-credential', '')}, "
+            f"SignedHeaders=, Signature={form.get('x-amz-signature', '')}"
+        )
+        super().__init__(account_id, method, path, data, body, synthetic, action)
+
+    def check_signature(self) -> None:
+        encoded = self._form.get("policy", "")
+        secret = self._access_key.create_credentials().secret_key
+        scope = self._form.get("x-amz-credential", "").split("/")
+        if len(scope) != 5:
+            self._raise_signature_does_not_match()
+        key = ("AWS4" + secret).encode()
+        for part in scope[1:]:  # date, region, service, "aws4_request"
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        expected = hmac.new(key, encoded.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, self._form.get("x-amz-signature", "")):
+            self._raise_signature_does_not_match()
+        policy = json.loads(base64.b64decode(encoded))
+        expires = datetime.datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")
+        if datetime.datetime.now(datetime.UTC) > expires.replace(tzinfo=datetime.UTC):
+            raise S3AccessDeniedError()  # S3: "Invalid according to Policy: Policy expired."
+        if not all(self._holds(c) for c in policy.get("conditions", [])):
+            raise S3AccessDeniedError()  # S3: "Invalid according to Policy: ..."
+
+    def _holds(self, condition: Any) -> bool:
+        fields = {k.lower(): v for k, v in self._form.items()} | {"bucket": self._bucket}
+        if isinstance(condition, dict):
+            return all(fields.get(k.lower()) == v for k, v in condition.items())
+        op, name, value = condition
+        if op == "content-length-range":
+            return int(name) <= self._size <= int(value)
+        got = fields.get(str(name).lstrip("$").lower(), "")
+        return bool(got == value if op == "eq" else got.startswith(value))
+
+
 _authenticate_stock = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
 
@@ -294,7 +361,14 @@ def _authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None
     if enforcing and s3:
         authorization = self.headers.get("Authorization")
         presigned = "X-Amz-Signature=" in urlsplit(self.uri).query
-        if authorization is None:
+        form = {k: v for k, v in getattr(self, "form_data", {}).items()}
+        if authorization is None and "x-amz-signature" in form and "key" in form:
+            bucket = resource.removeprefix("arn:aws:s3:::")
+            iam_request_cls = functools.partial(  # type: ignore[assignment]
+                _PostFormS3Request, form=form, bucket=bucket, size=len(self.body)
+            )
+            resource = f"{resource}/{form['key']}"  # authorised on the form's object
+        elif authorization is None:
             if not presigned:
                 raise S3AccessDeniedError()  # anonymous: the bucket is private
             iam_request_cls = _PresignedS3Request

@@ -264,6 +264,9 @@ def scan_unit(unit: Unit) -> None:
                 f"({first_arg!r}) this is: {candidates}"
             )
             unit.boto_calls.add((candidates[0][0], candidates[0][1], node.lineno))
+        elif method == "generate_presigned_post":
+            # A browser form the client sends to S3 under the signer's identity: PutObject.
+            unit.boto_calls.add(("s3", "PutObject", node.lineno))
         elif method == "generate_presigned_url":
             client_method = first_arg or _const_str(
                 next((k.value for k in node.keywords if k.arg == "ClientMethod"), None)

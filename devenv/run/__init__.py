@@ -1,1 +1,1 @@
-"""The dev run: an AWS emulator, the bootstrap and the three services as processes."""
+"""The dev run: an AWS emulator, the bootstrap and the four services as processes."""

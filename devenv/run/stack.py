@@ -15,8 +15,9 @@ from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
     "renderer": "memeforge_renderer",
-    "notifier": "memeforge_notifier",
     "api": "memeforge_api",
+    # Last: the api (which the stack waits for) starts as early as before it existed.
+    "notifier": "memeforge_notifier",
 }
 
 
@@ -105,7 +106,7 @@ def start_stack(
     prepare: Callable[[Stack], None] | None = None,
     hurry: threading.Event | None = None,
 ) -> Stack:
-    """Emulator → bootstrap → consumer, renderer, notifier, api. Stops what it started on
+    """Emulator → bootstrap → consumer, renderer, api, notifier. Stops what it started on
     failure.
 
     ``emulator``: use this one (the stack then owns it) instead of starting ``backend``.

@@ -11,6 +11,8 @@ inside it that must not be. moto backend only: LocalStack community does not enf
 
 from __future__ import annotations
 
+import base64
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -225,6 +227,17 @@ IN_POLICY: list[tuple[str, str, Call]] = [
             Limit=1,
         ),
     ),
+    (
+        "api",
+        "Query the changes index (the watcher's change feed)",
+        lambda s: as_service(s, "api", "dynamodb").query(
+            TableName="memeforge-memes",
+            IndexName="changes",
+            KeyConditionExpression="feed = :f",
+            ExpressionAttributeValues={":f": {"S": "2026-01-01T00:00"}},
+            Limit=1,
+        ),
+    ),
 ]
 
 
@@ -281,6 +294,42 @@ def test_presigned_urls_are_verified(stack: Stack) -> None:
     bearer = {"Authorization": "Bearer mf_key_secret"}
     assert http_status(url, bearer) == 400  # two auth mechanisms
     assert http_status(bare, bearer) == 400  # not SigV4
+
+
+def test_presigned_post_forms_are_verified(stack: Stack) -> None:
+    """docs/credentials.md "What the emulator enforces": presigned POST forms verified.
+    The signature covers the policy, every condition must hold, and the signer's own policy
+    must allow s3:PutObject on the form's object (the api's: incoming/*)."""
+    key = "incoming/acme/" + "a" * 32
+    conditions: list[Any] = [
+        {"key": key},
+        ["content-length-range", 1, 1000],
+        ["starts-with", "$Content-Type", "image/"],
+    ]
+
+    def form(service: str) -> dict[str, Any]:
+        s3 = as_service(stack, service, "s3")
+        post: dict[str, Any] = s3.generate_presigned_post(
+            "memeforge", key, Conditions=conditions, ExpiresIn=60
+        )
+        return post
+
+    def send(post: dict[str, Any], data: bytes = b"png", **fields: str) -> int:
+        sent = {"Content-Type": "image/png"} | post["fields"] | fields
+        files = {"file": ("upload", data, sent["Content-Type"])}
+        return httpx.post(post["url"], data=sent, files=files, timeout=10).status_code
+
+    api = form("api")
+    policy = json.loads(base64.b64decode(api["fields"]["policy"]))
+    policy["conditions"][1] = ["content-length-range", 1, 10**9]
+    widened = base64.b64encode(json.dumps(policy).encode()).decode()
+    assert send(api, b"0" * 2000, policy=widened) == 403  # the signature covers the policy
+    assert send(api, b"0" * 2000) == 403  # over the range
+    assert send(api, **{"Content-Type": "text/html"}) == 403
+    assert send(api, key="incoming/acme/" + "b" * 32) == 403  # another key than signed
+    assert send(form("renderer")) == 403  # a signer whose policy has no incoming/*
+    assert send({"url": api["url"], "fields": {"key": key}}) == 403  # anonymous
+    assert send(api) == 204
 
 
 def test_the_bootstrap_runs_under_its_own_policy(stack: Stack) -> None:

@@ -19,6 +19,7 @@ from devenv.run.stack import Stack
 from tests.support.images import gradient, region_diff
 from tests.support.mail import mail_to
 from tests.support.memes import wait_until_settled
+from tests.support.uploads import post_form
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,24 @@ async def test_seed_templates_are_listed_and_renderable(api: httpx.AsyncClient) 
     created = await api.post("/memes", json={"template_id": seed, "bottom": "seeded"})
     meme = await wait_until_settled(api, created.json()["id"])
     assert meme["state"] == "DONE"
+
+
+async def test_a_template_uploaded_straight_to_s3_is_renderable(api: httpx.AsyncClient) -> None:
+    """README "Direct uploads to S3": the form to S3, complete, then a meme from it (on the
+    least-privilege stack, as the api's own IAM user)."""
+    started = await api.post("/templates/uploads")
+    assert started.status_code == 201, started.text
+    image = gradient(320, 240, "PNG")
+    sent = await post_form(started.json(), image)
+    assert sent.status_code in (200, 201, 204), sent.text
+    done = await api.post(started.json()["links"]["complete"], json={"name": "E2E direct"})
+    assert done.status_code == 201, done.text
+    created = await api.post("/memes", json={"template_id": "e2e-direct", "top": "direct"})
+    meme = await wait_until_settled(api, created.json()["id"])
+    assert meme["state"] == "DONE", meme.get("failure")
+    assert (meme["result"]["width"], meme["result"]["height"]) == (320, 240)
+    # Leave the tenant's templates as they were: later tests list them.
+    assert (await api.delete("/templates/e2e-direct")).status_code == 204
 
 
 async def test_the_animated_seed_comes_back_animated(api: httpx.AsyncClient) -> None:

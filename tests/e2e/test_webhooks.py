@@ -91,6 +91,7 @@ async def attempts(
 async def test_a_signed_webhook_is_delivered_and_shown_on_the_meme(
     api: httpx.AsyncClient, hooks: Receiver, secret: str
 ) -> None:
+    """README "Standard Webhooks"; "Each attempt shows on the meme"."""
     meme_id = await meme(api, callback_url=hooks.url("/ok"))
     [delivery] = await deliveries(hooks, "/ok")
     payload = Webhook(secret).verify(delivery.body, delivery.headers)
@@ -118,6 +119,7 @@ async def test_a_failed_meme_is_announced_as_meme_failed(
 async def test_500_three_times_is_retried_then_delivered(
     api: httpx.AsyncClient, hooks: Receiver, secret: str
 ) -> None:
+    """README "retried with backoff by message visibility (never a sleep)"."""
     hooks.fail("/flaky", 3)
     meme_id = await meme(api, callback_url=hooks.url("/flaky"))
     found = await deliveries(hooks, "/flaky")
@@ -137,6 +139,7 @@ async def test_500_three_times_is_retried_then_delivered(
 async def test_a_receiver_down_for_20_s_gets_it_once_it_is_up(
     api: httpx.AsyncClient, secret: str
 ) -> None:
+    """README "not answering, is retried with backoff"."""
     away = Receiver()  # its port is chosen, nothing listens on it yet
     meme_id = await meme(api, callback_url=away.url("/late"))
     await wait_until_settled(api, meme_id)
@@ -156,6 +159,7 @@ async def test_a_receiver_down_for_20_s_gets_it_once_it_is_up(
 async def test_a_notifier_killed_mid_delivery_delivers_again_with_the_same_id(
     stack: Stack, api: httpx.AsyncClient, hooks: Receiver, secret: str
 ) -> None:
+    """README "a notifier killed mid-delivery … carries the same `webhook-id`"."""
     arrived = hooks.stall("/stall")
     meme_id = await meme(api, callback_url=hooks.url("/stall"))
     assert await asyncio.to_thread(arrived.wait, PATIENCE_S)
@@ -177,6 +181,7 @@ async def test_a_notifier_killed_mid_delivery_delivers_again_with_the_same_id(
 async def test_a_forbidden_target_is_refused_and_recorded(
     api: httpx.AsyncClient, target: str
 ) -> None:
+    """README "refused and recorded (`refused`, `forbidden-address`), never retried"."""
     meme_id = await meme(api, callback_url=target)
     [shown] = await attempts(api, meme_id, "webhook", "refused")
     assert shown["error"] == "forbidden-address"
@@ -185,6 +190,7 @@ async def test_a_forbidden_target_is_refused_and_recorded(
 async def test_one_mail_for_a_meme_that_asked_none_for_one_that_did_not(
     stack: Stack, api: httpx.AsyncClient
 ) -> None:
+    """README "One mail per ended meme that asked"."""
     silent = await meme(api)
     await wait_until_settled(api, silent)
     recipient = f"{uuid.uuid4().hex[:12]}@example.com"

@@ -20,12 +20,13 @@ from memeforge_common.models import (
 from memeforge_common.publishers import RenderPublisher, RequestPublisher
 from memeforge_common.queues import ERROR_ATTRIBUTE, QueueMessage, queue_url
 from memeforge_common.settings import Settings
-from memeforge_common.templates import TemplateStore
+from memeforge_common.templates import TemplateInfoCache, TemplateStore
 from memeforge_common.tenancy import PUBLIC_TENANT
 from memeforge_common.tracing import new_traceparent, trace_id
 from memeforge_consumer.deadletters import DeadLetterDrain
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
+from prometheus_client import REGISTRY
 
 from tests.support.images import gradient
 from tests.support.notifications import endings_for
@@ -288,3 +289,42 @@ async def test_dispatch_carries_the_trace_to_the_render_job(
     [job] = response["Messages"]
     forwarded = job["MessageAttributes"]["traceparent"]["StringValue"]
     assert trace_id(forwarded) == trace_id(parent)
+
+
+def _aws_requests(service: str, operation: str) -> float:
+    labels = {"service": service, "operation": operation}
+    return REGISTRY.get_sample_value("memeforge_aws_requests_total", labels) or 0.0
+
+
+async def test_dispatch_costs_one_write_per_meme_and_one_template_lookup_per_period(
+    aws: AwsClients, resources: Settings, store: MemeStore, templates: TemplateStore
+) -> None:
+    """Issue #12: no GetItem before the QUEUED write (it answers with the item) and no
+    HeadObject per meme (template metadata cached for seconds)."""
+    await templates.upload(
+        "seed", tenant=PUBLIC_TENANT, name="s", data=gradient(64, 48),
+        content_type="image/jpeg", width=64, height=48,
+    )  # fmt: skip
+    renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, resources.render_queue))
+    endings = await endings_for(aws, resources, store)
+    dispatcher = Dispatcher(store, TemplateInfoCache(templates, ttl_s=60), renders, endings)
+    items = [new_item(uuid.uuid4().hex, "seed", SPEC, tenant="acme") for _ in range(10)]
+    for item in items:
+        await store.create(item)
+    counted = [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("s3", "HeadObject")]
+    before = {key: _aws_requests(*key) for key in counted}
+    batch = [message(RequestMessage(meme_id=i.id).model_dump_json()) for i in items]
+    outcomes = await dispatcher.handle_batch(batch)
+    assert outcomes.done == {m.message_id for m in batch}
+    spent = {key: _aws_requests(*key) - before[key] for key in counted}
+    # The own folder (acme has no "seed"), then the public one: once for all ten.
+    assert spent == {("dynamodb", "GetItem"): 0, ("dynamodb", "UpdateItem"): 10,
+                     ("s3", "HeadObject"): 2}  # fmt: skip
+    for item in items:
+        queued = await store.get(item.id)
+        assert queued is not None
+        assert queued.state is MemeState.QUEUED
+    bodies = await receive_all(aws, resources.render_queue)
+    jobs = [RenderJob.model_validate_json(body) for body in bodies]
+    assert len(jobs) == 10
+    assert {job.template_key for job in jobs} == {"templates/public/seed"}

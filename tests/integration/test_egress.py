@@ -61,13 +61,14 @@ async def test_a_body_over_the_cap_is_cut_off_while_streaming(origin: str) -> No
 async def test_a_slow_drip_ends_at_the_total_timeout(origin: str) -> None:
     policy = EgressPolicy(allow=ALLOW_LOOPBACK.allow, total_timeout_s=1.0)
     with pytest.raises(Unreachable, match="did not answer"):
-        await request("GET", f"{origin}/drip", policy=policy, max_bytes=2 << 20)
+        await request("GET", f"{origin}/drip", policy=policy, max_bytes=2000)
 
 
 async def test_it_connects_to_the_address_it_checked_and_keeps_the_host_name(
     origin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DNS rebinding: the first answer is loopback (allowed), later ones the metadata
+    """README "Templates from a URL": "the connection goes to the address that was checked".
+    DNS rebinding: the first answer is loopback (allowed), later ones the metadata
     endpoint. One lookup is made, and the connection goes to the checked address."""
     port = urlsplit(origin).port
     assert port is not None

@@ -12,6 +12,7 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -30,8 +31,10 @@ from memeforge_common.settings import Settings
 from devenv.run.backends.localstack import find_install, start_localstack
 from devenv.run.emulator import Emulator
 from tests.support.backends import unavailable
+from tests.support.images import gradient
 from tests.support.memes import put_done_meme
 from tests.support.settings import unique_settings
+from tests.support.uploads import post_form, signed_policy, with_policy
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -111,15 +114,21 @@ async def test_s3_put_and_get(s3: S3Client) -> None:
     assert got["ContentType"] == "text/plain"
 
 
-async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
-    """Where the api's GET /memes/{id}/image sends a client."""
+@asynccontextmanager
+async def _api(settings: Settings, auth: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api", headers=auth
         ) as api:
-            response = await api.get(f"/memes/{meme_id}/image")
+            yield api
+
+
+async def _redirect(settings: Settings, meme_id: str, auth: dict[str, str]) -> str:
+    """Where the api's GET /memes/{id}/image sends a client."""
+    async with _api(settings, auth) as api:
+        response = await api.get(f"/memes/{meme_id}/image")
     assert response.status_code == 307, response.text
     return str(response.headers["location"])
 
@@ -226,3 +235,70 @@ def test_stop_ends_both_processes(tmp_path: Path) -> None:
 
     assert all(proc.poll() is not None for proc in emu.processes)
     assert not any(_port_open(url) for url in urls)
+
+
+async def test_s3_itself_enforces_the_direct_upload_form(
+    backend: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README "Direct uploads to S3": on LocalStack, S3 itself refuses a tampered policy,
+    a body over the range, a form field the policy does not allow (another key, a
+    Content-Type that is not image/*) and an expired form. LocalStack does not verify the
+    signature of a policy that still decodes (real S3 does): a policy re-encoded with a
+    wider range is caught by complete instead (413, object deleted)."""
+    for name, value in backend.child_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    settings = unique_settings(max_upload_bytes=50_000)
+    await bootstrap(settings, seed=False)
+    async with AwsClients.open(settings) as aws:
+        key = await KeyStore(aws.dynamodb, settings.table).create("acme", "direct", ALL_SCOPES)
+    auth = {"Authorization": f"Bearer {key.token}"}
+    image = gradient(40, 30, "PNG")
+    async with _api(settings, auth) as api:
+        form = (await api.post("/templates/uploads")).json()
+        fields = form["fields"]
+
+        garbled = form | {"fields": fields | {"policy": "x" + fields["policy"][1:]}}
+        tampered = await post_form(garbled, image)
+        assert tampered.status_code == 403, tampered.text
+        assert b"SignatureDoesNotMatch" in tampered.content
+        oversized = await post_form(form, b"\0" * 60_000)
+        assert oversized.status_code == 400, oversized.text
+        assert b"EntityTooLarge" in oversized.content
+        html = await post_form(form, image, content_type="text/html")
+        assert html.status_code == 403, html.text
+        elsewhere = form | {"fields": fields | {"key": "templates/acme/planted"}}
+        assert (await post_form(elsewhere, image)).status_code == 403
+
+        async with AwsClients.open(settings) as aws:
+            listed = await aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix="")
+        assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+
+        policy = signed_policy(form)
+        policy["conditions"] = [
+            ["content-length-range", 1, 10**9]
+            if isinstance(c, list) and c[0] == "content-length-range"
+            else c
+            for c in policy["conditions"]
+        ]
+        widened = await post_form(with_policy(form, policy), b"\0" * 60_000)
+        complete = form["links"]["complete"]
+        if widened.status_code < 300:  # LocalStack: stored, so complete must refuse it
+            late = await api.post(complete, json={"name": "Widened"})
+            assert (late.status_code, late.json()["code"]) == (413, "upload-too-large")
+            async with AwsClients.open(settings) as aws:
+                gone = await aws.s3.list_objects_v2(Bucket=settings.bucket, Prefix="incoming/")
+            assert gone.get("KeyCount", 0) == 0
+        else:  # real S3: the signature no longer matches
+            assert widened.status_code == 403, widened.text
+
+        assert (await post_form(form, image)).status_code in (200, 201, 204)
+        done = await api.post(complete, json={"name": "Direct"})
+        assert done.status_code == 201, done.text
+
+    async with _api(settings.model_copy(update={"upload_policy_ttl_s": 1}), auth) as api:
+        expiring = (await api.post("/templates/uploads")).json()
+    await asyncio.sleep(2.1)  # let the 1 s form expire: expiry is checked to the second
+    expired = await post_form(expiring, image)
+    assert expired.status_code == 403, expired.text
+    assert b"expired" in expired.content

@@ -37,6 +37,7 @@ from memeforge_common.tracing import new_traceparent
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
 from memeforge_notifier.deliver import DeadNotifications, DeliveryFailed, Notifier
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from devenv.drills.receiver import Receiver, receiver
@@ -137,6 +138,11 @@ def notification(meme_id: str, target: str, channel: str = "webhook") -> QueueMe
     return QueueMessage(uuid.uuid4().hex, "unused", body.model_dump_json(), 1)
 
 
+def retried() -> float:
+    labels = {"channel": "webhook", "outcome": "retrying"}
+    return REGISTRY.get_sample_value("memeforge_notification_attempts_total", labels) or 0.0
+
+
 async def done(store: MemeStore, endings: Endings, meme_id: str, notify: Notify | None) -> None:
     result = MemeResult(
         key=f"memes/{TENANT}/{meme_id}.jpg", content_type="image/jpeg", bytes=10, width=8, height=8
@@ -147,6 +153,7 @@ async def done(store: MemeStore, endings: Endings, meme_id: str, notify: Notify 
         tenant=TENANT,
         notify=notify,
         traceparent=new_traceparent(),
+        slot=None,
         result=result,
     )
     assert ended
@@ -155,6 +162,7 @@ async def done(store: MemeStore, endings: Endings, meme_id: str, notify: Notify 
 async def test_ending_enqueues_one_notification_per_channel_then_clears_the_mark(
     aws: AwsClients, resources: Settings, store: MemeStore, endings: Endings
 ) -> None:
+    """README "Nothing lost between the ending and the enqueue"."""
     notify = Notify(callback_url="https://hooks.example/x", email="me@example.com")
     meme_id = await rendering(store, notify)
     await done(store, endings, meme_id, notify)
@@ -251,6 +259,7 @@ async def test_a_receiver_answering_500_three_times_is_retried_then_delivered(
     await done(store, endings, meme_id, notify)
     [message] = await received(aws, resources)
     worker = notifier(aws, resources)
+    retries_before = retried()
 
     for receive in (1, 2, 3):
         with pytest.raises(DeliveryFailed):  # the queue loop backs the message off
@@ -259,6 +268,7 @@ async def test_a_receiver_answering_500_three_times_is_retried_then_delivered(
 
     deliveries = hooks.to("/flaky")
     assert [d.status for d in deliveries] == [500, 500, 500, 204]
+    assert retried() - retries_before == 3  # memeforge_notification_attempts_total
     assert {d.headers["webhook-id"] for d in deliveries} == {event_id(meme_id, "meme.done")}
     assert len({d.body for d in deliveries}) == 1  # the same event, byte for byte
     for delivery in deliveries:
@@ -341,6 +351,7 @@ async def test_one_mail_with_the_link_and_the_thumbnail(
         tenant=TENANT,
         notify=notify,
         traceparent=new_traceparent(),
+        slot=None,
         result=result,
     )
     [message] = await received(aws, resources)

@@ -8,6 +8,7 @@ import pytest
 from memeforge_api.ratelimit import RateLimiter
 from memeforge_common.aws import AwsClients
 from memeforge_common.settings import Settings
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +38,39 @@ async def test_past_the_burst_exactly_the_burst_is_admitted(
         assert refused.remaining == 0
         assert refused.retry_after_s >= 1
         assert refused.headers()["Retry-After"] == str(refused.retry_after_s)
+
+
+def _update_items() -> float:
+    labels = {"service": "dynamodb", "operation": "UpdateItem"}
+    return REGISTRY.get_sample_value("memeforge_aws_requests_total", labels) or 0.0
+
+
+async def test_a_busy_key_charges_its_tokens_in_leases(
+    aws: AwsClients, resources: Settings
+) -> None:
+    """Issue #12: not one DynamoDB write per request for a key in steady use, also when
+    many requests of the key are in flight at once (they wait for one charge's lease)."""
+    limiter = RateLimiter(aws.dynamodb, resources.table, per_minute=60_000, burst=1_000)
+    writes = _update_items()
+    decisions = [await limiter.check("k3") for _ in range(100)]
+    assert all(d.admitted for d in decisions)
+    assert _update_items() - writes <= 20  # leases of 1, 2, 4, 8, 16, 16, ...
+
+    async def client() -> list[bool]:
+        return [(await limiter.check("k3")).admitted for _ in range(10)]
+
+    writes = _update_items()
+    admitted = await asyncio.gather(*(client() for _ in range(16)))
+    assert all(all(a) for a in admitted)
+    assert _update_items() - writes <= 40
+
+
+async def test_leases_never_admit_more_than_the_burst(aws: AwsClients, resources: Settings) -> None:
+    """Two processes leasing from one key: every token is charged before it is spent, so
+    together they never pass the burst; unspent leased tokens are what they may lose."""
+    limiters = [
+        RateLimiter(aws.dynamodb, resources.table, per_minute=1, burst=100) for _ in (1, 2)
+    ]  # T = 60 s: nothing refills during the test; leases of up to 10
+    decisions = [await limiters[i % 2].check("k4") for i in range(150)]
+    admitted = sum(d.admitted for d in decisions)
+    assert 100 - 2 * 9 <= admitted <= 100

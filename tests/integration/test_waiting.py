@@ -13,7 +13,7 @@ import pytest
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore
 from memeforge_common.aws import AwsClients
 from memeforge_common.items import MemeStore, new_item
-from memeforge_common.models import MemeState, MemeStatus, RenderSpec, classic_boxes
+from memeforge_common.models import MemeState, MemeStatus, RenderSpec, classic_boxes, utcnow
 from memeforge_common.settings import Settings
 
 from devenv.run.emulator import Emulator
@@ -126,6 +126,30 @@ async def test_batch_reads_take_many_ids_and_project_few_fields(
     stamps, calls = await store.stamps([*ids, "f" * 32])
     assert calls == 3
     assert stamps == {i: status.updated_at for i, status in statuses.items()}
+
+
+async def test_the_change_feed_lists_the_latest_status_of_what_changed_since(
+    aws: AwsClients, resources: Settings
+) -> None:
+    """docs/waiting.md "The change feed": one Query of the changes index answers for
+    every watched id with the status a consistent read gives, and only for what moved."""
+    ids = await make_memes(aws, resources, 5)
+    store = MemeStore(aws.dynamodb, resources.table)
+    since = utcnow()
+    await asyncio.sleep(0.01)  # the stamps below are after ``since``, to the millisecond
+    await store.transition(ids[1], MemeState.QUEUED)
+    await store.transition(ids[2], MemeState.QUEUED)
+    await store.transition(ids[2], MemeState.RENDERING)
+    await store.transition(ids[3], MemeState.FAILED)
+    wanted = {ids[0], ids[1], ids[2]}  # ids[3] moved but nobody here waits on it
+    changed, calls = await store.changes(since, utcnow(), wanted)
+    assert sorted(changed) == sorted([ids[1], ids[2]])
+    assert calls in (1, 2)  # one per minute bucket the window touches
+    assert changed[ids[2]].state is MemeState.RENDERING
+    consistent, _ = await store.statuses([ids[1], ids[2]])
+    assert changed == consistent
+    later, _ = await store.changes(utcnow(), utcnow(), wanted)
+    assert later == {}
 
 
 async def test_a_long_poll_and_a_stream_are_woken_by_a_change(

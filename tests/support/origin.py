@@ -5,11 +5,12 @@
 Routes (GET):
     /image.png                 a small PNG
     /echo-host                 the Host header it was sent, as text
-    /redirect/N                302 to /redirect/N-1, and /redirect/0 to /image.png
+    /redirect/N                N redirects: 302 to /redirect/N-1, /redirect/1 to /image.png
     /redirect-to?url=U         302 to U
-    /drip                      declares 1 MB, then sends one byte every 0.2 s
+    /drip                      declares 1000 bytes, then sends one byte every 0.2 s
     /endless                   no length, sends zeros until the client goes away
     /html-as-png               an HTML page labelled image/png
+    /bmp-as-png                a BMP image labelled image/png
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ ENDLESS_MAX_BYTES = 2 * 1024**3
 HTML = b"<!doctype html><html><body>not an image</body></html>"
 
 
-def _png() -> bytes:
+def _image(fmt: str) -> bytes:
     out = io.BytesIO()
-    Image.linear_gradient("L").resize((64, 48)).convert("RGB").save(out, "PNG")
+    Image.linear_gradient("L").resize((64, 48)).convert("RGB").save(out, fmt)
     return out.getvalue()
 
 
-PNG = _png()
+PNG = _image("PNG")
+BMP = _image("BMP")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.headers.get("Host", "").encode(), "text/plain")
         elif path.startswith("/redirect/"):
             left = int(path.rsplit("/", 1)[1])
-            self._redirect("/image.png" if left <= 0 else f"/redirect/{left - 1}")
+            self._redirect("/image.png" if left <= 1 else f"/redirect/{left - 1}")
         elif path == "/redirect-to":
             self._redirect(query["url"][0])
         elif path == "/drip":
@@ -66,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._endless()
         elif path == "/html-as-png":
             self._send(200, HTML, "image/png")
+        elif path == "/bmp-as-png":
+            self._send(200, BMP, "image/png")
         else:
             self._send(404, b"no such route", "text/plain")
 
@@ -85,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drip(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(1024 * 1024))
+        self.send_header("Content-Length", "1000")
         self.end_headers()
         deadline = time.monotonic() + DRIP_MAX_S
         try:

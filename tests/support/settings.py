@@ -19,3 +19,9 @@ def unique_settings(**overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def on_resources(resources: Settings, **overrides: object) -> Settings:
+    """Settings that use ``resources``' bucket, table and queues, with ``overrides``."""
+    names = resources.model_dump(include={"bucket", "table", "request_queue", "render_queue"})
+    return unique_settings(**names, **overrides)

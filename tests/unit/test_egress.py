@@ -56,6 +56,7 @@ LOOPBACK_ONLY = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.0/8"),))
     ],
 )
 def test_non_public_addresses_are_refused_with_their_reason(address: str, reason: str) -> None:
+    """README "Templates from a URL": the addresses the SSRF guard refuses."""
     assert refusal(ipaddress.ip_address(address)) == reason
 
 
@@ -104,6 +105,19 @@ def test_only_absolute_http_urls_with_a_host_are_targets(url: str) -> None:
 def test_ip_literals_are_judged_before_any_connection(url: str) -> None:
     with pytest.raises(ForbiddenAddress):
         check_url(url, EgressPolicy())
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "017700000001", "0", "10.1"]
+)
+def test_legacy_numeric_ipv4_forms_are_judged_as_the_address_they_mean(host: str) -> None:
+    with pytest.raises(ForbiddenAddress):
+        check_url(f"http://{host}/", EgressPolicy())
+
+
+def test_a_legacy_numeric_form_of_a_public_address_is_refused_as_not_canonical() -> None:
+    with pytest.raises(InvalidTarget, match="canonical"):
+        check_url("http://134744072/", EgressPolicy())  # 8.8.8.8
 
 
 def test_a_name_is_left_to_resolution_and_a_public_literal_passes() -> None:

@@ -34,6 +34,16 @@ def test_scanner_flags_an_unlisted_call() -> None:
     assert {(s, op) for s, op, _ in unit.boto_calls} == {("sqs", "PurgeQueue")}
 
 
+def test_a_presigned_post_form_counts_as_put_object() -> None:
+    """The client's form POST is authorised by the signer's policy: s3:PutObject."""
+    source = "async def f(s3):\n    await s3.generate_presigned_post(Bucket='b', Key='k')\n"
+    unit = Unit("probe", "f", None, ast.parse(source).body[0])
+    scan_unit(unit)
+    assert {(s, op) for s, op, _ in unit.boto_calls} == {("s3", "PutObject")}
+    api = reachable(("memeforge_api",))
+    assert any(site.startswith("memeforge_common.uploads:") for site in api.calls["s3:PutObject"])
+
+
 def test_a_transaction_needs_the_action_of_each_write_it_holds() -> None:
     """AWS authorises TransactWriteItems action by action: Put → PutItem, and so on."""
     source = (

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Container, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from memeforge_api.problems import Problem
 from memeforge_api.waiting import current, event_stream, long_poll
 from memeforge_api.watcher import TooManyWaiters, Watcher
-from memeforge_common.items import MemeStore
+from memeforge_common.items import MemeStore, feed_bucket, feed_buckets
 from memeforge_common.models import MemeState, MemeStatus, utcnow
 from starlette.types import Message
 
@@ -21,14 +21,20 @@ pytestmark = pytest.mark.unit
 
 
 class GatedStore:
-    """Holds one status per id; each batch read waits for the test to allow it."""
+    """Holds one status per id; each change-feed query and each batched read waits for
+    the test to allow it. ``lagging`` ids are missing from the feed, as a change can be
+    from an eventually consistent index for a while."""
 
     def __init__(self) -> None:
         self.items: dict[str, MemeStatus] = {}
+        self.feeds: list[list[str]] = []
         self.reads: list[list[str]] = []
         self.gets = 0
         self.full_reads: list[list[str]] = []
-        self._allowed = asyncio.Semaphore(0)
+        self.lagging: set[str] = set()
+        self.feed_open = False  # True: feed queries answer without waiting for the test
+        self._feed = asyncio.Semaphore(0)
+        self._read = asyncio.Semaphore(0)
 
     def put(self, meme_id: str, state: MemeState) -> MemeStatus:
         old = self.items.get(meme_id)
@@ -46,16 +52,32 @@ class GatedStore:
         self.items[meme_id] = status
         return status
 
+    def allow_feed(self) -> None:
+        self._feed.release()
+
     def allow_read(self) -> None:
-        self._allowed.release()
+        self._read.release()
+
+    async def changes(
+        self, since: datetime, until: datetime, wanted: Container[str]
+    ) -> tuple[dict[str, MemeStatus], int]:
+        if not self.feed_open:
+            await self._feed.acquire()
+        self.feeds.append([i for i in self.items if i in wanted])
+        return {
+            i: s
+            for i, s in self.items.items()
+            if i in wanted and i not in self.lagging and s.updated_at >= since
+        }, 1
 
     async def stamps(self, meme_ids: Sequence[str]) -> tuple[dict[str, datetime], int]:
-        await self._allowed.acquire()
+        await self._read.acquire()
         self.reads.append(list(meme_ids))
         return {i: self.items[i].updated_at for i in meme_ids if i in self.items}, 1
 
     async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
-        self.full_reads.append(list(meme_ids))
+        if meme_ids:
+            self.full_reads.append(list(meme_ids))
         return {i: self.items[i] for i in meme_ids if i in self.items}, 1
 
     async def get(self, meme_id: str) -> MemeStatus | None:
@@ -89,11 +111,25 @@ async def store() -> GatedStore:
 @pytest.fixture
 async def watcher(store: GatedStore) -> AsyncIterator[Watcher]:
     watcher = Watcher(
-        cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000, fast_tick_s=0.001
+        cast(MemeStore, store),
+        max_waiters=3,
+        max_calls_per_s=1000,
+        fast_tick_s=0.001,
+        read_tick_s=0.001,
+        sweep_s=3600,  # no sweep unless a test asks for one
     )
     task = asyncio.create_task(watcher.run())
     yield watcher
     task.cancel()
+
+
+def polling(
+    watcher: Watcher, store: GatedStore, first: MemeStatus, wait_s: float
+) -> asyncio.Future[MemeStatus]:
+    """A long-poll of one client, running."""
+    return asyncio.ensure_future(
+        long_poll(watcher, cast(MemeStore, store), first, wait_s, Client().receive)
+    )
 
 
 async def settle() -> None:
@@ -127,7 +163,7 @@ async def test_two_changes_within_one_tick_end_in_one_event_with_the_history(
     next_event = asyncio.ensure_future(anext(stream))
     store.put(mid(1), MemeState.RENDERING)
     store.put(mid(1), MemeState.DONE)
-    store.allow_read()
+    store.allow_feed()
     done = parse(await next_event)
     assert done["state"] == "DONE"
     assert set(done["state_times"]) == {"QUEUED", "RENDERING", "DONE"}
@@ -136,29 +172,68 @@ async def test_two_changes_within_one_tick_end_in_one_event_with_the_history(
     assert watcher.watched == 0
 
 
-async def test_one_read_serves_every_waiter_and_wakes_only_the_moved(
+async def test_one_feed_query_serves_every_waiter_and_wakes_only_the_moved(
     store: GatedStore, watcher: Watcher
 ) -> None:
-    """README "all woken by one watcher per process"; waiting.md "One set, one read"."""
+    """README "all woken by one watcher per process"; waiting.md "The change feed"."""
     firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(3)]
-    polls = [
-        asyncio.ensure_future(long_poll(watcher, cast(MemeStore, store), f, 60, Client().receive))
-        for f in firsts
-    ]
+    polls = [polling(watcher, store, f, 60) for f in firsts]
     await settle()
     assert (watcher.watched, watcher.waiters) == (3, 3)
     store.put(mid(1), MemeState.RENDERING)
-    store.allow_read()
+    store.allow_feed()
     moved = await polls[1]
     assert moved.state is MemeState.RENDERING
-    assert sorted(store.reads[0]) == [mid(0), mid(1), mid(2)]
-    assert store.full_reads == [[mid(1)]]  # only what moved is read in full
+    assert store.feeds == [[mid(0), mid(1), mid(2)]]  # one query for every watched id
+    assert store.reads == []
     assert not polls[0].done()
     assert not polls[2].done()
     for poll in (polls[0], polls[2]):
         poll.cancel()
     await settle()
     assert watcher.watched == 0
+
+
+async def test_a_change_the_feed_misses_is_seen_by_the_consistent_sweep(
+    store: GatedStore,
+) -> None:
+    """waiting.md "The sweep": the index may lag; the batched consistent read does not."""
+    watcher = Watcher(
+        cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000, read_tick_s=0, sweep_s=0
+    )
+    task = asyncio.create_task(watcher.run())
+    try:
+        firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(2)]
+        polls = [polling(watcher, store, f, 60) for f in firsts]
+        await settle()
+        store.put(mid(0), MemeState.RENDERING)
+        store.lagging.add(mid(0))
+        store.allow_read()
+        assert (await polls[0]).state is MemeState.RENDERING
+        assert sorted(store.reads[0]) == [mid(0), mid(1)]
+        assert store.full_reads == [[mid(0)]]  # only what moved is read in full
+        assert store.feeds == []  # no feed query answered: the sweep alone saw it
+        assert not polls[1].done()
+        polls[1].cancel()
+    finally:
+        task.cancel()
+
+
+async def test_a_change_that_shows_late_on_the_feed_is_read_by_the_trailing_query(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """waiting.md "The change feed": the trailing window reads a late index entry."""
+    first = store.put(mid(5), MemeState.QUEUED)
+    store.feed_open = True
+    poll = polling(watcher, store, first, 60)
+    await settle()
+    store.put(mid(5), MemeState.RENDERING)
+    store.lagging.add(mid(5))  # not on the index yet
+    await asyncio.sleep(0.3)  # the fast window moves on past its stamp
+    assert not poll.done()
+    store.lagging.discard(mid(5))  # the index caught up: only a window reaching back sees it
+    assert (await poll).state is MemeState.RENDERING
+    assert store.reads == []  # the feed found it, not the sweep
 
 
 async def test_disconnecting_clients_are_unsubscribed_at_once(
@@ -185,7 +260,7 @@ async def test_disconnecting_clients_are_unsubscribed_at_once(
     assert (watcher.watched, watcher.waiters) == (0, 0)
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
-    assert store.reads == []
+    assert (store.feeds, store.reads) == ([], [])
 
 
 async def test_past_the_bound_subscribing_is_refused_with_retry_after(
@@ -207,13 +282,34 @@ async def test_past_the_bound_subscribing_is_refused_with_retry_after(
 
 async def test_a_waiter_reads_the_truth_on_its_deadline(store: GatedStore) -> None:
     """docs/waiting.md "Truth on the deadline".
-    No watcher tick ever runs (no read is allowed): the deadline read still answers."""
-    watcher = Watcher(cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000)
+    No watcher tick ever runs (no read is allowed): the waiter's own read still answers."""
+    watcher = Watcher(
+        cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000, confirm_timeout_s=0.01
+    )
     first = store.put(mid(3), MemeState.RENDERING)
     store.put(mid(3), MemeState.DONE)
     seen = await long_poll(watcher, cast(MemeStore, store), first, 0.01, Client().receive)
     assert seen.state is MemeState.DONE
+    assert store.gets == 1
     assert watcher.waiters == 0
+
+
+async def test_deadline_waiters_share_one_consistent_read(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """docs/waiting.md "Truth on the deadline": the watcher's batched consistent read
+    answers every waiter whose deadline came, even of a change the feed has not shown."""
+    firsts = [store.put(mid(n), MemeState.QUEUED) for n in range(3)]
+    store.put(mid(2), MemeState.RENDERING)
+    store.lagging.add(mid(2))
+    store.feed_open = True
+    polls = [polling(watcher, store, f, 0.01) for f in firsts]
+    await asyncio.sleep(0.05)  # every deadline passed; the read waits for the test
+    store.allow_read()
+    seen = [(await poll).state for poll in polls]
+    assert seen == [MemeState.QUEUED, MemeState.QUEUED, MemeState.RENDERING]
+    assert sorted(store.reads[0]) == [mid(0), mid(1), mid(2)]
+    assert store.gets == 0
 
 
 async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
@@ -221,16 +317,14 @@ async def test_a_long_poll_asked_again_starts_from_the_watchers_read(
 ) -> None:
     """docs/waiting.md "a long-poll asked again" starts from the watcher's status."""
     first = store.put(mid(4), MemeState.QUEUED)
-    poll = asyncio.ensure_future(
-        long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
-    )
-    await settle()
-    store.put(mid(4), MemeState.RENDERING)
+    store.feed_open = True
+    poll = polling(watcher, store, first, 0.01)
+    await asyncio.sleep(0.05)
     store.allow_read()
-    assert (await poll).state is MemeState.RENDERING
+    assert (await poll).state is MemeState.QUEUED
     again = await current(watcher, cast(MemeStore, store), mid(4))
     assert again is not None
-    assert again.state is MemeState.RENDERING
+    assert again.state is MemeState.QUEUED
     assert store.gets == 0
 
 
@@ -238,27 +332,28 @@ async def test_a_deleted_meme_is_not_served_from_the_watchers_read(
     store: GatedStore, watcher: Watcher
 ) -> None:
     """Found by schemathesis (stateful): DELETE /memes/{id}, then its event stream started
-    from the status a tick had read before the deletion. Deleted through this process:
-    forget(); through another replica: the next tick finds it gone."""
+    from the status a read had confirmed before the deletion. Deleted through this
+    process: forget(). (Through another replica, a confirmed status is trusted for at most
+    RECENT_S = 1 s, and a read that finds the id gone drops it at once.)"""
     first = store.put(mid(5), MemeState.QUEUED)
-    poll = asyncio.ensure_future(
-        long_poll(watcher, cast(MemeStore, store), first, 60, Client().receive)
-    )
-    await settle()
-    store.put(mid(5), MemeState.RENDERING)
+    store.feed_open = True
+    poll = polling(watcher, store, first, 0.01)
+    await asyncio.sleep(0.05)
     store.allow_read()
-    assert (await poll).state is MemeState.RENDERING
+    assert (await poll).state is MemeState.QUEUED
     assert watcher.recent(mid(5)) is not None
     del store.items[mid(5)]
     watcher.forget(mid(5))
+    assert watcher.recent(mid(5)) is None
     assert await current(watcher, cast(MemeStore, store), mid(5)) is None
 
-    sub = watcher.subscribe(store.put(mid(6), MemeState.QUEUED))
-    store.put(mid(6), MemeState.RENDERING)
-    await one_tick(store)
-    assert watcher.recent(mid(6)) is not None
-    del store.items[mid(6)]
-    await one_tick(store)
-    assert watcher.recent(mid(6)) is None
-    assert await current(watcher, cast(MemeStore, store), mid(6)) is None
-    watcher.unsubscribe(sub)
+
+def test_the_feed_window_spans_every_minute_bucket_it_touches() -> None:
+    """A query window across a minute boundary reads both buckets (items.feed_buckets)."""
+    since = datetime(2026, 1, 1, 10, 59, 59, 500_000, tzinfo=UTC)
+    assert feed_buckets(since, since + timedelta(seconds=0.4)) == ["2026-01-01T10:59"]
+    assert feed_buckets(since, since + timedelta(seconds=1)) == [
+        "2026-01-01T10:59",
+        "2026-01-01T11:00",
+    ]
+    assert feed_bucket(since + timedelta(seconds=1)) == "2026-01-01T11:00"

@@ -18,6 +18,7 @@ from memeforge_common.publishers import RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
+from memeforge_common.uploads import UploadStore
 
 from memeforge_api.auth import KeyCache
 from memeforge_api.backpressure import QueueDepthGate
@@ -26,7 +27,7 @@ from memeforge_api.limits import BodyLimitMiddleware
 from memeforge_api.metrics import RequestMetricsMiddleware
 from memeforge_api.problems import install_problem_handlers, install_problem_schema
 from memeforge_api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
-from memeforge_api.routes import batches, health, memes, templates
+from memeforge_api.routes import batches, health, memes, templates, uploads
 from memeforge_api.watcher import Watcher
 from memeforge_api.webui import mount_ui
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.batches = BatchStore(aws.dynamodb, settings.table)
             app.state.templates = TemplateStore(aws.s3, settings.bucket)
             app.state.outputs = OutputStore(aws.s3, settings.bucket)
+            app.state.uploads = UploadStore(aws.s3, settings.bucket)
             app.state.idempotency = IdempotencyRecords(
                 aws.dynamodb, settings.table, settings.idempotency_ttl_s
             )
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_problem_schema(app)
     app.include_router(health.router)
+    app.include_router(uploads.router)
     app.include_router(templates.router)
     app.include_router(memes.router)
     app.include_router(batches.router)

@@ -16,6 +16,7 @@ from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
+from memeforge_common.uploads import UploadStore
 
 from memeforge_api.backpressure import QueueDepthGate
 from memeforge_api.idempotency import IdempotencyRecords
@@ -35,6 +36,7 @@ SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
 StoreDep = Annotated[MemeStore, Depends(_from_state("store"))]
 BatchesDep = Annotated[BatchStore, Depends(_from_state("batches"))]
 TemplatesDep = Annotated[TemplateStore, Depends(_from_state("templates"))]
+UploadsDep = Annotated[UploadStore, Depends(_from_state("uploads"))]
 OutputsDep = Annotated[OutputStore, Depends(_from_state("outputs"))]
 RequestsDep = Annotated[RequestPublisher, Depends(_from_state("requests"))]
 IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"))]

@@ -12,12 +12,27 @@ so concurrent requests under the limit are never refused for having raced each o
 Precision: exact up to the clock skew between api hosts (NTP keeps it to milliseconds),
 with T rounded to whole milliseconds, and a request whose write was retried by the SDK
 may be charged twice.
-Cost: one UpdateItem per admitted request when the branch guessed from the key's last
+Cost of a charge: one UpdateItem when the branch guessed from the key's last
 request is right, two (rarely more) when not; one or two per refusal.
+
+Leases: a key busy on one api process charges its tokens in chunks instead of one per
+request: one write takes ``n`` tokens (``tat += n·T``, only within the burst) and the
+process spends them locally for up to LEASE_S; one charge per key is in flight per
+process at a time, and requests that come meanwhile wait for its lease. ``n`` starts
+at 1, doubles when a lease runs out before it expires, halves when one expires, and
+stays at most MAX_LEASE and a tenth of the burst (so a small burst stays exact).
+Precision, given up for that: every token is charged in DynamoDB before it is spent,
+but it may be spent up to LEASE_S after it was charged, so in any window a process may
+admit up to its lease (≤ MAX_LEASE) more than exact GCRA would, and tokens left when a
+lease expires are lost to the key (other replicas may see 429 up to that many requests
+early). A key used at a steady trickle (one request per lease period or less) keeps
+leases of 1: exact, as before.
+Cost: about one UpdateItem per ``n`` requests of a busy key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -38,6 +53,16 @@ MAX_HINTS = 10_000
 # the check's own clock was too old. Between branch switches the check keeps its clock,
 # so a lost idle write is followed by a busy write that only fails past the burst.
 MAX_WRITES = 4
+LEASE_S = 1.0  # leased tokens not spent within this long are dropped
+MAX_LEASE = 16  # tokens charged by one write, at most (and at most a tenth of the burst)
+
+
+@dataclass
+class _Lease:
+    size: int  # tokens the write took
+    tokens: int  # still to spend
+    expires: float  # time.monotonic()
+    tat_ms: int  # the key's tat after the write (for the RateLimit fields)
 
 
 @dataclass(frozen=True)
@@ -70,9 +95,59 @@ class RateLimiter:
         self._t = max(1, round(60_000 / per_minute))
         self._burst = burst
         self._busy: dict[str, bool] = {}  # key id → was it busy last time (which branch first)
+        self._leases: dict[str, _Lease] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._max_lease = max(1, min(MAX_LEASE, burst // 10))
 
     async def check(self, key_id: str) -> Decision:
-        span = (self._burst - 1) * self._t
+        # One charge in flight per key and process: requests that come meanwhile wait
+        # for its lease instead of each charging (and racing) for their own.
+        async with self._lock(key_id):
+            return await self._check(key_id)
+
+    def _lock(self, key_id: str) -> asyncio.Lock:
+        lock = self._locks.get(key_id)
+        if lock is None:
+            if len(self._locks) >= MAX_HINTS:
+                idle = next((k for k, held in self._locks.items() if not held.locked()), None)
+                if idle is not None:
+                    del self._locks[idle]
+            lock = self._locks[key_id] = asyncio.Lock()
+        return lock
+
+    async def _check(self, key_id: str) -> Decision:
+        now = time.monotonic()
+        lease = self._leases.get(key_id)
+        if lease is not None and now < lease.expires and lease.tokens > 0:
+            lease.tokens -= 1  # charged already: no AWS call
+            return self._decision(True, lease.tat_ms, int(time.time() * 1000))
+        size = self._lease_size(lease, now)
+        admitted, tat, now_ms = await self._charge(key_id, size)
+        if not admitted and size > 1:  # near the end of the burst: one token, exactly
+            size = 1
+            admitted, tat, now_ms = await self._charge(key_id, 1)
+        if admitted:
+            self._keep_lease(key_id, _Lease(size, size - 1, now + LEASE_S, tat))
+            return self._decision(True, tat, now_ms)
+        log.info("rate limited", extra={"key_id": key_id, "ahead_ms": tat - now_ms})
+        return self._decision(False, tat, now_ms)
+
+    def _lease_size(self, last: _Lease | None, now: float) -> int:
+        """Tokens to charge now: more while leases run out before they expire."""
+        if last is None:
+            return 1
+        if now >= last.expires:
+            return max(1, last.size // 2)
+        return min(self._max_lease, last.size * 2)
+
+    def _keep_lease(self, key_id: str, lease: _Lease) -> None:
+        if key_id not in self._leases and len(self._leases) >= MAX_HINTS:
+            self._leases.pop(next(iter(self._leases)))
+        self._leases[key_id] = lease
+
+    async def _charge(self, key_id: str, n: int) -> tuple[bool, int, int]:
+        """Take ``n`` tokens of the key's budget in DynamoDB: (admitted, tat, now_ms)."""
+        span = (self._burst - n) * self._t
         now_ms = int(time.time() * 1000)
         # The first branch to try: the one this key's last request took.
         tat = now_ms + 1 if self._busy.get(key_id, False) else now_ms
@@ -85,13 +160,12 @@ class RateLimiter:
                     break
             busy = tat > now_ms
             branch = self._busy_branch if busy else self._idle_branch
-            admitted, tat = await branch(key_id, now_ms)
+            admitted, tat = await branch(key_id, now_ms, n)
             if admitted:
                 self._remember(key_id, busy=busy)
-                return self._decision(True, tat, now_ms)
+                return True, tat, now_ms
         self._remember(key_id, busy=True)
-        log.info("rate limited", extra={"key_id": key_id, "ahead_ms": tat - now_ms})
-        return self._decision(False, tat, now_ms)
+        return False, tat, now_ms
 
     def _decision(self, admitted: bool, tat_ms: int, now_ms: int) -> Decision:
         t = self._t
@@ -112,8 +186,8 @@ class RateLimiter:
             self._busy.pop(next(iter(self._busy)))
         self._busy[key_id] = busy
 
-    async def _idle_branch(self, key_id: str, now_ms: int) -> tuple[bool, int]:
-        tat = now_ms + self._t
+    async def _idle_branch(self, key_id: str, now_ms: int, n: int) -> tuple[bool, int]:
+        tat = now_ms + n * self._t
         return await self._update(
             key_id,
             "SET tat = :tat, expires_at = :exp",
@@ -122,17 +196,17 @@ class RateLimiter:
             now_ms,
         )
 
-    async def _busy_branch(self, key_id: str, now_ms: int) -> tuple[bool, int]:
-        ceiling = now_ms + (self._burst - 1) * self._t
+    async def _busy_branch(self, key_id: str, now_ms: int, n: int) -> tuple[bool, int]:
+        ceiling = now_ms + (self._burst - n) * self._t
         return await self._update(
             key_id,
             "SET tat = tat + :t, expires_at = :exp",
             "tat > :now AND tat <= :ceiling",
             {
-                ":t": self._t,
+                ":t": n * self._t,
                 ":now": now_ms,
                 ":ceiling": ceiling,
-                ":exp": (ceiling + self._t) // 1000 + 60,
+                ":exp": (ceiling + n * self._t) // 1000 + 60,
             },
             now_ms,
         )

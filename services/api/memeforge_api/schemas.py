@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from memeforge_common.limits import (
     MAX_BATCH_ITEMS,
     MAX_BOXES,
+    MAX_TEMPLATE_NAME_CHARS,
     CallbackUrl,
     Caption,
     EmailAddress,
@@ -230,6 +232,38 @@ class TemplateView(TemplateFacts):
             classic_layout=info.layout is None,
             links={"self": f"/templates/{info.id}", "image": f"/templates/{info.id}/image"},
         )
+
+
+class LayoutBox(TextBox):
+    text: str = Field(default="", max_length=0, description="layouts carry no text")
+
+
+Layout = Annotated[tuple[LayoutBox, ...], Field(min_length=1, max_length=MAX_BOXES)]
+"""A template's default boxes: validated, bounded, text-free."""
+
+
+class DirectUpload(BaseModel):
+    """A presigned POST form: send ``fields`` then ``file`` (multipart) to ``url``, then
+    ``POST`` the ``complete`` link."""
+
+    id: str
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
+    links: dict[str, str]
+
+
+class CompleteUpload(BaseModel):
+    """What the uploaded image becomes: the same fields as a template upload's form."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)
+    template_id: TemplateId | None = Field(
+        default=None, alias="id", description="default: from name"
+    )
+    boxes: Layout | None = Field(default=None, description="default text boxes (no text)")
 
 
 class TemplatePage(BaseModel):

@@ -59,10 +59,10 @@ async def current(watcher: Watcher, store: MemeStore, meme_id: str) -> MemeStatu
 
 
 async def _truth(watcher: Watcher, store: MemeStore, sub: Subscription) -> MemeStatus:
-    """The status at a waiter's deadline: the watcher's if a tick read it just now (then
-    no change since is older than one tick), else one consistent read of its own, so a
-    failing watcher never leaves a waiter with a stale answer."""
-    latest = watcher.recent(sub.meme_id) or await store.get(sub.meme_id)
+    """The status at a waiter's deadline, by a consistent read: the watcher's batched one
+    (within a read tick), else one of its own, so a failing watcher never leaves a
+    waiter with a stale answer."""
+    latest = await watcher.confirm(sub.meme_id) or await store.get(sub.meme_id)
     if latest is not None:
         sub.offer(latest)
     return sub.status

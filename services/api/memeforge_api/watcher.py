@@ -1,12 +1,22 @@
 """One watcher per api process: every long-poll and event stream waits on it.
 
-It holds the set of meme ids that this process's clients wait on and reads them all
-together (BatchGetItem, 100 ids a call) on one tick, then wakes the subscriptions whose
-meme moved. So DynamoDB sees about ``watched / 100`` calls a tick, whatever the number of
-waiters, and nothing polls per client. The tick is fast (50 ms) right after a submit, a
-new subscription or a change, backs off to 1 s while nothing moves, and never spends more
-than ``max_calls_per_s`` calls a second. The same clock beats the event streams'
-keep-alives, so no stream keeps a timer of its own.
+It holds the set of meme ids that this process's clients wait on, and two reads keep
+their subscriptions true (docs/waiting.md):
+
+* **The change feed, on a fast tick.** One Query of the table's ``changes`` index
+  (``MemeStore.changes``: what changed in the last second or so, with the fields a
+  waiter needs) wakes the subscriptions whose meme moved. Its cost follows the number of
+  state changes, not of waiters, so the tick can stay at 50 ms while memes move.
+* **Consistent batched reads, on a slower tick.** The index is eventually consistent, so
+  it only hurries news along; the truth is BatchGetItem (100 ids a call): of the waiters
+  that reached their deadline (``confirm``), and round-robin of every watched id at
+  least once per sweep. A change the feed missed is seen within a sweep, and a waiter's
+  answer on its deadline is a consistent read, as before the feed existed.
+
+Every call the watcher makes draws from one budget of ``max_calls_per_s``: more waiters
+stretch the sweep, never the call rate. The feed tick backs off while nothing moves
+and is fast again after a submit, a new subscription or a change. The same clock beats
+the event streams' keep-alives, so no stream keeps a timer of its own.
 
 A subscription is keyed by the meme id it was admitted for; the route checks access to
 that id (e.g. its tenant) once, before subscribing, and the watcher only ever hands a
@@ -17,20 +27,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
+from collections.abc import Awaitable, Callable, Container
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from memeforge_common.items import BATCH_GET_KEYS, MemeStore
 from memeforge_common.metrics import WAITERS, WATCHED_MEMES, WATCHER_CALLS, WATCHER_ITEMS
-from memeforge_common.models import MemeStatus
+from memeforge_common.models import MemeStatus, utcnow
 
 log = logging.getLogger(__name__)
 
 FAST_TICK_S = 0.05
-SLOW_TICK_S = 1.0
+SLOW_TICK_S = 0.2
 TICK_BACKOFF = 1.5
+# Consistent reads are batched over this long: a deadline answer waits at most this.
+READ_TICK_S = 0.25
+# Every watched id is read consistently at least this often (while the budget allows).
+SWEEP_S = 5.0
+# Each feed query reaches this far back past the previous one: the skew between the
+# writers' clocks and this one (a change stamped a little before our last query).
+FEED_SKEW = timedelta(milliseconds=50)
+# The index is eventually consistent: once a second a trailing query reads again what
+# changed between two and one second ago, for an entry that showed late. Together each
+# change is read about three times, not once per tick of an ever-open window.
+FEED_LAG = timedelta(seconds=1)
+# Older than this, the feed is not read back: after a long outage the sweep catches up.
+FEED_CATCH_UP = timedelta(seconds=60)
+# A status a consistent read confirmed this recently answers a new waiter on the meme.
+RECENT_S = 1.0
+# A deadline waiter that the watcher has not answered by then reads for itself.
+CONFIRM_TIMEOUT_S = 2.0
 KEEPALIVE_S = 15.0
 
 
@@ -55,8 +82,12 @@ class Subscription:
 
     def offer(self, status: MemeStatus) -> bool:
         """Take a newer status of the meme; True if it is news. A read that started before
-        the subscriber's own may arrive after it: never go back in time."""
-        if status == self.status or status.updated_at < self.status.updated_at:
+        the subscriber's own (or a lagging index) may arrive after it: never go back."""
+        if (
+            status == self.status
+            or status.updated_at < self.status.updated_at
+            or self.status.state.terminal
+        ):
             return False
         self.status = status
         self._wake.set()
@@ -77,6 +108,29 @@ class Subscription:
         self._wake.clear()
 
 
+class CallBudget:
+    """At most ``rate`` calls a second on average, bursts of ``burst``: calls are counted
+    after they are made (a page or a retry costs what it cost) and the next waits."""
+
+    def __init__(self, rate: float, burst: float = 2.0) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._at = 0.0
+
+    async def ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+    def spent(self, calls: int) -> None:
+        self._tokens -= calls
+        WATCHER_CALLS.inc(calls)
+
+
 class Watcher:
     def __init__(
         self,
@@ -86,23 +140,35 @@ class Watcher:
         max_calls_per_s: float,
         fast_tick_s: float = FAST_TICK_S,
         slow_tick_s: float = SLOW_TICK_S,
+        read_tick_s: float = READ_TICK_S,
+        sweep_s: float = SWEEP_S,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
         keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self._store = store
         self._max_waiters = max_waiters
-        self._max_calls_per_s = max_calls_per_s
+        self._budget = CallBudget(max_calls_per_s)
         self._fast = fast_tick_s
         self._slow = slow_tick_s
+        self._read_tick_s = read_tick_s
+        self._sweep_s = sweep_s
+        self._confirm_timeout_s = confirm_timeout_s
         self._keepalive_s = keepalive_s
         self._subs: dict[str, set[Subscription]] = {}
-        # The status each tick read, and when: new waiters on a meme read just now start
-        # from it instead of a GetItem of their own (a long-poll asked again, say).
+        # When each watched id was last read consistently, oldest first: the sweep's order.
+        self._checked: dict[str, float] = {}
+        # Deadline waiters' requests for a consistent read, by id.
+        self._pending: dict[str, list[asyncio.Future[MemeStatus | None]]] = {}
+        # Statuses a consistent read confirmed, and when: a new waiter on a meme read just
+        # now (a long-poll asked again, say) starts from it instead of a GetItem.
         self._recent: dict[str, tuple[MemeStatus, float]] = {}
         self._waiters = 0
         self._interval = fast_tick_s
         self._nudge = asyncio.Event()
-        self._last_tick = 0.0
-        self._last_calls = 0
+        self._next_feed = 0.0
+        self._last_read = 0.0
+        # The feed's cursors: the fast window's start, and the trailing window's.
+        self._since = self._lag_since = datetime.min.replace(tzinfo=UTC)
 
     @property
     def watched(self) -> int:
@@ -114,10 +180,10 @@ class Watcher:
         return self._waiters
 
     def recent(self, meme_id: str) -> MemeStatus | None:
-        """The status a tick read within the last two tick periods, if any: as fresh as
-        a read of one's own would be by the time the next tick comes."""
+        """The status a consistent read confirmed within ``RECENT_S``, if any; a change
+        since would be on the feed."""
         entry = self._recent.get(meme_id)
-        if entry is None or asyncio.get_running_loop().time() - entry[1] > self._fresh_s():
+        if entry is None or asyncio.get_running_loop().time() - entry[1] > RECENT_S:
             return None
         return entry[0]
 
@@ -128,15 +194,24 @@ class Watcher:
     def hurry(self) -> None:
         """A change is likely soon (a submit, a new waiter): tick fast again."""
         self._interval = self._fast
+        self._next_feed = min(self._next_feed, asyncio.get_running_loop().time() + self._fast)
         self._nudge.set()
 
     def subscribe(self, status: MemeStatus, *, keepalive: bool = False) -> Subscription:
         """Wake the subscription on each change of ``status.id`` until ``unsubscribe``.
-        Raises TooManyWaiters past the bound."""
+        Raises TooManyWaiters past the bound. ``status`` must come from a consistent read
+        (or ``recent``): the sweep counts it as checked now."""
         if self._waiters >= self._max_waiters:
             raise TooManyWaiters(f"{self._waiters} waiters")
+        if not self._subs:
+            # Changes after the subscriber's own read are after these cursors.
+            self._since = utcnow() - FEED_SKEW
+            self._lag_since = self._since - FEED_LAG
         sub = Subscription(status, keepalive=keepalive)
-        self._subs.setdefault(sub.meme_id, set()).add(sub)
+        if sub.meme_id not in self._subs:
+            self._subs[sub.meme_id] = set()
+            self._checked[sub.meme_id] = asyncio.get_running_loop().time()
+        self._subs[sub.meme_id].add(sub)
         self._waiters += 1
         self._publish_sizes()
         self.hurry()
@@ -152,82 +227,165 @@ class Watcher:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.meme_id]
+                self._checked.pop(sub.meme_id, None)
         self._waiters -= 1
         self._publish_sizes()
         sub.wake()
+
+    async def confirm(self, meme_id: str) -> MemeStatus | None:
+        """The meme's status by a consistent read, batched with the other waiters' on the
+        next read tick; None if the item is gone or the watcher could not tell within
+        its confirm timeout (the caller then reads for itself)."""
+        future: asyncio.Future[MemeStatus | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(meme_id, []).append(future)
+        self._nudge.set()
+        with suppress(TimeoutError):
+            return await asyncio.wait_for(future, self._confirm_timeout_s)
+        return None
 
     async def run(self) -> None:
         """The one loop: runs for the process's life (the lifespan cancels it)."""
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
         while True:
-            await self._until_next_tick()
-            self._last_tick = loop.time()
-            moved = await self._tick()
-            if self._last_tick - last_beat >= self._keepalive_s:
-                last_beat = self._last_tick
+            await self._until_due()
+            if self._read_due_at() <= loop.time():
+                await self._call(self._read_tick)
+            if self._subs and self._next_feed <= loop.time():
+                moved = await self._call(self._feed_tick)
+                self._interval = (
+                    self._fast if moved else min(self._interval * TICK_BACKOFF, self._slow)
+                )
+                self._next_feed = loop.time() + self._interval
+            if loop.time() - last_beat >= self._keepalive_s:
+                last_beat = loop.time()
                 for subs in self._subs.values():
                     for sub in subs:
                         if sub.keepalive:
                             sub.wake(beat=True)
-            self._interval = self._fast if moved else min(self._interval * TICK_BACKOFF, self._slow)
 
-    async def _tick(self) -> bool:
-        """Read every watched id's ``updated_at``; then full statuses of those that moved."""
-        ids = list(self._subs)
-        if not ids:
-            return False
+    async def _call(self, tick: Callable[[], Awaitable[bool]]) -> bool:
+        """One tick's reads within the budget; a failure waits for the next tick."""
+        await self._budget.ready()
         try:
-            stamps, calls = await self._store.stamps(ids)
-            moved_ids = [i for i, t in stamps.items() if i in self._subs and t > self._known(i)]
-            statuses, more = await self._store.statuses(moved_ids) if moved_ids else ({}, 0)
+            return await tick()
         except (BotoCoreError, ClientError) as err:
             # Waiters still read the truth on their deadline; the next tick tries again.
             log.warning("watcher read failed: %s", err)
-            return False
         except Exception:
             # Whatever else (an unreadable item, say) must not stop the one loop.
             log.exception("watcher tick failed")
-            return False
-        self._last_calls = calls + more
-        WATCHER_CALLS.inc(self._last_calls)
+        return False
+
+    async def _feed_tick(self) -> bool:
+        """Offer what the change feed lists since the last query; True if any moved."""
+        until = utcnow()
+        statuses = await self._changes(self._since, until)
+        self._since = until - FEED_SKEW  # only once the read succeeded
+        if until - FEED_LAG - self._lag_since >= FEED_LAG:
+            late = await self._changes(self._lag_since - FEED_SKEW, until - FEED_LAG)
+            self._lag_since = until - FEED_LAG
+            for meme_id, status in late.items():
+                if meme_id not in statuses or status.updated_at > statuses[meme_id].updated_at:
+                    statuses[meme_id] = status
+        moved = False
+        for meme_id, status in statuses.items():
+            for sub in self._subs.get(meme_id, ()):
+                if sub.offer(status):
+                    moved = True
+                    self._recent.pop(meme_id, None)  # superseded
+        return moved
+
+    async def _changes(self, since: datetime, until: datetime) -> dict[str, MemeStatus]:
+        """The feed's statuses of watched memes changed in (since, until]; after an
+        outage, no further back than ``FEED_CATCH_UP`` (the sweep covers the rest)."""
+        since = max(since, until - FEED_CATCH_UP)
+        statuses, calls = await self._store.changes(since, until, self._subs)
+        self._budget.spent(calls)
+        WATCHER_ITEMS.inc(len(statuses))
+        return statuses
+
+    async def _read_tick(self) -> bool:
+        """Consistent reads of the deadline waiters' ids and of the sweep's next ids:
+        ``updated_at`` of each, then full statuses of only those that moved."""
+        loop = asyncio.get_running_loop()
+        self._last_read = loop.time()
+        pending = {i: self._pending.pop(i) for i in list(self._pending)[:BATCH_GET_KEYS]}
+        ids = list(pending) + self._sweep_due(BATCH_GET_KEYS - len(pending), pending)
+        try:
+            stamps, calls = await self._store.stamps(ids)
+            self._budget.spent(calls)
+            moved_ids = [i for i, t in stamps.items() if i in self._subs and t > self._known(i)]
+            unwatched = [i for i in pending if i in stamps and i not in self._subs]
+            statuses, more = await self._store.statuses(moved_ids + unwatched)
+            self._budget.spent(more)
+        except BaseException:
+            for futures in pending.values():  # they read for themselves at once
+                _answer(futures, None)
+            raise
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
-        read_at = asyncio.get_running_loop().time()
-        stale = read_at - self._fresh_s()
+        read_at = loop.time()
         # Gone from the table (deleted, e.g. by another replica): gone from here too.
         self._recent = {
-            i: e for i, e in self._recent.items() if e[1] >= stale and (i in stamps or i not in ids)
+            i: e
+            for i, e in self._recent.items()
+            if read_at - e[1] <= RECENT_S and (i in stamps or i not in ids)
         }
         moved = False
-        for meme_id in stamps:
-            subs = list(self._subs.get(meme_id, ()))
+        for meme_id in ids:
+            subs = self._subs.get(meme_id, set())
+            if meme_id in self._checked:
+                del self._checked[meme_id]  # to the back of the sweep
+                self._checked[meme_id] = read_at
             status = statuses.get(meme_id)
             for sub in subs:
                 moved = (status is not None and sub.offer(status)) or moved
-            latest = max((sub.status for sub in subs), key=lambda s: s.updated_at, default=None)
-            if latest is not None and latest.updated_at >= stamps[meme_id]:
-                self._recent[meme_id] = (latest, read_at)  # confirmed as of this read
+            latest = max((s.status for s in subs), key=lambda s: s.updated_at, default=status)
+            truth = latest if meme_id in stamps and latest is not None else None
+            if truth is not None and truth.updated_at >= stamps[meme_id]:
+                self._recent[meme_id] = (truth, read_at)  # confirmed as of this read
+            _answer(pending.get(meme_id, []), truth)
         return moved
+
+    def _sweep_due(self, room: int, taken: Container[str]) -> list[str]:
+        """Up to ``room`` watched ids not read consistently for a sweep, oldest first."""
+        if room <= 0:
+            return []
+        due_before = asyncio.get_running_loop().time() - self._sweep_s
+        due: list[str] = []
+        for meme_id, checked in self._checked.items():
+            if checked > due_before or len(due) == room:
+                break
+            if meme_id not in taken:
+                due.append(meme_id)
+        return due
+
+    def _read_due_at(self) -> float:
+        """When the next consistent read is due: deadline waiters or the sweep, but no
+        sooner than a read tick after the last."""
+        if self._pending:
+            need = 0.0
+        elif self._checked:
+            need = next(iter(self._checked.values())) + self._sweep_s
+        else:
+            return float("inf")
+        return max(need, self._last_read + self._read_tick_s)
 
     def _known(self, meme_id: str) -> datetime:
         """The oldest ``updated_at`` a subscriber of the meme holds."""
         return min(sub.status.updated_at for sub in self._subs.get(meme_id, ()))
 
-    def _period_s(self) -> float:
-        calls = max(self._last_calls, math.ceil(len(self._subs) / BATCH_GET_KEYS))
-        return max(self._interval, calls / self._max_calls_per_s)
-
-    def _fresh_s(self) -> float:
-        return 2 * max(self._slow, self._period_s())
-
-    async def _until_next_tick(self) -> None:
+    async def _until_due(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._nudge.clear()
-            if not self._subs:
+            due = self._read_due_at()
+            if self._subs:
+                due = min(due, self._next_feed)
+            if due == float("inf"):
                 await self._nudge.wait()
                 continue
-            delay = self._last_tick + self._period_s() - loop.time()
+            delay = due - loop.time()
             if delay <= 0:
                 return
             with suppress(TimeoutError):
@@ -236,3 +394,9 @@ class Watcher:
     def _publish_sizes(self) -> None:
         WATCHED_MEMES.set(len(self._subs))
         WAITERS.set(self._waiters)
+
+
+def _answer(futures: list[asyncio.Future[MemeStatus | None]], status: MemeStatus | None) -> None:
+    for future in futures:
+        if not future.done():  # its waiter may have given up
+            future.set_result(status)

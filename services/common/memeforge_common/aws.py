@@ -23,6 +23,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from memeforge_common import botocompat
+from memeforge_common.awscalls import count_aws_calls
 from memeforge_common.settings import Settings
 
 if TYPE_CHECKING:
@@ -222,4 +223,5 @@ class AwsClients:
             for client in (s3, sqs, ddb, mail):
                 if client is not None:
                     client.meta.events.register("needs-retry", refresh)  # type: ignore[arg-type]
+                    count_aws_calls(client.meta.events)
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

@@ -19,9 +19,10 @@ from memeforge_common.animation import animation_facts
 from memeforge_common.apikeys import ALL_SCOPES, KeyStore, NewKey
 from memeforge_common.aws import AwsClients, emulated
 from memeforge_common.indexes import BATCH_INDEX, LIVE_INDEX
-from memeforge_common.items import NOTIFY_INDEX, STATUS_ATTRIBUTES
+from memeforge_common.items import CHANGES_INDEX, NOTIFY_INDEX, STATUS_ATTRIBUTES
+from memeforge_common.limits import INCOMING_RETENTION_DAYS
 from memeforge_common.logs import configure_logging
-from memeforge_common.models import OUTPUT_PREFIX, TextBox
+from memeforge_common.models import INCOMING_PREFIX, OUTPUT_PREFIX, TextBox
 from memeforge_common.settings import Settings, get_settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tenancy import PUBLIC_TENANT, TENANT_INDEX
@@ -67,7 +68,8 @@ async def ensure_bucket(s3: S3Client, settings: Settings) -> None:
 
 
 async def ensure_retention(s3: S3Client, settings: Settings) -> None:
-    """Outputs expire after the retention period, like their items (DynamoDB TTL)."""
+    """Outputs expire after the retention period, like their items (DynamoDB TTL); direct
+    uploads never completed after a day."""
     await s3.put_bucket_lifecycle_configuration(
         Bucket=settings.bucket,
         LifecycleConfiguration={
@@ -77,7 +79,13 @@ async def ensure_retention(s3: S3Client, settings: Settings) -> None:
                     "Filter": {"Prefix": OUTPUT_PREFIX},
                     "Status": "Enabled",
                     "Expiration": {"Days": settings.retention_days},
-                }
+                },
+                {
+                    "ID": "abandoned-direct-uploads",
+                    "Filter": {"Prefix": INCOMING_PREFIX},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": INCOMING_RETENTION_DAYS},
+                },
             ]
         },
     )
@@ -121,15 +129,38 @@ _NOTIFY_INDEX_DEFINITION: Any = {
     ],
     "Projection": {"ProjectionType": "KEYS_ONLY"},
 }
+# The change feed the api's watcher queries (items.CHANGES_INDEX): the client view of
+# each item, keyed by the minute of its last change.
+_CHANGES_INDEX_DEFINITION: Any = {
+    "IndexName": CHANGES_INDEX,
+    "KeySchema": [
+        {"AttributeName": "feed", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": [a for a in STATUS_ATTRIBUTES if a not in ("id", "updated_at")],
+    },
+}
 _INDEXES = (
     _LIVE_INDEX_DEFINITION,
     _TENANT_INDEX_DEFINITION,
+    _CHANGES_INDEX_DEFINITION,
     _NOTIFY_INDEX_DEFINITION,
     _BATCH_INDEX_DEFINITION,
 )
-_STRING_KEYS = ("id", "live_state", "updated_at", "tenant_kind", "created_at", "notify_due")
+_STRING_KEYS = (
+    "id",
+    "live_state",
+    "updated_at",
+    "tenant_kind",
+    "created_at",
+    "feed",
+    "notify_due",
+    "batch_id",
+)
 _ATTRIBUTES: list[Any] = [
-    *({"AttributeName": name, "AttributeType": "S"} for name in (*_STRING_KEYS, "batch_id")),
+    *({"AttributeName": name, "AttributeType": "S"} for name in _STRING_KEYS),
     {"AttributeName": "batch_seq", "AttributeType": "N"},
 ]
 

@@ -143,13 +143,27 @@ def check_url(url: str, policy: EgressPolicy) -> str:
     if not host or port == 0:
         raise InvalidTarget("the URL has no host and port to connect to")
     try:
-        literal = ipaddress.ip_address(host)
+        literal: IPAddress = ipaddress.ip_address(host)
     except ValueError:
-        return host  # a name: judged at resolution
+        legacy = _legacy_ipv4(host)
+        if legacy is None:
+            return host  # a name: judged at resolution
+        if refusal(legacy, policy.allow) is None:
+            raise InvalidTarget(f"{host} is not a canonical IPv4 address") from None
+        literal = legacy
     reason = refusal(literal, policy.allow)
     if reason:
         raise ForbiddenAddress(f"{host} is a {reason} address")
     return host
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address of a numeric IPv4 form libc accepts but ipaddress does not
+    (``2130706433``, ``127.1``, ``0x7f.0.0.1``, ``0177.0.0.1``), else None."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 class _CheckingResolver(AbstractResolver):

@@ -74,14 +74,15 @@ class Endings:
         tenant: str,
         notify: Notify | None,
         traceparent: str,
+        slot: str | None,
         result: MemeResult | None = None,
         failure: Failure | None = None,
         attempts: int | None = None,
-        slot: str | None = None,
         batch_id: str | None = None,
     ) -> bool:
         """Move the meme to DONE or FAILED (False on a lost race), counting it on its batch
-        (``batch_id``) in the same write, then enqueue its notifications if it asked for any."""
+        (``batch_id``) in the same write, then enqueue its notifications if it asked for any.
+        ``slot``: as for ``MemeStore.transition`` (the in-flight slot the same write frees)."""
         assert target.terminal, target
         event = ending_event(target)
         wanted = notify is not None and bool(notify.channels)
@@ -92,9 +93,9 @@ class Endings:
             result=result,
             failure=failure,
             attempts=attempts,
+            slot=slot,
             notify_due=event if wanted else None,
             at=now,
-            slot=slot,
             batch_id=batch_id,
         )
         if won and notify is not None and wanted:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 # that asked to be notified until its notifications are on the queue, so the sweeper
 # finds an ending whose enqueue was lost (a worker died between the two).
 NOTIFY_INDEX = "notify-due"
+# The change feed: every write that moves ``updated_at`` also sets ``feed`` to the
+# minute of that stamp, so one Query of (this minute, updated_at > since) lists what
+# changed lately, with the fields waiters need, whatever the number of waiters.
+CHANGES_INDEX = "changes"
 MEME_KIND = "meme"
 
 # Which states may move to which: the whole state machine in one table.
@@ -86,6 +90,21 @@ def _ts(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds")
 
 
+def feed_bucket(stamp: datetime) -> str:
+    """The change feed's partition for a write at ``stamp``: its minute (UTC)."""
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def feed_buckets(since: datetime, until: datetime) -> list[str]:
+    """Every minute bucket from ``since``'s to ``until``'s, oldest first."""
+    minute = since.astimezone(UTC).replace(second=0, microsecond=0)
+    buckets = []
+    while minute <= until:
+        buckets.append(feed_bucket(minute))
+        minute += timedelta(minutes=1)
+    return buckets
+
+
 def to_dynamo(item: MemeItem) -> dict[str, Any]:
     if item.spec is None:
         raise ValueError("an item is only ever written with a valid spec")
@@ -97,6 +116,7 @@ def to_dynamo(item: MemeItem) -> dict[str, Any]:
         "spec": _s(item.spec.model_dump_json()),
         "created_at": _s(_ts(item.created_at)),
         "updated_at": _s(_ts(item.updated_at)),
+        "feed": _s(feed_bucket(item.updated_at)),
         "state_times": {"M": {k.value: _s(_ts(v)) for k, v in item.state_times.items()}},
         "attempts": _n(item.attempts),
         "sweeps": _n(item.sweeps),
@@ -524,6 +544,39 @@ class MemeStore:
         statuses = (MemeStatus(**_status_fields(record)) for record in records)
         return {status.id: status for status in statuses}, calls
 
+    async def changes(
+        self, since: datetime, until: datetime, wanted: Container[str]
+    ) -> tuple[dict[str, MemeStatus], int]:
+        """The latest status of each meme in ``wanted`` whose ``updated_at`` is within
+        [``since``, ``until``], from the change feed (one Query per minute bucket, pages followed),
+        and the calls it took. The index is eventually consistent: a change may show a
+        little late, never as a state the item did not have."""
+        found: dict[str, MemeStatus] = {}
+        calls = 0
+        for bucket in feed_buckets(since, until):
+            params: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": CHANGES_INDEX,
+                "KeyConditionExpression": "feed = :feed AND updated_at BETWEEN :since AND :until",
+                "ExpressionAttributeValues": {
+                    ":feed": _s(bucket),
+                    ":since": _s(_ts(since)),
+                    ":until": _s(_ts(until)),
+                },
+            }
+            while True:
+                response = await self._ddb.query(**params)
+                calls += 1
+                for record in response.get("Items", []):
+                    if record["id"]["S"] in wanted:  # parse only what someone waits on
+                        status = MemeStatus(**_status_fields(record))
+                        found[status.id] = status
+                last = response.get("LastEvaluatedKey")
+                if not last:
+                    break
+                params["ExclusiveStartKey"] = last
+        return found, calls
+
     async def _batch_get(
         self, meme_ids: Sequence[str], attributes: Sequence[str]
     ) -> tuple[list[dict[str, Any]], int]:
@@ -569,49 +622,24 @@ class MemeStore:
         failure: Failure | None = None,
         count_attempt: bool = False,
         attempts: int | None = None,
+        slot: str | None = None,
         notify_due: EventType | None = None,
         at: datetime | None = None,
-        slot: str | None = None,
         batch_id: str | None = None,
     ) -> bool:
         """Move the item to ``target`` if its current state allows it; False on a lost race.
 
+        ``slot``: the tenant whose in-flight slot the item holds (``in_flight_slot`` of the
+        item or its job), None when it holds none. A terminal transition frees it in the
+        same write; it is a condition of the write, so a wrong one loses, never drifts.
         ``notify_due``: mark, in the same write, that this ending's notifications are to be
-        enqueued (``notified`` clears it once they are). ``slot``: the tenant whose
-        in-flight slot the item holds (``in_flight_slot`` of the item or its job), None when
-        it holds none; a terminal transition frees it in the same write, and it is a
-        condition of the write, so a wrong one loses, never drifts. ``batch_id``: the end
-        of a batch's meme also counts on the batch, in the same write, so it counts exactly
-        when the conditional transition happens."""
-        sources = sorted(s.value for s in sources_of(target))
-        now = _ts(at or utcnow())
-        names = {"#state": "state", "#target": target.value}
-        values: dict[str, Any] = {":target": _s(target.value), ":now": _s(now)}
-        sets = ["#state = :target", "updated_at = :now", "state_times.#target = :now"]
-        if not target.terminal:
-            sets.append("live_state = :target")
-        placeholders = []
-        for i, src in enumerate(sources):
-            values[f":src{i}"] = _s(src)
-            placeholders.append(f":src{i}")
-        if result is not None:
-            sets.append("#result = :result")
-            names["#result"] = "result"
-            values[":result"] = _s(result.model_dump_json())
-        if failure is not None:
-            sets.append("failure = :failure")
-            values[":failure"] = _s(failure.model_dump_json())
-        if attempts is not None:
-            sets.append("attempts = :attempts")
-            values[":attempts"] = _n(attempts)
-        if notify_due is not None:
-            sets.append("notify_due = :due")
-            values[":due"] = _s(notify_due)
-        update = "SET " + ", ".join(sets)
-        if count_attempt:
-            update += " ADD attempts :one"
-            values[":one"] = _n(1)
-        condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+        enqueued (``notified`` clears it once they are). ``batch_id``: the end of a batch's
+        meme also counts on the batch, in the same write, so it counts exactly when the
+        conditional transition happens."""
+        stamp = at or utcnow()
+        update, condition, names, values = _transition_expression(
+            target, result, failure, count_attempt, attempts, notify_due, stamp
+        )
         if target.terminal and slot is not None:
             update += " REMOVE live_state, counted"
             condition += " AND counted = :true AND tenant = :tenant"
@@ -645,7 +673,7 @@ class MemeStore:
         counts_on_batch = target.terminal and batch_id is not None
         if counts_on_batch:
             assert batch_id is not None
-            steps.append(count_end(batch_id, target, self._table, now))
+            steps.append(count_end(batch_id, target, self._table, _ts(stamp)))
         won = await self._write(steps, batch_last=counts_on_batch)
         if not won:
             log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
@@ -674,6 +702,35 @@ class MemeStore:
             return False
         # Only the batch's condition failed: its record is gone (retention). The meme ends.
         return await self._write(steps[:-1], batch_last=False)
+
+    async def transition_returning(
+        self, meme_id: str, target: MemeState
+    ) -> tuple[bool, MemeItem | None]:
+        """A move to a non-terminal ``target`` that also answers with the item, in the same
+        one call: as it is now when the transition was won, as it was when lost (None:
+        there is no such item). Saves a GetItem before the write (ReturnValues, and
+        ReturnValuesOnConditionCheckFailure when the condition fails)."""
+        if target.terminal:
+            raise ValueError("terminal transitions free in-flight slots: use transition()")
+        update, condition, names, values = _transition_expression(target, None, None, False, None)
+        try:
+            response = await self._ddb.update_item(
+                TableName=self._table,
+                Key={"id": _s(meme_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as err:
+            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
+            TRANSITION_RESULTS.labels(target.value, "lost").inc()
+            record: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
+            return False, from_dynamo(record) if record else None
+        TRANSITION_RESULTS.labels(target.value, "won").inc()
+        return True, from_dynamo(response["Attributes"])
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""
@@ -736,15 +793,17 @@ class MemeStore:
 
     async def mark_swept(self, item: MemeItem) -> bool:
         """Count one sweep of a stuck item, only if nobody touched it since we read it."""
+        stamp = utcnow()
         try:
             await self._ddb.update_item(
                 TableName=self._table,
                 Key={"id": _s(item.id)},
-                UpdateExpression="SET updated_at = :now ADD sweeps :one",
+                UpdateExpression="SET updated_at = :now, feed = :feed ADD sweeps :one",
                 ConditionExpression="#state = :state AND updated_at = :seen",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
-                    ":now": _s(_ts(utcnow())),
+                    ":now": _s(_ts(stamp)),
+                    ":feed": _s(feed_bucket(stamp)),
                     ":one": _n(1),
                     ":state": _s(item.state.value),
                     ":seen": _s(_ts(item.updated_at)),
@@ -753,3 +812,50 @@ class MemeStore:
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+def _transition_expression(
+    target: MemeState,
+    result: MemeResult | None,
+    failure: Failure | None,
+    count_attempt: bool,
+    attempts: int | None,
+    notify_due: EventType | None = None,
+    at: datetime | None = None,
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """The UpdateItem parts that move an item to ``target`` from any state that may
+    enter it (update, condition, names, values), before the terminal and slot parts."""
+    sources = sorted(s.value for s in sources_of(target))
+    stamp = at or utcnow()
+    names = {"#state": "state", "#target": target.value}
+    values: dict[str, Any] = {
+        ":target": _s(target.value),
+        ":now": _s(_ts(stamp)),
+        ":feed": _s(feed_bucket(stamp)),
+    }
+    sets = ["#state = :target", "updated_at = :now", "feed = :feed", "state_times.#target = :now"]
+    if not target.terminal:
+        sets.append("live_state = :target")
+    placeholders = []
+    for i, src in enumerate(sources):
+        values[f":src{i}"] = _s(src)
+        placeholders.append(f":src{i}")
+    if result is not None:
+        sets.append("#result = :result")
+        names["#result"] = "result"
+        values[":result"] = _s(result.model_dump_json())
+    if failure is not None:
+        sets.append("failure = :failure")
+        values[":failure"] = _s(failure.model_dump_json())
+    if attempts is not None:
+        sets.append("attempts = :attempts")
+        values[":attempts"] = _n(attempts)
+    if notify_due is not None:
+        sets.append("notify_due = :due")
+        values[":due"] = _s(notify_due)
+    update = "SET " + ", ".join(sets)
+    if count_attempt:
+        update += " ADD attempts :one"
+        values[":one"] = _n(1)
+    condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
+    return update, condition, names, values

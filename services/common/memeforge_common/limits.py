@@ -114,6 +114,20 @@ MAX_ARCHIVE_MEMBER_BYTES = 64 * 1024 * 1024
 """An output copied into a batch's ZIP (a larger one is listed in its manifest, not copied);
 with ``archive.READ_AHEAD`` it bounds the archiver's memory."""
 
+MAX_SOURCE_URL_CHARS = 2048
+"""A template's ``source_url``."""
+
+MAX_SOURCE_REDIRECTS = 3
+"""Redirects a template fetch from ``source_url`` follows, each target checked again."""
+
+UPLOAD_POLICY_TTL_S = 600
+"""Default of ``MEMEFORGE_UPLOAD_POLICY_TTL_S``: how long a direct-upload form (presigned
+POST) may be used."""
+
+INCOMING_RETENTION_DAYS = 1
+"""Direct uploads never completed are deleted by a lifecycle rule on ``incoming/`` after
+this (S3 lifecycle counts whole days)."""
+
 EGRESS_CONNECT_TIMEOUT_S = 3.0
 """Default of ``MEMEFORGE_EGRESS_CONNECT_TIMEOUT_S``: DNS and TCP/TLS connect to a
 client-chosen URL (template source, webhook)."""

@@ -35,13 +35,30 @@ RENDER_STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
+NOTIFICATION_ATTEMPTS = Counter(
+    "memeforge_notification_attempts_total",
+    "Notifier delivery attempts, by channel (webhook, email) and outcome.",
+    ["channel", "outcome"],
+)
 HTTP_REQUESTS = Histogram(
     "memeforge_http_request_seconds", "API request latency.", ["method", "route", "status"]
 )
 
-WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher reads on each tick.")
+AWS_REQUESTS = Counter(
+    "memeforge_aws_requests_total",
+    "HTTP requests sent to AWS (each SDK retry counts: AWS bills it), by AWS service and "
+    "operation.",
+    ["service", "operation"],
+)
+AWS_EMPTY_RECEIVES = Counter(
+    "memeforge_aws_empty_receives_total",
+    "ReceiveMessage calls that brought no message (also counted in "
+    "memeforge_aws_requests_total): the idle cost of long polling, apart from the per-meme cost.",
+)
+
+WATCHED_MEMES = Gauge("memeforge_watched_memes", "Memes the api's watcher watches.")
 WAITERS = Gauge("memeforge_waiters", "Long-polls and event streams subscribed to the watcher.")
-WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "BatchGetItem calls by the watcher.")
+WATCHER_CALLS = Counter("memeforge_watcher_calls_total", "DynamoDB calls by the watcher.")
 WATCHER_ITEMS = Counter("memeforge_watcher_items_total", "Items the watcher read.")
 
 

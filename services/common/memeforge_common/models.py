@@ -9,6 +9,7 @@ deploy can still read what the previous version wrote.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -388,6 +389,25 @@ def output_key(
     ext = {"jpeg": "jpg"}.get(fmt, fmt)
     folder = f"{OUTPUT_PREFIX}{tenant}/" if tenant else OUTPUT_PREFIX
     return f"{folder}{meme_id}.thumb.{ext}" if thumbnail else f"{folder}{meme_id}.{ext}"
+
+
+INCOMING_PREFIX = (
+    "incoming/"  # direct uploads before they are checked; a lifecycle rule expires them
+)
+_UPLOAD_ID_RE = re.compile(MEME_ID_PATTERN)  # the same random 128-bit hex shape
+
+
+def new_upload_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_upload_id(value: str) -> bool:
+    return bool(_UPLOAD_ID_RE.match(value))
+
+
+def incoming_key(upload_id: str, tenant: str) -> str:
+    """Where a direct upload lands: under its tenant's folder of ``incoming/``."""
+    return f"{INCOMING_PREFIX}{tenant}/{upload_id}"
 
 
 def template_key(template_id: str, tenant: str) -> str:

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # (its tick slows down as the set grows past 100 ids a call).
     watcher_max_calls_per_s: float = Field(default=20.0, gt=0)
     presign_ttl_s: int = Field(default=900, ge=1, le=604800)
+    upload_policy_ttl_s: int = Field(default=limits.UPLOAD_POLICY_TTL_S, ge=1, le=3600)
+
+    # Consumer: how long it trusts a template's metadata (its ETag, its folder) once read.
+    template_info_cache_s: float = Field(default=5.0, ge=0, le=300)
 
     # Renderer.
     render_processes: int = Field(default=0, ge=0, description="0 = one per available core")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
@@ -185,6 +187,10 @@ class TemplateMissing(LookupError):
     """No template under that key."""
 
 
+class TemplateLookup(Protocol):
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None: ...
+
+
 class TemplateStore:
     """Templates in one bucket: the only code that reads or writes ``templates/*``."""
 
@@ -320,3 +326,53 @@ class TemplateStore:
             raise
         async with response["Body"] as body:
             return await body.read()
+
+
+MAX_CACHED_TEMPLATES = 10_000  # bounded memory (invariant 7): the oldest entry goes first
+
+
+class TemplateInfoCache:
+    """``TemplateStore.find`` answers, kept for ``ttl_s`` seconds per (tenant, id), so a
+    worker asks S3 about a template once per period, not once (or twice: own folder,
+    then public) per meme. Concurrent misses share one lookup.
+
+    Only found templates are kept: a missing one is asked for again every time, so a
+    template uploaded just after a meme failed for want of it is seen at once. What a
+    found entry can get wrong for up to ``ttl_s``: a template deleted meanwhile (the
+    renderer's pinned-ETag fetch then fails the meme ``template_not_found``, as it would
+    have had the delete come a moment later), deleted and uploaded again under its id
+    (``template_changed``), or a tenant's new template of the same id as a public one
+    (memes resolve to the public one until the entry expires)."""
+
+    def __init__(
+        self, store: TemplateStore, ttl_s: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, asyncio.Future[TemplateInfo | None]]]
+        self._entries = {}
+
+    async def find(self, template_id: str, tenant: str) -> TemplateInfo | None:
+        key = (tenant, template_id)
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None:
+            fetched_at, lookup = entry
+            if not lookup.done() or (now - fetched_at < self._ttl_s and _found(lookup)):
+                return await asyncio.shield(lookup)
+        lookup = asyncio.ensure_future(self._store.find(template_id, tenant))
+        self._entries.pop(key, None)
+        if len(self._entries) >= MAX_CACHED_TEMPLATES:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (now, lookup)
+        try:
+            return await asyncio.shield(lookup)
+        except BaseException:
+            if self._entries.get(key, (0.0, None))[1] is lookup:
+                del self._entries[key]
+            raise
+
+
+def _found(lookup: asyncio.Future[TemplateInfo | None]) -> bool:
+    return not lookup.cancelled() and lookup.exception() is None and lookup.result() is not None

@@ -17,7 +17,7 @@ from memeforge_common.publishers import (
 )
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import get_settings
-from memeforge_common.templates import TemplateStore
+from memeforge_common.templates import TemplateInfoCache, TemplateStore
 from memeforge_common.worker import make_worker, run_service, run_until_signalled
 
 from memeforge_consumer.batch_sweeper import BatchSweeper
@@ -41,7 +41,9 @@ async def run() -> None:
         requests = RequestPublisher(aws.sqs, request_url)
         notifications = NotificationPublisher(aws.sqs, notification_url)
         endings = Endings(store, notifications)
-        templates = TemplateStore(aws.s3, settings.bucket)
+        templates = TemplateInfoCache(
+            TemplateStore(aws.s3, settings.bucket), settings.template_info_cache_s
+        )
         dispatcher = Dispatcher(store, templates, renders, endings)
         workers = [
             await make_worker(

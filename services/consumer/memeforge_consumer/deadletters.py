@@ -88,8 +88,8 @@ class DeadLetterDrain:
                 tenant=item.tenant,
                 notify=item.notify,
                 batch_id=item.batch_id,
-                slot=item.in_flight_slot,
                 traceparent=child_of(item.traceparent),
+                slot=item.in_flight_slot,
                 failure=failure,
                 attempts=attempts,
             )

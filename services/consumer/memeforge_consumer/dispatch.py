@@ -1,6 +1,8 @@
 """Turn a batch of request messages into render jobs (one SendMessageBatch per batch).
 
-For each request: load the item, validate it, move PENDING → QUEUED, build the job.
+For each request: move PENDING → QUEUED, which answers with the item in the same call
+(no read first), validate it, build the job; an item that fails validation goes on to
+FAILED (QUEUED → FAILED) instead.
 A message is acknowledged (deleted) only once its effect is durable: the job is on
 the render queue, or the item is terminal. A redelivered request for a QUEUED item
 re-sends its job; the renderer's conditional writes make that harmless.
@@ -26,7 +28,7 @@ from memeforge_common.models import (
 )
 from memeforge_common.publishers import RenderPublisher
 from memeforge_common.queues import QueueMessage
-from memeforge_common.templates import TemplateInfo, TemplateStore
+from memeforge_common.templates import TemplateInfo, TemplateLookup
 from memeforge_common.tracing import child_of, from_attributes, trace_id
 from memeforge_common.worker import Outcomes
 from pydantic import ValidationError
@@ -59,7 +61,7 @@ class Dispatcher:
     def __init__(
         self,
         store: MemeStore,
-        templates: TemplateStore,
+        templates: TemplateLookup,
         renders: RenderPublisher,
         endings: Endings,
     ) -> None:
@@ -105,18 +107,23 @@ class Dispatcher:
         with bound(
             meme_id=request.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
         ):
-            item = await self._store.get(request.meme_id)
+            won, item = await self._store.transition_returning(request.meme_id, MemeState.QUEUED)
             if item is None:
                 return Poison(f"unknown meme id {request.meme_id}")
-            return await self._advance(item, traceparent)
+            if not won and item.state is not MemeState.QUEUED:
+                return Ack()  # duplicate request: already rendering or finished
+            # Won: QUEUED now. Lost to a QUEUED item: a redelivered request, whose job
+            # may never have been sent: send it (again; the renderer dedupes).
+            return await self._job_or_failure(item, traceparent)
 
-    async def _advance(self, item: MemeItem, traceparent: str) -> Outcome:
-        if item.state not in (MemeState.PENDING, MemeState.QUEUED):
-            return Ack()  # duplicate request: already rendering or finished
+    async def _job_or_failure(self, item: MemeItem, traceparent: str) -> Outcome:
         failure = invalid_spec(item)
-        template = await self._templates.find(item.template_id, item.tenant)
-        if template is None:
-            failure = Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
+        template = None
+        if failure is None:
+            template = await self._templates.find(item.template_id, item.tenant)
+            if template is None:
+                detail = f"template {item.template_id!r}"
+                failure = Failure(reason="template_not_found", detail=detail)
         if failure is not None:
             await self._endings.end(
                 item.id,
@@ -124,19 +131,13 @@ class Dispatcher:
                 tenant=item.tenant,
                 notify=item.notify,
                 batch_id=item.batch_id,
-                slot=item.in_flight_slot,
                 traceparent=traceparent,
+                slot=item.in_flight_slot,
                 failure=failure,
             )
             log.info("meme failed validation: %s", failure.reason)
             return Ack()
         assert template is not None
-        if item.state is MemeState.PENDING and not await self._store.transition(
-            item.id, MemeState.QUEUED
-        ):
-            latest = await self._store.get(item.id)
-            if latest is None or latest.state is not MemeState.QUEUED:
-                return Ack()  # someone else moved it on
         return Enqueue(render_job(item, template), traceparent)
 
     async def resend(self, item: MemeItem) -> Failure | None:

@@ -129,7 +129,7 @@ class Sweeper:
             tenant=item.tenant,
             notify=item.notify,
             batch_id=item.batch_id,
-            slot=item.in_flight_slot,
             traceparent=child_of(item.traceparent),
+            slot=item.in_flight_slot,
             failure=failure,
         )

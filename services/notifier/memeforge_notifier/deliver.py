@@ -29,6 +29,7 @@ from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import MemeStore
 from memeforge_common.limits import MAX_WEBHOOK_RESPONSE_BYTES
 from memeforge_common.logs import bound
+from memeforge_common.metrics import NOTIFICATION_ATTEMPTS
 from memeforge_common.models import (
     DeliveryAttempt,
     DeliveryOutcome,
@@ -183,6 +184,7 @@ class Notifier:
             outcome,
             extra={"event_id": note.event_id, "status": status, "error": error},
         )
+        NOTIFICATION_ATTEMPTS.labels(note.channel, outcome).inc()
         await self.store.record_delivery(record_id(note), note.channel, record)
 
 
@@ -207,6 +209,7 @@ class DeadNotifications:
                 outcome="gave_up",
                 error="retries-exhausted",
             )
+            NOTIFICATION_ATTEMPTS.labels(note.channel, "gave_up").inc()
             await self.store.record_delivery(record_id(note), note.channel, attempt)
             log.warning("gave up delivering %s", note.event_id, extra={"meme_id": note.subject_id})
             outcomes.done.add(message.message_id)

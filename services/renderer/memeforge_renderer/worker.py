@@ -120,8 +120,8 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             batch_id=job.batch_id,
-            slot=job.in_flight_slot,
             traceparent=traceparent,
+            slot=job.in_flight_slot,
             result=result,
         )
         if done:
@@ -145,7 +145,7 @@ class Renderer:
             tenant=job.tenant,
             notify=job.notify,
             batch_id=job.batch_id,
-            slot=job.in_flight_slot,
             traceparent=traceparent,
+            slot=job.in_flight_slot,
             failure=failure,
         )

@@ -5,28 +5,37 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 from memeforge_common.animation import AnimationLimits
-from memeforge_common.limits import MAX_BOXES, MAX_LAYOUT_FORM_CHARS, MAX_TEMPLATE_NAME_CHARS
+from memeforge_common.egress import EgressPolicy
+from memeforge_common.limits import (
+    MAX_LAYOUT_FORM_CHARS,
+    MAX_SOURCE_URL_CHARS,
+    MAX_TEMPLATE_NAME_CHARS,
+)
 from memeforge_common.models import (
     TEMPLATE_ID_PATTERN,
     TextBox,
     is_template_id,
     slugify,
 )
+from memeforge_common.settings import Settings
 from memeforge_common.templates import (
     InvalidCursor,
     LayoutTooLarge,
     MetadataTooLarge,
     TemplateExists,
+    TemplateInfo,
+    TemplateStore,
     encode_layout,
 )
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
 from memeforge_api.deps import SettingsDep, TemplatesDep
-from memeforge_api.images import InvalidImage, check_upload
+from memeforge_api.images import ImageFacts, InvalidImage, check_upload
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
-from memeforge_api.schemas import TemplatePage, TemplateView
+from memeforge_api.schemas import Layout, TemplatePage, TemplateView
+from memeforge_api.sources import fetch_source
 
 router = APIRouter(
     prefix="/templates", tags=["templates"], responses=problem_responses(*AUTHENTICATED, 422)
@@ -37,7 +46,7 @@ def _not_found(template_id: str) -> Problem:
     return Problem(404, "template-not-found", "No such template", f"template {template_id!r}")
 
 
-def _exists(template_id: str) -> Problem:
+def template_exists(template_id: str) -> Problem:
     return Problem(409, "template-exists", "Template id already taken", f"template {template_id!r}")
 
 
@@ -113,8 +122,15 @@ async def upload_template(
     caller: TemplatesWrite,
     templates: TemplatesDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or GIF")],
     name: Annotated[str, Form(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)],
+    file: Annotated[UploadFile | None, File(description="JPEG, PNG, WebP or GIF")] = None,
+    source_url: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_SOURCE_URL_CHARS,
+            description="instead of file: an http(s) URL to fetch the image from",
+        ),
+    ] = None,
     template_id: Annotated[
         str | None, Form(alias="id", pattern=TEMPLATE_ID_PATTERN, description="default: from name")
     ] = None,
@@ -126,14 +142,46 @@ async def upload_template(
         ),
     ] = None,
 ) -> TemplateView:
+    """A new template from an uploaded ``file`` or fetched from ``source_url`` (one of
+    them); either way the format is sniffed from the bytes and the pixels checked."""
+    if (file is None) == (source_url is None):
+        raise Problem(422, "invalid-template-source", "Give either 'file' or 'source_url'")
     layout = parse_layout(boxes) if boxes is not None else None
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise Problem(
-            413, "upload-too-large", "Upload too large", f"limit {settings.max_upload_bytes} bytes"
+    tid = template_id_for(name, template_id)
+    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
+        raise template_exists(tid)
+    if file is not None:
+        data = await file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise upload_too_large(settings.max_upload_bytes)
+    else:
+        policy = EgressPolicy.from_settings(settings)
+        data = await fetch_source(
+            source_url or "", policy=policy, max_bytes=settings.max_upload_bytes
         )
+    facts = await checked_image(data, settings)
+    info = await register_template(
+        templates, tid, tenant=caller.tenant, name=name, data=data, facts=facts, layout=layout
+    )
+    response.headers["Location"] = f"/templates/{tid}"
+    return TemplateView.of(info)
+
+
+def template_id_for(name: str, template_id: str | None) -> str:
+    tid = template_id or slugify(name)
+    if not is_template_id(tid):
+        raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
+    return tid
+
+
+def upload_too_large(limit: int) -> Problem:
+    return Problem(413, "upload-too-large", "Upload too large", f"limit {limit} bytes")
+
+
+async def checked_image(data: bytes, settings: Settings) -> ImageFacts:
+    """The image's facts, or a Problem: 415 for a format not accepted, else 422."""
     try:
-        facts = await check_upload(
+        return await check_upload(
             data,
             max_pixels=settings.max_source_pixels,
             caps=AnimationLimits.from_settings(settings),
@@ -141,15 +189,23 @@ async def upload_template(
     except InvalidImage as err:
         status_code = 415 if err.code == "unsupported-image-format" else 422
         raise Problem(status_code, err.code, "Invalid image", err.detail) from err
-    tid = template_id or slugify(name)
-    if not is_template_id(tid):
-        raise Problem(422, "invalid-template-id", "Cannot derive an id from the name; give 'id'")
-    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
-        raise _exists(tid)
+
+
+async def register_template(
+    templates: TemplateStore,
+    tid: str,
+    *,
+    tenant: str,
+    name: str,
+    data: bytes,
+    facts: ImageFacts,
+    layout: tuple[TextBox, ...] | None,
+) -> TemplateInfo:
+    """Store checked bytes as the tenant's template ``tid``: 409 when the id is taken."""
     try:
         await templates.upload(
             tid,
-            tenant=caller.tenant,
+            tenant=tenant,
             name=name,
             data=data,
             content_type=facts.content_type,
@@ -159,32 +215,33 @@ async def upload_template(
             animation=facts.animation,
         )
     except TemplateExists as err:
-        raise _exists(tid) from err
+        raise template_exists(tid) from err
     except MetadataTooLarge as err:
         title = "Template name and layout too large"
         raise Problem(422, "metadata-too-large", title, str(err)) from err
-    info = await templates.head(tid, caller.tenant)
+    info = await templates.head(tid, tenant)
     if info is None:  # deleted in between: vanishingly rare, but never a 500
         raise _not_found(tid)
-    response.headers["Location"] = f"/templates/{tid}"
-    return TemplateView.of(info)
+    return info
 
 
 def parse_layout(raw: str) -> tuple[TextBox, ...]:
     """A template's default boxes from the upload form: validated, bounded, text-free."""
     try:
         boxes = _LAYOUT.validate_json(raw)
-        encode_layout(boxes)  # the same bound the storage applies, checked before upload
     except ValidationError as err:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()]
         raise Problem(422, "invalid-layout", "Invalid template layout", errors=errors) from err
+    return bounded_layout(boxes)
+
+
+def bounded_layout(boxes: tuple[TextBox, ...]) -> tuple[TextBox, ...]:
+    """``boxes`` if they fit the storage's bound, checked before any upload."""
+    try:
+        encode_layout(boxes)
     except LayoutTooLarge as err:
         raise Problem(422, "layout-too-large", "Template layout too large", str(err)) from err
     return boxes
 
 
-class _LayoutBox(TextBox):
-    text: str = Field(default="", max_length=0, description="layouts carry no text")
-
-
-_LAYOUT = TypeAdapter(Annotated[tuple[_LayoutBox, ...], Field(min_length=1, max_length=MAX_BOXES)])
+_LAYOUT = TypeAdapter(Layout)

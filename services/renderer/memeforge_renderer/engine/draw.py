@@ -23,8 +23,9 @@ from .lru import ByteLRU
 from .text import Run, Token
 from .typeface import load_font
 
-# (outline mask core or None, dx, dy, fill mask core, dx, dy, bytes)
-_Glyph = tuple[Any, int, int, Any, int, int, int]
+# (outline mask core or None, dx, dy, width, height, fill mask core, dx, dy, width, height,
+# bytes): the masks' cores, where they go from the pen origin, and their sizes
+_Glyph = tuple[Any, int, int, int, int, Any, int, int, int, int, int]
 
 
 class GlyphCache:
@@ -49,7 +50,7 @@ class GlyphCache:
         glyph = self.lru.get(key)
         if glyph is None:
             glyph = _rasterise(path, size, stroke, text, rtl)
-            self.lru.put(key, glyph, glyph[6])
+            self.lru.put(key, glyph, glyph[-1])
         return glyph
 
     def clear(self) -> None:
@@ -70,17 +71,17 @@ def _rasterise(path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyp
     font = load_font(path, size)
     direction = "rtl" if rtl else None
     fill, (fx, fy) = font.getmask2(text, "L", direction=direction, anchor="ls")
+    fw, fh = fill.size
     nbytes = _mask_bytes(fill) + 200
     if stroke:
         ring, (sx, sy) = font.getmask2(
             text, "L", direction=direction, anchor="ls", stroke_width=stroke
         )
-        w, h = fill.size
-        if w and h:  # the outlined shape: ring and fill together
-            ring.paste(255, (fx - sx, fy - sy, fx - sx + w, fy - sy + h), fill)
+        if fw and fh:  # the outlined shape: ring and fill together
+            ring.paste(255, (fx - sx, fy - sy, fx - sx + fw, fy - sy + fh), fill)
         nbytes += _mask_bytes(ring)
-        return (ring, sx, sy, fill, fx, fy, nbytes)
-    return (None, 0, 0, fill, fx, fy, nbytes)
+        return (ring, sx, sy, *ring.size, fill, fx, fy, fw, fh, nbytes)
+    return (None, 0, 0, 0, 0, fill, fx, fy, fw, fh, nbytes)
 
 
 GLYPHS = GlyphCache()
@@ -164,6 +165,39 @@ def _line_px(line: Line, size: int) -> tuple[int, int]:
     )
 
 
+class _Canvas:
+    """One 8-bit block canvas that glyph masks are stamped into (255 through the mask).
+
+    Stamping blends: c + (255 - c) * m / 255. Where the canvas is still 0 that is m
+    exactly, so a mask whose box lies right of everything stamped on its line and below
+    every earlier line is copied instead, several times cheaper than the blend. Lines are
+    stamped top to bottom and each line left to right, so three running bounds suffice."""
+
+    __slots__ = ("above", "bottom", "core", "image", "right")
+
+    def __init__(self, width: int, height: int) -> None:
+        self.image = Image.new("L", (width, height))
+        self.core = self.image.im
+        self.right = -(2**31)  # of everything on this line
+        self.bottom = 0  # of everything on this line
+        self.above = 0  # of everything on earlier lines
+
+    def new_line(self) -> None:
+        self.above = max(self.above, self.bottom)
+        self.right = -(2**31)
+
+    def put(self, mask: Any, x0: int, y0: int, w: int, h: int) -> None:
+        x1, y1 = x0 + w, y0 + h
+        if x0 >= self.right and y0 >= self.above:
+            self.core.paste(mask, (x0, y0, x1, y1))
+        else:
+            self.core.paste(255, (x0, y0, x1, y1), mask)
+        if x1 > self.right:
+            self.right = x1
+        if y1 > self.bottom:
+            self.bottom = y1
+
+
 def stamp(
     fitted: FittedText,
     rect: tuple[int, int, int, int],
@@ -197,10 +231,8 @@ def stamp(
     x0 = min(lefts)
     x1 = max(left + w + 2 * pad for left, (w, _) in zip(lefts, widths, strict=True))
     cw, ch = x1 - x0, fitted.height
-    fill_canvas = Image.new("L", (cw, ch))
-    ring_canvas = Image.new("L", (cw, ch)) if stroke else None
-    fill_core = fill_canvas.im
-    ring_core = ring_canvas.im if ring_canvas is not None else None
+    fill = _Canvas(cw, ch)
+    ring = _Canvas(cw, ch) if stroke else None
     baseline = fitted.top
     space_px = space * size
     for line, left, (_, origin) in zip(fitted.layout, lefts, widths, strict=True):
@@ -212,15 +244,18 @@ def stamp(
             if token.metrics.rtl:
                 runs = runs[::-1]
             for run in runs:
-                pen = _stamp_run(run, pen, baseline, size, stroke, ring_core, fill_core, cache)
+                pen = _stamp_run(run, pen, baseline, size, stroke, ring, fill, cache)
         baseline += fitted.line_height
+        fill.new_line()
+        if ring is not None:
+            ring.new_line()
     if style.valign == "top":
         top = 0
     elif style.valign == "bottom":
         top = max(0, bh - ch)
     else:
         top = max(0, (bh - ch) // 2)
-    result = Stamp(bx + x0, by + top, ring_canvas, fill_canvas, style)
+    result = Stamp(bx + x0, by + top, ring.image if ring is not None else None, fill.image, style)
     if style.rotation:
         result = _rotate(result)
     return _clip(result, rect) if clip else result
@@ -232,19 +267,21 @@ def _stamp_run(
     baseline: int,
     size: int,
     stroke: int,
-    ring_core: Any,
-    fill_core: Any,
+    ring: _Canvas | None,
+    fill: _Canvas,
     cache: GlyphCache,
 ) -> float:
     path = run.face.path
     if run.shaped:
         g = cache.get(path, size, stroke, run.text, run.rtl)
-        _paste(g, round(pen), baseline, ring_core, fill_core)
+        _paste(g, round(pen), baseline, ring, fill)
         return pen + run.advance * size
     face = run.face
     advances = face.advances
     kern = face.kerns.peek  # marked as used when the caption was measured
     get = cache.get
+    put_fill = fill.put
+    put_ring = ring.put if ring is not None else None
     prev = ""
     for ch in run.text:  # the hot loop: one or two C calls per glyph
         if prev:
@@ -253,32 +290,24 @@ def _stamp_run(
                 k = face.kern(prev + ch)
             pen += k * size
         if ch != " ":
-            ring, sx, sy, fill, fx, fy, _ = get(path, size, stroke, ch, False)
+            rmask, sx, sy, rw, rh, fmask, fx, fy, fw, fh, _ = get(path, size, stroke, ch, False)
             x = round(pen)
-            w, h = fill.size
-            if w:
-                fill_core.paste(255, (x + fx, baseline + fy, x + fx + w, baseline + fy + h), fill)
-            if ring is not None:
-                w, h = ring.size
-                if w:
-                    ring_core.paste(
-                        255, (x + sx, baseline + sy, x + sx + w, baseline + sy + h), ring
-                    )
+            if put_ring is not None and rw:
+                put_ring(rmask, x + sx, baseline + sy, rw, rh)
+            if fw:
+                put_fill(fmask, x + fx, baseline + fy, fw, fh)
         adv = advances.get(ch)
         pen += (face.advance(ch) if adv is None else adv) * size
         prev = ch
     return pen
 
 
-def _paste(g: _Glyph, x: int, y: int, ring_core: Any, fill_core: Any) -> None:
-    ring, sx, sy, fill, fx, fy, _ = g
-    w, h = fill.size
-    if w and h:
-        fill_core.paste(255, (x + fx, y + fy, x + fx + w, y + fy + h), fill)
-    if ring is not None and ring_core is not None:
-        w, h = ring.size
-        if w and h:
-            ring_core.paste(255, (x + sx, y + sy, x + sx + w, y + sy + h), ring)
+def _paste(g: _Glyph, x: int, y: int, ring: _Canvas | None, fill: _Canvas) -> None:
+    rmask, sx, sy, rw, rh, fmask, fx, fy, fw, fh, _ = g
+    if ring is not None and rw and rh:
+        ring.put(rmask, x + sx, y + sy, rw, rh)
+    if fw and fh:
+        fill.put(fmask, x + fx, y + fy, fw, fh)
 
 
 def _rotate(s: Stamp) -> Stamp:

@@ -213,36 +213,23 @@ def _jpeg_spliced(
     bands = _bands([s.rect for s in stamps], height)
     if sum(b - a for a, b in bands) > SPLICE_MAX_FRACTION * len(rows.rows):
         return None
-    if not bands:
-        return rows.splice({}), 0.0
-    # All bands stacked in one strip: one composite pass per band, one encode call.
-    heights = [min(b * MCU, height) - a * MCU for a, b in bands]
-    if len(bands) == 1:
-        strip = tpl.image.crop((0, bands[0][0] * MCU, width, bands[0][0] * MCU + heights[0]))
-    else:
-        strip = Image.new("RGB", (width, sum(heights)))
-        top = 0
-        for (a, _), h in zip(bands, heights, strict=True):
-            strip.paste(tpl.image.crop((0, a * MCU, width, a * MCU + h)), (0, top))
-            top += h
-    top = 0
-    for (a, _), h in zip(bands, heights, strict=True):
-        y0 = a * MCU
-        shifted = [s for s in stamps if s.rect[1] < y0 + h and s.rect[3] > y0]
-        composite(strip, shifted, offset_y=y0 - top)
-        top += h
-    te = perf_counter()
-    segments = encode_rows(strip, quality)
-    if segments is None:
-        return None
+    # Each band on its own: one copy of its rows, its captions, one encode call (a strip
+    # of all bands would cost a zeroed image and two more copies of every row).
     replacements: dict[int, bytes] = {}
-    k = 0
+    spent = 0.0
     for a, b in bands:
-        for row in range(a, b):
-            replacements[row] = segments[k]
-            k += 1
+        y0, y1 = a * MCU, min(b * MCU, height)
+        band = tpl.image.crop((0, y0, width, y1))
+        composite(band, [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0], offset_y=y0)
+        te = perf_counter()
+        segments = encode_rows(band, quality)
+        spent += perf_counter() - te
+        if segments is None:
+            return None
+        replacements.update(zip(range(a, b), segments, strict=True))
+    te = perf_counter()
     data = rows.splice(replacements)
-    return data, perf_counter() - te
+    return data, spent + perf_counter() - te
 
 
 def _bands(rects: list[tuple[int, int, int, int]], height: int) -> list[tuple[int, int]]:

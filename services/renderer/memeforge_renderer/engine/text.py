@@ -151,6 +151,9 @@ class Shaper:
         character and each emoji (with its joiners and modifiers) a unit of its own."""
         out: list[Token] = []
         for word in paragraph.split():
+            if word.isascii():  # no CJK or emoji: the word is one token (the usual case)
+                self._emit(out, word, True)
+                continue
             first = True
             start = i = 0
             n = len(word)

@@ -1,0 +1,32 @@
+"""Count every request the process sends to AWS (``memeforge_aws_requests_total``).
+
+A botocore event hook on each client, so nothing that calls AWS can be left out: the
+``before-send`` event fires once per HTTP attempt, retries included, which is what AWS
+bills. ReceiveMessage calls that bring nothing back are counted apart as well, since an
+idle worker's long polls are a cost per hour, not per meme.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memeforge_common.metrics import AWS_EMPTY_RECEIVES, AWS_REQUESTS
+
+
+def count_request(event_name: str = "", **_: Any) -> None:
+    """``before-send.<service>.<Operation>``: one request on its way. Returns None, so
+    the request is sent (a value here would replace the response)."""
+    _event, service, operation = event_name.split(".", 2)
+    AWS_REQUESTS.labels(service, operation).inc()
+
+
+def count_empty_receive(parsed: Any = None, **_: Any) -> None:
+    """``after-call.sqs.ReceiveMessage``: a poll that answered without messages."""
+    if isinstance(parsed, dict) and "Error" not in parsed and not parsed.get("Messages"):
+        AWS_EMPTY_RECEIVES.inc()
+
+
+def count_aws_calls(events: Any) -> None:
+    """Register the counting hooks on a client's event system (``client.meta.events``)."""
+    events.register("before-send", count_request)
+    events.register("after-call.sqs.ReceiveMessage", count_empty_receive)
