@@ -41,6 +41,7 @@ from memeforge_common.publishers import NotificationPublisher, RequestPublisher
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 from memeforge_consumer.batch_sweeper import BatchSweeper
+from prometheus_client import REGISTRY
 
 from tests.support.images import gradient
 from tests.support.settings import unique_settings
@@ -194,6 +195,54 @@ async def test_counters_count_each_end_once_and_the_archive_holds_the_outputs(ri
         assert zipped.testzip() is None
         manifest = zipped.read("manifest.json").decode()
     assert '"failure": "stuck"' in manifest
+
+
+def _dynamodb_writes() -> dict[str, float]:
+    """memeforge_aws_requests_total of each DynamoDB write operation, so far."""
+    operations = ("UpdateItem", "PutItem", "TransactWriteItems")
+    return {
+        op: REGISTRY.get_sample_value(
+            "memeforge_aws_requests_total", {"service": "dynamodb", "operation": op}
+        )
+        or 0.0
+        for op in operations
+    }
+
+
+async def test_a_batch_memes_end_is_one_write_that_also_moves_the_change_feed(rig: Rig) -> None:
+    """docs/architecture.md: the end of a batch's meme is one TransactWriteItems with its
+    state, its in-flight slot, its notify_due mark and its batch count; and, as every
+    write that moves ``updated_at``, it sets ``feed`` (docs/waiting.md "The change feed")."""
+    batch_id = str((await _submit(rig.a, 2))["id"])
+    meme_id = batch_meme_id(batch_id, 0)
+    for state in (MemeState.QUEUED, MemeState.RENDERING):
+        assert await rig.memes.transition(meme_id, state)
+    # Stamped a minute on, so the write is only in the feed if it moved ``feed`` too.
+    ended_at = utcnow() + timedelta(minutes=1)
+    before = _dynamodb_writes()
+    assert await rig.memes.transition(
+        meme_id,
+        MemeState.FAILED,
+        failure=Failure(reason="bad"),
+        notify_due="meme.failed",
+        at=ended_at,
+        batch_id=batch_id,
+        slot="tenant-a",
+    )
+    after = _dynamodb_writes()
+    assert {op: after[op] - before[op] for op in before} == {
+        "UpdateItem": 0,
+        "PutItem": 0,
+        "TransactWriteItems": 1,
+    }
+    assert await rig.memes.in_flight("tenant-a") == 1  # the other item still holds one
+    view = (await rig.a.get(f"/batches/{batch_id}")).json()
+    assert view["counts"] == {"done": 0, "failed": 1, "pending": 1}
+    due = await rig.memes.notify_due("meme.failed", ended_at + timedelta(seconds=1))
+    assert meme_id in due
+    changed, calls = await rig.memes.changes(ended_at, ended_at, {meme_id})
+    assert calls == 1  # the one minute bucket of ``ended_at``
+    assert changed[meme_id].state is MemeState.FAILED
 
 
 async def test_items_are_paginated_in_order_exactly_once(rig: Rig) -> None:
