@@ -25,6 +25,7 @@ def service_process(
             "MEMEFORGE_TABLE": settings.table,
             "MEMEFORGE_REQUEST_QUEUE": settings.request_queue,
             "MEMEFORGE_RENDER_QUEUE": settings.render_queue,
+            "MEMEFORGE_NOTIFICATION_QUEUE": settings.notification_queue,
             "MEMEFORGE_RECEIVE_WAIT_S": "1",
             "MEMEFORGE_RENDER_PROCESSES": "1",
         }
