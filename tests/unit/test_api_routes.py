@@ -280,6 +280,9 @@ def test_405_names_every_method_of_the_path_in_allow(api: Api) -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["allow"] == "DELETE, GET"
     assert api.client.request("PUT", "/templates").headers["allow"] == "GET, POST"
+    # A fixed path is its own resource, though /templates/{template_id} matches it too.
+    assert api.client.request("OPTIONS", "/templates/uploads").headers["allow"] == "POST"
+    assert api.client.request("PUT", "/templates/abc").headers["allow"] == "DELETE, GET"
 
 
 def test_a_body_that_is_not_json_is_a_documented_400(api: Api) -> None:

@@ -23,7 +23,7 @@ EXTRA = {
     ("get", "/templates/{template_id}/image"): {"404"},
     ("delete", "/templates/{template_id}"): {"404"},
     ("post", "/templates/uploads"): set(),
-    ("post", "/templates/uploads/{upload_id}/complete"): {"404", "409", "413", "415"},
+    ("post", "/templates/uploads/{upload_id}/complete"): {"400", "404", "409", "413", "415"},
     ("get", "/memes"): {"400"},
     ("post", "/memes"): {"400", "404", "409", "413"},
     ("get", "/memes/{meme_id}"): {"404"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
@@ -162,8 +163,21 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette names only the first
-    matching route's, e.g. GET where GET and DELETE share a path)."""
+    """Every method served at this path (Starlette names only the first matching route's,
+    e.g. GET where GET and DELETE share a path), as the OpenAPI document states it: a
+    fixed path (/templates/uploads) is its own resource, though a pattern
+    (/templates/{template_id}) matches it too. Paths outside the document (the web UI,
+    probes) fall back to every route that matches."""
+    path = request.scope["path"]
+    documented = [
+        (template, operations)
+        for template, operations in request.app.openapi()["paths"].items()
+        if _template_matches(template, path)
+    ]
+    fixed = [(t, ops) for t, ops in documented if "{" not in t]
+    if documented:
+        methods = {m.upper() for _, ops in (fixed or documented) for m in ops}
+        return ", ".join(m for m in _METHODS if m in methods)
     routes = request.app.router.routes
     allowed = [
         method
@@ -173,6 +187,11 @@ def _allowed_methods(request: Request) -> str:
         )
     ]
     return ", ".join(allowed)
+
+
+def _template_matches(template: str, path: str) -> bool:
+    pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path) is not None
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -63,7 +63,7 @@ async def start_upload(
     "/{upload_id}/complete",
     status_code=status.HTTP_201_CREATED,
     response_model=TemplateView,
-    responses=problem_responses(404, 409, 413, 415),
+    responses=problem_responses(400, 404, 409, 413, 415),
 )
 async def complete_upload(
     upload_id: str,
