@@ -71,10 +71,11 @@ TEXT_MODES: list[JsonValue] = [
 ]
 
 
-class CreateMeme(OutputOptions):
-    """The text comes as top/bottom, 'captions' or 'boxes' (exactly one: the schema's
-    oneOf); the output options are RenderSpec's own (one definition of each field and its
-    bounds)."""
+class MemeBody(OutputOptions):
+    """A meme to render: the text comes as top/bottom, 'captions' or 'boxes' (exactly one:
+    the schema's oneOf); the output options are RenderSpec's own (one definition of each
+    field and its bounds). A batch's items are this; ``POST /memes`` adds where to announce
+    the ending."""
 
     model_config = ConfigDict(json_schema_extra={"oneOf": TEXT_MODES})
 
@@ -91,19 +92,9 @@ class CreateMeme(OutputOptions):
         max_length=MAX_BOXES,
         description="text boxes replacing the template's layout entirely",
     )
-    callback_url: CallbackUrl | None = Field(
-        default=None,
-        description=(
-            "POST signed webhooks (meme.done / meme.failed) here; default: the tenant's "
-            "registered endpoint, if any"
-        ),
-    )
-    notify_email: EmailAddress | None = Field(
-        default=None, description="mail the result link and thumbnail here when it ends"
-    )
 
     @model_validator(mode="after")
-    def _one_text_mode(self) -> CreateMeme:
+    def _one_text_mode(self) -> MemeBody:
         given = self.model_fields_set
         classic = bool({"top", "bottom"} & given)
         modes = [classic, "captions" in given, "boxes" in given]
@@ -129,6 +120,21 @@ class CreateMeme(OutputOptions):
             boxes = classic_boxes(self.top, self.bottom)
         options = self.model_dump(include=set(OutputOptions.model_fields))
         return RenderSpec(boxes=boxes, **options)
+
+
+class CreateMeme(MemeBody):
+    """The body of ``POST /memes``: a meme, and where its ending is announced."""
+
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description=(
+            "POST signed webhooks (meme.done / meme.failed) here; default: the tenant's "
+            "registered endpoint, if any"
+        ),
+    )
+    notify_email: EmailAddress | None = Field(
+        default=None, description="mail the result link and thumbnail here when it ends"
+    )
 
 
 class ResultView(BaseModel):
@@ -272,24 +278,15 @@ class TemplatePage(BaseModel):
 
 
 class CreateBatch(BaseModel):
-    """Up to MAX_BATCH_ITEMS memes, each the body of ``POST /memes``; the batch, not each
-    item, is announced (one ``batch.done`` webhook)."""
+    """Up to MAX_BATCH_ITEMS memes, each the body of ``POST /memes`` without its own
+    callback_url or notify_email: the batch, not each item, is announced (one
+    ``batch.done`` webhook)."""
 
-    items: list[CreateMeme] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    items: list[MemeBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
     callback_url: CallbackUrl | None = Field(
         default=None,
         description="where batch.done is POSTed (signed); default: the tenant's endpoint",
     )
-
-    @model_validator(mode="after")
-    def _announced_once(self) -> CreateBatch:
-        for seq, item in enumerate(self.items):
-            if item.callback_url is not None or item.notify_email is not None:
-                raise ValueError(
-                    f"items[{seq}]: a batch's items are not announced one by one; "
-                    "give callback_url on the batch"
-                )
-        return self
 
 
 class BatchCounts(BaseModel):

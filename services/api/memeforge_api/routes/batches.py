@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi.responses import RedirectResponse
 from memeforge_common.batches import BatchStore
 from memeforge_common.fanout import fan_out
 from memeforge_common.items import InFlightCapReached, InvalidCursor
@@ -207,6 +208,7 @@ async def list_batch_items(
 @router.get(
     "/{batch_id}/archive",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
     responses=PRESIGNED_RESPONSES | problem_responses(404, 409),  # 409 batch-not-ready
 )
 async def get_batch_archive(

@@ -47,7 +47,7 @@ from memeforge_api.deps import (
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
-from memeforge_api.schemas import CreateMeme, MemePage, MemeView
+from memeforge_api.schemas import CreateMeme, MemeBody, MemePage, MemeView
 from memeforge_api.waiting import current, event_stream, long_poll
 
 router = APIRouter(
@@ -224,7 +224,7 @@ async def _spec_for(body: CreateMeme, templates: TemplateStore, tenant: str) -> 
     return spec_on(body, await templates.find(body.template_id, tenant))
 
 
-def spec_on(body: CreateMeme, template: TemplateInfo | None, where: str = "") -> RenderSpec:
+def spec_on(body: MemeBody, template: TemplateInfo | None, where: str = "") -> RenderSpec:
     """The spec of a body whose 'captions' fill ``template``'s layout (``where`` names the
     item of a batch in the problem)."""
     if template is None:
