@@ -9,9 +9,11 @@ from memeforge_common.limits import (
     MAX_BATCH_ITEMS,
     MAX_BOXES,
     MAX_TEMPLATE_NAME_CHARS,
+    VISIBLE_CHAR_PATTERN,
     CallbackUrl,
     Caption,
     EmailAddress,
+    has_visible_text,
 )
 from memeforge_common.models import (
     Batch,
@@ -32,7 +34,7 @@ from memeforge_common.templates import TemplateFacts, TemplateInfo
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict, JsonValue
 
-_NON_BLANK: JsonDict = {"type": "string", "pattern": r"\S"}
+_NON_BLANK: JsonDict = {"type": "string", "pattern": VISIBLE_CHAR_PATTERN}
 
 
 def _none_of(*fields: str) -> JsonDict:
@@ -102,11 +104,11 @@ class MemeBody(OutputOptions):
             raise ValueError("give only one of 'top'/'bottom', 'captions' or 'boxes'")
         if not any(modes):
             raise ValueError("give 'top'/'bottom', 'captions' or 'boxes'")
-        if classic and not (self.top.strip() or self.bottom.strip()):
+        if classic and not (has_visible_text(self.top) or has_visible_text(self.bottom)):
             raise ValueError("give a top or bottom caption that is not blank")
-        if "captions" in given and not any(text.strip() for text in self.captions or ()):
+        if "captions" in given and not any(map(has_visible_text, self.captions or ())):
             raise ValueError("give at least one non-empty caption")
-        if "boxes" in given and not any(box.text.strip() for box in self.boxes or ()):
+        if "boxes" in given and not any(has_visible_text(box.text) for box in self.boxes or ()):
             raise ValueError("give at least one box with text")
         return self
 

@@ -9,6 +9,7 @@ whose defaults live here.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field
@@ -153,6 +154,22 @@ MAX_WAIT_S = 60.0
 """Longest long-poll a client may ask for; ``MEMEFORGE_MAX_LONG_POLL_S`` may lower it."""
 
 Caption = Annotated[str, Field(max_length=MAX_CAPTION_CHARS)]
+
+# What "some text" means, the same in the JSON schema (ECMA-262 regex, what clients and
+# make fuzz check against) and in the code: ``\s`` differs between the two dialects (an
+# ECMA ``\S`` matches U+001F, Python's ``str.strip`` removes it), so the class is spelled
+# out: anything but ASCII controls, spaces and the Unicode space separators.
+VISIBLE_CHAR_PATTERN = (
+    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+_VISIBLE_CHAR = re.compile(VISIBLE_CHAR_PATTERN)
+
+
+def has_visible_text(text: str) -> bool:
+    """The caption draws something: the rule that makes a blank caption 422."""
+    return _VISIBLE_CHAR.search(text) is not None
+
+
 Quality = Annotated[int, Field(ge=1, le=95, description="JPEG and WebP")]
 OutputSide = Annotated[
     int, Field(ge=16, le=8192, description="longest output side in px; never enlarges")

@@ -27,6 +27,7 @@ from memeforge_common.limits import (
     OutputSide,
     Quality,
     ThumbnailSide,
+    has_visible_text,
 )
 
 SCHEMA_VERSION = 1
@@ -160,7 +161,7 @@ class RenderSpec(OutputOptions):
 
     @property
     def has_text(self) -> bool:
-        return any(box.text.strip() for box in self.boxes)
+        return any(has_visible_text(box.text) for box in self.boxes)
 
 
 CLASSIC_LAYOUT = (
@@ -177,7 +178,7 @@ def fill_layout(layout: Sequence[TextBox], captions: Sequence[str]) -> tuple[Tex
     return tuple(
         TextBox.model_validate(box.model_dump() | {"text": text})
         for box, text in zip(layout, captions, strict=False)
-        if text.strip()
+        if has_visible_text(text)
     )
 
 
