@@ -122,7 +122,7 @@ async def create_batch(
                 # batch sweeper's to finish.
                 response.headers["Location"] = f"/batches/{batch_id}"
                 return BatchView.of(existing)
-    notify = await notify_for(endpoints, caller.tenant, body.callback_url, None)
+    notify = await notify_for(endpoints, caller.tenant, body.callback_url, body.notify_email)
     request = BatchRequest(items=await _entries(body, templates, caller.tenant))
     trace = child_of(traceparent)
     now = utcnow()
