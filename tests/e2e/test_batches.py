@@ -69,7 +69,7 @@ async def test_a_batch_of_200_ends_with_exact_counts_and_a_zip_of_200_images(
 async def test_a_batch_with_notify_email_mails_its_archive_one_without_mails_nothing(
     stack: Stack, api: httpx.AsyncClient
 ) -> None:
-    """README "notify_email on a batch: one mail once its ZIP exists"."""
+    """README "one mail to notify_email, both once the ZIP exists"."""
     silent, _ = await run_batch(api, 2)
     recipient = f"{uuid.uuid4().hex[:12]}@example.com"
     batch_id, archive = await run_batch(api, 4, notify_email=recipient)

@@ -429,10 +429,9 @@ async def test_a_batch_takes_its_items_in_flight_slots_all_at_once_or_not_at_all
 async def test_a_batch_mails_its_counts_and_archive_once_even_if_its_archiver_died(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README "notify_email on a batch": one mail once the ZIP exists, with the counts and
-    a presigned link to it. A consumer that dies after publishing batch.done but before
-    marking the batch DONE leaves a second copy of the same event (same id, time and
-    counts) to the next one; the notifier sends it once."""
+    """README "one mail to notify_email, both once the ZIP exists" and docs/architecture.md
+    "a consumer dying in between rebuilds and re-sends the same event": the second copy
+    (same id, time and counts) is mailed no second time."""
     recipient = f"{uuid.uuid4().hex[:12]}@example.com"
     batch_id = str((await _submit(rig.a, 3, notify_email=recipient))["id"])
     shown = (await rig.a.get(f"/batches/{batch_id}")).json()
@@ -492,6 +491,7 @@ async def test_a_batch_mails_its_counts_and_archive_once_even_if_its_archiver_di
 
 
 async def test_a_batch_without_notify_email_enqueues_no_mail(rig: Rig) -> None:
+    """README "One mail per ended meme (or batch) that asked"."""
     batch_id = str((await _submit(rig.a, 1))["id"])
     await _finish(rig, batch_id, 0)
     assert await rig.sweeper.sweep_once() == 1
