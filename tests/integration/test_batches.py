@@ -319,6 +319,11 @@ async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
     too_many = await rig.a.post("/batches", json={"items": _items(MAX_BATCH_ITEMS + 1)})
     assert too_many.status_code == 422
     assert too_many.json()["code"] == "validation-failed"
+    not_json = await rig.a.post(
+        "/batches", content=b"\xff-", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400  # as documented (the fuzzer found it undocumented)
+    assert not_json.json()["code"] == "bad-request"
     empty = await rig.a.post("/batches", json={"items": []})
     assert empty.status_code == 422
     bad_item = await rig.a.post("/batches", json={"items": [*_items(2), {"template_id": "x"}]})
