@@ -43,19 +43,25 @@ def batch_mail(
 ) -> bytes:
     """The archive's link and the counts of an ended batch."""
     mail = _headed(sender, recipient, batch_subject(batch), event_id)
-    hours = max(1, expires_in_s // 3600)
+    # "Up to": a link signed by a role session dies with the session if that ends first.
+    lifetime = f"the link works for up to {_duration(expires_in_s)}"
     counts = f"{batch.done} of {batch.total} done, {batch.failed} failed"
     mail.set_content(
-        f"Your batch {batch.id} has ended: {counts}.\n"
-        f"Download the ZIP (valid for {hours} h): {link}\n"
+        f"Your batch {batch.id} has ended: {counts}.\nDownload the ZIP ({lifetime}): {link}\n"
     )
     mail.add_alternative(
         f"<html><body><p>Your batch has ended: {html.escape(counts)}.</p>"
-        f'<p><a href="{html.escape(link)}">Download the ZIP</a> (valid for {hours} h)</p>'
+        f'<p><a href="{html.escape(link)}">Download the ZIP</a> ({lifetime})</p>'
         "</body></html>",
         subtype="html",
     )
     return mail.as_bytes()
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 3600:
+        return f"{seconds // 3600} h"
+    return f"{max(1, seconds // 60)} min"
 
 
 def meme_mail(
