@@ -43,7 +43,9 @@ def _hold_s3_restores(endpoint: str) -> None:
 def sent_mail(endpoint: str, backend: str) -> list[SentMail]:
     if backend == "moto":
         _hold_s3_restores(endpoint)
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as response:
+        # A dump of every model moto holds: after a 200-item batch on a loaded machine it
+        # took longer than 10 s.
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=90) as response:
             data: dict[str, Any] = json.load(response)
         return [
             SentMail(m["source"], tuple(m["destinations"]), _parse(m["raw_data"]))
