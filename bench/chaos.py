@@ -1,6 +1,6 @@
 """``make chaos``: the failure drill at full size, one line of results (plus JSON).
 
-    python -m bench.chaos [--memes 500] [--backend localstack|moto] [--outage 10] ...
+    python -m bench.chaos [--memes 500] [--batch-items 100] [--backend localstack|moto] ...
 
 Runs the real services as processes against the emulator, SIGKILLs a random renderer,
 consumer or notifier every few seconds and restarts it, cuts every service off from AWS for
@@ -10,7 +10,9 @@ non-zero unless every promise held (``ChaosReport.failures``): lost == 0, duplic
 DONE meme, done == submitted, kills > 0, the outage reached the services, every
 poison message was handled, and every meme's webhook (each meme carries a callback_url
 to a loopback receiver that first answers 500 ten times) was delivered at least once,
-every copy under the event's one webhook-id with a valid signature.
+every copy under the event's one webhook-id with a valid signature. A batch of
+``--batch-items`` runs beside the memes: every item ends, its counters equal its items'
+states, its ZIP holds every DONE item, and its batch.done is delivered.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--memes", type=int, default=500)
+    parser.add_argument("--batch-items", type=int, default=100, help="0: no batch")
     parser.add_argument("--renderers", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=4.0)
     parser.add_argument("--outage", type=float, default=10.0)
@@ -61,6 +64,7 @@ def main() -> int:
         deadline_s=args.deadline,
         backend=backend,
         seed=args.seed,
+        batch_items=args.batch_items,
     )
     with tempfile.TemporaryDirectory(prefix="memeforge-chaos-") as workdir:
         report = asyncio.run(run_chaos(config, Path(workdir)))

@@ -6,19 +6,23 @@ emulator (so an outage can be staged while the emulator keeps its state), the fo
 services as processes, and a webhook receiver that every meme calls back. The driver
 inspects the emulator directly, past the proxy, and what the receiver got: every meme
 must be announced at least once, every copy under the event's one ``webhook-id`` and
-with a valid signature.
+with a valid signature. A batch submitted beside the memes goes through the same kills:
+every item must end, its counters must add up to its items' states, its ZIP must hold
+every DONE item, and its ``batch.done`` must reach the receiver under its one id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import random
 import signal
 import time
 import uuid
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +30,13 @@ from typing import Any
 
 import httpx
 from memeforge_common.aws import AwsClients
+from memeforge_common.batches import BatchStore
+from memeforge_common.fanout import batch_meme_id
 from memeforge_common.items import MemeStore, new_item
 from memeforge_common.models import (
+    BATCHES_FOLDER,
+    Batch,
+    BatchState,
     MemeState,
     RenderJob,
     RenderSpec,
@@ -84,6 +93,7 @@ FAST_FAILURE_SETTINGS = {
 HOOK_PATH = "/chaos"
 # The receiver answers 500 to this many deliveries first: the retries are part of the drill.
 HOOK_FAILURES = 10
+BATCH_HOOK_PATH = "/chaos-batch"
 
 
 @dataclass
@@ -99,6 +109,37 @@ class ChaosConfig:
     deadline_s: float = 300.0
     backend: str | None = None
     seed: int | None = None
+    batch_items: int = 0  # a batch of this many beside the memes; 0: none
+
+
+@dataclass
+class BatchOutcome:
+    """The batch at the end: its state, its counters, its items' states as read one by
+    one, the images in its ZIP, and whether its batch.done got a 2xx."""
+
+    items: int
+    state: str
+    counted: dict[str, int]
+    item_states: dict[str, int]
+    archive_files: int
+    announced: bool
+
+    def line(self) -> str:
+        return (
+            f"batch={self.state}:{self.items} counted={self.counted} "
+            f"items={self.item_states} zip={self.archive_files} announced={self.announced}"
+        )
+
+    def checks(self) -> dict[str, bool]:
+        counted = self.counted
+        ended = {state: self.item_states.get(state, 0) for state in counted}
+        return {
+            "the batch ended (DONE)": self.state == "DONE",
+            "no batch item lost": sum(ended.values()) == self.items,
+            "the batch's counts add up": counted == ended,
+            "the batch's ZIP holds every DONE item": self.archive_files == counted["DONE"],
+            "batch.done delivered": self.announced,
+        }
 
 
 @dataclass
@@ -134,6 +175,7 @@ class ChaosReport:
     webhook_deliveries: int = 0
     webhook_ids_unstable: int = 0
     webhook_bad_signatures: int = 0
+    batch: BatchOutcome | None = field(default=None, init=False)  # None: no batch in the drill
 
     def line(self) -> str:
         reasons = ",".join(f"{k}={v}" for k, v in sorted(self.failed_reasons.items())) or "-"
@@ -148,6 +190,7 @@ class ChaosReport:
             f"webhooks={self.webhooks_delivered}/{self.submitted} "
             f"(deliveries={self.webhook_deliveries} unstable-ids={self.webhook_ids_unstable} "
             f"bad-signatures={self.webhook_bad_signatures})"
+            + (f" {self.batch.line()}" if self.batch else "")
         )
 
     def json(self) -> str:
@@ -169,6 +212,8 @@ class ChaosReport:
             "one webhook-id per event": self.webhook_ids_unstable == 0,
             "every webhook signed": self.webhook_bad_signatures == 0,
         }
+        if self.batch is not None:
+            checks |= self.batch.checks()
         return [name for name, held in checks.items() if not held]
 
 
@@ -251,12 +296,18 @@ class ChaosRun:
             outage = asyncio.create_task(self._outage())
             try:
                 poison = await self._inject_poison(aws, settings, api)
-                ids = await self._submit(api)
+                ids, batch_id = await asyncio.gather(self._submit(api), self._submit_batch(api))
                 submitted_at = time.monotonic()
                 await outage
                 await self.enough_kills.wait()  # the drill promised at least min_kills
-                settled = await self._wait_until_settled(aws, settings, ids + list(poison))
+                batch_items = self._batch_item_ids(batch_id)
+                settled = await self._wait_until_settled(
+                    aws, settings, ids + list(poison) + batch_items
+                )
                 await self._wait_until_announced(ids, started + self.config.deadline_s)
+                batch = await self._wait_until_archived(
+                    aws, settings, batch_id, started + self.config.deadline_s
+                )
             finally:
                 # Also when the drill fails: a killer still running would restart a
                 # service after the stack's stop, leaving it behind as an orphan.
@@ -264,7 +315,12 @@ class ChaosRun:
                 outage.cancel()
                 await killer
         drain_s = time.monotonic() - submitted_at
-        return await self._report(aws, settings, ids, poison, settled, drain_s, started)
+        report = await self._report(
+            aws, settings, ids, poison, settled, drain_s, started, batch_items
+        )
+        if batch is not None:
+            report.batch = await self._report_batch(aws, settings, report, batch, settled)
+        return report
 
     @property
     def _api_url(self) -> str:
@@ -272,7 +328,7 @@ class ChaosRun:
         return self.stack.api_url
 
     async def _submit(self, api: httpx.AsyncClient) -> list[str]:
-        """POST every meme, concurrently (``_post_meme`` retries as a careful client)."""
+        """POST every meme, concurrently (``_post`` retries as a careful client)."""
         gate = asyncio.Semaphore(self.config.submit_concurrency)
 
         async def submit(i: int) -> str:
@@ -285,9 +341,41 @@ class ChaosRun:
             if i % ANIMATED_EVERY == 0:  # a few long renders among the stills
                 body |= {"template_id": ANIMATED_SEED, "format": "gif"}
             async with gate:
-                return await _post_meme(api, body)
+                return await _post(api, "/memes", body)
 
         return list(await asyncio.gather(*(submit(i) for i in range(self.config.memes))))
+
+    async def _submit_batch(self, api: httpx.AsyncClient) -> str | None:
+        if not self.config.batch_items:
+            return None
+        items = [
+            {"template_id": TEMPLATE_ID, "top": f"batch item {i}", "bottom": "survives chaos"}
+            for i in range(self.config.batch_items)
+        ]
+        body = {"items": items, "callback_url": self.hooks.url(BATCH_HOOK_PATH)}
+        return await _post(api, "/batches", body)
+
+    def _batch_item_ids(self, batch_id: str | None) -> list[str]:
+        if batch_id is None:
+            return []
+        return [batch_meme_id(batch_id, seq) for seq in range(self.config.batch_items)]
+
+    def _batch_announced(self) -> bool:
+        return any(200 <= d.status < 300 for d in self.hooks.to(BATCH_HOOK_PATH))
+
+    async def _wait_until_archived(
+        self, aws: AwsClients, settings: Settings, batch_id: str | None, deadline: float
+    ) -> Batch | None:
+        """The batch once DONE and its batch.done answered 2xx (or as it is at the deadline)."""
+        if batch_id is None:
+            return None
+        batches = BatchStore(aws.dynamodb, settings.table)
+        while True:
+            batch = await batches.get(batch_id)
+            done = batch is not None and batch.state is BatchState.DONE
+            if (done and self._batch_announced()) or time.monotonic() >= deadline:
+                return batch
+            await asyncio.sleep(1.0)
 
     async def _kill_randomly(self, stop: asyncio.Event) -> None:
         assert self.stack is not None
@@ -338,7 +426,7 @@ class ChaosRun:
         expected: dict[str, str] = {}
 
         # A request whose template is gone: the consumer fails it.
-        gone = await _post_meme(api, {"template_id": "deleted-template", "top": "x"})
+        gone = await _post(api, "/memes", {"template_id": "deleted-template", "top": "x"})
         expected[gone] = "FAILED:template_not_found"
 
         async def queued_item(template_id: str, body: bytes, *, delete_first: bool = False) -> str:
@@ -425,6 +513,7 @@ class ChaosRun:
         items: dict[str, Any],
         drain_s: float,
         started: float,
+        batch_items: list[str],
     ) -> ChaosReport:
         states: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
@@ -437,12 +526,12 @@ class ChaosRun:
         versions = await _output_versions(aws, settings.bucket)
         done_keys = {
             items[i].result.key
-            for i in ids + list(poison)
+            for i in ids + list(poison) + batch_items
             if items.get(i) is not None and items[i].state is MemeState.DONE
         }
         mismatched = len(set(versions) - done_keys) + len(done_keys - set(versions))
         meme_ids = await _meme_ids(aws, settings.table)
-        extra_items = len(meme_ids - set(ids) - set(poison))
+        extra_items = len(meme_ids - set(ids) - set(poison) - set(batch_items))
         done_wins = self._done_transitions()
         repeated_done = sum(1 for n in done_wins.values() if n > 1)
         poison_outcomes = {}
@@ -481,6 +570,39 @@ class ChaosRun:
             **self._webhook_counts(ids),
         )
 
+    async def _report_batch(
+        self,
+        aws: AwsClients,
+        settings: Settings,
+        report: ChaosReport,
+        batch: Batch,
+        items: dict[str, Any],
+    ) -> BatchOutcome:
+        """The batch's outcome; its batch.done deliveries join the report's webhook counts."""
+        states: Counter[str] = Counter(
+            items[i].state.value if items.get(i) is not None else "MISSING"
+            for i in self._batch_item_ids(batch.id)
+        )
+        files = 0
+        if batch.archive is not None:
+            obj = await aws.s3.get_object(Bucket=settings.bucket, Key=batch.archive.key)
+            async with obj["Body"] as body:
+                data = await body.read()
+            with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+                files = sum(1 for name in zipped.namelist() if name != "manifest.json")
+        deliveries = self.hooks.to(BATCH_HOOK_PATH)
+        report.webhook_deliveries += len(deliveries)
+        report.webhook_ids_unstable += sum(not _stable_id(d) for d in deliveries)
+        report.webhook_bad_signatures += sum(not self._signed(d) for d in deliveries)
+        return BatchOutcome(
+            items=batch.total,
+            state=batch.state.value,
+            counted={"DONE": batch.done, "FAILED": batch.failed},
+            item_states=dict(states),
+            archive_files=files,
+            announced=self._batch_announced(),
+        )
+
     def _done_transitions(self) -> Counter[str]:
         """Meme id → how many times a renderer won its DONE transition. The renderer logs
         "rendered" only when its conditional write to DONE succeeded; a renderer killed
@@ -507,13 +629,14 @@ def _stable_id(delivery: Delivery) -> bool:
     return delivery.headers.get("webhook-id") == f"msg_{meme_id}_{event.replace('.', '_')}"
 
 
-async def _post_meme(api: httpx.AsyncClient, body: dict[str, str]) -> str:
-    """POST a meme like a careful client (the outage may be on): retry 503s and dropped
-    connections with the same Idempotency-Key, so a retry never makes a second meme."""
+async def _post(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> str:
+    """POST a meme (or a batch) like a careful client (the outage may be on): retry 503s
+    and dropped connections with the same Idempotency-Key, so a retry never makes a
+    second one."""
     key = f"chaos-{uuid.uuid4().hex}"
     for attempt in range(60):
         try:
-            response = await api.post("/memes", json=body, headers={"Idempotency-Key": key})
+            response = await api.post(path, json=body, headers={"Idempotency-Key": key})
             if response.status_code == 202:
                 return str(response.json()["id"])
             if response.status_code != 503:
@@ -543,7 +666,8 @@ async def _output_versions(aws: AwsClients, bucket: str) -> dict[str, int]:
     paginator = aws.s3.get_paginator("list_object_versions")
     async for page in paginator.paginate(Bucket=bucket, Prefix="memes/"):
         for version in page.get("Versions", []):
-            counts[version["Key"]] += 1
+            if f"/{BATCHES_FOLDER}" not in version["Key"]:  # a batch's request and ZIP
+                counts[version["Key"]] += 1
     return dict(counts)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
+import uuid
 import zipfile
 from typing import Any
 
@@ -11,7 +13,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from devenv.run.stack import Stack
 from tests.support.images import gradient
+from tests.support.mail import mail_to
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +48,17 @@ async def _all_items(api: httpx.AsyncClient, batch_id: str) -> list[dict[str, An
             return items
 
 
+async def _mail_delivered(api: httpx.AsyncClient, batch_id: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    while loop.time() < deadline:
+        shown = (await api.get(f"/batches/{batch_id}")).json()["deliveries"].get("email", [])
+        if any(a["outcome"] == "delivered" for a in shown):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"batch {batch_id}'s mail not delivered within {DEADLINE_S}s")
+
+
 async def test_a_batch_of_200_ends_with_exact_counts_and_a_zip_of_200_images(
     api: httpx.AsyncClient,
 ) -> None:
@@ -51,9 +66,44 @@ async def test_a_batch_of_200_ends_with_exact_counts_and_a_zip_of_200_images(
     await run_batch(api, ITEMS)
 
 
-async def run_batch(api: httpx.AsyncClient, count: int) -> None:
+async def test_a_batch_with_notify_email_mails_its_archive_one_without_mails_nothing(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    """README "one mail to notify_email, both once the ZIP exists"."""
+    silent, _ = await run_batch(api, 2)
+    recipient = f"{uuid.uuid4().hex[:12]}@example.com"
+    batch_id, archive = await run_batch(api, 4, notify_email=recipient)
+    await archive_mailed(stack, api, batch_id, recipient, archive)
+    assert (await api.get(f"/batches/{silent}")).json()["deliveries"] == {}
+    endpoint = stack.emulator.env["AWS_ENDPOINT_URL"]
+    everything = await asyncio.to_thread(mail_to, endpoint, stack.emulator.backend, "@")
+    assert not any(silent in str(m.message) for m in everything)
+
+
+async def archive_mailed(
+    stack: Stack, api: httpx.AsyncClient, batch_id: str, recipient: str, archive: bytes
+) -> None:
+    """The batch's one mail reached ``recipient`` with its counts and a presigned link
+    that downloads its ZIP (``archive``)."""
+    await _mail_delivered(api, batch_id)
+    total = (await api.get(f"/batches/{batch_id}")).json()["total"]
+    endpoint = stack.emulator.env["AWS_ENDPOINT_URL"]
+    [mail] = await asyncio.to_thread(mail_to, endpoint, stack.emulator.backend, recipient)
+    assert mail.message["To"] == recipient
+    assert mail.message["Subject"] == f"Your batch is ready: {total} done, 0 failed"
+    text = mail.message.get_body(("plain",))
+    assert text is not None
+    assert f"{total} of {total} done, 0 failed" in text.get_content()
+    [link] = re.findall(r"https?://\S+", text.get_content())
+    async with httpx.AsyncClient(timeout=60) as storage:
+        downloaded = await storage.get(link)
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.content == archive
+
+
+async def run_batch(api: httpx.AsyncClient, count: int, **notify: str) -> tuple[str, bytes]:
     """A batch of ``count`` through the stack: all end, the counts add up, the ZIP holds
-    ``count`` images that decode."""
+    ``count`` images that decode. Its id and its ZIP."""
     upload = await api.post(
         "/templates",
         data={"name": "Batch gradient", "id": "batch-gradient"},
@@ -64,7 +114,7 @@ async def run_batch(api: httpx.AsyncClient, count: int) -> None:
         {"template_id": "batch-gradient", "top": f"item {i}", "format": FORMATS[i % 3]}
         for i in range(count)
     ]
-    created = await api.post("/batches", json={"items": items})
+    created = await api.post("/batches", json={"items": items, **notify})
     assert created.status_code == 202, created.text
     batch_id = created.json()["id"]
     assert created.json()["total"] == count
@@ -90,3 +140,4 @@ async def run_batch(api: httpx.AsyncClient, count: int) -> None:
                 image.load()
                 assert image.format == PIL_FORMATS[FORMATS[seq % 3]]
                 assert image.size == (96, 72)
+    return batch_id, archive

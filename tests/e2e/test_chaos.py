@@ -1,5 +1,6 @@
-"""The failure drill, short: kills, an AWS outage and poison; nothing lost or doubled, and
-every meme's webhook delivered at least once under one stable id."""
+"""The failure drill, short: kills, an AWS outage and poison; nothing lost or doubled,
+every meme's webhook delivered at least once under one stable id, and a batch beside the
+memes ends with counts that add up."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
         deadline_s=240,
         backend=e2e_backend,
         seed=7,
+        batch_items=20,
     )
     report = await run_chaos(config, tmp_path)
     print(report.line())
@@ -36,7 +38,8 @@ async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
     assert report.refused_during_outage > 0, "the outage never touched the services"
     assert report.lost == 0, report.json()
     assert report.duplicated == 0, report.json()
-    assert report.meme_items == 60 + len(report.poison) - 1, report.json()  # - parked_in_dlqs
+    # Every meme, poison meme (not parked_in_dlqs) and batch item, once.
+    assert report.meme_items == 60 + len(report.poison) - 1 + 20, report.json()
     assert report.mismatched_outputs == 0, report.json()
     assert report.done == report.submitted == 60, report.json()
     assert report.poison_ok, report.poison
@@ -45,3 +48,9 @@ async def test_chaos_drill_loses_nothing_and_duplicates_nothing(
     assert report.webhook_deliveries >= 60 + 10, report.json()  # + the receiver's 500s
     assert report.webhook_ids_unstable == 0, report.json()
     assert report.webhook_bad_signatures == 0, report.json()
+    # The batch: every item ended and counted once, its ZIP holds them all, batch.done sent.
+    assert report.batch is not None
+    assert report.batch.counted == {"DONE": 20, "FAILED": 0}, report.json()
+    assert report.batch.item_states == {"DONE": 20}, report.json()
+    assert report.batch.archive_files == 20, report.json()
+    assert report.batch.announced, report.json()

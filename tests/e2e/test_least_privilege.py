@@ -56,11 +56,14 @@ for _name, _test in vars(pipeline).items():
 
 
 async def test_a_batch_fans_out_renders_and_is_archived_within_the_policies(
-    api: httpx.AsyncClient,
+    stack: Stack, api: httpx.AsyncClient
 ) -> None:
-    """The batch path (fan-out, the ending transaction, the multipart ZIP) as each service's
-    own identity: 30 items, enough for several fan-out rounds and archive reads."""
-    await batches.run_batch(api, 30)
+    """The batch path (fan-out, the ending transaction, the multipart ZIP, the mail with
+    its link presigned by the notifier) as each service's own identity: 30 items, enough
+    for several fan-out rounds and archive reads."""
+    recipient = "batches@example.com"
+    batch_id, archive = await batches.run_batch(api, 30, notify_email=recipient)
+    await batches.archive_mailed(stack, api, batch_id, recipient, archive)
 
 
 def as_service(stack: Stack, service: str, aws_service: str) -> Any:

@@ -6,7 +6,12 @@ No renderer runs here: items are driven to their end the way the workers end the
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
+import os
+import re
+import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,12 +43,15 @@ from memeforge_common.models import (
 )
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import NotificationPublisher, RequestPublisher
-from memeforge_common.queues import queue_url
+from memeforge_common.queues import QueueMessage, queue_url
 from memeforge_common.settings import Settings
 from memeforge_consumer.batch_sweeper import BatchSweeper
 from prometheus_client import REGISTRY
 
+from tests.conftest import BACKEND
 from tests.support.images import gradient
+from tests.support.mail import mail_to
+from tests.support.notifications import notifier
 from tests.support.settings import unique_settings
 
 pytestmark = pytest.mark.integration
@@ -109,9 +117,15 @@ def _items(n: int) -> list[dict[str, object]]:
 
 
 async def _submit(
-    client: httpx.AsyncClient, n: int, *, callback_url: str | None = None, **headers: str
+    client: httpx.AsyncClient,
+    n: int,
+    *,
+    callback_url: str | None = None,
+    notify_email: str | None = None,
+    **headers: str,
 ) -> dict[str, object]:
-    body = {"items": _items(n)} | ({"callback_url": callback_url} if callback_url else {})
+    notify = {"callback_url": callback_url, "notify_email": notify_email}
+    body = {"items": _items(n)} | {k: v for k, v in notify.items() if v}
     response = await client.post("/batches", json=body, headers=headers)
     assert response.status_code == 202, response.text
     body: dict[str, object] = response.json()
@@ -305,6 +319,11 @@ async def test_more_than_the_cap_is_refused_whole(rig: Rig) -> None:
     too_many = await rig.a.post("/batches", json={"items": _items(MAX_BATCH_ITEMS + 1)})
     assert too_many.status_code == 422
     assert too_many.json()["code"] == "validation-failed"
+    not_json = await rig.a.post(
+        "/batches", content=b"\xff-", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400  # as documented (the fuzzer found it undocumented)
+    assert not_json.json()["code"] == "bad-request"
     empty = await rig.a.post("/batches", json={"items": []})
     assert empty.status_code == 422
     bad_item = await rig.a.post("/batches", json={"items": [*_items(2), {"template_id": "x"}]})
@@ -410,3 +429,90 @@ async def test_a_batch_takes_its_items_in_flight_slots_all_at_once_or_not_at_all
                 )
             assert await memes.in_flight("capped") == 1
             assert (await client.post("/batches", json={"items": _items(4)})).status_code == 202
+
+
+async def test_a_batch_mails_its_counts_and_archive_once_even_if_its_archiver_died(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README "one mail to notify_email, both once the ZIP exists" and docs/architecture.md
+    "a consumer dying in between rebuilds and re-sends the same event": the second copy
+    (same id, time and counts) is mailed no second time."""
+    recipient = f"{uuid.uuid4().hex[:12]}@example.com"
+    batch_id = str((await _submit(rig.a, 3, notify_email=recipient))["id"])
+    shown = (await rig.a.get(f"/batches/{batch_id}")).json()
+    assert (shown["notify_email"], shown["callback_url"]) == (recipient, None)
+    images = [await _finish(rig, batch_id, seq) for seq in range(2)]
+    assert await rig.memes.transition(
+        batch_meme_id(batch_id, 2),
+        MemeState.FAILED,
+        failure=Failure(reason="stuck"),
+        batch_id=batch_id,
+        slot="tenant-a",
+    )
+
+    async def dies(*args: object, **kwargs: object) -> bool:
+        raise ConnectionError("the consumer died before marking the batch DONE")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rig.batches, "advance", dies)
+        with pytest.raises(ConnectionError):
+            await rig.sweeper.sweep_once()
+    interrupted = await rig.batches.get(batch_id)
+    assert interrupted is not None
+    assert interrupted.state is BatchState.ARCHIVING
+    # The next consumer takes the stale claim over: the archive again, batch.done again.
+    quick = dataclasses.replace(
+        rig.sweeper, settings=rig.settings.model_copy(update={"rendering_timeout_s": 0.5})
+    )
+    await asyncio.sleep(0.6)
+    assert await quick.sweep_once() == 1
+    assert (await rig.a.get(f"/batches/{batch_id}")).json()["state"] == "DONE"
+
+    copies = await _notifications(rig)
+    assert [c.channel for c, _ in copies] == ["email", "email"]  # no webhook was asked for
+    first, second = (note for note, _ in copies)
+    assert first == second  # the same event, not two different ones
+    assert (first.event_id, first.target) == (f"msg_{batch_id}_batch_done", recipient)
+    worker = notifier(rig.aws, rig.settings)
+    for _, message in copies:
+        await worker.handle(message)
+
+    [mail] = mail_to(os.environ["AWS_ENDPOINT_URL"], BACKEND, recipient)
+    assert mail.source == rig.settings.email_sender
+    assert mail.message["Subject"] == "Your batch is ready: 2 done, 1 failed"
+    assert mail.message["Message-ID"] == f"<msg_{batch_id}_batch_done@memeforge>"
+    text = mail.message.get_body(("plain",))
+    assert text is not None
+    assert "2 of 3 done, 1 failed" in text.get_content()
+    [link] = re.findall(r"https?://\S+", text.get_content())
+    async with httpx.AsyncClient() as storage:
+        downloaded = await storage.get(link)
+    assert downloaded.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(downloaded.content)) as zipped:
+        names = sorted(n for n in zipped.namelist() if n != "manifest.json")
+        assert [zipped.read(n) for n in names] == images
+    delivered = (await rig.a.get(f"/batches/{batch_id}")).json()["deliveries"]
+    assert [a["outcome"] for a in delivered["email"]] == ["delivered"]
+
+
+async def test_a_batch_without_notify_email_enqueues_no_mail(rig: Rig) -> None:
+    """README "One mail per ended meme (or batch) that asked"."""
+    batch_id = str((await _submit(rig.a, 1))["id"])
+    await _finish(rig, batch_id, 0)
+    assert await rig.sweeper.sweep_once() == 1
+    assert (await rig.a.get(f"/batches/{batch_id}")).json()["state"] == "DONE"
+    assert await _notifications(rig) == []
+
+
+async def _notifications(rig: Rig) -> list[tuple[NotificationMessage, QueueMessage]]:
+    """Everything on the test's notifications queue, in the order it was sent."""
+    url = await queue_url(rig.aws.sqs, rig.settings.notification_queue)
+    found: list[tuple[NotificationMessage, QueueMessage]] = []
+    while True:
+        response = await rig.aws.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        messages = [QueueMessage.from_sqs(m) for m in response.get("Messages", [])]
+        if not messages:
+            return found
+        found += [(NotificationMessage.model_validate_json(m.body), m) for m in messages]

@@ -4,7 +4,6 @@ attempt recorded on the meme."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import uuid
@@ -14,7 +13,7 @@ import pytest
 from memeforge_common.aws import AwsClients
 from memeforge_common.egress import EgressPolicy
 from memeforge_common.endings import Endings
-from memeforge_common.endpoints import EndpointCache, EndpointStore
+from memeforge_common.endpoints import EndpointStore
 from memeforge_common.items import MemeStore, new_item
 from memeforge_common.limits import MAX_DELIVERY_RECORDS
 from memeforge_common.models import (
@@ -36,7 +35,7 @@ from memeforge_common.templates import TemplateStore
 from memeforge_common.tracing import new_traceparent
 from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
-from memeforge_notifier.deliver import DeadNotifications, DeliveryFailed, Notifier
+from memeforge_notifier.deliver import DeadNotifications, DeliveryFailed
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
@@ -44,13 +43,12 @@ from devenv.drills.receiver import Receiver, receiver
 from tests.conftest import BACKEND
 from tests.support.images import gradient
 from tests.support.mail import mail_to
-from tests.support.notifications import endings_for
+from tests.support.notifications import endings_for, notifier
 
 pytestmark = pytest.mark.integration
 
 SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"), thumbnail_side=64)
 TENANT = "acme"
-LOOPBACK = EgressPolicy(allow=(ipaddress.ip_network("127.0.0.1/32"),))
 
 
 @pytest.fixture
@@ -73,17 +71,6 @@ def hooks() -> Iterator[Receiver]:
 async def secret(aws: AwsClients, resources: Settings) -> str:
     endpoint = await EndpointStore(aws.dynamodb, resources.table).upsert(TENANT, None)
     return endpoint.secret
-
-
-def notifier(aws: AwsClients, settings: Settings, policy: EgressPolicy = LOOPBACK) -> Notifier:
-    return Notifier(
-        MemeStore(aws.dynamodb, settings.table),
-        EndpointCache(EndpointStore(aws.dynamodb, settings.table), 0),
-        OutputStore(aws.s3, settings.bucket),
-        aws.ses,
-        settings,
-        policy,
-    )
 
 
 async def rendering(store: MemeStore, notify: Notify | None) -> str:

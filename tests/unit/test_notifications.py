@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import json
 import time
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 import pytest
 from memeforge_common.endings import notifications_of
 from memeforge_common.endpoints import new_secret
-from memeforge_common.models import Notify, event_id
+from memeforge_common.models import Batch, BatchState, Notify, event_id
+from memeforge_notifier.mail import batch_mail
 from memeforge_notifier.payloads import webhook_body
 from memeforge_notifier.signing import webhook_headers
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -48,3 +53,39 @@ def test_a_batch_event_carries_its_payload_and_one_id_per_channel() -> None:
         "timestamp": "2026-12-01T12:00:00Z",
         "data": data,
     }
+
+
+def test_a_batch_mail_holds_its_counts_and_link_and_no_images() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    batch = Batch(
+        id="b" * 32,
+        tenant="acme",
+        state=BatchState.ARCHIVING,
+        total=3,
+        done=2,
+        failed=1,
+        created_at=now,
+        updated_at=now,
+    )
+    link = "https://s3.example/memes/acme/batches/b.zip?X-Amz-Signature=a&X-Amz-Expires=600"
+    raw = batch_mail(
+        batch,
+        sender="memeforge@example.com",
+        recipient="me@example.com",
+        link=link,
+        expires_in_s=600,
+        event_id=event_id(batch.id, "batch.done"),
+    )
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(mail, EmailMessage)
+    assert mail["Subject"] == "Your batch is ready: 2 done, 1 failed"
+    assert mail["Message-ID"] == f"<msg_{batch.id}_batch_done@memeforge>"
+    plain, markup = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert plain is not None
+    assert markup is not None
+    assert plain.get_content() == (
+        f"Your batch {batch.id} has ended: 2 of 3 done, 1 failed.\n"
+        f"Download the ZIP (the link works for up to 10 min): {link}\n"
+    )
+    assert f'href="{html.escape(link)}"' in markup.get_content()
+    assert not [p for p in mail.walk() if p.get_content_maintype() == "image"]

@@ -35,7 +35,7 @@ EXTRA = {
     ("get", "/memes/{meme_id}/image"): {"404", "409"},
     ("get", "/memes/{meme_id}/thumbnail"): {"404", "409"},
     ("delete", "/memes/{meme_id}"): {"404", "409"},
-    ("post", "/batches"): {"404", "409", "413"},
+    ("post", "/batches"): {"400", "404", "409", "413"},
     ("get", "/batches/{batch_id}"): {"404"},
     ("get", "/batches/{batch_id}/items"): {"400", "404"},
     ("get", "/batches/{batch_id}/archive"): {"404", "409"},

@@ -282,12 +282,16 @@ class TemplatePage(BaseModel):
 class CreateBatch(BaseModel):
     """Up to MAX_BATCH_ITEMS memes, each the body of ``POST /memes`` without its own
     callback_url or notify_email: the batch, not each item, is announced (one
-    ``batch.done`` webhook)."""
+    ``batch.done`` webhook, one email)."""
 
     items: list[MemeBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
     callback_url: CallbackUrl | None = Field(
         default=None,
         description="where batch.done is POSTed (signed); default: the tenant's endpoint",
+    )
+    notify_email: EmailAddress | None = Field(
+        default=None,
+        description="mail the counts and the archive's link here once the archive is ready",
     )
 
 
@@ -309,6 +313,12 @@ class BatchView(BaseModel):
     expires_at: datetime | None = None
     archive_bytes: int | None = None
     links: dict[str, str]
+    callback_url: str | None = Field(default=None, description="where batch.done goes")
+    notify_email: str | None = Field(default=None, description="where its mail goes")
+    deliveries: dict[Channel, list[DeliveryAttempt]] = Field(
+        default_factory=dict,
+        description="the latest batch.done attempts per channel (webhook, email)",
+    )
 
     @classmethod
     def of(cls, batch: Batch) -> BatchView:
@@ -328,4 +338,7 @@ class BatchView(BaseModel):
             expires_at=batch.expires_at,
             archive_bytes=batch.archive.bytes if batch.archive else None,
             links=links,
+            callback_url=batch.notify.callback_url if batch.notify else None,
+            notify_email=batch.notify.email if batch.notify else None,
+            deliveries={channel: list(tries) for channel, tries in batch.deliveries.items()},
         )

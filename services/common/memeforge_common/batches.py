@@ -23,6 +23,7 @@ from memeforge_common.models import (
     Batch,
     BatchArchive,
     BatchState,
+    DeliveryAttempt,
     MemeState,
     Notify,
     utcnow,
@@ -90,6 +91,8 @@ def to_dynamo(batch: Batch) -> dict[str, Any]:
         record["archive"] = {"S": batch.archive.model_dump_json()}
     if batch.counted:
         record["counted"] = {"BOOL": True}
+    if batch.ended_at is not None:
+        record["ended_at"] = {"S": _ts(batch.ended_at)}
     if batch.notify is not None:
         record["notify"] = {"S": batch.notify.model_dump_json(exclude_none=True)}
         # The map the notifier appends batch.done delivery attempts to (record_delivery).
@@ -118,6 +121,11 @@ def from_dynamo(record: dict[str, Any]) -> Batch:
         archive=BatchArchive.model_validate_json(archive["S"]) if archive else None,
         notify=Notify.model_validate_json(notify["S"]) if notify else None,
         counted=record.get("counted", {}).get("BOOL", False),
+        ended_at=datetime.fromisoformat(record["ended_at"]["S"]) if "ended_at" in record else None,
+        deliveries={
+            channel: tuple(DeliveryAttempt.model_validate_json(a["S"]) for a in value["L"])
+            for channel, value in record.get("deliveries", {"M": {}})["M"].items()
+        },
     )
 
 
@@ -168,6 +176,8 @@ class BatchStore:
             sets.append("live_state = :live")
             values[":live"] = {"S": live_state(target)}
             tail = ""
+        if target is BatchState.ARCHIVING:
+            sets.append("ended_at = :now")  # once: ARCHIVING is entered from earlier states only
         if archive is not None:
             sets.append("#archive = :archive")
             values[":archive"] = {"S": archive.model_dump_json()}

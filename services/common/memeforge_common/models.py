@@ -469,8 +469,12 @@ class Batch(Frozen):
     expires_at: datetime | None = None
     traceparent: str | None = None
     archive: BatchArchive | None = None
-    notify: Notify | None = None  # where batch.done goes (a webhook)
+    notify: Notify | None = None  # where batch.done goes (a webhook, an email)
     counted: bool = False  # its items hold in-flight slots, taken when the batch was written
+    ended_at: datetime | None = None
+    """When its last item ended (the move to ARCHIVING): batch.done's time, the same on
+    every copy of the event."""
+    deliveries: dict[Channel, tuple[DeliveryAttempt, ...]] = Field(default_factory=dict)
 
     @property
     def ended(self) -> int:

@@ -26,6 +26,12 @@ REQUEST_SUFFIX = "request.json"
 ARCHIVE_SUFFIX = "zip"
 
 
+def archive_key(batch_id: str, tenant: str) -> str:
+    """Where a batch's ZIP is: derived from the batch, so a rebuild overwrites the same
+    object and the notifier links it before the record says DONE."""
+    return batch_object_key(batch_id, tenant, ARCHIVE_SUFFIX)
+
+
 class OutputStore:
     def __init__(self, s3: S3Client, bucket: str) -> None:
         self._s3 = s3

@@ -19,8 +19,8 @@ from typing import Any
 from memeforge_common.fanout import batch_meme_id
 from memeforge_common.items import MemeStore
 from memeforge_common.limits import MAX_ARCHIVE_MEMBER_BYTES
-from memeforge_common.models import Batch, BatchArchive, MemeState, MemeStatus, batch_object_key
-from memeforge_common.outputs import ARCHIVE_SUFFIX, OutputStore
+from memeforge_common.models import Batch, BatchArchive, MemeState, MemeStatus
+from memeforge_common.outputs import OutputStore, archive_key
 
 PART_BYTES = 8 * 1024 * 1024
 READ_AHEAD = 4
@@ -71,7 +71,7 @@ class ArchiveWriter:
         self._outputs = outputs
 
     async def build(self, batch: Batch) -> BatchArchive:
-        key = batch_object_key(batch.id, batch.tenant, ARCHIVE_SUFFIX)
+        key = archive_key(batch.id, batch.tenant)
         upload_id = await self._outputs.start_upload(key, "application/zip")
         try:
             archive = await self._stream(batch, key, upload_id)

@@ -71,8 +71,11 @@ class BatchSweeper:
             return 0  # moved on, or another replica took it
         archive = await ArchiveWriter(self.memes, self.outputs).build(batch)
         # Announced before DONE is written: a consumer dying in between leaves the claim to
-        # go stale, and the next one sends batch.done again with the same event id.
-        notes = batch_done_notifications(batch.model_copy(update={"archive": archive}), utcnow())
+        # go stale, and the next one sends batch.done again: the same event id, time and
+        # counts (the batch's end time is stored; records from before it have none).
+        notes = batch_done_notifications(
+            batch.model_copy(update={"archive": archive}), batch.ended_at or utcnow()
+        )
         trace = child_of(batch.traceparent)
         if notes and await self.notifications.publish_batch([(n, trace) for n in notes]):
             raise PublishFailed("batch.done not enqueued; the claim goes stale, then again")

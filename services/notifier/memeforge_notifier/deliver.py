@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from memeforge_common.batches import BatchStore
 from memeforge_common.egress import (
     EgressPolicy,
     ForbiddenAddress,
@@ -31,6 +32,7 @@ from memeforge_common.limits import MAX_WEBHOOK_RESPONSE_BYTES
 from memeforge_common.logs import bound
 from memeforge_common.metrics import NOTIFICATION_ATTEMPTS
 from memeforge_common.models import (
+    Channel,
     DeliveryAttempt,
     DeliveryOutcome,
     MemeItem,
@@ -39,13 +41,13 @@ from memeforge_common.models import (
     first_error,
     utcnow,
 )
-from memeforge_common.outputs import OutputStore
+from memeforge_common.outputs import OutputStore, archive_key
 from memeforge_common.queues import QueueMessage
 from memeforge_common.settings import Settings
 from memeforge_common.worker import Outcomes, PoisonMessage
 from pydantic import ValidationError
 
-from memeforge_notifier.mail import INLINE_IMAGE_MAX_BYTES, meme_mail
+from memeforge_notifier.mail import INLINE_IMAGE_MAX_BYTES, batch_mail, meme_mail
 from memeforge_notifier.payloads import meme_data, webhook_body
 from memeforge_notifier.signing import webhook_headers
 
@@ -64,9 +66,20 @@ def record_id(note: NotificationMessage) -> str:
     return f"batch#{note.subject_id}" if note.event == "batch.done" else note.subject_id
 
 
+def _delivered(
+    deliveries: Mapping[Channel, Sequence[DeliveryAttempt]], note: NotificationMessage
+) -> bool:
+    """A re-sent copy of an event already delivered on its channel is not sent again."""
+    if any(a.outcome == "delivered" for a in deliveries.get(note.channel, ())):
+        log.info("%s already delivered", note.channel)
+        return True
+    return False
+
+
 @dataclass
 class Notifier:
     store: MemeStore
+    batches: BatchStore
     endpoints: EndpointCache
     outputs: OutputStore
     ses: SESClient
@@ -82,23 +95,43 @@ class Notifier:
             await self._deliver(note, message.receive_count)
 
     async def _deliver(self, note: NotificationMessage, attempt: int) -> None:
-        item = None
-        data = note.data
-        if note.event != "batch.done":
-            item = await self.store.get(note.subject_id)
-            if item is None or not item.state.terminal:
-                log.info("notification for a meme that is gone or not ended: dropped")
-                return
-            if any(a.outcome == "delivered" for a in item.deliveries.get(note.channel, ())):
-                log.info("%s already delivered", note.channel)
-                return
-            data = meme_data(item)
+        if note.event == "batch.done":
+            await self._deliver_batch(note, attempt)
+            return
+        item = await self.store.get(note.subject_id)
+        if item is None or not item.state.terminal:
+            log.info("notification for a meme that is gone or not ended: dropped")
+            return
+        if _delivered(item.deliveries, note):
+            return
         if note.channel == "webhook":
-            await self._webhook(note, data or {}, attempt)
-        elif item is not None:
-            await self._mail(note, item, attempt)
+            await self._webhook(note, meme_data(item), attempt)
         else:
-            await self._record(note, attempt, "refused", error="email-not-supported")
+            await self._meme_mail(note, item, attempt)
+
+    async def _deliver_batch(self, note: NotificationMessage, attempt: int) -> None:
+        """A batch.done: published once its archive is complete, before the record says
+        DONE, so the record may still say ARCHIVING here."""
+        batch = await self.batches.get(note.subject_id)
+        if batch is None or not batch.complete:
+            log.info("notification for a batch that is gone or not ended: dropped")
+            return
+        if _delivered(batch.deliveries, note):
+            return
+        if note.channel == "webhook":
+            await self._webhook(note, note.data or {}, attempt)
+            return
+        key = archive_key(batch.id, batch.tenant)
+        link = await self.outputs.presigned_url(key, self.settings.email_link_ttl_s)
+        raw = batch_mail(
+            batch,
+            sender=self.settings.email_sender,
+            recipient=note.target,
+            link=link,
+            expires_in_s=self.settings.email_link_ttl_s,
+            event_id=note.event_id,
+        )
+        await self._send(note, raw, attempt)
 
     async def _webhook(self, note: NotificationMessage, data: dict[str, Any], attempt: int) -> None:
         endpoint = await self.endpoints.get(note.tenant)
@@ -136,7 +169,7 @@ class Notifier:
         await self._record(note, attempt, "retrying", status=status, error=f"http-{status}")
         raise DeliveryFailed(f"the receiver answered {status}")
 
-    async def _mail(self, note: NotificationMessage, item: MemeItem, attempt: int) -> None:
+    async def _meme_mail(self, note: NotificationMessage, item: MemeItem, attempt: int) -> None:
         link = image = None
         image_type = "image/jpeg"
         if item.state is MemeState.DONE and item.result is not None:
@@ -153,6 +186,9 @@ class Notifier:
             image_type=image_type,
             event_id=note.event_id,
         )
+        await self._send(note, raw, attempt)
+
+    async def _send(self, note: NotificationMessage, raw: bytes, attempt: int) -> None:
         try:
             await self.ses.send_raw_email(
                 Source=self.settings.email_sender,

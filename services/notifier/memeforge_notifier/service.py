@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from memeforge_common.aws import AwsClients
 from memeforge_common.backoff import PARKED, Backoff
+from memeforge_common.batches import BatchStore
 from memeforge_common.egress import EgressPolicy
 from memeforge_common.endpoints import EndpointCache, EndpointStore
 from memeforge_common.items import MemeStore
@@ -28,6 +29,7 @@ async def run() -> None:
         store = MemeStore(aws.dynamodb, settings.table)
         notifier = Notifier(
             store,
+            BatchStore(aws.dynamodb, settings.table),
             EndpointCache(EndpointStore(aws.dynamodb, settings.table), settings.key_cache_s),
             OutputStore(aws.s3, settings.bucket),
             aws.ses,

@@ -70,9 +70,10 @@ async def _owned(batches: BatchStore, batch_id: str, caller: Principal) -> Batch
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchView,
-    # 404 template-not-found, 409 idempotency-key-reused; 422 validation-failed (over 500
-    # items, a bad item), too-many-captions or webhook-not-configured.
-    responses=problem_responses(404, 409, 413),  # 429 too-many-in-flight: AUTHENTICATED
+    # 400 bad-request (a body that is not JSON), 404 template-not-found, 409
+    # idempotency-key-reused; 422 validation-failed (over 500 items, a bad item),
+    # too-many-captions or webhook-not-configured.
+    responses=problem_responses(400, 404, 409, 413),  # 429 too-many-in-flight: AUTHENTICATED
 )
 async def create_batch(
     body: CreateBatch,
@@ -122,7 +123,7 @@ async def create_batch(
                 # batch sweeper's to finish.
                 response.headers["Location"] = f"/batches/{batch_id}"
                 return BatchView.of(existing)
-    notify = await notify_for(endpoints, caller.tenant, body.callback_url, None)
+    notify = await notify_for(endpoints, caller.tenant, body.callback_url, body.notify_email)
     request = BatchRequest(items=await _entries(body, templates, caller.tenant))
     trace = child_of(traceparent)
     now = utcnow()
