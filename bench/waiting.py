@@ -268,7 +268,7 @@ async def run_column(
             started = time.monotonic()
             for n, meme_id in enumerate(ids):
                 await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
-                await store.transition(meme_id, MemeState.RENDERING, count_attempt=True)
+                await store.transition(meme_id, MemeState.RENDERING, attempts=1)
                 await store.transition(meme_id, MemeState.DONE)
                 done_at[meme_id] = time.monotonic()
             await asyncio.wait_for(asyncio.gather(*clients), timeout=60)

@@ -67,6 +67,7 @@ TIMING_ROWS = {
     "shutdown grace": "MEMEFORGE_SHUTDOWN_GRACE_S",
     "visibility timeout": "MEMEFORGE_VISIBILITY_TIMEOUT_S",
     "job deadline": "MEMEFORGE_JOB_DEADLINE_S",
+    "rendering mark": "MEMEFORGE_RENDERING_MARK_AFTER_S",
     "startup wait": "MEMEFORGE_STARTUP_WAIT_S",
 }
 # The api holds no messages: only these rows describe it too.

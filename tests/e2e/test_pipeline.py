@@ -54,7 +54,8 @@ async def test_twenty_concurrent_memes_are_rendered(api: httpx.AsyncClient) -> N
     # key, which is the api's secret and never goes to S3.
     async with httpx.AsyncClient(timeout=30) as storage:
         for meme, (top_text, bottom_text) in zip(settled, captions, strict=True):
-            assert set(meme["state_times"]) == {"PENDING", "QUEUED", "RENDERING", "DONE"}
+            # RENDERING is optional: marked only for a render still running after a moment.
+            assert set(meme["state_times"]) - {"RENDERING"} == {"PENDING", "QUEUED", "DONE"}
             # Each meme drew its own captions (upper-cased by default), not another's.
             drawn = [" ".join(box["lines"]) for box in meme["result"]["report"]["boxes"]]
             assert drawn == [top_text.upper(), bottom_text.upper()], meme["id"]
@@ -357,7 +358,6 @@ async def test_a_worker_serves_prometheus_metrics_when_asked(
         assert _sample(text, "memeforge_render_stage_seconds_count", stage="draw") >= 1
         assert _sample(text, "memeforge_messages_total", outcome="done") >= 1
         assert _sample(text, "memeforge_transitions_total", target="DONE", result="won") >= 1
-        assert _sample(text, "memeforge_transitions_total", target="RENDERING", result="won") >= 1
     finally:
         await asyncio.to_thread(stack.stop_service, "renderer-metrics")
         stack.start_service("renderer")

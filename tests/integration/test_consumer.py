@@ -230,14 +230,17 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     assert sorted(resent) == sorted([stuck.id, fresh.id, fresh.id])
 
 
-async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
+@pytest.mark.parametrize("stuck", [MemeState.QUEUED, MemeState.RENDERING])
+async def test_sweeper_resends_the_job_of_a_stuck_queued_or_rendering_item(
     aws: AwsClients,
     resources: Settings,
     store: MemeStore,
     dispatcher: Dispatcher,
     templates: TemplateStore,
+    stuck: MemeState,
 ) -> None:
-    """README "A sweeper re-enqueues items stuck ... RENDERING"."""
+    """README "A sweeper re-enqueues items stuck ... QUEUED or RENDERING": a job lost
+    before its render was marked RENDERING leaves the item QUEUED."""
     await templates.upload(
         "tpl2",
         tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
@@ -251,13 +254,17 @@ async def test_sweeper_resends_the_job_of_a_stuck_rendering_item(
     item = new_item(uuid.uuid4().hex, "tpl2", SPEC, trace)
     await store.create(item)
     await store.transition(item.id, MemeState.QUEUED)
-    await store.transition(item.id, MemeState.RENDERING)
+    if stuck is MemeState.RENDERING:
+        await store.transition(item.id, MemeState.RENDERING)
     settings = resources.model_copy(update={"rendering_timeout_s": 0.001})
     sweeper = await sweeper_for(aws, settings, store, dispatcher)
     assert await sweeper.sweep_once() == 1
     [(body, resent_trace)] = await receive_traced(aws, settings.render_queue)
     assert RenderJob.model_validate_json(body).meme_id == item.id
     assert resent_trace == trace_id(trace)
+    swept = await store.get(item.id)
+    assert swept is not None
+    assert (swept.state, swept.sweeps) == (stuck, 1)
 
 
 async def test_dispatch_carries_the_trace_to_the_render_job(

@@ -58,7 +58,7 @@ async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
     meme_id = await _pending(store)
     assert not await store.transition(meme_id, MemeState.DONE)  # PENDING → DONE skips
     assert await store.transition(meme_id, MemeState.QUEUED)
-    assert await store.transition(meme_id, MemeState.RENDERING, count_attempt=True)
+    assert await store.transition(meme_id, MemeState.RENDERING, attempts=1)
     result = MemeResult(key="memes/x.jpg", content_type="image/jpeg", bytes=1, width=1, height=1)
     assert await store.transition(meme_id, MemeState.DONE, result=result)
     # DONE is final: neither a late failure nor a duplicate render may change it.

@@ -41,9 +41,20 @@ TENANT = "acme"
 
 @pytest.fixture
 def renderer(emulator: Emulator, resources: Settings, tmp_path: Path) -> Iterator[Path]:
-    """One renderer process on this test's resources; yields its log file."""
+    """One renderer process on this test's resources; yields its log file. Its RENDERING
+    mark waits longer than any render here takes, so every render ends unmarked."""
     log = tmp_path / "renderer.log"
-    with service_process("memeforge_renderer", emulator, resources, log):
+    unmarked = {"MEMEFORGE_RENDERING_MARK_AFTER_S": "120"}
+    with service_process("memeforge_renderer", emulator, resources, log, unmarked):
+        yield log
+
+
+@pytest.fixture
+def marking_renderer(emulator: Emulator, resources: Settings, tmp_path: Path) -> Iterator[Path]:
+    """A renderer that marks every render RENDERING at once, as it does a slow one."""
+    log = tmp_path / "renderer.log"
+    at_once = {"MEMEFORGE_RENDERING_MARK_AFTER_S": "0"}
+    with service_process("memeforge_renderer", emulator, resources, log, at_once):
         yield log
 
 
@@ -104,6 +115,13 @@ async def output_versions(aws: AwsClients, settings: Settings, key: str) -> list
     return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == key]
 
 
+async def output_bytes(aws: AwsClients, settings: Settings, key: str) -> bytes:
+    got = await aws.s3.get_object(Bucket=settings.bucket, Key=key)
+    async with got["Body"] as body:
+        data: bytes = await body.read()
+    return data
+
+
 @pytest.fixture
 def store(aws: AwsClients, resources: Settings) -> MemeStore:
     return MemeStore(aws.dynamodb, resources.table)
@@ -118,37 +136,106 @@ async def versioned(aws: AwsClients, resources: Settings) -> Settings:
     return resources
 
 
-async def test_the_same_job_twice_renders_once(
+async def redeliver(aws: AwsClients, settings: Settings) -> None:
+    """Receive the one job on the render queue and hand it back unsettled, as a renderer
+    that died holding it would: its next delivery has a receive count of 2."""
+    url = await queue_url(aws.sqs, settings.render_queue)
+    for _ in range(50):
+        got = await aws.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+        if got.get("Messages"):
+            [message] = got["Messages"]
+            await aws.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+            return
+    raise AssertionError("the job never reached the render queue")
+
+
+async def test_a_fast_render_goes_from_queued_to_done_in_one_write(
+    aws: AwsClients, resources: Settings, store: MemeStore, renderer: Path
+) -> None:
+    """docs/architecture.md "State machine": QUEUED → DONE, RENDERING only for a render
+    still running after MEMEFORGE_RENDERING_MARK_AFTER_S; attempts from SQS."""
+    etag = await upload(aws, resources, "quick", solid((200, 200, 40)))
+    item = await queued_meme(store, "quick")
+    await send_job(aws, resources, item, etag)
+    done = await wait_until_terminal(store, item.id)
+    assert done.state is MemeState.DONE, done
+    assert set(done.state_times) == {MemeState.PENDING, MemeState.QUEUED, MemeState.DONE}
+    assert done.attempts == 1
+
+
+async def test_a_render_still_running_after_the_delay_shows_rendering(
+    aws: AwsClients, resources: Settings, store: MemeStore, marking_renderer: Path
+) -> None:
+    etag = await upload(aws, resources, "slow", solid((40, 200, 200)))
+    item = await queued_meme(store, "slow")
+    await send_job(aws, resources, item, etag)
+    done = await wait_until_terminal(store, item.id)
+    assert done.state is MemeState.DONE, done
+    assert done.state_times[MemeState.QUEUED] <= done.state_times[MemeState.RENDERING]
+    assert done.state_times[MemeState.RENDERING] <= done.state_times[MemeState.DONE]
+    assert done.attempts == 1
+
+
+async def test_a_duplicate_job_on_its_first_delivery_changes_nothing_a_client_sees(
     aws: AwsClients, versioned: Settings, store: MemeStore, renderer: Path
 ) -> None:
     """README: "Delivery is at-least-once; every state change is a conditional write ...
-    so duplicates are harmless": a second copy of a DONE meme's job changes nothing."""
+    so duplicates are harmless": a second copy of a DONE meme's job, delivered for the
+    first time, may render again (the same bytes to the same key) but loses the ending."""
     etag = await upload(aws, versioned, "once", solid((200, 40, 40)))
     item = await queued_meme(store, "once")
     await send_job(aws, versioned, item, etag)
     first = await wait_until_terminal(store, item.id)
     assert first.state is MemeState.DONE, first
-    assert first.attempts == 1
-    versions = await output_versions(aws, versioned, output_key(item.id, tenant=TENANT))
-    assert len(versions) == 1
+    key = output_key(item.id, tenant=TENANT)
+    rendered = await output_bytes(aws, versioned, key)
 
     await send_job(aws, versioned, item, etag)  # the duplicate delivery
     await drained(aws, versioned)
     again = await store.get(item.id)
     assert again == first  # same state, result, attempts and timestamps
-    assert await output_versions(aws, versioned, output_key(item.id, tenant=TENANT)) == versions
+    assert await output_bytes(aws, versioned, key) == rendered
+
+
+async def test_a_redelivered_job_of_a_done_meme_is_not_rendered_again(
+    aws: AwsClients, versioned: Settings, store: MemeStore, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A job redelivered (receive count > 1) after its meme ended: the renderer reads the
+    item first and settles the job without rendering or writing anything."""
+    etag = await upload(aws, versioned, "ended", solid((120, 40, 200)))
+    item = await queued_meme(store, "ended")
+    with service_process("memeforge_renderer", emulator, versioned, tmp_path / "first.log"):
+        await send_job(aws, versioned, item, etag)
+        first = await wait_until_terminal(store, item.id)
+        await drained(aws, versioned)
+    assert first.state is MemeState.DONE, first
+    key = output_key(item.id, tenant=TENANT)
+    versions = await output_versions(aws, versioned, key)
+    assert len(versions) == 1
+
+    await send_job(aws, versioned, item, etag)  # a copy the first renderer never deleted
+    await redeliver(aws, versioned)
+    log = tmp_path / "second.log"
+    with service_process("memeforge_renderer", emulator, versioned, log):
+        await drained(aws, versioned)
+    assert "duplicate render job for a DONE meme" in log.read_text()
+    assert await store.get(item.id) == first
+    assert await output_versions(aws, versioned, key) == versions
 
 
 async def test_a_meme_left_rendering_by_a_dead_renderer_is_rendered_again(
     aws: AwsClients, versioned: Settings, store: MemeStore, renderer: Path
 ) -> None:
     """README: "a worker that dies stops extending, and its messages reappear for another":
-    the job of a meme stuck RENDERING is rendered again, counting a second attempt."""
+    the job of a meme stuck RENDERING is rendered again, its attempts SQS's receive count."""
     etag = await upload(aws, versioned, "crashed", solid((40, 200, 40)))
     item = await queued_meme(store, "crashed")
-    # What a renderer killed mid-render leaves behind: RENDERING, one attempt counted.
-    assert await store.transition(item.id, MemeState.RENDERING, count_attempt=True)
+    # What a renderer killed mid-render leaves behind: RENDERING, its job received once.
+    assert await store.transition(item.id, MemeState.RENDERING, attempts=1)
     await send_job(aws, versioned, item, etag)
+    await redeliver(aws, versioned)
     done = await wait_until_terminal(store, item.id)
     assert done.state is MemeState.DONE, done
     assert done.attempts == 2

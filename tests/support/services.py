@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,10 +15,15 @@ from devenv.run.proc import spawn, stop
 
 @contextmanager
 def service_process(
-    module: str, emulator: Emulator, settings: Settings, log: Path
+    module: str,
+    emulator: Emulator,
+    settings: Settings,
+    log: Path,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[None]:
     """``python -m module`` against ``emulator`` with ``settings``' resource names, a short
-    long-poll and one render process; output to ``log``; stopped (SIGTERM) after."""
+    long-poll and one render process (and ``extra_env``); output to ``log``; stopped
+    (SIGTERM) after."""
     env = emulator.child_env(
         {
             "MEMEFORGE_BUCKET": settings.bucket,
@@ -28,6 +33,7 @@ def service_process(
             "MEMEFORGE_NOTIFICATION_QUEUE": settings.notification_queue,
             "MEMEFORGE_RECEIVE_WAIT_S": "1",
             "MEMEFORGE_RENDER_PROCESSES": "1",
+            **(extra_env or {}),
         }
     )
     proc = spawn([sys.executable, "-m", module], env=env, log_path=str(log))

@@ -43,3 +43,9 @@ def test_rendering_may_restart_after_a_crash_but_not_skip_queueing() -> None:
     """docs/architecture.md "State machine": RENDERING -> RENDERING on redelivery."""
     assert sources_of(MemeState.RENDERING) == {MemeState.QUEUED, MemeState.RENDERING}
     assert not can_transition(MemeState.PENDING, MemeState.DONE)
+
+
+def test_a_fast_render_may_end_without_rendering() -> None:
+    """docs/architecture.md "State machine": RENDERING is optional (QUEUED → DONE)."""
+    assert sources_of(MemeState.DONE) == {MemeState.QUEUED, MemeState.RENDERING}
+    assert not can_transition(MemeState.DONE, MemeState.RENDERING)

@@ -1,8 +1,10 @@
 """The meme item in DynamoDB and its state machine (docs/architecture.md, invariant 3).
 
-State moves forward only: PENDING → QUEUED → RENDERING → DONE | FAILED, each step one
-conditional UpdateItem on the current state. Losing that condition is a normal race
-(another worker got there first): it is logged and reported as ``False``, never raised.
+State moves forward only: PENDING → QUEUED → [RENDERING →] DONE | FAILED, each step one
+conditional write on the current state. RENDERING is optional: the renderer marks only a
+render still running after a moment, so a fast one goes QUEUED → DONE in one write.
+Losing that condition is a normal race (another worker got there first): it is logged
+and reported as ``False``, never raised.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ MEME_KIND = "meme"
 # Which states may move to which: the whole state machine in one table.
 TRANSITIONS: dict[MemeState, frozenset[MemeState]] = {
     MemeState.PENDING: frozenset({MemeState.QUEUED, MemeState.FAILED}),
-    MemeState.QUEUED: frozenset({MemeState.RENDERING, MemeState.FAILED}),
+    # QUEUED → DONE: a fast render is never marked RENDERING (renderer/marking.py).
+    MemeState.QUEUED: frozenset({MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}),
     # RENDERING → RENDERING: a redelivered job after a worker died mid-render.
     MemeState.RENDERING: frozenset({MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}),
     MemeState.DONE: frozenset(),
@@ -620,7 +623,6 @@ class MemeStore:
         *,
         result: MemeResult | None = None,
         failure: Failure | None = None,
-        count_attempt: bool = False,
         attempts: int | None = None,
         slot: str | None = None,
         notify_due: EventType | None = None,
@@ -638,7 +640,7 @@ class MemeStore:
         conditional transition happens."""
         stamp = at or utcnow()
         update, condition, names, values = _transition_expression(
-            target, result, failure, count_attempt, attempts, notify_due, stamp
+            target, result, failure, attempts, notify_due, stamp
         )
         if target.terminal and slot is not None:
             update += " REMOVE live_state, counted"
@@ -712,7 +714,7 @@ class MemeStore:
         ReturnValuesOnConditionCheckFailure when the condition fails)."""
         if target.terminal:
             raise ValueError("terminal transitions free in-flight slots: use transition()")
-        update, condition, names, values = _transition_expression(target, None, None, False, None)
+        update, condition, names, values = _transition_expression(target, None, None, None)
         try:
             response = await self._ddb.update_item(
                 TableName=self._table,
@@ -818,7 +820,6 @@ def _transition_expression(
     target: MemeState,
     result: MemeResult | None,
     failure: Failure | None,
-    count_attempt: bool,
     attempts: int | None,
     notify_due: EventType | None = None,
     at: datetime | None = None,
@@ -854,8 +855,5 @@ def _transition_expression(
         sets.append("notify_due = :due")
         values[":due"] = _s(notify_due)
     update = "SET " + ", ".join(sets)
-    if count_attempt:
-        update += " ADD attempts :one"
-        values[":one"] = _n(1)
     condition = f"attribute_exists(id) AND #state IN ({', '.join(placeholders)})"
     return update, condition, names, values

@@ -272,7 +272,7 @@ class MemeStatus(Frozen):
     state_times: dict[MemeState, datetime]
     result: MemeResult | None = None
     failure: Failure | None = None
-    attempts: int = 0  # render attempts (RENDERING entries), or receives when dead-lettered
+    attempts: int = 0  # the render job's SQS receive count when it ended (or was marked)
     # Waiters read these too: a status is shown only to its tenant (invariant 9).
     tenant: str = ""  # "" on items from before tenants: no key can reach them
     expires_at: datetime | None = None  # DynamoDB TTL deletes the item after this

@@ -27,6 +27,7 @@ DEFAULTS = {
     "MEMEFORGE_JOB_DEADLINE_S": 180.0,
     "MEMEFORGE_STARTUP_WAIT_S": 300.0,
     "MEMEFORGE_RENDERING_TIMEOUT_S": 300.0,
+    "MEMEFORGE_RENDERING_MARK_AFTER_S": 1.0,
 }
 
 
@@ -73,6 +74,12 @@ def worker_problems(env: dict[str, str], *, stop_grace_s: float) -> list[str]:
         problems.append(
             f"job deadline {deadline:g} s >= rendering timeout {rendering:g} s: the "
             "sweeper would re-send a job that still holds a slot"
+        )
+    mark_after = setting(env, "MEMEFORGE_RENDERING_MARK_AFTER_S")
+    if mark_after >= rendering:
+        problems.append(
+            f"rendering mark after {mark_after:g} s >= rendering timeout {rendering:g} s: "
+            "the sweeper would take a render still running (never marked) for a lost job"
         )
     if liveness_max_age(env) < deadline:
         problems.append(

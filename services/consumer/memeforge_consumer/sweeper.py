@@ -1,8 +1,10 @@
-"""Find items stuck in PENDING or RENDERING and push them back into the pipeline.
+"""Find items stuck in PENDING, QUEUED or RENDERING and push them back into the pipeline.
 
 PENDING past ``pending_timeout_s``: the API wrote the item but its request message
 never arrived (e.g. it died between PutItem and SendMessage) → re-send the request.
-RENDERING past ``rendering_timeout_s``: the render job was lost → re-send the job.
+QUEUED or RENDERING past ``rendering_timeout_s``: the render job was lost → re-send the
+job. A render is marked RENDERING only once it has run a moment (the renderer's mark,
+which also moves ``updated_at``), so a job lost before that leaves its item QUEUED.
 Each item is swept at most ``max_sweeps`` times, then FAILED as ``stuck``. The sweep
 itself is a conditional write, so several consumer replicas never double-enqueue.
 
@@ -70,11 +72,12 @@ class Sweeper:
         await every(self.settings.sweep_interval_s, self.sweep_once, stopping, log)
 
     async def sweep_once(self) -> int:
-        """One pass over both stuck states. Returns how many items were acted on."""
+        """One pass over the stuck states. Returns how many items were acted on."""
         acted = 0
         now = utcnow()
         for state, timeout in (
             (MemeState.PENDING, self.settings.pending_timeout_s),
+            (MemeState.QUEUED, self.settings.rendering_timeout_s),
             (MemeState.RENDERING, self.settings.rendering_timeout_s),
         ):
             for meme_id in await self.store.stuck(state, now - timedelta(seconds=timeout)):

@@ -53,6 +53,7 @@ async def run() -> None:
                 Endings(store, NotificationPublisher(aws.sqs, notification_url)),
                 max_source_pixels=settings.max_source_pixels,
                 animation_limits=AnimationLimits.from_settings(settings),
+                rendering_mark_after_s=settings.rendering_mark_after_s,
             )
             worker = await make_worker(
                 aws.sqs,

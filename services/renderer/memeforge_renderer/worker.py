@@ -1,5 +1,11 @@
 """Render one job: template (cached) → engine (process pool) → S3 → item DONE.
 
+One conditional write ends the meme, from QUEUED or (a render marked slow, a redelivered
+job) RENDERING; its ``attempts`` are the job's SQS receive count. Only a redelivered job
+(receive count > 1) reads the item first, so a meme that ended is not rendered again; a
+duplicate job on its first delivery renders the same bytes to the same key and loses the
+ending's condition (docs/architecture.md).
+
 Permanent problems (missing template, undecodable image) end the item FAILED with a
 reason and acknowledge the message; anything else raises, so the message is retried
 and, after maxReceiveCount, dead-lettered.
@@ -25,6 +31,7 @@ from pydantic import ValidationError
 
 from memeforge_renderer import engine
 from memeforge_renderer.cache import TemplateBytesCache
+from memeforge_renderer.marking import RenderingMark
 from memeforge_renderer.pool import RenderPool, render_in_pool
 
 log = logging.getLogger("memeforge.renderer")
@@ -40,6 +47,8 @@ class Renderer:
     endings: Endings
     max_source_pixels: int = field(kw_only=True)
     animation_limits: AnimationLimits = field(default_factory=AnimationLimits, kw_only=True)
+    # A render still running after this long is marked RENDERING (marking.py).
+    rendering_mark_after_s: float = field(default=1.0, kw_only=True)
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -50,32 +59,69 @@ class Renderer:
         with bound(
             meme_id=job.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
         ):
-            await self._render(job, traceparent)
+            await self._render(job, traceparent, message.receive_count)
 
-    async def _render(self, job: RenderJob, traceparent: str) -> None:
-        if not await self.store.transition(job.meme_id, MemeState.RENDERING, count_attempt=True):
-            item = await self.store.get(job.meme_id)
-            if item is None:
-                raise PoisonMessage(f"unknown meme id {job.meme_id}")
-            if item.state.terminal:
-                log.info("duplicate render job for a %s meme", item.state.value)
-                return
-            # PENDING: the job overtook its own QUEUED write (cannot happen in order,
-            # but costs nothing to survive): retry later.
-            raise RuntimeError(f"cannot start rendering: item is {item.state.value}")
+    async def _render(self, job: RenderJob, traceparent: str, receives: int) -> None:
+        if receives > 1 and await self._ended_before(job.meme_id):
+            return
+        mark = RenderingMark(
+            lambda: self.store.transition(job.meme_id, MemeState.RENDERING, attempts=receives),
+            self.rendering_mark_after_s,
+        )
+        async with mark:
+            outcome, timings = await self._outcome(job)
+        if isinstance(outcome, Failure):
+            log.warning("render failed: %s", outcome.reason, extra={"detail": outcome.detail})
+        done = await self.endings.end(
+            job.meme_id,
+            MemeState.FAILED if isinstance(outcome, Failure) else MemeState.DONE,
+            tenant=job.tenant,
+            notify=job.notify,
+            batch_id=job.batch_id,
+            traceparent=traceparent,
+            slot=job.in_flight_slot,
+            result=outcome if isinstance(outcome, MemeResult) else None,
+            failure=outcome if isinstance(outcome, Failure) else None,
+            attempts=receives,
+        )
+        if done and isinstance(outcome, MemeResult):
+            # Logged only for a won DONE write: the chaos drill counts these lines.
+            log.info("rendered", extra={"bytes": outcome.bytes, "timings_ms": timings})
+        elif not done and receives == 1:
+            # A first delivery's ending lost: a duplicate job ended the meme first (the
+            # same bytes went to the same key), or the job overtook its QUEUED write.
+            await self._ended_before(job.meme_id)
+
+    async def _ended_before(self, meme_id: str) -> bool:
+        """Whether the meme has ended already (a redelivered or duplicate job): the one
+        read a job pays, and only when it may be a repeat. Raises unless the meme is
+        terminal or may be rendered (QUEUED, RENDERING)."""
+        item = await self.store.get(meme_id)
+        if item is None:
+            raise PoisonMessage(f"unknown meme id {meme_id}")
+        if item.state.terminal:
+            log.info("duplicate render job for a %s meme", item.state.value)
+            return True
+        if item.state is MemeState.PENDING:
+            # The job overtook its own QUEUED write (cannot happen in order, but costs
+            # nothing to survive): retry later.
+            raise RuntimeError(f"cannot render yet: item is {item.state.value}")
+        return False
+
+    async def _outcome(self, job: RenderJob) -> tuple[MemeResult | Failure, dict[str, float]]:
+        """Render and store the meme: its result and the engine's stage timings (ms), or
+        the permanent failure that ends it."""
         template_id = job.template_id
         try:
             template = await self._template(job.template_key, job.template_etag)
         except TemplateMissing:
             detail = f"template {template_id!r} no longer exists"
-            await self._fail(job, traceparent, Failure(reason="template_not_found", detail=detail))
-            return
+            return Failure(reason="template_not_found", detail=detail), {}
         except TemplateChanged:
             # Not rendered with other bytes than the meme was made for (its captions may
             # have been fitted to the old layout); the bucket keeps no old versions.
             detail = f"template {template_id!r} changed after the meme was requested"
-            await self._fail(job, traceparent, Failure(reason="template_changed", detail=detail))
-            return
+            return Failure(reason="template_changed", detail=detail), {}
         try:
             async with self.pool.process(animated=job.spec.keeps_animation) as executor:
                 output = await render_in_pool(
@@ -88,12 +134,12 @@ class Renderer:
                     animation_limits=self.animation_limits,
                 )
         except engine.RenderError as err:
-            await self._fail(job, traceparent, Failure(reason=err.reason, detail=str(err)))
-            return
+            return Failure(reason=err.reason, detail=str(err)), {}
         key = await self.outputs.save(
             job.meme_id, job.spec.format, output.data, output.content_type, tenant=job.tenant
         )
-        for stage, ms in output.report.get("timings_ms", {}).items():
+        timings = output.report.get("timings_ms", {})
+        for stage, ms in timings.items():
             RENDER_STAGE_SECONDS.labels(stage).observe(ms / 1000)
         thumbnail_key = None
         if output.thumbnail is not None:
@@ -114,19 +160,7 @@ class Renderer:
             report=output.report,
             thumbnail_key=thumbnail_key,
         )
-        done = await self.endings.end(
-            job.meme_id,
-            MemeState.DONE,
-            tenant=job.tenant,
-            notify=job.notify,
-            batch_id=job.batch_id,
-            traceparent=traceparent,
-            slot=job.in_flight_slot,
-            result=result,
-        )
-        if done:
-            timings = output.report.get("timings_ms")
-            log.info("rendered", extra={"bytes": result.bytes, "timings_ms": timings})
+        return result, timings
 
     async def _template(self, key: str, etag: str) -> bytes:
         """The template as it was when the job was queued (its ETag is pinned)."""
@@ -136,16 +170,3 @@ class Renderer:
         data = await self.templates.fetch(key, etag)
         self.cache.put(key, etag, data)
         return data
-
-    async def _fail(self, job: RenderJob, traceparent: str, failure: Failure) -> None:
-        log.warning("render failed: %s", failure.reason, extra={"detail": failure.detail})
-        await self.endings.end(
-            job.meme_id,
-            MemeState.FAILED,
-            tenant=job.tenant,
-            notify=job.notify,
-            batch_id=job.batch_id,
-            traceparent=traceparent,
-            slot=job.in_flight_slot,
-            failure=failure,
-        )

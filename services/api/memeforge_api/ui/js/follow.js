@@ -35,7 +35,9 @@ export function render(main, signal, memeId) {
   function update(meme) {
     last = meme;
     const failed = meme.state === "FAILED";
-    const steps = failed ? [...STEPS.slice(0, 3).filter((s) => meme.state_times[s]), "FAILED"] : STEPS;
+    // RENDERING shows only when reached: a fast render goes QUEUED → DONE in one write.
+    const shown = STEPS.filter((s) => s !== "RENDERING" || meme.state_times[s]);
+    const steps = failed ? [...shown.filter((s) => s !== "DONE" && meme.state_times[s]), "FAILED"] : shown;
     states.replaceChildren(...steps.map((step) => {
       const at = meme.state_times[step];
       return h("li", { class: at ? (step === "FAILED" ? "failed" : "reached") : "", "data-state": step },
