@@ -24,6 +24,7 @@ def root_logging() -> Iterator[None]:
 
 
 def test_a_service_runs_on_uvloop(root_logging: None) -> None:
+    """docs/architecture.md "one event loop, uvloop's"."""
     loops: list[asyncio.AbstractEventLoop] = []
 
     async def run() -> None:
