@@ -20,3 +20,7 @@ bench-waiting: $(STAMP) ## waiting benchmark: 1,000 long-poll/SSE waiters, watch
 .PHONY: bench-pipeline
 bench-pipeline: $(STAMP) ## pipeline cost: memes/s, latency by load, AWS calls, CPU ms and USD per meme
 	$(PY) -m bench.pipeline $(BENCH_ARGS)
+
+.PHONY: bench-sdk
+bench-sdk: $(STAMP) ## CPU per AWS call in a service process: botocore defaults vs client_config, asyncio vs uvloop
+	$(PY) -m bench.sdk_calls $(BENCH_ARGS)

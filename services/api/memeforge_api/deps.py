@@ -5,7 +5,7 @@ Each store and publisher is built once per process, in the app's lifespan (app.p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -23,10 +23,12 @@ from memeforge_api.idempotency import IdempotencyRecords
 from memeforge_api.watcher import Watcher
 
 
-def _from_state(name: str) -> Callable[[Request], Any]:
-    """A dependency returning what the lifespan put on ``app.state.<name>``."""
+def _from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning what the lifespan put on ``app.state.<name>``. A coroutine,
+    though it never awaits: FastAPI runs a plain function in its thread pool, a thread
+    hand-off per dependency per request."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return dependency

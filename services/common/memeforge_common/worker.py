@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import uvloop
+
 from memeforge_common.backoff import Backoff
 from memeforge_common.healthcheck import Heartbeat, process_heartbeat
 from memeforge_common.logs import configure_logging
@@ -467,10 +469,12 @@ async def make_worker(
 
 
 def run_service(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """A worker process's entry point: logging as the settings say, then ``run``."""
+    """A worker process's entry point: logging as the settings say, then ``run`` on uvloop
+    (the event loop uvicorn already gives the api): its transports, timers and callbacks
+    are C, where asyncio's are Python run for every AWS call."""
     settings = get_settings()
     configure_logging(name, settings.log_level, settings.log_format)
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 async def run_until_signalled(
