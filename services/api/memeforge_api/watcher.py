@@ -15,7 +15,7 @@ their subscriptions true (docs/waiting.md):
 
 Every call the watcher makes draws from one budget of ``max_calls_per_s``: more waiters
 stretch the sweep, never the call rate. The feed tick backs off while nothing moves
-and is fast again after a submit, a new subscription or a change. The same clock beats
+and is fast again after a submit or a change. The same clock beats
 the event streams' keep-alives, so no stream keeps a timer of its own.
 
 A waiting request's first read is the watcher's too (``held``, else ``confirm``): what
@@ -228,7 +228,8 @@ class Watcher:
             self._gone.add(meme_id)
 
     def hurry(self) -> None:
-        """A change is likely soon (a submit, a new waiter): tick fast again."""
+        """A change is likely soon (a submit): tick fast again. A new waiter is no such
+        sign (most are long-polls asked again), so it does not hurry the feed."""
         self._interval = self._fast
         self._next_feed = min(self._next_feed, asyncio.get_running_loop().time() + self._fast)
         self._nudge.set()
@@ -236,7 +237,7 @@ class Watcher:
     def subscribe(self, status: MemeStatus, *, keepalive: bool = False) -> Subscription:
         """Wake the subscription on each change of ``status.id`` until ``unsubscribe``.
         Raises TooManyWaiters past the bound. ``status`` must come from a consistent read
-        (or ``recent``): the sweep counts it as checked now."""
+        or ``held``: the sweep counts it as checked now."""
         if self._waiters >= self._max_waiters:
             raise TooManyWaiters(f"{self._waiters} waiters")
         self._start_feed()
@@ -247,7 +248,7 @@ class Watcher:
         self._subs[sub.meme_id].add(sub)
         self._waiters += 1
         self._publish_sizes()
-        self.hurry()
+        self._nudge.set()  # the feed may have had nothing to read until now
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
