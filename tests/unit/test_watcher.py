@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Container, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -139,10 +139,19 @@ async def settle() -> None:
 
 async def one_tick(store: GatedStore) -> None:
     """Let the watcher make one more read, and wait (bounded) until it has."""
-    reads = len(store.reads)
-    store.allow_read()
+    await _one_more(store.reads, store.allow_read)
+
+
+async def one_feed_query(store: GatedStore) -> None:
+    """Let the watcher make one more change-feed query, and wait (bounded) until it has."""
+    await _one_more(store.feeds, store.allow_feed)
+
+
+async def _one_more(done: list[list[str]], allow: Callable[[], None]) -> None:
+    before = len(done)
+    allow()
     for _ in range(1000):
-        if len(store.reads) > reads:
+        if len(done) > before:
             break
         await asyncio.sleep(0.001)
     await settle()
@@ -393,13 +402,7 @@ async def test_a_long_poll_woken_by_the_feed_is_asked_again_from_what_the_watche
     assert held.state is MemeState.RENDERING
 
     store.put(mid(6), MemeState.DONE)  # between the answer and the client asking again
-    feeds = len(store.feeds)
-    store.allow_feed()
-    for _ in range(1000):
-        if len(store.feeds) > feeds:
-            break
-        await asyncio.sleep(0.001)
-    await settle()
+    await one_feed_query(store)
     again = await current(watcher, cast(MemeStore, store), mid(6))
     assert again is not None
     assert again.state is MemeState.DONE
