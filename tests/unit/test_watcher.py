@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Container, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -139,10 +139,19 @@ async def settle() -> None:
 
 async def one_tick(store: GatedStore) -> None:
     """Let the watcher make one more read, and wait (bounded) until it has."""
-    reads = len(store.reads)
-    store.allow_read()
+    await _one_more(store.reads, store.allow_read)
+
+
+async def one_feed_query(store: GatedStore) -> None:
+    """Let the watcher make one more change-feed query, and wait (bounded) until it has."""
+    await _one_more(store.feeds, store.allow_feed)
+
+
+async def _one_more(done: list[list[str]], allow: Callable[[], None]) -> None:
+    before = len(done)
+    allow()
     for _ in range(1000):
-        if len(store.reads) > reads:
+        if len(done) > before:
             break
         await asyncio.sleep(0.001)
     await settle()
@@ -345,11 +354,59 @@ async def test_a_deleted_meme_is_not_served_from_the_watchers_read(
     await asyncio.sleep(0.05)
     store.allow_read()
     assert (await poll).state is MemeState.QUEUED
-    assert watcher.recent(mid(5)) is not None
+    assert watcher.held(mid(5)) is not None
     del store.items[mid(5)]
     watcher.forget(mid(5))
-    assert watcher.recent(mid(5)) is None
-    assert await current(watcher, cast(MemeStore, store), mid(5)) is None
+    assert watcher.held(mid(5)) is None
+    again = asyncio.ensure_future(current(watcher, cast(MemeStore, store), mid(5)))
+    await one_tick(store)
+    assert await again is None
+    assert store.gets == 0  # the watcher's batched read told
+
+
+async def test_new_waiters_share_one_batched_read_and_no_read_of_their_own(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """docs/waiting.md "The first read": N new waiters on memes nobody watches cost one
+    BatchGetItem on the next read tick (stamps, then the statuses), not N GetItems;
+    a meme that does not exist is answered None by the same read."""
+    for n in range(3):
+        store.put(mid(n), MemeState.QUEUED)
+    firsts = [
+        asyncio.ensure_future(current(watcher, cast(MemeStore, store), mid(n))) for n in range(4)
+    ]
+    await settle()
+    await one_tick(store)
+    seen = [await first for first in firsts]
+    assert [s.state if s else None for s in seen] == [MemeState.QUEUED] * 3 + [None]
+    assert [sorted(read) for read in store.reads] == [[mid(0), mid(1), mid(2), mid(3)]]
+    assert [sorted(read) for read in store.full_reads] == [[mid(0), mid(1), mid(2)]]
+    assert store.gets == 0
+
+
+async def test_a_long_poll_woken_by_the_feed_is_asked_again_from_what_the_watcher_holds(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """docs/waiting.md "The first read": the status a waiter let go answers its re-ask,
+    and the feed keeps reading the id in between, so a change in that gap is not lost
+    to the next request (nor read by it)."""
+    first = store.put(mid(6), MemeState.QUEUED)
+    poll = polling(watcher, store, first, 60)
+    await settle()
+    store.put(mid(6), MemeState.RENDERING)
+    store.allow_feed()
+    assert (await poll).state is MemeState.RENDERING
+    assert watcher.watched == 0
+    held = watcher.held(mid(6))
+    assert held is not None
+    assert held.state is MemeState.RENDERING
+
+    store.put(mid(6), MemeState.DONE)  # between the answer and the client asking again
+    await one_feed_query(store)
+    again = await current(watcher, cast(MemeStore, store), mid(6))
+    assert again is not None
+    assert again.state is MemeState.DONE
+    assert (store.reads, store.gets) == ([], 0)
 
 
 def test_the_feed_window_spans_every_minute_bucket_it_touches() -> None:

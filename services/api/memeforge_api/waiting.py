@@ -18,7 +18,7 @@ from starlette.types import Receive
 
 from memeforge_api.problems import Problem
 from memeforge_api.schemas import MemeView
-from memeforge_api.watcher import Subscription, TooManyWaiters, Watcher
+from memeforge_api.watcher import Subscription, TooManyWaiters, Unconfirmed, Watcher
 
 WAITERS_RETRY_AFTER_S = 2
 
@@ -54,15 +54,23 @@ async def _until_disconnected(receive: Receive) -> None:
 
 
 async def current(watcher: Watcher, store: MemeStore, meme_id: str) -> MemeStatus | None:
-    """A waiter's starting point: what the watcher read just now, else a read of its own."""
-    return watcher.recent(meme_id) or await store.get(meme_id)
+    """A waiter's starting point: what the watcher holds of the meme while it is fresh,
+    else its next batched read; None if there is no such meme."""
+    return watcher.held(meme_id) or await _read(watcher, store, meme_id)
+
+
+async def _read(watcher: Watcher, store: MemeStore, meme_id: str) -> MemeStatus | None:
+    """A consistent read: the watcher's batched one (within a read tick), else one of the
+    request's own, so a failing watcher never leaves a waiter with a stale answer."""
+    try:
+        return await watcher.confirm(meme_id)
+    except Unconfirmed:
+        return await store.get(meme_id)
 
 
 async def _truth(watcher: Watcher, store: MemeStore, sub: Subscription) -> MemeStatus:
-    """The status at a waiter's deadline, by a consistent read: the watcher's batched one
-    (within a read tick), else one of its own, so a failing watcher never leaves a
-    waiter with a stale answer."""
-    latest = await watcher.confirm(sub.meme_id) or await store.get(sub.meme_id)
+    """The status at a waiter's deadline, by a consistent read."""
+    latest = await _read(watcher, store, sub.meme_id)
     if latest is not None:
         sub.offer(latest)
     return sub.status

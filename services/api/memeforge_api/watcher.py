@@ -15,12 +15,18 @@ their subscriptions true (docs/waiting.md):
 
 Every call the watcher makes draws from one budget of ``max_calls_per_s``: more waiters
 stretch the sweep, never the call rate. The feed tick backs off while nothing moves
-and is fast again after a submit, a new subscription or a change. The same clock beats
+and is fast again after a submit or a change. The same clock beats
 the event streams' keep-alives, so no stream keeps a timer of its own.
 
+A waiting request's first read is the watcher's too (``held``, else ``confirm``): what
+it holds for the id while it is fresh (a subscriber's status, kept true by the feed and
+the sweep; or one read or let go within ``RECENT_S``, whose id the feed keeps reading),
+else the id joins the next batched read. So new waiters and long-polls asked again cost
+no call of their own, and the budget bounds every call the waiting paths make.
+
 A subscription is keyed by the meme id it was admitted for; the route checks access to
-that id (e.g. its tenant) once, before subscribing, and the watcher only ever hands a
-subscription the status of its own id.
+that id (e.g. its tenant) on the status the watcher hands it, before subscribing, and
+the watcher only ever hands a subscription the status of its own id.
 """
 
 from __future__ import annotations
@@ -54,8 +60,13 @@ FEED_SKEW = timedelta(milliseconds=50)
 FEED_LAG = timedelta(seconds=1)
 # Older than this, the feed is not read back: after a long outage the sweep catches up.
 FEED_CATCH_UP = timedelta(seconds=60)
-# A status a consistent read confirmed this recently answers a new waiter on the meme.
+# A status a consistent read confirmed, or the last subscriber held, this recently
+# answers a new waiter on the meme (the feed keeps reading the id meanwhile).
 RECENT_S = 1.0
+# Waiters' ids one read tick takes (its 100-key calls in parallel): a crowd arriving at
+# once (1,000 clients connecting, 500 deadlines together) is read in a tick or two,
+# well within the confirm timeout; the budget then slows the ticks after it.
+PENDING_PER_READ = 10 * BATCH_GET_KEYS
 # A deadline waiter that the watcher has not answered by then reads for itself.
 CONFIRM_TIMEOUT_S = 2.0
 KEEPALIVE_S = 15.0
@@ -63,6 +74,21 @@ KEEPALIVE_S = 15.0
 
 class TooManyWaiters(Exception):
     """The process already serves its maximum number of waiters."""
+
+
+class Unconfirmed(Exception):
+    """The watcher could not read the meme in time (a failing read, a full budget): the
+    caller reads for itself."""
+
+
+class _Watching(Container[str]):
+    """The ids the feed reads: those subscribed, and those held in ``recent``."""
+
+    def __init__(self, *held: Container[str]) -> None:
+        self._held = held
+
+    def __contains__(self, meme_id: object) -> bool:
+        return any(meme_id in ids for ids in self._held)
 
 
 class Subscription:
@@ -159,9 +185,13 @@ class Watcher:
         self._checked: dict[str, float] = {}
         # Deadline waiters' requests for a consistent read, by id.
         self._pending: dict[str, list[asyncio.Future[MemeStatus | None]]] = {}
-        # Statuses a consistent read confirmed, and when: a new waiter on a meme read just
-        # now (a long-poll asked again, say) starts from it instead of a GetItem.
+        # Statuses a consistent read confirmed or the last subscriber let go, and when,
+        # oldest first: a new waiter on a meme read just now (a long-poll asked again,
+        # say) starts from it instead of a read. The feed keeps them true meanwhile.
         self._recent: dict[str, tuple[MemeStatus, float]] = {}
+        # Watched ids found deleted: their subscribers' statuses answer no new waiter.
+        self._gone: set[str] = set()
+        self._watching = _Watching(self._subs, self._recent)
         self._waiters = 0
         self._interval = fast_tick_s
         self._nudge = asyncio.Event()
@@ -179,20 +209,27 @@ class Watcher:
     def waiters(self) -> int:
         return self._waiters
 
-    def recent(self, meme_id: str) -> MemeStatus | None:
-        """The status a consistent read confirmed within ``RECENT_S``, if any; a change
-        since would be on the feed."""
+    def held(self, meme_id: str) -> MemeStatus | None:
+        """A fresh status of the meme, if the watcher holds one: the newest of its
+        subscribers', else one confirmed or let go within ``RECENT_S``. Either way the
+        feed reads the id, so a change since is on its way to the new waiter."""
+        subs = self._subs.get(meme_id)
+        if subs and meme_id not in self._gone:
+            return max((sub.status for sub in subs), key=lambda s: s.updated_at)
         entry = self._recent.get(meme_id)
         if entry is None or asyncio.get_running_loop().time() - entry[1] > RECENT_S:
             return None
         return entry[0]
 
     def forget(self, meme_id: str) -> None:
-        """The meme was deleted: no waiter may start from what a tick read of it."""
+        """The meme was deleted: no waiter may start from what the watcher read of it."""
         self._recent.pop(meme_id, None)
+        if meme_id in self._subs:
+            self._gone.add(meme_id)
 
     def hurry(self) -> None:
-        """A change is likely soon (a submit, a new waiter): tick fast again."""
+        """A change is likely soon (a submit): tick fast again. A new waiter is no such
+        sign (most are long-polls asked again), so it does not hurry the feed."""
         self._interval = self._fast
         self._next_feed = min(self._next_feed, asyncio.get_running_loop().time() + self._fast)
         self._nudge.set()
@@ -200,13 +237,10 @@ class Watcher:
     def subscribe(self, status: MemeStatus, *, keepalive: bool = False) -> Subscription:
         """Wake the subscription on each change of ``status.id`` until ``unsubscribe``.
         Raises TooManyWaiters past the bound. ``status`` must come from a consistent read
-        (or ``recent``): the sweep counts it as checked now."""
+        or ``held``: the sweep counts it as checked now."""
         if self._waiters >= self._max_waiters:
             raise TooManyWaiters(f"{self._waiters} waiters")
-        if not self._subs:
-            # Changes after the subscriber's own read are after these cursors.
-            self._since = utcnow() - FEED_SKEW
-            self._lag_since = self._since - FEED_LAG
+        self._start_feed()
         sub = Subscription(status, keepalive=keepalive)
         if sub.meme_id not in self._subs:
             self._subs[sub.meme_id] = set()
@@ -214,7 +248,7 @@ class Watcher:
         self._subs[sub.meme_id].add(sub)
         self._waiters += 1
         self._publish_sizes()
-        self.hurry()
+        self._nudge.set()  # the feed may have had nothing to read until now
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -226,6 +260,10 @@ class Watcher:
         if subs is not None:
             subs.discard(sub)
             if not subs:
+                if sub.meme_id in self._gone:
+                    self._gone.discard(sub.meme_id)
+                else:  # a long-poll asked again starts from it
+                    self._hold(sub.status, asyncio.get_running_loop().time())
                 del self._subs[sub.meme_id]
                 self._checked.pop(sub.meme_id, None)
         self._waiters -= 1
@@ -233,15 +271,16 @@ class Watcher:
         sub.wake()
 
     async def confirm(self, meme_id: str) -> MemeStatus | None:
-        """The meme's status by a consistent read, batched with the other waiters' on the
-        next read tick; None if the item is gone or the watcher could not tell within
-        its confirm timeout (the caller then reads for itself)."""
+        """The meme's status by a consistent read, batched with the other waiters' (a
+        deadline, a new waiter) on the next read tick; None if the item is gone. Raises
+        Unconfirmed if the watcher could not tell within its confirm timeout."""
         future: asyncio.Future[MemeStatus | None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(meme_id, []).append(future)
         self._nudge.set()
-        with suppress(TimeoutError):
+        try:
             return await asyncio.wait_for(future, self._confirm_timeout_s)
-        return None
+        except TimeoutError as err:
+            raise Unconfirmed(meme_id) from err
 
     async def run(self) -> None:
         """The one loop: runs for the process's life (the lifespan cancels it)."""
@@ -249,9 +288,10 @@ class Watcher:
         last_beat = loop.time()
         while True:
             await self._until_due()
+            self._expire_recent()
             if self._read_due_at() <= loop.time():
                 await self._call(self._read_tick)
-            if self._subs and self._next_feed <= loop.time():
+            if self._feeding() and self._next_feed <= loop.time():
                 moved = await self._call(self._feed_tick)
                 self._interval = (
                     self._fast if moved else min(self._interval * TICK_BACKOFF, self._slow)
@@ -290,17 +330,18 @@ class Watcher:
                     statuses[meme_id] = status
         moved = False
         for meme_id, status in statuses.items():
+            held = self._recent.get(meme_id)
+            if held is not None and status.updated_at > held[0].updated_at:
+                self._recent[meme_id] = (status, held[1])  # news, still as fresh
             for sub in self._subs.get(meme_id, ()):
-                if sub.offer(status):
-                    moved = True
-                    self._recent.pop(meme_id, None)  # superseded
+                moved = sub.offer(status) or moved
         return moved
 
     async def _changes(self, since: datetime, until: datetime) -> dict[str, MemeStatus]:
         """The feed's statuses of watched memes changed in (since, until]; after an
         outage, no further back than ``FEED_CATCH_UP`` (the sweep covers the rest)."""
         since = max(since, until - FEED_CATCH_UP)
-        statuses, calls = await self._store.changes(since, until, self._subs)
+        statuses, calls = await self._store.changes(since, until, self._watching)
         self._budget.spent(calls)
         WATCHER_ITEMS.inc(len(statuses))
         return statuses
@@ -310,7 +351,7 @@ class Watcher:
         ``updated_at`` of each, then full statuses of only those that moved."""
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
-        pending = {i: self._pending.pop(i) for i in list(self._pending)[:BATCH_GET_KEYS]}
+        pending = {i: self._pending.pop(i) for i in list(self._pending)[:PENDING_PER_READ]}
         ids = list(pending) + self._sweep_due(BATCH_GET_KEYS - len(pending), pending)
         try:
             stamps, calls = await self._store.stamps(ids)
@@ -321,19 +362,18 @@ class Watcher:
             self._budget.spent(more)
         except BaseException:
             for futures in pending.values():  # they read for themselves at once
-                _answer(futures, None)
+                _fail(futures)
             raise
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
         read_at = loop.time()
-        # Gone from the table (deleted, e.g. by another replica): gone from here too.
-        self._recent = {
-            i: e
-            for i, e in self._recent.items()
-            if read_at - e[1] <= RECENT_S and (i in stamps or i not in ids)
-        }
         moved = False
         for meme_id in ids:
             subs = self._subs.get(meme_id, set())
+            if meme_id not in stamps:
+                # Gone from the table (deleted, e.g. by another replica): from here too.
+                self._recent.pop(meme_id, None)
+                if subs:
+                    self._gone.add(meme_id)
             if meme_id in self._checked:
                 del self._checked[meme_id]  # to the back of the sweep
                 self._checked[meme_id] = read_at
@@ -343,9 +383,34 @@ class Watcher:
             latest = max((s.status for s in subs), key=lambda s: s.updated_at, default=status)
             truth = latest if meme_id in stamps and latest is not None else None
             if truth is not None and truth.updated_at >= stamps[meme_id]:
-                self._recent[meme_id] = (truth, read_at)  # confirmed as of this read
+                self._hold(truth, read_at)  # confirmed as of this read
             _answer(pending.get(meme_id, []), truth)
         return moved
+
+    def _hold(self, status: MemeStatus, at: float) -> None:
+        """Keep ``status`` as the meme's, fresh as of ``at``: to the back of the line."""
+        self._start_feed()
+        self._recent.pop(status.id, None)
+        self._recent[status.id] = (status, at)
+
+    def _expire_recent(self) -> None:
+        """Let go of what is no longer fresh (the oldest is first)."""
+        stale_before = asyncio.get_running_loop().time() - RECENT_S
+        while self._recent:
+            meme_id, (_, at) = next(iter(self._recent.items()))
+            if at >= stale_before:
+                return
+            del self._recent[meme_id]
+
+    def _start_feed(self) -> None:
+        """Before the feed's first id: changes after the caller's read are after these."""
+        if not self._feeding():
+            self._since = utcnow() - FEED_SKEW
+            self._lag_since = self._since - FEED_LAG
+
+    def _feeding(self) -> bool:
+        """Whether the feed has ids to read."""
+        return bool(self._subs or self._recent)
 
     def _sweep_due(self, room: int, taken: Container[str]) -> list[str]:
         """Up to ``room`` watched ids not read consistently for a sweep, oldest first."""
@@ -380,7 +445,7 @@ class Watcher:
         while True:
             self._nudge.clear()
             due = self._read_due_at()
-            if self._subs:
+            if self._feeding():
                 due = min(due, self._next_feed)
             if due == float("inf"):
                 await self._nudge.wait()
@@ -400,3 +465,9 @@ def _answer(futures: list[asyncio.Future[MemeStatus | None]], status: MemeStatus
     for future in futures:
         if not future.done():  # its waiter may have given up
             future.set_result(status)
+
+
+def _fail(futures: list[asyncio.Future[MemeStatus | None]]) -> None:
+    for future in futures:
+        if not future.done():  # a waiter awaits it, so the exception is retrieved
+            future.set_exception(Unconfirmed())
