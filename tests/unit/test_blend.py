@@ -102,6 +102,8 @@ def _exact(template: Image.Image, stamps: list[Stamp]) -> Image.Image:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_cases_are_within_rounding_of_the_exact_drawing(name: str) -> None:
+    """README "Output differs from the exact drawing (canvases, colour layer, masked
+    paste) only by rounding at letter edges"."""
     spec = CASES[name]()
     template = Image.open(io.BytesIO(backdrop())).convert("RGB")
     placed = [place(box, *template.size) for box in spec.boxes]
