@@ -27,15 +27,11 @@ class Template:
     source_size: tuple[int, int]
     jpeg: dict[int, JpegRows | None] = field(default_factory=dict)
     """Quality -> the template's own JPEG cut into MCU rows (None: cannot splice)."""
-    rgbx: bytes | None = None
-    """The pixels as RGBX bytes, made with the first JPEG rows: a caption band is one
-    copy of a slice of them (a crop and tobytes() would be four)."""
 
     @property
     def nbytes(self) -> int:
         w, h = self.image.size
-        rows = sum(r.nbytes for r in self.jpeg.values() if r is not None)
-        return w * h * 3 + rows + (len(self.rgbx) if self.rgbx is not None else 0) + 1024
+        return w * h * 3 + sum(r.nbytes for r in self.jpeg.values() if r is not None) + 1024
 
 
 CacheKey = tuple[str, str, int]

@@ -204,25 +204,23 @@ def _jpeg_spliced(
         if rows is not None and len(rows.rows) != -(-tpl.image.height // MCU):
             rows = None
         tpl.jpeg[quality] = rows
-        if rows is not None and tpl.rgbx is None:
-            tpl.rgbx = tpl.image.tobytes("raw", "RGBX")
         TEMPLATES.resized(key)
     rows = tpl.jpeg[quality]
-    if rows is None or tpl.rgbx is None:
+    if rows is None:
         return None
-    source = memoryview(tpl.rgbx)
     width, height = tpl.image.size
     bands = _bands([s.rect for s in stamps], height)
     if sum(b - a for a, b in bands) > SPLICE_MAX_FRACTION * len(rows.rows):
         return None
-    # All bands stacked in one strip, one copy of each row, one encode call: every row
-    # is coded on its own, so the strip's rows are the output's rows.
+    # All bands stacked in one strip, one encode call: every row is coded on its own, so
+    # the strip's rows are the output's rows. (Caching the template's RGBX bytes would
+    # save copies but more than double a cached template's memory.)
     strip = bytearray()
     row_of: list[int] = []
     for a, b in bands:
         y0, y1 = a * MCU, min(b * MCU, height)
         start = len(strip)
-        strip += source[y0 * width * 4 : y1 * width * 4]
+        strip += tpl.image.crop((0, y0, width, y1)).tobytes("raw", "RGBX")
         inside = [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0]
         composite(memoryview(strip)[start:], width, y1 - y0, inside, offset_y=y0)
         row_of.extend(range(a, b))
