@@ -12,7 +12,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml scripts/setup-venv.sh
+$(STAMP): pyproject.toml setup.py scripts/setup-venv.sh services/renderer/memeforge_renderer/engine/_blend.c
 	VENV=$(VENV) scripts/setup-venv.sh
 	@touch $@
 

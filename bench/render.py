@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         result["goal_800"] = {
             "engine_vs_floor": round(goal["engine_vs_floor"], 3),
             "engine_vs_naive": round(goal["engine_vs_naive"], 3),
-            "met": goal["engine_vs_floor"] >= 0.85 and goal["engine_vs_naive"] >= 4,
+            "met": goal["engine_vs_floor"] >= 1.0 and goal["engine_vs_naive"] >= 4,
         }
     if not args.no_rss:
         rss = measure_rss(args.rss_renders, args.rss_templates, 800)

@@ -51,6 +51,12 @@ if ! "$VENV/bin/python" -m pip show -q pillow-simd >/dev/null 2>&1; then
     "pillow-simd==$PILLOW_SIMD_VERSION"
 fi
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
+# setup.py marks the renderer's C module optional (the api and consumer images have no
+# compiler), so a failed build would only show at the first render: check it here.
+"$VENV/bin/python" -c 'import memeforge_renderer.engine._blend' || {
+  echo "error: memeforge_renderer/engine/_blend.c did not build (is a C compiler installed?)" >&2
+  exit 1
+}
 
 # pillow-simd and Pillow install the same `PIL` package: a stock Pillow pulled in by any
 # dependency would silently replace the SIMD build.

@@ -248,6 +248,17 @@ def test_renderer_builds_the_same_pillow_simd_as_make_setup() -> None:
     assert "--no-binary pillow-simd" in dockerfile
 
 
+def test_renderer_image_compiles_and_checks_the_engines_c_module() -> None:
+    """docs/deploy.md "renderer": the engine's C module is compiled by setup.py in the
+    same stage, and the build fails if it cannot be imported."""
+    dockerfile = DOCKERFILES["renderer"].read_text()
+    assert "COPY pyproject.toml setup.py ./" in dockerfile
+    assert 'python -c "import memeforge_renderer.engine._blend"' in dockerfile
+    setup_py = (ROOT / "setup.py").read_text()
+    assert "services/renderer/memeforge_renderer/engine/_blend.c" in setup_py
+    assert "-march" not in setup_py
+
+
 # --- pinned requirements for the images -----------------------------------------------------
 def pins(path: Path) -> dict[str, str]:
     found: dict[str, str] = {}

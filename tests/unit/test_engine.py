@@ -299,16 +299,6 @@ def test_spliced_jpeg_is_byte_identical_to_a_full_encode(jpeg: bytes) -> None:
     assert fast.data == full.data
 
 
-def test_stamping_a_mask_onto_blank_canvas_equals_copying_it() -> None:
-    """draw._Canvas copies a glyph mask where nothing is drawn yet instead of blending
-    255 through it: that is exact only if the blend of every coverage value onto 0 is
-    that value (this Pillow build's rounding)."""
-    mask = Image.frombytes("L", (256, 1), bytes(range(256)))
-    blended = Image.new("L", (256, 1))
-    blended.paste(255, (0, 0, 256, 1), mask)
-    assert blended.tobytes() == mask.tobytes()
-
-
 @pytest.mark.parametrize("height", [600, 601, 615, 17])
 def test_splicing_handles_partial_last_rows(height: int) -> None:
     data = template((W, height))

@@ -1,31 +1,38 @@
 """Draw fitted captions from cached glyph masks.
 
 Each glyph (or shaped run) is rasterised once per (face, size, outline width) into two
-8-bit masks, its whole outlined shape and its fill, kept in a byte-bounded LRU. A
-caption is drawn by stamping those masks into two block-sized canvases (one C call per
-mask, no FreeType): the coverage canvas (union of outlined shapes) and the fill canvas.
-The block then goes onto the image in one masked paste: a colour layer made from the
-fill canvas (outline colour where it is 0, fill colour where it is 255) through the
-coverage canvas. A neighbour's outline never covers a letter, since fills win.
+8-bit masks, its whole outlined shape and its fill, kept as bytes in a byte-bounded LRU.
+A caption is laid out into a Stamp: where each of those masks goes. Compositing draws
+them straight onto the output's pixels with one C loop per caption and colour (_blend):
+first the outline colour through every outlined shape, then the fill colour through
+every fill, so a neighbour's outline never covers a letter. Up to rounding that is the
+old way (coverage and fill canvases, a colour layer, one masked paste); tests bound the
+difference. The canvases are still made where a whole block is needed: rotation and
+the animated renderer.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any, cast
 
 from memeforge_common.limits import GLYPH_CACHE_BYTES
 from PIL import Image
 
+from ._blend import blend
 from .fit import SAFETY, FittedText, Line
 from .lru import ByteLRU
 from .text import Run, Token
 from .typeface import load_font
 
-# (outline mask core or None, dx, dy, width, height, fill mask core, dx, dy, width, height,
-# bytes): the masks' cores, where they go from the pen origin, and their sizes
-_Glyph = tuple[Any, int, int, int, int, Any, int, int, int, int, int]
+# (outline mask or None, dx, dy, width, height, fill mask, dx, dy, width, height, bytes):
+# the masks' pixels, where they go from the pen origin, and their sizes
+_Glyph = tuple[bytes | None, int, int, int, int, bytes, int, int, int, int, int]
+
+Placement = tuple[bytes, int, int, int, int]
+"""A mask's pixels and where it goes in its block: (mask, x, y, width, height)."""
 
 
 class GlyphCache:
@@ -58,13 +65,19 @@ class GlyphCache:
 
 
 MASK_BYTES = 800
-"""Memory of one mask beyond its pixels (image object, row pointers, allocator rounding):
-measured from RSS over 14,000 caption-sized CJK glyphs, where it is most of the cost."""
+"""Memory of one mask beyond its pixels (object header, allocator rounding): measured
+from RSS over 14,000 caption-sized CJK glyphs as Pillow images, which cost more than the
+bytes kept now, so the budget errs on the safe side."""
 
 
-def _mask_bytes(mask: Image.Image) -> int:
+def _mask_bytes(mask: Any) -> int:
     w, h = mask.size
-    return w * h + 8 * h + MASK_BYTES
+    return int(w * h + 8 * h + MASK_BYTES)
+
+
+def _pixels(mask: Any) -> bytes:
+    """The pixels of a mask core from getmask2()."""
+    return Image.Image()._new(mask).tobytes()
 
 
 def _rasterise(path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyph:
@@ -80,8 +93,8 @@ def _rasterise(path: str, size: int, stroke: int, text: str, rtl: bool) -> _Glyp
         if fw and fh:  # the outlined shape: ring and fill together
             ring.paste(255, (fx - sx, fy - sy, fx - sx + fw, fy - sy + fh), fill)
         nbytes += _mask_bytes(ring)
-        return (ring, sx, sy, *ring.size, fill, fx, fy, fw, fh, nbytes)
-    return (None, 0, 0, 0, 0, fill, fx, fy, fw, fh, nbytes)
+        return (_pixels(ring), sx, sy, *ring.size, _pixels(fill), fx, fy, fw, fh, nbytes)
+    return (None, 0, 0, 0, 0, _pixels(fill), fx, fy, fw, fh, nbytes)
 
 
 GLYPHS = GlyphCache()
@@ -96,20 +109,51 @@ class Style:
     rotation: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Stamp:
-    """A drawn caption block ready to composite: masks and where they go."""
+    """A laid-out caption block ready to composite: its masks and where they go.
 
-    x: int
-    y: int
-    outline_mask: Image.Image | None
-    fill_mask: Image.Image
+    ``(ox, oy)`` is the block's top left in the image, ``size`` its size, ``clip`` the
+    part of the image it may draw on (the block inside its box)."""
+
+    ox: int
+    oy: int
+    size: tuple[int, int]
+    rings: list[Placement]
+    """Outlined shapes (empty without an outline), drawn first in the outline colour."""
+    fills: list[Placement]
     style: Style
+    clip: tuple[int, int, int, int]
 
     @property
     def rect(self) -> tuple[int, int, int, int]:
-        w, h = self.fill_mask.size
-        return (self.x, self.y, self.x + w, self.y + h)
+        return self.clip
+
+    @property
+    def x(self) -> int:
+        return self.clip[0]
+
+    @property
+    def y(self) -> int:
+        return self.clip[1]
+
+    @cached_property
+    def outline_mask(self) -> Image.Image | None:
+        """The coverage canvas (union of outlined shapes) over ``rect``; None unoutlined."""
+        return self._canvas(self.rings) if self.rings else None
+
+    @cached_property
+    def fill_mask(self) -> Image.Image:
+        """The fill canvas over ``rect``."""
+        return self._canvas(self.fills)
+
+    def _canvas(self, placements: list[Placement]) -> Image.Image:
+        x0, y0, x1, y1 = self.clip
+        w, h = x1 - x0, y1 - y0
+        canvas = bytearray(w * h)
+        blend(canvas, w, h, 1, b"\xff", (0, 0, w, h), self.ox - x0, self.oy - y0, placements)
+        # frombuffer shares any buffer (typed as bytes only)
+        return Image.frombuffer("L", (w, h), cast(bytes, canvas), "raw", "L", 0, 1)
 
 
 def parse_colour(value: str) -> tuple[int, int, int]:
@@ -165,39 +209,6 @@ def _line_px(line: Line, size: int) -> tuple[int, int]:
     )
 
 
-class _Canvas:
-    """One 8-bit block canvas that glyph masks are stamped into (255 through the mask).
-
-    Stamping blends: c + (255 - c) * m / 255. Where the canvas is still 0 that is m
-    exactly, so a mask whose box lies right of everything stamped on its line and below
-    every earlier line is copied instead, several times cheaper than the blend. Lines are
-    stamped top to bottom and each line left to right, so three running bounds suffice."""
-
-    __slots__ = ("above", "bottom", "core", "image", "right")
-
-    def __init__(self, width: int, height: int) -> None:
-        self.image = Image.new("L", (width, height))
-        self.core = self.image.im
-        self.right = -(2**31)  # of everything on this line
-        self.bottom = 0  # of everything on this line
-        self.above = 0  # of everything on earlier lines
-
-    def new_line(self) -> None:
-        self.above = max(self.above, self.bottom)
-        self.right = -(2**31)
-
-    def put(self, mask: Any, x0: int, y0: int, w: int, h: int) -> None:
-        x1, y1 = x0 + w, y0 + h
-        if x0 >= self.right and y0 >= self.above:
-            self.core.paste(mask, (x0, y0, x1, y1))
-        else:
-            self.core.paste(255, (x0, y0, x1, y1), mask)
-        if x1 > self.right:
-            self.right = x1
-        if y1 > self.bottom:
-            self.bottom = y1
-
-
 def stamp(
     fitted: FittedText,
     rect: tuple[int, int, int, int],
@@ -231,8 +242,8 @@ def stamp(
     x0 = min(lefts)
     x1 = max(left + w + 2 * pad for left, (w, _) in zip(lefts, widths, strict=True))
     cw, ch = x1 - x0, fitted.height
-    fill = _Canvas(cw, ch)
-    ring = _Canvas(cw, ch) if stroke else None
+    fills: list[Placement] = []
+    rings: list[Placement] | None = [] if stroke else None
     baseline = fitted.top
     space_px = space * size
     for line, left, (_, origin) in zip(fitted.layout, lefts, widths, strict=True):
@@ -244,18 +255,16 @@ def stamp(
             if token.metrics.rtl:
                 runs = runs[::-1]
             for run in runs:
-                pen = _stamp_run(run, pen, baseline, size, stroke, ring, fill, cache)
+                pen = _stamp_run(run, pen, baseline, size, stroke, rings, fills, cache)
         baseline += fitted.line_height
-        fill.new_line()
-        if ring is not None:
-            ring.new_line()
     if style.valign == "top":
         top = 0
     elif style.valign == "bottom":
         top = max(0, bh - ch)
     else:
         top = max(0, (bh - ch) // 2)
-    result = Stamp(bx + x0, by + top, ring.image if ring is not None else None, fill.image, style)
+    ox, oy = bx + x0, by + top
+    result = Stamp(ox, oy, (cw, ch), rings or [], fills, style, (ox, oy, ox + cw, oy + ch))
     if style.rotation:
         result = _rotate(result)
     return _clip(result, rect) if clip else result
@@ -267,23 +276,23 @@ def _stamp_run(
     baseline: int,
     size: int,
     stroke: int,
-    ring: _Canvas | None,
-    fill: _Canvas,
+    rings: list[Placement] | None,
+    fills: list[Placement],
     cache: GlyphCache,
 ) -> float:
     path = run.face.path
     if run.shaped:
         g = cache.get(path, size, stroke, run.text, run.rtl)
-        _paste(g, round(pen), baseline, ring, fill)
+        _place(g, round(pen), baseline, rings, fills)
         return pen + run.advance * size
     face = run.face
     advances = face.advances
     kern = face.kerns.peek  # marked as used when the caption was measured
     get = cache.get
-    put_fill = fill.put
-    put_ring = ring.put if ring is not None else None
+    add_fill = fills.append
+    add_ring = rings.append if rings is not None else None
     prev = ""
-    for ch in run.text:  # the hot loop: one or two C calls per glyph
+    for ch in run.text:  # the hot loop: where each glyph's masks go
         if prev:
             k = kern(prev + ch)
             if k is None:
@@ -292,62 +301,75 @@ def _stamp_run(
         if ch != " ":
             rmask, sx, sy, rw, rh, fmask, fx, fy, fw, fh, _ = get(path, size, stroke, ch, False)
             x = round(pen)
-            if put_ring is not None and rw:
-                put_ring(rmask, x + sx, baseline + sy, rw, rh)
+            if add_ring is not None and rmask is not None and rw:
+                add_ring((rmask, x + sx, baseline + sy, rw, rh))
             if fw:
-                put_fill(fmask, x + fx, baseline + fy, fw, fh)
+                add_fill((fmask, x + fx, baseline + fy, fw, fh))
         adv = advances.get(ch)
         pen += (face.advance(ch) if adv is None else adv) * size
         prev = ch
     return pen
 
 
-def _paste(g: _Glyph, x: int, y: int, ring: _Canvas | None, fill: _Canvas) -> None:
+def _place(
+    g: _Glyph, x: int, y: int, rings: list[Placement] | None, fills: list[Placement]
+) -> None:
     rmask, sx, sy, rw, rh, fmask, fx, fy, fw, fh, _ = g
-    if ring is not None and rw and rh:
-        ring.put(rmask, x + sx, y + sy, rw, rh)
+    if rings is not None and rmask is not None and rw and rh:
+        rings.append((rmask, x + sx, y + sy, rw, rh))
     if fw and fh:
-        fill.put(fmask, x + fx, y + fy, fw, fh)
+        fills.append((fmask, x + fx, y + fy, fw, fh))
 
 
 def _rotate(s: Stamp) -> Stamp:
     """Turn the block about its centre, keeping it centred where it was."""
-    w, h = s.fill_mask.size
-    cx, cy = s.x + w / 2, s.y + h / 2
-    fill = s.fill_mask.rotate(s.style.rotation, Image.Resampling.BICUBIC, expand=True)
-    ring = (
-        s.outline_mask.rotate(s.style.rotation, Image.Resampling.BICUBIC, expand=True)
-        if s.outline_mask is not None
-        else None
-    )
+    w, h = s.size
+    cx, cy = s.ox + w / 2, s.oy + h / 2
+    angle = s.style.rotation
+    fill = s.fill_mask.rotate(angle, Image.Resampling.BICUBIC, expand=True)
+    ring = s.outline_mask
+    if ring is not None:
+        ring = ring.rotate(angle, Image.Resampling.BICUBIC, expand=True)
     nw, nh = fill.size
-    return Stamp(round(cx - nw / 2), round(cy - nh / 2), ring, fill, s.style)
+    ox, oy = round(cx - nw / 2), round(cy - nh / 2)
+    return Stamp(
+        ox,
+        oy,
+        (nw, nh),
+        [] if ring is None else [(ring.tobytes(), 0, 0, nw, nh)],
+        [(fill.tobytes(), 0, 0, nw, nh)],
+        s.style,
+        (ox, oy, ox + nw, oy + nh),
+    )
 
 
 def _clip(s: Stamp, rect: tuple[int, int, int, int]) -> Stamp | None:
     """Never draw outside the box (the fitter already keeps the ink inside)."""
     bx, by, bw, bh = rect
-    x0, y0, x1, y1 = s.rect
+    x0, y0, x1, y1 = s.clip
     cx0, cy0 = max(x0, bx), max(y0, by)
     cx1, cy1 = min(x1, bx + bw), min(y1, by + bh)
     if cx0 >= cx1 or cy0 >= cy1:
         return None
-    if (cx0, cy0, cx1, cy1) == (x0, y0, x1, y1):
-        return s
-    crop = (cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0)
-    ring = s.outline_mask.crop(crop) if s.outline_mask is not None else None
-    return Stamp(cx0, cy0, ring, s.fill_mask.crop(crop), s.style)
+    return replace(s, clip=(cx0, cy0, cx1, cy1))
 
 
-def composite(image: Image.Image, stamps: list[Stamp], offset_y: int = 0) -> None:
-    """Draw stamps onto ``image`` (whose row 0 is row ``offset_y`` of the output)."""
+def composite(
+    pixels: bytearray | memoryview, width: int, height: int, stamps: list[Stamp], offset_y: int = 0
+) -> None:
+    """Draw stamps onto RGBX ``pixels`` (width x height; row 0 is row ``offset_y`` of
+    the output): the outline colour through the outlined shapes, then the fill colour."""
     for s in stamps:
-        at = (s.x, s.y - offset_y)
-        fill = s.fill_mask
-        if s.outline_mask is None:
-            image.paste(Image.new("RGB", fill.size, s.style.fill), at, fill)
-        else:
-            image.paste(_colour_layer(fill, s.style), at, s.outline_mask)
+        x0, y0, x1, y1 = s.clip
+        clip = (x0, y0 - offset_y, x1, y1 - offset_y)
+        oy = s.oy - offset_y
+        if s.rings:
+            blend(pixels, width, height, 4, _rgbx(s.style.outline), clip, s.ox, oy, s.rings)
+        blend(pixels, width, height, 4, _rgbx(s.style.fill), clip, s.ox, oy, s.fills)
+
+
+def _rgbx(colour: tuple[int, int, int]) -> bytes:
+    return bytes((*colour, 255))
 
 
 def _colour_layer(fill: Image.Image, style: Style) -> Image.Image:

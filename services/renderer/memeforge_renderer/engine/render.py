@@ -4,8 +4,8 @@ No AWS and no asyncio here (docs/architecture.md, invariant 5): the worker wraps
 process pool, the benchmarks time it, the golden-image tests check it.
 
 Fast path (JPEG output): the decoded template comes from the per-process cache, the
-captions are drawn from cached glyph masks into small canvases, and only the MCU rows
-that a caption touches are composited and JPEG-encoded; they are spliced between the
+captions are laid out from cached glyph masks, and only the MCU rows that a caption
+touches are drawn on (draw.composite) and JPEG-encoded; they are spliced between the
 template's own cached rows (codec.JpegRows). The bytes are the same as drawing on a
 full copy and encoding it all, which is what PNG, WebP and thumbnails still do.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from memeforge_common.animation import AnimationLimits
 from memeforge_common.limits import MAX_SOURCE_PIXELS
@@ -138,22 +138,21 @@ def _stamp(p: PlacedText) -> Stamp | None:
 def _composed(
     template: Image.Image, placed: list[PlacedText], stamps: list[Stamp] | None
 ) -> Image.Image:
-    """The template with the captions on it (the template itself when there are none).
-    Without ready stamps, each caption is drawn, pasted and freed before the next."""
-    if stamps is not None:
-        if not stamps:
-            return template
-        image = template.copy()
-        composite(image, stamps)
-        return image
-    image = template
-    for p in placed:
-        s = _stamp(p)
-        if s is not None:
-            if image is template:
-                image = template.copy()
-            composite(image, [s])
-    return image
+    """The template with the captions on it (the template itself when there are none)."""
+    if stamps is None:
+        stamps = [s for p in placed if (s := _stamp(p)) is not None]
+    if not stamps:
+        return template
+    width, height = template.size
+    pixels = bytearray(template.tobytes("raw", "RGBX"))
+    composite(pixels, width, height, stamps)
+    return _rgbx_image(pixels, width, height).convert("RGB")
+
+
+def _rgbx_image(pixels: bytearray, width: int, height: int) -> Image.Image:
+    """An RGBX image over ``pixels``, no copy (the JPEG encoder takes RGBX as it is)."""
+    # frombuffer shares any buffer (typed as bytes only)
+    return Image.frombuffer("RGBX", (width, height), cast(bytes, pixels), "raw", "RGBX", 0, 1)
 
 
 def _template(
@@ -213,23 +212,26 @@ def _jpeg_spliced(
     bands = _bands([s.rect for s in stamps], height)
     if sum(b - a for a, b in bands) > SPLICE_MAX_FRACTION * len(rows.rows):
         return None
-    # Each band on its own: one copy of its rows, its captions, one encode call (a strip
-    # of all bands would cost a zeroed image and two more copies of every row).
-    replacements: dict[int, bytes] = {}
-    spent = 0.0
+    # All bands stacked in one strip, one encode call: every row is coded on its own, so
+    # the strip's rows are the output's rows. (Caching the template's RGBX bytes would
+    # save copies but more than double a cached template's memory.)
+    strip = bytearray()
+    row_of: list[int] = []
     for a, b in bands:
         y0, y1 = a * MCU, min(b * MCU, height)
-        band = tpl.image.crop((0, y0, width, y1))
-        composite(band, [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0], offset_y=y0)
-        te = perf_counter()
-        segments = encode_rows(band, quality)
-        spent += perf_counter() - te
-        if segments is None:
-            return None
-        replacements.update(zip(range(a, b), segments, strict=True))
+        start = len(strip)
+        strip += tpl.image.crop((0, y0, width, y1)).tobytes("raw", "RGBX")
+        inside = [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0]
+        composite(memoryview(strip)[start:], width, y1 - y0, inside, offset_y=y0)
+        row_of.extend(range(a, b))
     te = perf_counter()
-    data = rows.splice(replacements)
-    return data, spent + perf_counter() - te
+    if not strip:
+        return rows.splice({}), perf_counter() - te
+    segments = encode_rows(_rgbx_image(strip, width, len(strip) // (4 * width)), quality)
+    if segments is None:
+        return None
+    data = rows.splice(dict(zip(row_of, segments, strict=True)))
+    return data, perf_counter() - te
 
 
 def _bands(rects: list[tuple[int, int, int, int]], height: int) -> list[tuple[int, int]]:
