@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.memeforge-installed
 PYTEST_ARGS ?=
 # make test on TEST_WORKERS processes (pytest-xdist): its tests mostly wait on emulators and
-# services, so two workers use CI's two cores; each group (tests/conftest.py) stays on one
-# worker. TEST_WORKERS=0 runs it in one process.
+# services, so two workers use CI's two cores; a backend's e2e tests, or any other module's,
+# stay on one worker (tests/support/workers.py). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadscope
 
 .DEFAULT_GOAL := help
 

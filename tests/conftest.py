@@ -51,27 +51,15 @@ def e2e_backend(request: pytest.FixtureRequest) -> str:
     return backend
 
 
-# Before pytest-xdist's own hook, which turns each test's xdist_group into its unit of work.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs on two workers (pytest-xdist, ``--dist loadgroup``); a group runs
-    on one worker, so what its tests share starts once: every test on a backend's shared
-    e2e stack is one group, and any other test goes with its module (and backend), whose
-    module-scoped stacks, emulators and browsers then start once too."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("e2e_backend") if callspec is not None else None
-        fixtures: list[str] = getattr(item, "fixturenames", [])
-        if "shared_stack" in fixtures:
-            group = f"shared-stack-{backend}"
-        else:
-            module = getattr(item, "module", None)
-            group = module.__name__ if module is not None else item.nodeid
-            if backend is not None:
-                group = f"{group}-{backend}"
-        item.add_marker(pytest.mark.xdist_group(group))
+# make test: two pytest-xdist workers with --dist loadscope, in units of work_unit
+# (tests/support/workers.py). optionalhook: without xdist, pytest knows no such hook.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getoption("dist") != "loadscope":
+        return None
+    from tests.support.workers import make_scheduler
+
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")
