@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.memeforge-installed
 PYTEST_ARGS ?=
+# make test on TEST_WORKERS processes (pytest-xdist): its tests mostly wait on emulators and
+# services, so two workers use CI's two cores; a backend's e2e tests, or any other module's,
+# stay on one worker (tests/support/workers.py). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadscope
 
 .DEFAULT_GOAL := help
 
@@ -64,7 +69,7 @@ bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or 
 
 .PHONY: test
 test: $(STAMP) localstack-if-possible browser-if-possible ## the whole suite: unit, integration, e2e on moto + localstack
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## fast: unit tests only

@@ -51,6 +51,17 @@ def e2e_backend(request: pytest.FixtureRequest) -> str:
     return backend
 
 
+# make test: two pytest-xdist workers with --dist loadscope, in units of work_unit
+# (tests/support/workers.py). optionalhook: without xdist, pytest knows no such hook.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getoption("dist") != "loadscope":
+        return None
+    from tests.support.workers import make_scheduler
+
+    return make_scheduler(config, log)
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emu = start_emulator(BACKEND, workdir=tmp_path_factory.mktemp(f"emulator-{BACKEND}"))

@@ -25,7 +25,10 @@ VENV="${VENV:-.venv}"
 export IMAGE_TAG=local
 read -ra pytest_args <<<"${PYTEST_ARGS:-}"
 start=$(date +%s)
-scripts/containers/build-images.sh
+# .ci/run builds them beside the tests and says so (each image once per run).
+if [ -z "${MEMEFORGE_IMAGES_BUILT:-}" ]; then
+  scripts/containers/build-images.sh
+fi
 echo "== images ready after $(( $(date +%s) - start ))s"
 # The rendered overlay the tests read; `make lint` (CI runs it first) leaves it current.
 if [ ! -f build/deploy/local.yaml ] || [ -n "$(find k8s -newer build/deploy/local.yaml)" ]; then
