@@ -25,6 +25,9 @@ class Delivery:
     headers: dict[str, str]
     body: bytes
     status: int
+    # When it arrived (epoch seconds): a signature's timestamp is judged against this, not
+    # against the moment a drill gets round to checking it.
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass
