@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.memeforge-installed
 PYTEST_ARGS ?=
 # make test on TEST_WORKERS processes (pytest-xdist): its tests mostly wait on emulators and
-# services, so two workers use CI's two cores; a backend's e2e tests, or any other module's,
-# stay on one worker (tests/support/workers.py). TEST_WORKERS=0 runs it in one process.
+# services, so two workers use CI's two cores; a module's tests (an e2e module's on one
+# backend) stay on one worker, the longest modules first by tests/support/durations.json
+# (tests/support/workers.py). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadscope
 
@@ -70,6 +71,11 @@ bootstrap: $(STAMP) ## create bucket, table, queues against AWS_ENDPOINT_URL or 
 .PHONY: test
 test: $(STAMP) localstack-if-possible browser-if-possible ## the whole suite: unit, integration, e2e on moto + localstack
 	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+# After adding or much changing a slow module, so that make test starts it early.
+.PHONY: test-durations
+test-durations: $(STAMP) localstack-if-possible browser-if-possible ## make test, then store each module's seconds in tests/support/durations.json
+	$(PY) -m pytest $(PYTEST_XDIST) --store-durations $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## fast: unit tests only

@@ -51,8 +51,8 @@ def e2e_backend(request: pytest.FixtureRequest) -> str:
     return backend
 
 
-# make test: two pytest-xdist workers with --dist loadscope, in units of work_unit
-# (tests/support/workers.py). optionalhook: without xdist, pytest knows no such hook.
+# make test: two pytest-xdist workers with --dist loadscope, in units of work_unit, the
+# longest first (tests/support/workers.py). optionalhook: without xdist, no such hook.
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     if config.getoption("dist") != "loadscope":
@@ -60,6 +60,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     from tests.support.workers import make_scheduler
 
     return make_scheduler(config, log)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help="write each work unit's seconds to tests/support/durations.json",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Only where every report arrives: the xdist controller, or a run without workers.
+    if config.getoption("store_durations") and not hasattr(config, "workerinput"):
+        from tests.support.workers import DurationRecorder
+
+        config.pluginmanager.register(DurationRecorder(), "memeforge-durations")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.run.proc import stop
+from devenv.run.proc import stop_all
 
 BACKENDS = ("moto", "localstack")
 
@@ -39,8 +39,7 @@ class Emulator:
         return env
 
     def stop(self, hurry: threading.Event | None = None) -> None:
-        for proc in reversed(self.processes):
-            stop(proc, grace=5, hurry=hurry)
+        stop_all(self.processes[::-1], grace=5, hurry=hurry)
 
 
 def start_emulator(backend: str | None = None, *, workdir: Path) -> Emulator:

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def free_port() -> int:
@@ -83,17 +83,33 @@ def stop(
 ) -> int:
     """SIGTERM the process group, wait up to ``grace`` (cut short once ``hurry`` is set:
     a second Ctrl-C), then SIGKILL it. Always waits for the process: never abandons it."""
-    if proc.poll() is None:
+    return stop_all([proc], grace=grace, sig=sig, hurry=hurry)[0]
+
+
+def stop_all(
+    procs: Sequence[subprocess.Popen[bytes]],
+    *,
+    grace: float = 10.0,
+    sig: int = signal.SIGTERM,
+    hurry: threading.Event | None = None,
+) -> list[int]:
+    """``stop`` for several processes at once: every group is signalled first, so they
+    drain side by side within one ``grace``, not one grace after another. Their exit codes,
+    in order."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + grace
+    deadline = time.monotonic() + grace
+    for proc in running:
         while proc.poll() is None and time.monotonic() < deadline:
             if hurry is not None and hurry.is_set():
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+    for proc in running:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc.returncode
+    return [proc.returncode for proc in procs]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devenv.run.emulator import Emulator, start_emulator
-from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
+from devenv.run.proc import free_port, http_ok, spawn, stop, stop_all, wait_until
 
 SERVICE_MODULES = {
     "consumer": "memeforge_consumer",
@@ -57,12 +57,14 @@ class Stack:
         return stop(self.services.pop(name), grace=grace)
 
     def stop(self) -> None:
-        # The api first (no new work), then the workers drain, then the emulator goes.
-        for name in sorted(self.services, key=lambda n: n != "api"):
-            stop(self.services[name], grace=30, hurry=self.hurry)
+        # The api first (no new work), then the workers drain (side by side, as the pods
+        # of a rollout do), then the emulator goes.
+        apis = [proc for name, proc in self.services.items() if name.split("-")[0] == "api"]
+        stop_all(apis, grace=30, hurry=self.hurry)
+        workers = [proc for proc in self.services.values() if proc not in apis]
+        stop_all(workers, grace=30, hurry=self.hurry)
         self.services.clear()
-        for helper in reversed(self.helpers):
-            stop(helper, grace=5, hurry=self.hurry)
+        stop_all(self.helpers[::-1], grace=5, hurry=self.hurry)
         self.helpers.clear()
         self.emulator.stop(self.hurry)
 
