@@ -16,6 +16,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -72,8 +73,29 @@ def as_service(stack: Stack, service: str, aws_service: str) -> Any:
     return client(stack.emulator, aws_service, key)
 
 
-def queue_url(stack: Stack, name: str) -> str:
-    return QUEUE_URL.format(endpoint=stack.emulator.env["AWS_ENDPOINT_URL"], name=name)
+def queue_url(name: str) -> Callable[[Stack], str]:
+    """A queue's URL on the stack's emulator (known once the stack runs)."""
+    return lambda stack: QUEUE_URL.format(
+        endpoint=stack.emulator.env["AWS_ENDPOINT_URL"], name=name
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One AWS call made with a service's own keys; a callable parameter is given the stack."""
+
+    service: str
+    what: str
+    aws_service: str
+    operation: str
+    params: dict[str, Any]
+
+    def __call__(self, stack: Stack) -> object:
+        params = {k: v(stack) if callable(v) else v for k, v in self.params.items()}
+        return getattr(as_service(stack, self.service, self.aws_service), self.operation)(**params)
+
+    def param(self) -> Any:
+        return pytest.param(self, id=f"{self.service}: {self.what}")
 
 
 def error_code(call: Callable[[], object]) -> str:
@@ -91,174 +113,184 @@ def not_found(call: Callable[[], object]) -> bool:
     return False
 
 
-# (service, what is tried, the call) — each outside the service's policy.
-Call = Callable[[Stack], object]
-OUT_OF_POLICY: list[tuple[str, str, Call]] = [
-    (
+TABLE = "memeforge-memes"
+FORGED_EMAIL = {
+    "Source": "memeforge@example.com",
+    "Destinations": ["someone@example.com"],
+    "RawMessage": {"Data": b"Subject: forged\r\n\r\nx"},
+}
+
+# Each outside the service's policy.
+OUT_OF_POLICY = [
+    Attempt(
         "renderer",
         "SendMessage to the request queue",
-        lambda s: as_service(s, "renderer", "sqs").send_message(
-            QueueUrl=queue_url(s, "memeforge-requests"), MessageBody="{}"
-        ),
+        "sqs",
+        "send_message",
+        {"QueueUrl": queue_url("memeforge-requests"), "MessageBody": "{}"},
     ),
-    (
+    Attempt(
         "api",
         "PutObject under memes/ (only the renderer writes outputs)",
-        lambda s: as_service(s, "api", "s3").put_object(
-            Bucket="memeforge", Key="memes/forged.jpg", Body=b"x"
-        ),
+        "s3",
+        "put_object",
+        {"Bucket": "memeforge", "Key": "memes/forged.jpg", "Body": b"x"},
     ),
-    (
+    Attempt(
         "consumer",
         "PutObject under memes/",
-        lambda s: as_service(s, "consumer", "s3").put_object(
-            Bucket="memeforge", Key="memes/forged.jpg", Body=b"x"
-        ),
+        "s3",
+        "put_object",
+        {"Bucket": "memeforge", "Key": "memes/forged.jpg", "Body": b"x"},
     ),
-    (
+    Attempt(
         "renderer",
         "GetItem on another table (DynamoDB resources are scoped too)",
-        lambda s: as_service(s, "renderer", "dynamodb").get_item(
-            TableName="someone-elses-table", Key={"id": {"S": "x"}}
-        ),
+        "dynamodb",
+        "get_item",
+        {"TableName": "someone-elses-table", "Key": {"id": {"S": "x"}}},
     ),
-    (
+    Attempt(
         "consumer",
         "Query the table itself, not the live-items index",
-        lambda s: as_service(s, "consumer", "dynamodb").query(
-            TableName="memeforge-memes",
-            KeyConditionExpression="id = :id",
-            ExpressionAttributeValues={":id": {"S": "x"}},
-        ),
+        "dynamodb",
+        "query",
+        {
+            "TableName": TABLE,
+            "KeyConditionExpression": "id = :id",
+            "ExpressionAttributeValues": {":id": {"S": "x"}},
+        },
     ),
-    (
+    Attempt(
         "api",
         "PutObject of a batch ZIP (only the consumer builds archives)",
-        lambda s: as_service(s, "api", "s3").put_object(
-            Bucket="memeforge", Key="memes/t/batches/forged.zip", Body=b"x"
-        ),
+        "s3",
+        "put_object",
+        {"Bucket": "memeforge", "Key": "memes/t/batches/forged.zip", "Body": b"x"},
     ),
-    (
+    Attempt(
         "consumer",
         "PutObject of a batch request (only the api stores them)",
-        lambda s: as_service(s, "consumer", "s3").put_object(
-            Bucket="memeforge", Key="memes/t/batches/forged.request.json", Body=b"x"
-        ),
+        "s3",
+        "put_object",
+        {"Bucket": "memeforge", "Key": "memes/t/batches/forged.request.json", "Body": b"x"},
     ),
-    (
+    Attempt(
         "renderer",
         "Query the batch-items index",
-        lambda s: as_service(s, "renderer", "dynamodb").query(
-            TableName="memeforge-memes",
-            IndexName="batch-items",
-            KeyConditionExpression="batch_id = :b",
-            ExpressionAttributeValues={":b": {"S": "x"}},
-        ),
+        "dynamodb",
+        "query",
+        {
+            "TableName": TABLE,
+            "IndexName": "batch-items",
+            "KeyConditionExpression": "batch_id = :b",
+            "ExpressionAttributeValues": {":b": {"S": "x"}},
+        },
     ),
-    (
+    Attempt(
         "api",
         "Scan the table (lists go through an index)",
-        lambda s: as_service(s, "api", "dynamodb").scan(TableName="memeforge-memes", Limit=1),
+        "dynamodb",
+        "scan",
+        {"TableName": TABLE, "Limit": 1},
     ),
-    (
+    Attempt(
         "renderer",
         "SendRawEmail (only the notifier sends mail)",
-        lambda s: as_service(s, "renderer", "ses").send_raw_email(
-            Source="memeforge@example.com",
-            Destinations=["someone@example.com"],
-            RawMessage={"Data": b"Subject: forged\r\n\r\nx"},
-        ),
+        "ses",
+        "send_raw_email",
+        FORGED_EMAIL,
     ),
-    (
+    Attempt(
         "notifier",
         "PutItem (the notifier only reads memes and appends attempts)",
-        lambda s: as_service(s, "notifier", "dynamodb").put_item(
-            TableName="memeforge-memes", Item={"id": {"S": "forged"}}
-        ),
+        "dynamodb",
+        "put_item",
+        {"TableName": TABLE, "Item": {"id": {"S": "forged"}}},
     ),
-    (
+    Attempt(
         "api",
         "DeleteQueue (only the bootstrap manages queues)",
-        lambda s: as_service(s, "api", "sqs").delete_queue(
-            QueueUrl=queue_url(s, "memeforge-requests")
-        ),
+        "sqs",
+        "delete_queue",
+        {"QueueUrl": queue_url("memeforge-requests")},
     ),
 ]
 
-# (service, what is tried, the call) — each inside the service's policy: it must not be denied.
-IN_POLICY: list[tuple[str, str, Call]] = [
-    (
+# Each inside the service's policy: it must not be denied.
+IN_POLICY = [
+    Attempt(
         "notifier",
         "SendRawEmail from the verified sender",
-        lambda s: as_service(s, "notifier", "ses").send_raw_email(
-            Source="memeforge@example.com",
-            Destinations=["someone@example.com"],
-            RawMessage={"Data": b"Subject: allowed\r\n\r\nx"},
-        ),
+        "ses",
+        "send_raw_email",
+        FORGED_EMAIL | {"RawMessage": {"Data": b"Subject: allowed\r\n\r\nx"}},
     ),
-    (
+    Attempt(
         "consumer",
         "Query the notify-due index",
-        lambda s: as_service(s, "consumer", "dynamodb").query(
-            TableName="memeforge-memes",
-            IndexName="notify-due",
-            KeyConditionExpression="notify_due = :e",
-            ExpressionAttributeValues={":e": {"S": "meme.done"}},
-            Limit=1,
-        ),
+        "dynamodb",
+        "query",
+        {
+            "TableName": TABLE,
+            "IndexName": "notify-due",
+            "KeyConditionExpression": "notify_due = :e",
+            "ExpressionAttributeValues": {":e": {"S": "meme.done"}},
+            "Limit": 1,
+        },
     ),
-    (
+    Attempt(
         "renderer",
         "GetQueueUrl of the render queue",
-        lambda s: as_service(s, "renderer", "sqs").get_queue_url(QueueName="memeforge-renders"),
+        "sqs",
+        "get_queue_url",
+        {"QueueName": "memeforge-renders"},
     ),
-    (
+    Attempt(
         "api",
         "GetItem of a meme",
-        lambda s: as_service(s, "api", "dynamodb").get_item(
-            TableName="memeforge-memes", Key={"id": {"S": "no-such-meme"}}
-        ),
+        "dynamodb",
+        "get_item",
+        {"TableName": TABLE, "Key": {"id": {"S": "no-such-meme"}}},
     ),
-    (
+    Attempt(
         "consumer",
         "Query the live-items index",
-        lambda s: as_service(s, "consumer", "dynamodb").query(
-            TableName="memeforge-memes",
-            IndexName="live-items",
-            KeyConditionExpression="live_state = :s",
-            ExpressionAttributeValues={":s": {"S": "PENDING"}},
-            Limit=1,
-        ),
+        "dynamodb",
+        "query",
+        {
+            "TableName": TABLE,
+            "IndexName": "live-items",
+            "KeyConditionExpression": "live_state = :s",
+            "ExpressionAttributeValues": {":s": {"S": "PENDING"}},
+            "Limit": 1,
+        },
     ),
-    (
+    Attempt(
         "api",
         "Query the changes index (the watcher's change feed)",
-        lambda s: as_service(s, "api", "dynamodb").query(
-            TableName="memeforge-memes",
-            IndexName="changes",
-            KeyConditionExpression="feed = :f",
-            ExpressionAttributeValues={":f": {"S": "2026-01-01T00:00"}},
-            Limit=1,
-        ),
+        "dynamodb",
+        "query",
+        {
+            "TableName": TABLE,
+            "IndexName": "changes",
+            "KeyConditionExpression": "feed = :f",
+            "ExpressionAttributeValues": {":f": {"S": "2026-01-01T00:00"}},
+            "Limit": 1,
+        },
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("service", "call"),
-    [pytest.param(s, c, id=f"{s}: {what}") for s, what, c in OUT_OF_POLICY],
-)
-def test_a_call_outside_the_policy_is_denied(stack: Stack, service: str, call: Call) -> None:
+@pytest.mark.parametrize("attempt", [a.param() for a in OUT_OF_POLICY])
+def test_a_call_outside_the_policy_is_denied(stack: Stack, attempt: Attempt) -> None:
     """README "test_least_privilege.py runs the pipeline with moto enforcing IAM"."""
-    assert error_code(lambda: call(stack)) in DENIED
+    assert error_code(lambda: attempt(stack)) in DENIED
 
 
-@pytest.mark.parametrize(
-    ("service", "call"),
-    [pytest.param(s, c, id=f"{s}: {what}") for s, what, c in IN_POLICY],
-)
-def test_a_call_inside_the_policy_is_allowed(stack: Stack, service: str, call: Call) -> None:
-    call(stack)
+@pytest.mark.parametrize("attempt", [a.param() for a in IN_POLICY])
+def test_a_call_inside_the_policy_is_allowed(stack: Stack, attempt: Attempt) -> None:
+    attempt(stack)
 
 
 def test_missing_objects_are_404_not_403(stack: Stack) -> None:
