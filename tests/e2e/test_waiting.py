@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from devenv.run.proc import free_port, http_ok, wait_until
+from devenv.run.proc import free_port
 from devenv.run.stack import UNLIMITED_RATE, Stack
-from tests.support.stack import running_stack
+from tests.support.memes import wait_until_settled
+from tests.support.stack import start_api
 
 pytestmark = pytest.mark.e2e
 
@@ -21,40 +21,27 @@ WAITERS_PER_MEME = 5  # 200 in all, spread over both processes and both kinds
 
 
 @pytest.fixture(scope="module")
-def two_apis(
-    tmp_path_factory: pytest.TempPathFactory, e2e_backend: str
-) -> Iterator[tuple[dict[str, str], list[tuple[str, str]]]]:
-    """The stack's key, and two api processes of their own beside the stack's, each with
-    its metrics port."""
-    workdir: Path = tmp_path_factory.mktemp(f"waiting-{e2e_backend}")
-    with running_stack(workdir, backend=e2e_backend) as stack:
-        yield stack.auth_headers, [start_api(stack, "api-a"), start_api(stack, "api-b")]
-
-
-def start_api(stack: Stack, name: str) -> tuple[str, str]:
-    """(api url, metrics url) of a new api process."""
-    port, metrics_port = free_port(), free_port()
-    # 200 waiters on one key are a load generator: past a client's rate limit on purpose.
-    stack.service_env[name] = (
-        stack.env
-        | UNLIMITED_RATE
-        | {
-            "MEMEFORGE_API_PORT": str(port),
-            "MEMEFORGE_METRICS_PORT": str(metrics_port),
-        }
-    )
-    proc = stack.start_service(name)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(f"{url}/healthz"), timeout=60, what=name, proc=proc)
-    return url, f"http://127.0.0.1:{metrics_port}"
+def two_apis(stack: Stack) -> Iterator[list[tuple[str, str]]]:
+    """(api url, metrics url) of two api processes of their own beside the shared stack's,
+    stopped after the module."""
+    names = ("api-waiting-a", "api-waiting-b")
+    try:
+        apis = []
+        for name in names:
+            metrics_port = free_port()
+            # 200 waiters on one key are a load generator: past a client's rate limit on purpose.
+            settings = UNLIMITED_RATE | {"MEMEFORGE_METRICS_PORT": str(metrics_port)}
+            apis.append((start_api(stack, name, settings), f"http://127.0.0.1:{metrics_port}"))
+        yield apis
+    finally:
+        for name in names:
+            if name in stack.services:
+                stack.stop_service(name)
 
 
 async def long_poll_until_settled(api: httpx.AsyncClient, meme_id: str) -> str:
-    for _ in range(30):
-        state: str = (await api.get(f"/memes/{meme_id}", params={"wait": 10})).json()["state"]
-        if state in ("DONE", "FAILED"):
-            return state
-    raise AssertionError(f"meme {meme_id} never settled")
+    state: str = (await wait_until_settled(api, meme_id))["state"]
+    return state
 
 
 async def stream_until_settled(api: httpx.AsyncClient, meme_id: str) -> str:
@@ -75,10 +62,10 @@ async def watcher_sizes(metrics_url: str) -> tuple[float, float]:
 
 
 async def test_two_hundred_waiters_across_two_api_processes_all_see_done(
-    two_apis: tuple[dict[str, str], list[tuple[str, str]]],
+    stack: Stack, two_apis: list[tuple[str, str]]
 ) -> None:
     """README "all woken by one watcher per process", two api processes."""
-    auth, apis = two_apis
+    auth, apis = stack.auth_headers, two_apis
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
     clients = [
         httpx.AsyncClient(base_url=url, headers=auth, timeout=60, limits=limits) for url, _ in apis
