@@ -89,8 +89,12 @@ test-integration: $(STAMP) ## integration tests against the emulator
 test-e2e: $(STAMP) localstack-if-possible browser-if-possible ## end-to-end tests: all services as processes
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
+# Three independent parts: `make -j3 lint` runs them side by side (CI does).
 .PHONY: lint
-lint: $(STAMP) lint-deploy audit ## ruff, mypy, pip-audit, and the offline checks of Dockerfiles, compose, k8s
+lint: lint-python lint-deploy audit ## ruff, mypy, pip-audit, and the offline checks of Dockerfiles, compose, k8s
+
+.PHONY: lint-python
+lint-python: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
