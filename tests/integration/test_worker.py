@@ -299,12 +299,21 @@ async def test_a_service_starting_during_an_outage_waits_for_aws(
     await ensure_queue(aws.sqs, "mf-outage-start-test", {})
     proxy, proxy_url = await TcpProxy.in_front_of(emulator.env["AWS_ENDPOINT_URL"])
     try:
-        proxy.pause(2.0)
+        # The outage lasts until the lookup has been refused (not a fixed 2 s, which a
+        # loaded machine can spend before the first attempt), then AWS is back.
+        proxy.pause(300.0)
         session = aioboto3.Session(region_name="us-east-1")
         async with session.client("sqs", endpoint_url=proxy_url, config=client_config()) as sqs:
-            url = await queue_url(sqs, "mf-outage-start-test")
+            lookup = asyncio.create_task(queue_url(sqs, "mf-outage-start-test"))
+            for _ in range(600):
+                if proxy.refused > 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert proxy.refused > 0
+            assert not lookup.done()  # refused, and still waiting
+            proxy.pause(0.0)
+            url = await asyncio.wait_for(lookup, timeout=60)
             assert url.endswith("/mf-outage-start-test")
-            assert proxy.refused > 0  # it really was refused first, then got through
     finally:
         await proxy.close()
 
