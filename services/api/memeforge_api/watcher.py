@@ -215,7 +215,7 @@ class Watcher:
         feed reads the id, so a change since is on its way to the new waiter."""
         subs = self._subs.get(meme_id)
         if subs and meme_id not in self._gone:
-            return max((sub.status for sub in subs), key=lambda s: s.updated_at)
+            return _newest(subs)
         entry = self._recent.get(meme_id)
         if entry is None or asyncio.get_running_loop().time() - entry[1] > RECENT_S:
             return None
@@ -318,16 +318,20 @@ class Watcher:
         return False
 
     async def _feed_tick(self) -> bool:
-        """Offer what the change feed lists since the last query; True if any moved."""
+        """Offer what the change feed lists since the last query; True if any moved. The
+        fast window's news is offered before the trailing query is made, so that query
+        never holds it back (the offers never go back, so their order does not matter)."""
         until = utcnow()
-        statuses = await self._changes(self._since, until)
+        moved = self._offer(await self._changes(self._since, until))
         self._since = until - FEED_SKEW  # only once the read succeeded
         if until - FEED_LAG - self._lag_since >= FEED_LAG:
             late = await self._changes(self._lag_since - FEED_SKEW, until - FEED_LAG)
             self._lag_since = until - FEED_LAG
-            for meme_id, status in late.items():
-                if meme_id not in statuses or status.updated_at > statuses[meme_id].updated_at:
-                    statuses[meme_id] = status
+            moved = self._offer(late) or moved
+        return moved
+
+    def _offer(self, statuses: dict[str, MemeStatus]) -> bool:
+        """Hand the feed's statuses to the subscribers and held entries of their ids."""
         moved = False
         for meme_id, status in statuses.items():
             held = self._recent.get(meme_id)
@@ -356,8 +360,11 @@ class Watcher:
         try:
             stamps, calls = await self._store.stamps(ids)
             self._budget.spent(calls)
-            moved_ids = [i for i, t in stamps.items() if i in self._subs and t > self._known(i)]
-            unwatched = [i for i in pending if i in stamps and i not in self._subs]
+            # What the subscribers hold as the stamps come: one may leave (its request
+            # ended) while the full statuses are read.
+            known = {i: _newest(self._subs[i]) for i in stamps if i in self._subs}
+            moved_ids = [i for i in known if stamps[i] > self._known(i)]
+            unwatched = [i for i in pending if i in stamps and i not in known]
             statuses, more = await self._store.statuses(moved_ids + unwatched)
             self._budget.spent(more)
         except BaseException:
@@ -380,7 +387,7 @@ class Watcher:
             status = statuses.get(meme_id)
             for sub in subs:
                 moved = (status is not None and sub.offer(status)) or moved
-            latest = max((s.status for s in subs), key=lambda s: s.updated_at, default=status)
+            latest = _newest(subs, known.get(meme_id), status)
             truth = latest if meme_id in stamps and latest is not None else None
             if truth is not None and truth.updated_at >= stamps[meme_id]:
                 self._hold(truth, read_at)  # confirmed as of this read
@@ -459,6 +466,12 @@ class Watcher:
     def _publish_sizes(self) -> None:
         WATCHED_MEMES.set(len(self._subs))
         WAITERS.set(self._waiters)
+
+
+def _newest(subs: set[Subscription], *more: MemeStatus | None) -> MemeStatus | None:
+    """The newest of the subscribers' statuses and ``more``."""
+    statuses = [sub.status for sub in subs] + [status for status in more if status is not None]
+    return max(statuses, key=lambda status: status.updated_at, default=None)
 
 
 def _answer(futures: list[asyncio.Future[MemeStatus | None]], status: MemeStatus | None) -> None:
