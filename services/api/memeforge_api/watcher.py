@@ -68,9 +68,9 @@ RECENT_S = 1.0
 # well within the confirm timeout; the budget then slows the ticks after it.
 PENDING_PER_READ = 10 * BATCH_GET_KEYS
 # A deadline waiter that the watcher has not answered by then reads for itself, unless
-# a batched read of its id is under way by then: that one is no slower than the
-# waiter's own (the same table), and 1,000 GetItems of waiters' own at once (a crowd
-# connecting to a slow table) made every read slower still. The SDK's timeouts bound it.
+# the batched read that took its request is under way by then: that one is no slower
+# than the waiter's own (the same table), and 1,000 GetItems of waiters' own at once (a
+# crowd connecting to a slow table) made every read slower. The SDK's timeouts bound it.
 CONFIRM_TIMEOUT_S = 2.0
 KEEPALIVE_S = 15.0
 
@@ -188,8 +188,8 @@ class Watcher:
         self._checked: dict[str, float] = {}
         # Deadline waiters' requests for a consistent read, by id.
         self._pending: dict[str, list[asyncio.Future[MemeStatus | None]]] = {}
-        # The ids whose read is under way (taken from ``_pending`` by the read tick).
-        self._reading: Container[str] = ()
+        # The requests whose read is under way (taken from ``_pending`` by the read tick).
+        self._reading: set[asyncio.Future[MemeStatus | None]] = set()
         # Statuses a consistent read confirmed or the last subscriber let go, and when,
         # oldest first: a new waiter on a meme read just now (a long-poll asked again,
         # say) starts from it instead of a read. The feed keeps them true meanwhile.
@@ -285,7 +285,7 @@ class Watcher:
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._confirm_timeout_s)
         except TimeoutError as err:
-            if meme_id in self._reading:
+            if future in self._reading:
                 return await future  # its read is under way: no own read, see above
             future.cancel()  # the read tick skips it
             raise Unconfirmed(meme_id) from err
@@ -365,7 +365,7 @@ class Watcher:
         self._last_read = loop.time()
         pending = {i: self._pending.pop(i) for i in list(self._pending)[:PENDING_PER_READ]}
         ids = list(pending) + self._sweep_due(BATCH_GET_KEYS - len(pending), pending)
-        self._reading = pending
+        self._reading = {future for futures in pending.values() for future in futures}
         try:
             stamps, calls = await self._store.stamps(ids)
             self._budget.spent(calls)
@@ -377,11 +377,11 @@ class Watcher:
             statuses, more = await self._store.statuses(moved_ids + unwatched)
             self._budget.spent(more)
         except BaseException:
-            self._reading = ()
+            self._reading = set()
             for futures in pending.values():  # they read for themselves at once
                 _fail(futures)
             raise
-        self._reading = ()  # each is answered below, with no wait in between
+        self._reading = set()  # each is answered below, with no wait in between
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
         read_at = loop.time()
         moved = False
