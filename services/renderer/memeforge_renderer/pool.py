@@ -52,7 +52,7 @@ from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from memeforge_common.animation import AnimationLimits
 from memeforge_common.models import RenderSpec
@@ -182,6 +182,12 @@ def _serve(conn: Connection, caches: PoolCaches, parent_pid: int) -> None:
         except Exception as err:
             data = pickle.dumps((False, RuntimeError(f"unpicklable result: {err!r}")))
         sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+class Caller(Protocol):
+    """What runs a function for render_in_pool: a PoolProcess (or, in tests, this process)."""
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T: ...
 
 
 @dataclass(eq=False)
@@ -337,7 +343,7 @@ class RenderPool:
 
 
 async def render_in_pool(
-    pool: PoolProcess,
+    pool: Caller,
     template: bytes,
     spec: RenderSpec,
     *,
