@@ -91,63 +91,41 @@ async def ensure_retention(s3: S3Client, settings: Settings) -> None:
     )
 
 
-_LIVE_INDEX_DEFINITION: Any = {
-    "IndexName": LIVE_INDEX,
-    "KeySchema": [
-        {"AttributeName": "live_state", "KeyType": "HASH"},
-        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-    ],
-    "Projection": {"ProjectionType": "KEYS_ONLY"},
-}
-# A tenant's memes (newest first) and keys: lists read whole items from it in one Query.
-_TENANT_INDEX_DEFINITION: Any = {
-    "IndexName": TENANT_INDEX,
-    "KeySchema": [
-        {"AttributeName": "tenant_kind", "KeyType": "HASH"},
-        {"AttributeName": "created_at", "KeyType": "RANGE"},
-    ],
-    "Projection": {"ProjectionType": "ALL"},
-}
-# A batch's memes in item order, with what a page shows of each (their status, no spec).
-_BATCH_INDEX_DEFINITION: Any = {
-    "IndexName": BATCH_INDEX,
-    "KeySchema": [
-        {"AttributeName": "batch_id", "KeyType": "HASH"},
-        {"AttributeName": "batch_seq", "KeyType": "RANGE"},
-    ],
-    "Projection": {
-        "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": [name for name in STATUS_ATTRIBUTES if name != "id"],
-    },
-}
-# Ended memes whose notifications are not confirmed enqueued yet (the sweeper's).
-_NOTIFY_INDEX_DEFINITION: Any = {
-    "IndexName": NOTIFY_INDEX,
-    "KeySchema": [
-        {"AttributeName": "notify_due", "KeyType": "HASH"},
-        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-    ],
-    "Projection": {"ProjectionType": "KEYS_ONLY"},
-}
-# The change feed the api's watcher queries (items.CHANGES_INDEX): the client view of
-# each item, keyed by the minute of its last change.
-_CHANGES_INDEX_DEFINITION: Any = {
-    "IndexName": CHANGES_INDEX,
-    "KeySchema": [
-        {"AttributeName": "feed", "KeyType": "HASH"},
-        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-    ],
-    "Projection": {
-        "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": [a for a in STATUS_ATTRIBUTES if a not in ("id", "updated_at")],
-    },
-}
+def _index(
+    name: str, hash_key: str, range_key: str, *projected: str, whole_items: bool = False
+) -> Any:
+    """A GSI definition: keys only, the keys plus ``projected`` attributes, or whole items."""
+    projection: dict[str, Any] = {"ProjectionType": "KEYS_ONLY"}
+    if projected:
+        projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(projected)}
+    if whole_items:
+        projection = {"ProjectionType": "ALL"}
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": projection,
+    }
+
+
 _INDEXES = (
-    _LIVE_INDEX_DEFINITION,
-    _TENANT_INDEX_DEFINITION,
-    _CHANGES_INDEX_DEFINITION,
-    _NOTIFY_INDEX_DEFINITION,
-    _BATCH_INDEX_DEFINITION,
+    _index(LIVE_INDEX, "live_state", "updated_at"),
+    # A tenant's memes (newest first) and keys: lists read whole items from it in one Query.
+    _index(TENANT_INDEX, "tenant_kind", "created_at", whole_items=True),
+    # The change feed the api's watcher queries (items.CHANGES_INDEX): the client view of
+    # each item, keyed by the minute of its last change.
+    _index(
+        CHANGES_INDEX,
+        "feed",
+        "updated_at",
+        *(a for a in STATUS_ATTRIBUTES if a not in ("id", "updated_at")),
+    ),
+    # Ended memes whose notifications are not confirmed enqueued yet (the sweeper's).
+    _index(NOTIFY_INDEX, "notify_due", "updated_at"),
+    # A batch's memes in item order, with what a page shows of each (their status, no spec).
+    _index(BATCH_INDEX, "batch_id", "batch_seq", *(a for a in STATUS_ATTRIBUTES if a != "id")),
 )
 _STRING_KEYS = (
     "id",
