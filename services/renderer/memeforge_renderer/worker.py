@@ -120,9 +120,9 @@ class Renderer:
             detail = f"template {template_id!r} changed after the meme was requested"
             return Failure(reason="template_changed", detail=detail), {}
         try:
-            async with self.pool.process(animated=job.spec.keeps_animation) as executor:
+            async with self.pool.process(animated=job.spec.keeps_animation) as process:
                 output = await render_in_pool(
-                    executor,
+                    process,
                     template,
                     job.spec,
                     template_key=job.template_key,
