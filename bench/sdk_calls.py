@@ -16,10 +16,16 @@ Variants, run in turn in each round (so load lands on all alike), medians report
 - ``defaults``: ``client_config()`` with botocore's own User-Agent and parameter
   validation (what the services ran before), on asyncio's event loop;
 - ``client_config``: ``client_config()`` as the services use it, on asyncio;
-- ``client_config+uvloop``: the same on uvloop, as the services run it.
+- ``client_config+uvloop``: the same on uvloop;
+- ``+fast_signing``: that, with memeforge_common.signing installed on each client, as the
+  services run it (``AwsClients.open``).
+
+Then the signature alone, in this process: botocore's SigV4 signers against
+memeforge_common.signing's on a DynamoDB and an S3 PutObject request, alternated, CPU per
+signature (the per-call figures above swing more between rounds than signing costs).
 
 Prints a table and one JSON line (``cpu_us_per_call`` and ``ratio_vs_defaults`` by
-variant, the load average).
+variant, ``signing_us`` by signer, the load average).
 """
 
 from __future__ import annotations
@@ -38,11 +44,15 @@ import aioboto3
 import uvloop
 from aiobotocore.config import AioConfig
 from aiohttp import web
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from memeforge_common import signing
 from memeforge_common.aws import client_config
 
 from devenv.run.proc import free_port
 
-VARIANTS = ("defaults", "client_config", "client_config+uvloop")
+VARIANTS = ("defaults", "client_config", "client_config+uvloop", "+fast_signing")
 CONCURRENCY = 8
 WARM_UP = 100
 
@@ -75,6 +85,9 @@ async def measure(variant: str, endpoint: str, calls: int) -> float:
         session.client("dynamodb", endpoint_url=endpoint, config=config) as dynamodb,
         session.client("sqs", endpoint_url=endpoint, config=config) as sqs,
     ):
+        if variant == "+fast_signing":
+            signing.install(dynamodb)
+            signing.install(sqs)
 
         async def one(i: int) -> None:
             if i % 2:
@@ -120,8 +133,31 @@ async def measure(variant: str, endpoint: str, calls: int) -> float:
         return (time.process_time() - started) / calls * 1e6
 
 
+SIGNINGS = 5000
+
+
+def signing_cost() -> dict[str, float]:
+    """CPU microseconds per signature, botocore's signers and ours, alternated."""
+    credentials = Credentials("AKIDEXAMPLE", "secret", "token")
+    body = json.dumps({"TableName": "memeforge-memes", "Key": {"id": {"S": "0" * 32}}})
+    shapes = (
+        (SigV4Auth, signing.FastSigV4Auth, "dynamodb", "http://127.0.0.1:4566/", body.encode()),
+        (S3SigV4Auth, signing.FastS3SigV4Auth, "s3", "http://127.0.0.1:4566/b/k", b"x" * 65536),
+    )
+    spent = {"botocore": 0.0, "memeforge": 0.0}
+    for _ in range(3):
+        for botocores, ours, service, url, data in shapes:
+            for name, cls in (("botocore", botocores), ("memeforge", ours)):
+                started = time.process_time()
+                for _ in range(SIGNINGS):
+                    request = AWSRequest(method="POST", url=url, data=data, headers={"X-A": "b"})
+                    cls(credentials, service, "us-east-1").add_auth(request)
+                spent[name] += time.process_time() - started
+    return {name: s / (3 * len(shapes) * SIGNINGS) * 1e6 for name, s in spent.items()}
+
+
 def child(variant: str, endpoint: str, calls: int) -> None:
-    run = uvloop.run if variant.endswith("+uvloop") else asyncio.run
+    run = asyncio.run if variant in ("defaults", "client_config") else uvloop.run
     print(json.dumps({"cpu_us_per_call": run(measure(variant, endpoint, calls))}))
 
 
@@ -160,6 +196,7 @@ def main() -> None:
         stub.terminate()
         stub.wait(timeout=10)
     medians = {v: statistics.median(s) for v, s in samples.items()}
+    signatures = signing_cost()
     base = medians["defaults"]
     print(f"\nbench/sdk_calls: {args.calls} calls x {args.rounds} rounds, load average {load}\n")
     print("| variant | CPU us per call (median) | rounds | vs defaults |")
@@ -167,6 +204,11 @@ def main() -> None:
     for variant, median in medians.items():
         rounds = ", ".join(f"{s:.0f}" for s in samples[variant])
         print(f"| {variant} | {median:.0f} | {rounds} | {median / base:.2f}x |")
+    ours, botocores = signatures["memeforge"], signatures["botocore"]
+    print(
+        f"\nSigV4 signature alone (DynamoDB + S3 PutObject, 64 KB body): botocore "
+        f"{botocores:.0f} us, memeforge_common.signing {ours:.0f} us ({ours / botocores:.2f}x)"
+    )
     print(
         json.dumps(
             {
@@ -176,6 +218,7 @@ def main() -> None:
                 "rounds": args.rounds,
                 "cpu_us_per_call": {v: round(m, 1) for v, m in medians.items()},
                 "ratio_vs_defaults": {v: round(m / base, 3) for v, m in medians.items()},
+                "signing_us": {k: round(v, 1) for k, v in signatures.items()},
                 "cpu_count": os.cpu_count(),
             },
             sort_keys=True,

@@ -81,6 +81,39 @@ def _dump():
         time.sleep(0.2)
 threading.Thread(target=_dump, daemon=True).start()
 """
+# With --trace, also every DynamoDB read's start and end and the ids it returned DONE
+# (CLOCK_MONOTONIC: the bench's clock too), and the api's event-loop stalls (a 10 ms
+# sleep that overslept), as JSON lines to $BENCH_TRACE.
+TRACE_HOOK = """
+import asyncio
+_trace = open(os.environ["BENCH_TRACE"], "a", buffering=1)
+_probing = []
+def _done_ids(operation, response):
+    if operation == "BatchGetItem":
+        items = [i for v in response.get("Responses", {}).values() for i in v]
+    else:
+        items = response.get("Items", []) + ([response["Item"]] if "Item" in response else [])
+    return [i["id"]["S"] for i in items if i.get("state", {}).get("S") == "DONE"]
+async def _probe():
+    while True:
+        t0 = time.monotonic()
+        await asyncio.sleep(0.01)
+        late = time.monotonic() - t0 - 0.01
+        if late > 0.02:
+            stall = {"op": "stall", "t0": t0 + 0.01, "t1": time.monotonic()}
+            _trace.write(json.dumps(stall) + "\\n")
+async def _traced(self, operation, params):
+    if not _probing:
+        _probing.append(asyncio.get_running_loop().create_task(_probe()))
+    t0 = time.monotonic()
+    response = await _counted(self, operation, params)
+    if operation in ("Query", "BatchGetItem", "GetItem"):
+        record = {"op": operation, "t0": t0, "t1": time.monotonic()}
+        record["done"] = _done_ids(operation, response)
+        _trace.write(json.dumps(record) + "\\n")
+    return response
+AioBaseClient._make_api_call = _traced
+"""
 DYNAMO_OPS = ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
 TENANT = "bench"
 # Each other column over this tree's, in the JSON line.
@@ -122,6 +155,11 @@ class Column:
     seen: list[tuple[str, str, float]] = field(default_factory=list)
     calls_by_operation: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    # Per meme: (request sent, answer read, state) of each long-poll request or SSE event
+    # (an event's "sent" is its stream's), and (DONE write sent, returned).
+    answers: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+    done_writes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # the api's, with --trace
 
 
 class Api:
@@ -129,10 +167,12 @@ class Api:
         self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts = counts
+        self.trace = workdir / f"{name}.trace.jsonl"
         env = env | {
             "MEMEFORGE_API_PORT": str(self.port),
             "MEMEFORGE_LOG_LEVEL": "WARNING",
             "BENCH_COUNTS": str(counts),
+            "BENCH_TRACE": str(self.trace),
             "MEMEFORGE_METRICS_PORT": str(self.metrics_port),
         }
         self.proc = spawn(
@@ -197,14 +237,20 @@ async def _refused(status: int, body: bytes, col: Column) -> bool:
     return False
 
 
+def _state(body: bytes) -> str:
+    return body.split(b'"state":"', 1)[-1].split(b'"', 1)[0].decode()
+
+
 async def long_poller(port: int, meme_id: str, token: str, col: Column) -> None:
     while True:
+        sent = time.monotonic()
         reader, writer = await _request(port, f"/memes/{meme_id}?wait=20", token)
         status = int((await reader.readline()).split()[1])
         body = await reader.read()
         writer.close()
         if await _refused(status, body, col):
             continue
+        col.answers.setdefault(meme_id, []).append((sent, time.monotonic(), _state(body)))
         if b'"state":"DONE"' in body:
             col.seen.append(("long_poll", meme_id, time.monotonic()))
             return
@@ -212,6 +258,7 @@ async def long_poller(port: int, meme_id: str, token: str, col: Column) -> None:
 
 async def sse_client(port: int, meme_id: str, token: str, col: Column) -> None:
     while True:
+        sent = time.monotonic()
         reader, writer = await _request(port, f"/memes/{meme_id}/events?timeout=600", token)
         status = int((await reader.readline()).split()[1])
         if status == 200:
@@ -221,6 +268,9 @@ async def sse_client(port: int, meme_id: str, token: str, col: Column) -> None:
         await _refused(status, body, col)
     try:
         async for line in reader:
+            if line.startswith(b"data: "):
+                event = (sent, time.monotonic(), _state(line))
+                col.answers.setdefault(meme_id, []).append(event)
             if line.startswith(b"data: ") and b'"state":"DONE"' in line:
                 col.seen.append(("sse", meme_id, time.monotonic()))
                 return
@@ -269,8 +319,10 @@ async def run_column(
             for n, meme_id in enumerate(ids):
                 await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
                 await store.transition(meme_id, MemeState.RENDERING, attempts=1)
+                writing = time.monotonic()
                 await store.transition(meme_id, MemeState.DONE)
                 done_at[meme_id] = time.monotonic()
+                col.done_writes[meme_id] = (writing, done_at[meme_id])
             await asyncio.wait_for(asyncio.gather(*clients), timeout=60)
             # Seen before the DONE write's answer reached the bench counts as 0 ms.
             for kind, meme_id, seen in col.seen:
@@ -281,6 +333,8 @@ async def run_column(
             col.calls_by_operation = api.by_operation()
     finally:
         stop(api.proc, grace=10)
+    if api.trace.exists():
+        col.trace = [json.loads(line) for line in api.trace.read_text().splitlines()]
     return col
 
 
@@ -351,6 +405,13 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=3.0, help="after all connected")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trace the api's reads and print the N slowest DONE -> seen cases step by step",
+    )
+    parser.add_argument(
         "--against",
         action="append",
         default=[],
@@ -369,7 +430,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-waiting-") as tmp:
         workdir = Path(tmp)
         (workdir / "hook").mkdir()
-        (workdir / "hook" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        hook_code = SITECUSTOMIZE + (TRACE_HOOK if args.trace else "")
+        (workdir / "hook" / "sitecustomize.py").write_text(hook_code)
         emulator = start_emulator(args.backend, workdir=workdir / "emulator")
         refs = dict(against.split("=", 1) for against in args.against)
         if not args.no_baseline:
@@ -410,6 +472,45 @@ def main() -> None:
     report(args, columns, 100 * (busy1 - busy0) / max(1, total1 - total0), (load0, load1))
 
 
+def explain(name: str, col: Column, top: int) -> None:
+    """The ``top`` slowest DONE -> seen cases, each as what happened from the DONE write
+    on (ms after the write returned): the api's reads and stalls, the client's answers."""
+    seen = {meme_id: (kind, at) for kind, meme_id, at in col.seen}
+    feed = sorted((r for r in col.trace if r["op"] == "Query"), key=lambda r: r["t0"])
+    slowest = sorted(seen, key=lambda m: seen[m][1] - col.done_writes[m][1], reverse=True)
+    print(f"\n{name}: the {top} slowest DONE -> seen (ms from the DONE write returning)")
+    for meme_id in slowest[:top]:
+        kind, at = seen[meme_id]
+        start, end = col.done_writes[meme_id]
+
+        def ms(t: float, end: float = end) -> str:
+            return f"{(t - end) * 1000:+.0f}"
+
+        saw = [r for r in col.trace if meme_id in r.get("done", ())]
+        first = min(saw, key=lambda r: r["t1"], default=None)
+        after = [r for r in feed if r["t0"] >= start and r["t0"] <= at]
+        stalls = [r for r in col.trace if r["op"] == "stall" and r["t1"] >= start and r["t0"] <= at]
+        answers = [
+            f"{state}@{ms(got)} (asked {ms(sent)})"
+            for sent, got, state in col.answers.get(meme_id, [])
+            if got >= start - 2
+        ]
+        print(
+            f"  {meme_id[:8]} {kind:9} seen {ms(at)}  write took {(end - start) * 1000:.0f}"
+            f"  first read with DONE: "
+            + (f"{first['op']} {ms(first['t0'])}..{ms(first['t1'])}" if first else "none")
+        )
+        print(
+            "    feed queries since the write: "
+            + " ".join(
+                f"{ms(r['t0'])}..{ms(r['t1'])}{'*' if meme_id in r['done'] else ''}"
+                for r in after[:8]
+            )
+        )
+        print("    loop stalls: " + " ".join(f"{ms(r['t0'])}..{ms(r['t1'])}" for r in stalls))
+        print("    client: " + "; ".join(answers[-4:]))
+
+
 def report(
     args: argparse.Namespace, columns: dict[str, Column], busy_pct: float, load: tuple[float, float]
 ) -> None:
@@ -424,6 +525,9 @@ def report(
         print(f"{row:34}" + "".join(f"{s[row]:>12.1f}" for s in stats.values()))
     for name, col in columns.items():
         print(f"{name} calls over the whole run, by operation: {col.calls_by_operation}")
+    for name, col in columns.items():
+        if col.trace:
+            explain(name, col, args.trace)
     print(
         f"machine: {os.cpu_count()} cores, {busy_pct:.0f} % busy during the run, "
         f"load average {load[0]:.1f} → {load[1]:.1f}"

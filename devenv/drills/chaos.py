@@ -437,8 +437,7 @@ class ChaosRun:
             if delete_first:  # the template existed when the job was made, not any more
                 await aws.s3.delete_object(Bucket=settings.bucket, Key=tkey)
             item = new_item(uuid.uuid4().hex, template_id, SPEC, tenant=DEV_TENANT)
-            await store.create(item)
-            await store.transition(item.id, MemeState.QUEUED)
+            await store.create(item)  # PENDING, as the consumer leaves it
             job = RenderJob(
                 meme_id=item.id,
                 template_key=tkey,

@@ -115,8 +115,8 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     for item in (good, missing):
         await store.create(item)
     batch = [
-        message(RequestMessage(meme_id=good.id).model_dump_json()),
-        message(RequestMessage(meme_id=missing.id).model_dump_json()),
+        message(RequestMessage.of(good).model_dump_json()),
+        message(RequestMessage.of(missing).model_dump_json()),
         message("{not json"),
         message(json.dumps({"v": 99, "kind": "meme.requested", "meme_id": good.id})),
         message(RequestMessage(meme_id=uuid.uuid4().hex).model_dump_json()),
@@ -126,10 +126,11 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     assert set(outcomes.poison) == {m.message_id for m in batch[2:]}
     assert "unknown meme id" in outcomes.poison[batch[4].message_id]
 
-    queued = await store.get(good.id)
+    waiting = await store.get(good.id)
     failed = await store.get(missing.id)
-    assert queued is not None
-    assert queued.state is MemeState.QUEUED
+    assert waiting is not None
+    assert waiting.state is MemeState.PENDING  # no QUEUED write: it waits for the renderer
+    assert waiting.updated_at == good.updated_at
     assert failed is not None
     assert failed.state is MemeState.FAILED
     assert failed.failure is not None
@@ -137,12 +138,39 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     [job_body] = await receive_all(aws, resources.render_queue)
     job = RenderJob.model_validate_json(job_body)
     assert (job.meme_id, job.template_key, job.tenant) == (good.id, "templates/acme/tpl", "acme")
+    assert job.spec == SPEC
     assert "output_key" not in json.loads(job_body)
 
-    # A duplicate request for the QUEUED item re-sends its job (the renderer dedupes).
+    # A duplicate request re-sends its job (the renderer's conditional ending dedupes).
     again = await dispatcher.handle_batch([batch[0]])
     assert again.done == {batch[0].message_id}
     assert len(await receive_all(aws, resources.render_queue)) == 1
+
+
+async def test_dispatch_looks_up_a_request_that_carries_only_the_id(
+    aws: AwsClients,
+    resources: Settings,
+    store: MemeStore,
+    dispatcher: Dispatcher,
+    templates: TemplateStore,
+) -> None:
+    """An older api's request (the id alone) is read for: a live item gets its job, an
+    ended one is acknowledged without one."""
+    await templates.upload(
+        "tpl3", tenant="acme", name="t", data=gradient(32, 32),
+        content_type="image/jpeg", width=32, height=32,
+    )  # fmt: skip
+    live = new_item(uuid.uuid4().hex, "tpl3", SPEC, tenant="acme", counted=True)
+    ended = new_item(uuid.uuid4().hex, "tpl3", SPEC, tenant="acme")
+    await store.create_counted(live, in_flight_cap=10)
+    await store.create(ended)
+    assert await store.transition(ended.id, MemeState.FAILED)
+    batch = [message(RequestMessage(meme_id=i.id).model_dump_json()) for i in (live, ended)]
+    outcomes = await dispatcher.handle_batch(batch)
+    assert outcomes.done == {m.message_id for m in batch}
+    [job_body] = await receive_all(aws, resources.render_queue)
+    job = RenderJob.model_validate_json(job_body)
+    assert (job.meme_id, job.tenant, job.counted) == (live.id, "acme", True)
 
 
 async def test_dead_letters_fail_their_items_and_park_the_unidentifiable(
@@ -192,7 +220,7 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
 ) -> None:
     """README "A sweeper re-enqueues items stuck PENDING ... at most MAX_SWEEPS times"."""
-    settings = resources.model_copy(update={"pending_timeout_s": 30.0, "max_sweeps": 2})
+    settings = resources.model_copy(update={"rendering_timeout_s": 30.0, "max_sweeps": 2})
     sweeper = await sweeper_for(aws, settings, store, dispatcher)
     fresh = new_item(uuid.uuid4().hex, "tpl", SPEC)
     trace = new_traceparent()
@@ -203,7 +231,7 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
 
     assert await sweeper.sweep_once() == 1
     [(body, resent_trace)] = await receive_traced(aws, settings.request_queue)
-    assert RequestMessage.model_validate_json(body).meme_id == stuck.id
+    assert RequestMessage.model_validate_json(body) == RequestMessage.of(stuck)  # the fields too
     assert resent_trace == trace_id(trace)  # the re-sent request continues the trace
     swept = await store.get(stuck.id)
     assert swept is not None
@@ -211,7 +239,7 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     # Just swept: not stuck again until the timeout passes once more.
     assert await sweeper.sweep_once() == 0
 
-    aged = settings.model_copy(update={"pending_timeout_s": 0.001})
+    aged = settings.model_copy(update={"rendering_timeout_s": 0.001})
     sweeper = await sweeper_for(aws, aged, store, dispatcher)
     # stuck's second sweep; fresh is swept too, as everything is "old" now
     assert await sweeper.sweep_once() == 2
@@ -230,6 +258,24 @@ async def test_sweeper_requeues_stuck_pending_items_then_gives_up(
     assert sorted(resent) == sorted([stuck.id, fresh.id, fresh.id])
 
 
+async def test_sweeper_leaves_a_pending_item_waiting_for_its_render(
+    aws: AwsClients, resources: Settings, store: MemeStore, dispatcher: Dispatcher
+) -> None:
+    """A PENDING item past the pending timeout but not the render timeout may be waiting
+    in the render queue (the consumer writes no QUEUED): re-sending it would render a
+    backlog twice."""
+    settings = resources.model_copy(update={"pending_timeout_s": 1.0, "rendering_timeout_s": 600.0})
+    sweeper = await sweeper_for(aws, settings, store, dispatcher)
+    waiting = new_item(uuid.uuid4().hex, "tpl", SPEC)
+    waiting = waiting.model_copy(update={"updated_at": utcnow() - timedelta(minutes=5)})
+    await store.create(waiting)
+    assert await sweeper.sweep_once() == 0
+    assert await receive_all(aws, settings.request_queue) == []
+    unswept = await store.get(waiting.id)
+    assert unswept is not None
+    assert (unswept.state, unswept.sweeps) == (MemeState.PENDING, 0)
+
+
 @pytest.mark.parametrize("stuck", [MemeState.QUEUED, MemeState.RENDERING])
 async def test_sweeper_resends_the_job_of_a_stuck_queued_or_rendering_item(
     aws: AwsClients,
@@ -239,8 +285,8 @@ async def test_sweeper_resends_the_job_of_a_stuck_queued_or_rendering_item(
     templates: TemplateStore,
     stuck: MemeState,
 ) -> None:
-    """README "A sweeper re-enqueues items stuck ... QUEUED or RENDERING": a job lost
-    before its render was marked RENDERING leaves the item QUEUED."""
+    """README "A sweeper re-enqueues items stuck ... QUEUED or RENDERING": QUEUED as an
+    older consumer left it, RENDERING as a render marked slow left it."""
     await templates.upload(
         "tpl2",
         tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
@@ -287,7 +333,7 @@ async def test_dispatch_carries_the_trace_to_the_render_job(
     item = new_item(uuid.uuid4().hex, "traced", SPEC)
     await store.create(item)
     parent = new_traceparent()
-    request = message(RequestMessage(meme_id=item.id).model_dump_json(), traceparent=parent)
+    request = message(RequestMessage.of(item).model_dump_json(), traceparent=parent)
     assert (await dispatcher.handle_batch([request])).done == {request.message_id}
     url = await queue_url(aws.sqs, resources.render_queue)
     response = await aws.sqs.receive_message(
@@ -303,11 +349,12 @@ def _aws_requests(service: str, operation: str) -> float:
     return REGISTRY.get_sample_value("memeforge_aws_requests_total", labels) or 0.0
 
 
-async def test_dispatch_costs_one_write_per_meme_and_one_template_lookup_per_period(
+async def test_dispatch_costs_no_item_call_and_one_template_lookup_per_period(
     aws: AwsClients, resources: Settings, store: MemeStore, templates: TemplateStore
 ) -> None:
-    """Issue #12: no GetItem before the QUEUED write (it answers with the item) and no
-    HeadObject per meme (template metadata cached for seconds)."""
+    """Issue #12: the request carries the item's fields, so the consumer neither reads
+    nor writes the item, and template metadata is cached for seconds (no HeadObject per
+    meme)."""
     await templates.upload(
         "seed", tenant=PUBLIC_TENANT, name="s", data=gradient(64, 48),
         content_type="image/jpeg", width=64, height=48,
@@ -318,19 +365,20 @@ async def test_dispatch_costs_one_write_per_meme_and_one_template_lookup_per_per
     items = [new_item(uuid.uuid4().hex, "seed", SPEC, tenant="acme") for _ in range(10)]
     for item in items:
         await store.create(item)
-    counted = [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("s3", "HeadObject")]
+    counted = [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("s3", "HeadObject"),
+               ("sqs", "SendMessageBatch")]  # fmt: skip
     before = {key: _aws_requests(*key) for key in counted}
-    batch = [message(RequestMessage(meme_id=i.id).model_dump_json()) for i in items]
+    batch = [message(RequestMessage.of(i).model_dump_json()) for i in items]
     outcomes = await dispatcher.handle_batch(batch)
     assert outcomes.done == {m.message_id for m in batch}
     spent = {key: _aws_requests(*key) - before[key] for key in counted}
     # The own folder (acme has no "seed"), then the public one: once for all ten.
-    assert spent == {("dynamodb", "GetItem"): 0, ("dynamodb", "UpdateItem"): 10,
-                     ("s3", "HeadObject"): 2}  # fmt: skip
+    assert spent == {("dynamodb", "GetItem"): 0, ("dynamodb", "UpdateItem"): 0,
+                     ("s3", "HeadObject"): 2, ("sqs", "SendMessageBatch"): 1}  # fmt: skip
     for item in items:
-        queued = await store.get(item.id)
-        assert queued is not None
-        assert queued.state is MemeState.QUEUED
+        waiting = await store.get(item.id)
+        assert waiting is not None
+        assert waiting.state is MemeState.PENDING
     bodies = await receive_all(aws, resources.render_queue)
     jobs = [RenderJob.model_validate_json(body) for body in bodies]
     assert len(jobs) == 10

@@ -56,9 +56,8 @@ async def test_won_and_lost_transitions_are_counted(store: MemeStore) -> None:
 async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
     """docs/architecture.md invariant 3: "State moves forward only"."""
     meme_id = await _pending(store)
-    assert not await store.transition(meme_id, MemeState.DONE)  # PENDING → DONE skips
-    assert await store.transition(meme_id, MemeState.QUEUED)
     assert await store.transition(meme_id, MemeState.RENDERING, attempts=1)
+    assert not await store.transition(meme_id, MemeState.QUEUED)  # RENDERING → QUEUED: back
     result = MemeResult(key="memes/x.jpg", content_type="image/jpeg", bytes=1, width=1, height=1)
     assert await store.transition(meme_id, MemeState.DONE, result=result)
     # DONE is final: neither a late failure nor a duplicate render may change it.
@@ -72,6 +71,19 @@ async def test_state_cannot_skip_or_go_back(store: MemeStore) -> None:
         None,
         1,
     )
+
+
+async def test_a_meme_may_end_straight_from_pending(store: MemeStore) -> None:
+    """docs/architecture.md "State machine": QUEUED and RENDERING are optional, so a fast
+    render ends its meme PENDING → DONE in one conditional write, once."""
+    meme_id = await _pending(store)
+    result = MemeResult(key="memes/y.jpg", content_type="image/jpeg", bytes=1, width=1, height=1)
+    assert await store.transition(meme_id, MemeState.DONE, result=result, attempts=1)
+    assert not await store.transition(meme_id, MemeState.DONE, result=result, attempts=2)
+    item = await store.get(meme_id)
+    assert item is not None
+    assert (item.state, item.attempts) == (MemeState.DONE, 1)
+    assert set(item.state_times) == {MemeState.PENDING, MemeState.DONE}
 
 
 async def test_transition_on_a_missing_item_is_a_lost_race(store: MemeStore) -> None:

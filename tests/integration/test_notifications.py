@@ -77,7 +77,6 @@ async def rendering(store: MemeStore, notify: Notify | None) -> str:
     """A meme of TENANT that is being rendered."""
     item = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant=TENANT, notify=notify)
     await store.create(item)
-    assert await store.transition(item.id, MemeState.QUEUED)
     assert await store.transition(item.id, MemeState.RENDERING)
     return item.id
 

@@ -40,9 +40,9 @@ def _jpeg() -> bytes:
 
 async def _render(pool: RenderPool) -> engine.RenderOutput:
     spec = RenderSpec(boxes=(TextBox(text="still here", x=0, y=0, width=1, height=0.3),))
-    async with pool.process() as executor:
+    async with pool.process() as process:
         return await render_in_pool(
-            executor, _jpeg(), spec, template_key="t", etag='"1"', max_source_pixels=10**7
+            process, _jpeg(), spec, template_key="t", etag='"1"', max_source_pixels=10**7
         )
 
 
@@ -55,9 +55,9 @@ async def pool() -> RenderPool:
 
 
 async def _hang(pool: RenderPool, started: asyncio.Event) -> None:
-    async with pool.process() as executor:
+    async with pool.process() as process:
         started.set()
-        await asyncio.get_running_loop().run_in_executor(executor, time.sleep, 600)
+        await process.call(time.sleep, 600)
 
 
 async def test_a_killed_pool_process_fails_only_its_render_and_is_replaced(
@@ -120,9 +120,9 @@ async def test_bad_input_keeps_the_process(pool: RenderPool) -> None:
     before = pool.pids
     spec = RenderSpec(boxes=(TextBox(text="x", x=0, y=0, width=1, height=1),))
     with pytest.raises(engine.CorruptImage):
-        async with pool.process() as executor:
+        async with pool.process() as process:
             await render_in_pool(
-                executor,
+                process,
                 b"not an image",
                 spec,
                 template_key="b",

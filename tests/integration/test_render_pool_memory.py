@@ -4,7 +4,6 @@ real pool process: its RSS growth after warm-up stays under the engine's cache b
 
 from __future__ import annotations
 
-import asyncio
 import io
 import random
 from pathlib import Path
@@ -74,18 +73,17 @@ async def test_random_unicode_captions_keep_pool_rss_under_the_cache_budget() ->
                     TextBox(text=_caption(rng), x=0, y=0.55, width=1, height=0.45),
                 )
             )
-            async with pool.process() as executor:
+            async with pool.process() as process:
                 out = await render_in_pool(
-                    executor, template, spec, template_key="t", etag='"1"', max_source_pixels=10**6
+                    process, template, spec, template_key="t", etag='"1"', max_source_pixels=10**6
                 )
                 if i == WARM_UP:
                     baseline = _rss(pid)
                 if i % EVERY == 0:
                     curve.append((i, _rss(pid)))
                     if i == MEMES:
-                        loop = asyncio.get_running_loop()
-                        sizes = await loop.run_in_executor(executor, engine.cache_sizes)
-                        budgets = await loop.run_in_executor(executor, engine.cache_budgets)
+                        sizes = await process.call(engine.cache_sizes)
+                        budgets = await process.call(engine.cache_budgets)
             assert out.width == 320
         assert pool.pids == [pid]  # one process rendered them all (no retirement)
     finally:

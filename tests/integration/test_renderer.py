@@ -76,11 +76,15 @@ async def upload(aws: AwsClients, settings: Settings, template_id: str, data: by
     )
 
 
-async def queued_meme(store: MemeStore, template_id: str) -> MemeItem:
-    """A meme as the consumer leaves it: QUEUED, its job about to be sent."""
+async def waiting_meme(
+    store: MemeStore, template_id: str, state: MemeState = MemeState.PENDING
+) -> MemeItem:
+    """A meme as the consumer leaves it (PENDING; QUEUED: an older consumer), its job
+    about to be sent."""
     item = new_item(uuid.uuid4().hex, template_id, SPEC, tenant=TENANT)
     await store.create(item)
-    assert await store.transition(item.id, MemeState.QUEUED)
+    if state is not MemeState.PENDING:
+        assert await store.transition(item.id, state)
     return item
 
 
@@ -151,17 +155,19 @@ async def redeliver(aws: AwsClients, settings: Settings) -> None:
     raise AssertionError("the job never reached the render queue")
 
 
-async def test_a_fast_render_goes_from_queued_to_done_in_one_write(
-    aws: AwsClients, resources: Settings, store: MemeStore, renderer: Path
+@pytest.mark.parametrize("waiting", [MemeState.PENDING, MemeState.QUEUED])
+async def test_a_fast_render_ends_its_meme_in_one_write(
+    aws: AwsClients, resources: Settings, store: MemeStore, renderer: Path, waiting: MemeState
 ) -> None:
-    """docs/architecture.md "State machine": QUEUED → DONE, RENDERING only for a render
-    still running after MEMEFORGE_RENDERING_MARK_AFTER_S; attempts from SQS."""
+    """docs/architecture.md "State machine": PENDING → DONE (QUEUED → DONE for an older
+    consumer's item), RENDERING only for a render still running after
+    MEMEFORGE_RENDERING_MARK_AFTER_S; attempts from SQS."""
     etag = await upload(aws, resources, "quick", solid((200, 200, 40)))
-    item = await queued_meme(store, "quick")
+    item = await waiting_meme(store, "quick", waiting)
     await send_job(aws, resources, item, etag)
     done = await wait_until_terminal(store, item.id)
     assert done.state is MemeState.DONE, done
-    assert set(done.state_times) == {MemeState.PENDING, MemeState.QUEUED, MemeState.DONE}
+    assert set(done.state_times) == {MemeState.PENDING, waiting, MemeState.DONE}
     assert done.attempts == 1
 
 
@@ -169,11 +175,11 @@ async def test_a_render_still_running_after_the_delay_shows_rendering(
     aws: AwsClients, resources: Settings, store: MemeStore, marking_renderer: Path
 ) -> None:
     etag = await upload(aws, resources, "slow", solid((40, 200, 200)))
-    item = await queued_meme(store, "slow")
+    item = await waiting_meme(store, "slow")
     await send_job(aws, resources, item, etag)
     done = await wait_until_terminal(store, item.id)
     assert done.state is MemeState.DONE, done
-    assert done.state_times[MemeState.QUEUED] <= done.state_times[MemeState.RENDERING]
+    assert set(done.state_times) == {MemeState.PENDING, MemeState.RENDERING, MemeState.DONE}
     assert done.state_times[MemeState.RENDERING] <= done.state_times[MemeState.DONE]
     assert done.attempts == 1
 
@@ -185,7 +191,7 @@ async def test_a_duplicate_job_on_its_first_delivery_changes_nothing_a_client_se
     so duplicates are harmless": a second copy of a DONE meme's job, delivered for the
     first time, may render again (the same bytes to the same key) but loses the ending."""
     etag = await upload(aws, versioned, "once", solid((200, 40, 40)))
-    item = await queued_meme(store, "once")
+    item = await waiting_meme(store, "once")
     await send_job(aws, versioned, item, etag)
     first = await wait_until_terminal(store, item.id)
     assert first.state is MemeState.DONE, first
@@ -205,7 +211,7 @@ async def test_a_redelivered_job_of_a_done_meme_is_not_rendered_again(
     """A job redelivered (receive count > 1) after its meme ended: the renderer reads the
     item first and settles the job without rendering or writing anything."""
     etag = await upload(aws, versioned, "ended", solid((120, 40, 200)))
-    item = await queued_meme(store, "ended")
+    item = await waiting_meme(store, "ended")
     with service_process("memeforge_renderer", emulator, versioned, tmp_path / "first.log"):
         await send_job(aws, versioned, item, etag)
         first = await wait_until_terminal(store, item.id)
@@ -231,7 +237,7 @@ async def test_a_meme_left_rendering_by_a_dead_renderer_is_rendered_again(
     """README: "a worker that dies stops extending, and its messages reappear for another":
     the job of a meme stuck RENDERING is rendered again, its attempts SQS's receive count."""
     etag = await upload(aws, versioned, "crashed", solid((40, 200, 40)))
-    item = await queued_meme(store, "crashed")
+    item = await waiting_meme(store, "crashed")
     # What a renderer killed mid-render leaves behind: RENDERING, its job received once.
     assert await store.transition(item.id, MemeState.RENDERING, attempts=1)
     await send_job(aws, versioned, item, etag)
@@ -251,7 +257,7 @@ async def test_a_job_whose_template_is_gone_fails_the_meme(
     failure.reason"."""
     etag = await upload(aws, resources, "gone", solid((1, 2, 3)))
     await aws.s3.delete_object(Bucket=resources.bucket, Key=template_key("gone", TENANT))
-    item = await queued_meme(store, "gone")
+    item = await waiting_meme(store, "gone")
     await send_job(aws, resources, item, etag)
     failed = await wait_until_terminal(store, item.id)
     assert failed.state is MemeState.FAILED
@@ -271,7 +277,7 @@ async def test_a_replaced_template_is_rendered_from_its_new_bytes(
         key = template_key("replaced", TENANT)
         put = await aws.s3.put_object(Bucket=resources.bucket, Key=key, Body=solid(colour))
         etag = put["ETag"]
-        item = await queued_meme(store, "replaced")
+        item = await waiting_meme(store, "replaced")
         await send_job(aws, resources, item, etag)
         done = await wait_until_terminal(store, item.id)
         assert done.state is MemeState.DONE, done
@@ -296,7 +302,7 @@ async def test_sigterm_with_jobs_in_flight_loses_none_and_renders_none_twice(
     hold within MEMEFORGE_SHUTDOWN_GRACE_S". A renderer is stopped while it works through
     20 jobs: it exits 0, and a second renderer finishes the rest, each meme once."""
     etag = await upload(aws, versioned, "busy", solid((90, 90, 160)))
-    items = [await queued_meme(store, "busy") for _ in range(20)]
+    items = [await waiting_meme(store, "busy") for _ in range(20)]
     log = tmp_path / "first.log"
     with service_process("memeforge_renderer", emulator, versioned, log) as first:
         for item in items:

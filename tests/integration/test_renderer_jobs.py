@@ -70,9 +70,9 @@ async def renderer(
 
 
 async def _queued(store: MemeStore) -> str:
+    """A meme whose job is on the render queue: PENDING (the consumer writes no QUEUED)."""
     item = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant=TENANT)
     await store.create(item)
-    await store.transition(item.id, MemeState.QUEUED)
     return item.id
 
 
@@ -167,7 +167,6 @@ async def _animated_job(
     put = await aws.s3.put_object(Bucket=resources.bucket, Key=key, Body=data)
     item = new_item(uuid.uuid4().hex, template_id, ANIMATED_SPEC, tenant=TENANT)
     await store.create(item)
-    await store.transition(item.id, MemeState.QUEUED)
     job = RenderJob(
         meme_id=item.id,
         template_key=key,

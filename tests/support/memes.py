@@ -40,16 +40,14 @@ async def wait_until_terminal(store: MemeStore, meme_id: str) -> MemeItem:
 
 async def put_done_meme(aws: AwsClients, settings: Settings, body: bytes, *, tenant: str) -> str:
     """A DONE meme of ``tenant`` (no thumbnail) whose output object holds ``body``, written
-    the way the renderer leaves it: the object first, then PENDING → QUEUED → RENDERING →
-    DONE."""
+    the way the renderer leaves it: the object first, then PENDING → RENDERING → DONE."""
     meme_id = uuid.uuid4().hex
     key = output_key(meme_id, tenant=tenant)
     await aws.s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType="image/jpeg")
     store = MemeStore(aws.dynamodb, settings.table)
     spec = RenderSpec(boxes=classic_boxes("a", ""))
     await store.create(new_item(meme_id, "any", spec, tenant=tenant))
-    for state in (MemeState.QUEUED, MemeState.RENDERING):
-        assert await store.transition(meme_id, state)
+    assert await store.transition(meme_id, MemeState.RENDERING)
     result = MemeResult(key=key, content_type="image/jpeg", bytes=len(body), width=1, height=1)
     assert await store.transition(meme_id, MemeState.DONE, result=result)
     return meme_id

@@ -6,8 +6,9 @@ import asyncio
 import io
 import json
 import pickle
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from memeforge_api.schemas import CreateMeme, MemeView
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 pytestmark = pytest.mark.unit
 
 MEME_ID = "0123456789abcdef0123456789abcdef"
+T = TypeVar("T")
 
 
 def _jpeg() -> bytes:
@@ -161,19 +163,24 @@ def test_render_in_pool_sends_bytes_only_on_a_miss(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(engine, "render", spy)
 
+    class InThisProcess:
+        """Runs the call here, so the spy sees what a pool process would be sent."""
+
+        async def call(self, function: Callable[..., T], *args: object) -> T:
+            return function(*args)
+
     async def go() -> list[engine.RenderOutput]:
-        with ThreadPoolExecutor(1) as pool:
-            return [
-                await render_in_pool(
-                    pool,
-                    data,
-                    spec,
-                    template_key="templates/p",
-                    etag='"1"',
-                    max_source_pixels=10**7,
-                )
-                for _ in range(2)
-            ]
+        return [
+            await render_in_pool(
+                InThisProcess(),
+                data,
+                spec,
+                template_key="templates/p",
+                etag='"1"',
+                max_source_pixels=10**7,
+            )
+            for _ in range(2)
+        ]
 
     first, second = asyncio.run(go())
     assert sent == [False, True, False]  # miss (no bytes), retry with bytes, hit

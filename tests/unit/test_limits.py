@@ -14,10 +14,11 @@ from memeforge_common.models import (
     MemeResult,
     RenderJob,
     RenderSpec,
+    RequestedMeme,
     TextBox,
     classic_boxes,
 )
-from memeforge_consumer.dispatch import invalid_spec
+from memeforge_consumer.dispatch import SPEC_BREAKS_LIMITS, invalid_spec
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -104,13 +105,13 @@ def test_a_stored_spec_over_the_limits_reads_as_none_and_fails_as_invalid_spec()
     record["spec"]["S"] = json.dumps({"boxes": [_box("x" * 600)]})  # written under old limits
     item = from_dynamo(record)
     assert item.spec is None
-    failure = invalid_spec(item)
-    assert failure is not None
-    assert failure.reason == "invalid_spec"
+    assert RequestedMeme.of(item) is None  # no request can carry it: the consumer fails it
+    assert SPEC_BREAKS_LIMITS.reason == "invalid_spec"
 
 
 def test_a_spec_without_text_fails_as_empty_caption() -> None:
     item = new_item(MEME_ID, "drake", RenderSpec(boxes=(TextBox.model_validate(_box(" ")),)))
-    failure = invalid_spec(item)
+    assert item.spec is not None
+    failure = invalid_spec(item.spec)
     assert failure is not None
     assert failure.reason == "empty_caption"

@@ -7,6 +7,7 @@ from memeforge_common.items import from_dynamo, new_item, to_dynamo
 from memeforge_common.models import (
     MemeResult,
     MemeState,
+    Notify,
     RenderJob,
     RenderSpec,
     RequestMessage,
@@ -40,6 +41,29 @@ def test_messages_are_versioned_and_round_trip() -> None:
     body = RequestMessage(meme_id=MEME_ID).model_dump_json()
     assert json.loads(body) == {"v": 1, "kind": "meme.requested", "meme_id": MEME_ID}
     assert RequestMessage.model_validate_json(body).meme_id == MEME_ID
+
+
+def test_a_request_carries_what_the_consumer_needs_of_its_item() -> None:
+    """docs/architecture.md "Flow" 2: the consumer reads no item for a request."""
+    spec = RenderSpec(boxes=classic_boxes("a", "b"))
+    notify = Notify(callback_url="https://hooks.example.com/m")
+    item = new_item(MEME_ID, "drake", spec, tenant="acme", notify=notify, counted=True)
+    request = RequestMessage.model_validate_json(RequestMessage.of(item).model_dump_json())
+    assert request.meme_id == MEME_ID
+    assert request.meme is not None
+    assert (request.meme.template_id, request.meme.spec, request.meme.tenant) == (
+        "drake",
+        spec,
+        "acme",
+    )
+    assert (request.meme.notify, request.meme.in_flight_slot) == (notify, "acme")
+    # An item whose stored spec no longer reads: the id alone (the consumer reads it).
+    unreadable = item.model_copy(update={"spec": None})
+    assert json.loads(RequestMessage.of(unreadable).model_dump_json()) == {
+        "v": 1,
+        "kind": "meme.requested",
+        "meme_id": MEME_ID,
+    }
 
 
 def test_unknown_message_version_is_rejected() -> None:

@@ -38,9 +38,8 @@ async def test_each_pool_process_sizes_every_cache_from_the_settings() -> None:
     pool = RenderPool(1, PoolCaches.from_settings(settings))
     await pool.start()
     try:
-        async with pool.process() as executor:
-            loop = asyncio.get_running_loop()
-            budgets = await loop.run_in_executor(executor, engine.cache_budgets)
+        async with pool.process() as process:
+            budgets = await process.call(engine.cache_budgets)
         assert budgets == CONFIGURED
     finally:
         await pool.close()
@@ -58,8 +57,8 @@ async def test_animated_renders_hold_at_most_half_the_processes() -> None:
             for _ in range(20):
                 await asyncio.sleep(0)
             assert not second.done()  # waiting for the animated share, not for a process
-            async with pool.process() as executor:  # the still job is not starved
-                assert executor is not None
+            async with pool.process() as process:  # the still job is not starved
+                assert process is not None
             assert not second.done()
         await second  # runs once the first animation is done
     finally:

@@ -148,3 +148,30 @@ async def test_a_caller_that_goes_away_does_not_take_its_message_off_the_wire() 
         await gone
     await publish(p, "next")
     assert sqs.calls == [["gone"], ["next"]]
+
+
+async def test_under_load_the_next_call_gathers_more_messages() -> None:
+    """After a call of several messages the next waits (up to gather_s) for more: here
+    until a whole batch of 10 is there. A lone message after idle is still sent at once."""
+    sqs = HeldSqs()
+    sqs.release()
+    p = RequestPublisher(sqs, "http://queue", gather_s=3600)  # type: ignore[arg-type]
+    assert await publish(p, "alone") == "alone"  # after idle: at once, never gathered
+    sqs._release.clear()
+    held = asyncio.create_task(publish(p, "held"))
+    await started(sqs, 2)
+    queued = [asyncio.create_task(publish(p, f"m{i}")) for i in range(11)]
+    await asyncio.sleep(0)
+    sqs.release()
+    await asyncio.gather(held, *queued[:10])  # the next call carried 10: loaded
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(sqs.calls) == 3  # m10 waits for more to share its call
+    more = [asyncio.create_task(publish(p, f"n{i}")) for i in range(9)]
+    await asyncio.gather(queued[10], *more)
+    assert sqs.calls == [
+        ["alone"],
+        ["held"],
+        [f"m{i}" for i in range(10)],
+        ["m10"] + [f"n{i}" for i in range(9)],
+    ]

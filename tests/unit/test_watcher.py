@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from memeforge_api.problems import Problem
-from memeforge_api.waiting import current, event_stream, long_poll
+from memeforge_api.waiting import DEADLINE_SPREAD, current, event_stream, long_poll, spread
 from memeforge_api.watcher import TooManyWaiters, Watcher
 from memeforge_common.items import MemeStore, feed_bucket, feed_buckets
 from memeforge_common.models import MemeState, MemeStatus, utcnow
@@ -33,12 +33,15 @@ class GatedStore:
         self.full_reads: list[list[str]] = []
         self.lagging: set[str] = set()
         self.feed_open = False  # True: feed queries answer without waiting for the test
+        self.full_gate: asyncio.Event | None = None  # set: full reads wait until it is
         self._feed = asyncio.Semaphore(0)
         self._read = asyncio.Semaphore(0)
 
     def put(self, meme_id: str, state: MemeState) -> MemeStatus:
         old = self.items.get(meme_id)
-        now = utcnow() if old is None else old.updated_at + timedelta(milliseconds=1)
+        # Stamped now, as a writer does (a stamp from the first put's time fell before
+        # the feed's window when a loaded machine paused the test 50 ms in between).
+        now = utcnow() if old is None else max(utcnow(), old.updated_at + timedelta(milliseconds=1))
         times = dict(old.state_times) if old else {}
         times[state] = now
         status = MemeStatus(
@@ -78,6 +81,8 @@ class GatedStore:
     async def statuses(self, meme_ids: Sequence[str]) -> tuple[dict[str, MemeStatus], int]:
         if meme_ids:
             self.full_reads.append(list(meme_ids))
+            if self.full_gate is not None:
+                await self.full_gate.wait()
         return {i: self.items[i] for i in meme_ids if i in self.items}, 1
 
     async def get(self, meme_id: str) -> MemeStatus | None:
@@ -245,6 +250,62 @@ async def test_a_change_that_shows_late_on_the_feed_is_read_by_the_trailing_quer
     assert store.reads == []  # the feed found it, not the sweep
 
 
+async def test_the_fast_windows_news_is_not_held_back_by_the_trailing_query(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """bench.waiting --trace: a DONE the fast query had read reached its client only when
+    the trailing query (made once a second, same tick) returned too. Now it is offered
+    first: the client has it while the trailing query is still waiting."""
+    first = store.put(mid(8), MemeState.QUEUED)
+    poll = polling(watcher, store, first, 60)
+    await settle()
+    await asyncio.sleep(1.0)  # the tick after the next one is due a trailing query too
+    await one_feed_query(store)
+    assert not poll.done()
+    store.put(mid(8), MemeState.RENDERING)
+    await one_feed_query(store)  # the fast query; the trailing one waits for the test
+    assert (await asyncio.wait_for(poll, 10)).state is MemeState.RENDERING
+    assert len(store.feeds) == 2
+    store.allow_feed()
+    for _ in range(1000):  # the trailing query did come
+        if len(store.feeds) == 3:
+            break
+        await asyncio.sleep(0.001)
+    assert len(store.feeds) == 3
+
+
+async def test_a_first_read_is_answered_though_the_subscribers_left_during_the_read(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """Found by the two-api e2e test (404 for a meme that exists): a first read of an id
+    that another waiter subscribed to meanwhile; the stamp showed nothing new, and that
+    waiter left while the read tick's other full reads were made. The answer is the
+    status the subscriber held when the stamps came, not "no such meme"."""
+    queued = store.put(mid(1), MemeState.QUEUED)
+    store.put(mid(2), MemeState.QUEUED)
+    first = asyncio.ensure_future(current(watcher, cast(MemeStore, store), mid(1)))
+    other = asyncio.ensure_future(current(watcher, cast(MemeStore, store), mid(2)))
+    await settle()  # both wait for the read
+    client = Client()
+    poll = asyncio.ensure_future(
+        long_poll(watcher, cast(MemeStore, store), queued, 60, client.receive)
+    )
+    await settle()
+    store.full_gate = asyncio.Event()
+    await one_tick(store)  # stamps of both; the full read of mid(2) waits
+    assert store.full_reads == [[mid(2)]]
+    client.disconnect()
+    await settle()
+    assert watcher.watched == 0
+    store.full_gate.set()
+    answered = await asyncio.wait_for(first, 10)
+    assert answered is not None
+    assert answered.state is MemeState.QUEUED
+    assert (await other) is not None
+    assert (await poll).state is MemeState.QUEUED
+    assert store.gets == 0
+
+
 async def test_disconnecting_clients_are_unsubscribed_at_once(
     store: GatedStore, watcher: Watcher
 ) -> None:
@@ -301,6 +362,31 @@ async def test_a_waiter_reads_the_truth_on_its_deadline(store: GatedStore) -> No
     assert seen.state is MemeState.DONE
     assert store.gets == 1
     assert watcher.waiters == 0
+
+
+async def test_a_waiter_whose_read_is_under_way_waits_for_it_past_the_confirm_timeout(
+    store: GatedStore,
+) -> None:
+    """bench.waiting: 1,000 clients connecting to a table slowed by load; their batched
+    first read took over the 2 s confirm timeout, and each then made a GetItem of its
+    own (1,004 over the run), slower still. A read under way is waited for; a waiter
+    whose id no read has taken still reads for itself (test above)."""
+    watcher = Watcher(
+        cast(MemeStore, store), max_waiters=3, max_calls_per_s=1000, confirm_timeout_s=0.01
+    )
+    task = asyncio.create_task(watcher.run())
+    try:
+        store.put(mid(2), MemeState.QUEUED)
+        first = asyncio.ensure_future(current(watcher, cast(MemeStore, store), mid(2)))
+        await asyncio.sleep(0.1)  # the read began, and the confirm timeout passed
+        assert not first.done()
+        await one_tick(store)
+        answered = await asyncio.wait_for(first, 10)
+        assert answered is not None
+        assert answered.state is MemeState.QUEUED
+        assert store.gets == 0
+    finally:
+        task.cancel()
 
 
 async def test_deadline_waiters_share_one_consistent_read(
@@ -407,6 +493,14 @@ async def test_a_long_poll_woken_by_the_feed_is_asked_again_from_what_the_watche
     assert again is not None
     assert again.state is MemeState.DONE
     assert (store.reads, store.gets) == ([], 0)
+
+
+def test_long_polls_that_came_together_end_apart() -> None:
+    """waiting.DEADLINE_SPREAD: the same ``?wait`` ends anywhere in its last tenth, so a
+    crowd that came together does not end and ask again together every round."""
+    waits = [spread(20) for _ in range(50)]
+    assert all(20 * (1 - DEADLINE_SPREAD) <= wait <= 20 for wait in waits)
+    assert max(waits) - min(waits) > 20 * DEADLINE_SPREAD / 2
 
 
 def test_the_feed_window_spans_every_minute_bucket_it_touches() -> None:

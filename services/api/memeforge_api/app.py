@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             patience = settings.startup_wait_s
             requests_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
-            app.state.requests = RequestPublisher(aws.sqs, requests_url)
+            app.state.requests = RequestPublisher(aws.sqs, requests_url, gather_s=settings.gather_s)
             app.state.backlog = (
                 QueueDepthGate(
                     aws.sqs,

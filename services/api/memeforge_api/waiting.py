@@ -9,6 +9,7 @@ is the truth then even if a watcher tick failed.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -21,6 +22,11 @@ from memeforge_api.schemas import MemeView
 from memeforge_api.watcher import Subscription, TooManyWaiters, Unconfirmed, Watcher
 
 WAITERS_RETRY_AFTER_S = 2
+# A long-poll ends (unchanged) somewhere in the last tenth of its wait, not all on the
+# same tick: clients that came together (a crowd connecting, an api restart) would
+# otherwise end and ask again together every round, a burst of requests that delays
+# every other waiter's news while the api serves it.
+DEADLINE_SPREAD = 0.1
 
 
 class _Waiting:
@@ -82,7 +88,7 @@ async def long_poll(
     """The item once its state differs from ``first``'s, or as it is after ``wait_s``."""
     if first.state.terminal:
         return first
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + spread(wait_s)
     waiting = _Waiting(watcher, first, receive, keepalive=False)
     sub = waiting.sub
     try:
@@ -94,6 +100,11 @@ async def long_poll(
         return sub.status
     finally:
         waiting.close()
+
+
+def spread(wait_s: float) -> float:
+    """How long a long-poll of ``wait_s`` waits: up to ``DEADLINE_SPREAD`` of it less."""
+    return wait_s * (1 - random.uniform(0, DEADLINE_SPREAD))
 
 
 def event_stream(

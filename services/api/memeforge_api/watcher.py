@@ -67,7 +67,10 @@ RECENT_S = 1.0
 # once (1,000 clients connecting, 500 deadlines together) is read in a tick or two,
 # well within the confirm timeout; the budget then slows the ticks after it.
 PENDING_PER_READ = 10 * BATCH_GET_KEYS
-# A deadline waiter that the watcher has not answered by then reads for itself.
+# A deadline waiter that the watcher has not answered by then reads for itself, unless
+# the batched read that took its request is under way by then: that one is no slower
+# than the waiter's own (the same table), and 1,000 GetItems of waiters' own at once (a
+# crowd connecting to a slow table) made every read slower. The SDK's timeouts bound it.
 CONFIRM_TIMEOUT_S = 2.0
 KEEPALIVE_S = 15.0
 
@@ -185,6 +188,8 @@ class Watcher:
         self._checked: dict[str, float] = {}
         # Deadline waiters' requests for a consistent read, by id.
         self._pending: dict[str, list[asyncio.Future[MemeStatus | None]]] = {}
+        # The requests whose read is under way (taken from ``_pending`` by the read tick).
+        self._reading: set[asyncio.Future[MemeStatus | None]] = set()
         # Statuses a consistent read confirmed or the last subscriber let go, and when,
         # oldest first: a new waiter on a meme read just now (a long-poll asked again,
         # say) starts from it instead of a read. The feed keeps them true meanwhile.
@@ -215,7 +220,7 @@ class Watcher:
         feed reads the id, so a change since is on its way to the new waiter."""
         subs = self._subs.get(meme_id)
         if subs and meme_id not in self._gone:
-            return max((sub.status for sub in subs), key=lambda s: s.updated_at)
+            return _newest(subs)
         entry = self._recent.get(meme_id)
         if entry is None or asyncio.get_running_loop().time() - entry[1] > RECENT_S:
             return None
@@ -278,8 +283,11 @@ class Watcher:
         self._pending.setdefault(meme_id, []).append(future)
         self._nudge.set()
         try:
-            return await asyncio.wait_for(future, self._confirm_timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), self._confirm_timeout_s)
         except TimeoutError as err:
+            if future in self._reading:
+                return await future  # its read is under way: no own read, see above
+            future.cancel()  # the read tick skips it
             raise Unconfirmed(meme_id) from err
 
     async def run(self) -> None:
@@ -318,16 +326,20 @@ class Watcher:
         return False
 
     async def _feed_tick(self) -> bool:
-        """Offer what the change feed lists since the last query; True if any moved."""
+        """Offer what the change feed lists since the last query; True if any moved. The
+        fast window's news is offered before the trailing query is made, so that query
+        never holds it back (the offers never go back, so their order does not matter)."""
         until = utcnow()
-        statuses = await self._changes(self._since, until)
+        moved = self._offer(await self._changes(self._since, until))
         self._since = until - FEED_SKEW  # only once the read succeeded
         if until - FEED_LAG - self._lag_since >= FEED_LAG:
             late = await self._changes(self._lag_since - FEED_SKEW, until - FEED_LAG)
             self._lag_since = until - FEED_LAG
-            for meme_id, status in late.items():
-                if meme_id not in statuses or status.updated_at > statuses[meme_id].updated_at:
-                    statuses[meme_id] = status
+            moved = self._offer(late) or moved
+        return moved
+
+    def _offer(self, statuses: dict[str, MemeStatus]) -> bool:
+        """Hand the feed's statuses to the subscribers and held entries of their ids."""
         moved = False
         for meme_id, status in statuses.items():
             held = self._recent.get(meme_id)
@@ -353,17 +365,23 @@ class Watcher:
         self._last_read = loop.time()
         pending = {i: self._pending.pop(i) for i in list(self._pending)[:PENDING_PER_READ]}
         ids = list(pending) + self._sweep_due(BATCH_GET_KEYS - len(pending), pending)
+        self._reading = {future for futures in pending.values() for future in futures}
         try:
             stamps, calls = await self._store.stamps(ids)
             self._budget.spent(calls)
-            moved_ids = [i for i, t in stamps.items() if i in self._subs and t > self._known(i)]
-            unwatched = [i for i in pending if i in stamps and i not in self._subs]
+            # What the subscribers hold as the stamps come: one may leave (its request
+            # ended) while the full statuses are read.
+            known = {i: _newest(self._subs[i]) for i in stamps if i in self._subs}
+            moved_ids = [i for i in known if stamps[i] > self._known(i)]
+            unwatched = [i for i in pending if i in stamps and i not in known]
             statuses, more = await self._store.statuses(moved_ids + unwatched)
             self._budget.spent(more)
         except BaseException:
+            self._reading = set()
             for futures in pending.values():  # they read for themselves at once
                 _fail(futures)
             raise
+        self._reading = set()  # each is answered below, with no wait in between
         WATCHER_ITEMS.inc(len(stamps) + len(statuses))
         read_at = loop.time()
         moved = False
@@ -380,7 +398,7 @@ class Watcher:
             status = statuses.get(meme_id)
             for sub in subs:
                 moved = (status is not None and sub.offer(status)) or moved
-            latest = max((s.status for s in subs), key=lambda s: s.updated_at, default=status)
+            latest = _newest(subs, known.get(meme_id), status)
             truth = latest if meme_id in stamps and latest is not None else None
             if truth is not None and truth.updated_at >= stamps[meme_id]:
                 self._hold(truth, read_at)  # confirmed as of this read
@@ -459,6 +477,12 @@ class Watcher:
     def _publish_sizes(self) -> None:
         WATCHED_MEMES.set(len(self._subs))
         WAITERS.set(self._waiters)
+
+
+def _newest(subs: set[Subscription], *more: MemeStatus | None) -> MemeStatus | None:
+    """The newest of the subscribers' statuses and ``more``."""
+    statuses = [sub.status for sub in subs] + [status for status in more if status is not None]
+    return max(statuses, key=lambda status: status.updated_at, default=None)
 
 
 def _answer(futures: list[asyncio.Future[MemeStatus | None]], status: MemeStatus | None) -> None:

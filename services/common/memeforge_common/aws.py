@@ -24,7 +24,7 @@ import aiobotocore
 from aiobotocore.config import AioConfig
 from botocore.useragent import UserAgentString
 
-from memeforge_common import botocompat
+from memeforge_common import botocompat, signing
 from memeforge_common.awscalls import count_aws_calls
 from memeforge_common.settings import Settings
 
@@ -239,5 +239,6 @@ class AwsClients:
             for client in (s3, sqs, ddb, mail):
                 if client is not None:
                     client.meta.events.register("needs-retry", refresh)  # type: ignore[arg-type]
+                    signing.install(client)
                     count_aws_calls(client.meta.events)
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

@@ -2,9 +2,11 @@
 
 botocore has no public "refresh these credentials now" and no setter for its refresh
 windows, so credential refresh (aws.py) needs a few private attributes of
-``RefreshableCredentials``. tests/unit/test_botocompat.py checks each one against the
+``RefreshableCredentials``, and the fast signer (signing.py) a client's request signer and
+botocore's Host-header rule. tests/unit/test_botocompat.py checks each one against the
 installed botocore and fails loudly when an upgrade changes them; pyproject.toml pins
-the botocore range those tests passed on.
+the botocore range those tests passed on. signing.py's subclasses of botocore's SigV4
+signers are pinned by tests/unit/test_signing.py (same signatures as botocore's own).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiobotocore.credentials import AioRefreshableCredentials
+from botocore import auth as _auth
 from botocore.credentials import RefreshableCredentials
 
 _REFRESHABLE: Any = RefreshableCredentials  # its private attributes have no stubs
@@ -68,3 +71,13 @@ def after_each_refresh(credentials: Any, callback: Callable[[Any], None]) -> Non
         callback(credentials)
 
     credentials._protected_refresh = refreshed
+
+
+def host_from_url(url: str) -> str:
+    """The Host header botocore signs for ``url`` (lowercase, default port dropped)."""
+    return str(_auth._host_from_url(url))  # type: ignore[attr-defined]
+
+
+def request_signer(client: Any) -> Any:
+    """A client's request signer (aiobotocore's ``AioRequestSigner``)."""
+    return client._request_signer

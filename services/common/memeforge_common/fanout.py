@@ -73,9 +73,7 @@ async def fan_out(
     written = await asyncio.gather(*(write(item) for item in items))
     fresh = [item for item, new in zip(items, written, strict=True) if new]
     try:
-        unsent = await requests.publish_batch(
-            [(RequestMessage(meme_id=item.id), trace) for item in fresh]
-        )
+        unsent = await requests.publish_batch([(RequestMessage.of(item), trace) for item in fresh])
     except (BotoCoreError, ClientError) as err:
         log.warning("batch requests not enqueued (%r); the sweeper will", err)
         unsent = set(range(len(fresh)))

@@ -1,8 +1,10 @@
 """The meme item in DynamoDB and its state machine (docs/architecture.md, invariant 3).
 
-State moves forward only: PENDING → QUEUED → [RENDERING →] DONE | FAILED, each step one
-conditional write on the current state. RENDERING is optional: the renderer marks only a
-render still running after a moment, so a fast one goes QUEUED → DONE in one write.
+State moves forward only: PENDING → [QUEUED →] [RENDERING →] DONE | FAILED, each step
+one conditional write on the current state. The consumer no longer writes QUEUED (the
+request carries what it needs; items of an older consumer still show it), and RENDERING
+is optional: the renderer marks only a render still running after a moment, so a fast
+one goes PENDING → DONE in one write.
 Losing that condition is a normal race (another worker got there first): it is logged
 and reported as ``False``, never raised.
 """
@@ -62,8 +64,11 @@ MEME_KIND = "meme"
 
 # Which states may move to which: the whole state machine in one table.
 TRANSITIONS: dict[MemeState, frozenset[MemeState]] = {
-    MemeState.PENDING: frozenset({MemeState.QUEUED, MemeState.FAILED}),
-    # QUEUED → DONE: a fast render is never marked RENDERING (renderer/marking.py).
+    # PENDING → DONE: the consumer does not write QUEUED, and a fast render is never
+    # marked RENDERING (renderer/marking.py). QUEUED: written by older consumers only.
+    MemeState.PENDING: frozenset(
+        {MemeState.QUEUED, MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}
+    ),
     MemeState.QUEUED: frozenset({MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}),
     # RENDERING → RENDERING: a redelivered job after a worker died mid-render.
     MemeState.RENDERING: frozenset({MemeState.RENDERING, MemeState.DONE, MemeState.FAILED}),
@@ -704,35 +709,6 @@ class MemeStore:
             return False
         # Only the batch's condition failed: its record is gone (retention). The meme ends.
         return await self._write(steps[:-1], batch_last=False)
-
-    async def transition_returning(
-        self, meme_id: str, target: MemeState
-    ) -> tuple[bool, MemeItem | None]:
-        """A move to a non-terminal ``target`` that also answers with the item, in the same
-        one call: as it is now when the transition was won, as it was when lost (None:
-        there is no such item). Saves a GetItem before the write (ReturnValues, and
-        ReturnValuesOnConditionCheckFailure when the condition fails)."""
-        if target.terminal:
-            raise ValueError("terminal transitions free in-flight slots: use transition()")
-        update, condition, names, values = _transition_expression(target, None, None, None)
-        try:
-            response = await self._ddb.update_item(
-                TableName=self._table,
-                Key={"id": _s(meme_id)},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException as err:
-            log.info("lost transition race", extra={"meme_id": meme_id, "target": target.value})
-            TRANSITION_RESULTS.labels(target.value, "lost").inc()
-            record: dict[str, Any] = err.response.get("Item", {})  # type: ignore[assignment]
-            return False, from_dynamo(record) if record else None
-        TRANSITION_RESULTS.labels(target.value, "won").inc()
-        return True, from_dynamo(response["Attributes"])
 
     async def stuck(self, state: MemeState, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of live items in ``state`` whose last update is older than ``older_than``."""

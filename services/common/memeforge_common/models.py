@@ -301,12 +301,50 @@ class MemeItem(MemeStatus):
         return self.tenant if self.counted else None
 
 
+class RequestedMeme(Frozen):
+    """What the consumer needs of a PENDING item to check it and build its render job,
+    carried by its request so that the consumer neither reads nor writes the item."""
+
+    template_id: TemplateId
+    spec: RenderSpec
+    tenant: str = Field(default="", pattern="^$|" + TENANT_ID_PATTERN)
+    counted: bool = False
+    batch_id: MemeId | None = None
+    notify: Notify | None = None
+
+    @classmethod
+    def of(cls, item: MemeItem) -> RequestedMeme | None:
+        """The item's request fields; None when its stored spec breaks today's limits."""
+        if item.spec is None:
+            return None
+        return cls(
+            template_id=item.template_id,
+            spec=item.spec,
+            tenant=item.tenant,
+            counted=item.counted,
+            batch_id=item.batch_id,
+            notify=item.notify,
+        )
+
+    @property
+    def in_flight_slot(self) -> str | None:
+        return self.tenant if self.counted else None
+
+
 class RequestMessage(Frozen):
-    """api → consumer: a meme item was written PENDING and wants rendering."""
+    """api → consumer: a meme item was written PENDING and wants rendering.
+
+    ``meme`` carries the item's fields, so the consumer reads no item; a request without
+    it (from an older api, or for an item whose spec no longer reads) is looked up."""
 
     v: Literal[1] = 1
     kind: Literal["meme.requested"] = "meme.requested"
     meme_id: MemeId
+    meme: RequestedMeme | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @classmethod
+    def of(cls, item: MemeItem) -> RequestMessage:
+        return cls(meme_id=item.id, meme=RequestedMeme.of(item))
 
 
 class RenderJob(Frozen):

@@ -5,14 +5,16 @@ message re-sent by the sweeper continues the trace of the request that started i
 
 ``publish`` (one message, e.g. one per POST /memes) coalesces: at most one
 SendMessageBatch of ``publish`` calls is in flight per publisher, and the messages
-published meanwhile go, up to 10, in the next one. There is no timer: a message published
-while nothing is in flight is sent at once, so light load adds no latency, and under load
-each call carries several messages. Each caller learns the fate of its own message.
+published meanwhile go, up to 10, in the next one. A message published while nothing is
+in flight is sent at once, so light load adds no latency; under load (the call just sent
+carried several messages) the next call waits up to ``gather_s`` for more, so each call
+carries more of them. Each caller learns the fate of its own message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -41,10 +43,12 @@ class _Waiting:
 
 
 class Publisher(Generic[M]):
-    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str, *, gather_s: float = 0.0) -> None:
         self._sqs = sqs
         self._url = queue_url
+        self._gather_s = gather_s
         self._waiting: list[_Waiting] = []
+        self._full = asyncio.Event()  # a whole batch is waiting
         self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, message: M, traceparent: str) -> None:
@@ -55,6 +59,8 @@ class Publisher(Generic[M]):
         self._waiting.append(
             _Waiting(message.model_dump_json(), trace_attributes(traceparent), sent)
         )
+        if len(self._waiting) >= SQS_BATCH_MAX:
+            self._full.set()
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_waiting())
         # Shielded: a caller that goes away (a client disconnect) does not take the
@@ -62,11 +68,18 @@ class Publisher(Generic[M]):
         await asyncio.shield(sent)
 
     async def _send_waiting(self) -> None:
-        """Send what is waiting, 10 a call, one call at a time, until nothing is."""
+        """Send what is waiting, 10 a call, one call at a time, until nothing is; after
+        a call of several messages, the next gathers for up to ``gather_s``."""
         try:
+            loaded = False
             while self._waiting:
+                if loaded and len(self._waiting) < SQS_BATCH_MAX and self._gather_s > 0:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), timeout=self._gather_s)
                 batch = self._waiting[:SQS_BATCH_MAX]
                 del self._waiting[:SQS_BATCH_MAX]
+                loaded = len(batch) > 1
                 await self._send(batch)
         except BaseException:
             stopped = PublishFailed("the publisher stopped before sending the message")

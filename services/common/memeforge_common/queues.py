@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQS_BATCH_MAX = 10
+SQS_BATCH_BYTES = 262_144  # a SendMessageBatch's whole payload (SQS's limit)
 _RESOLVE_BACKOFF = Backoff(base_s=0.5, max_s=10.0, jitter=0.2)
 
 T = TypeVar("T")
@@ -86,23 +87,47 @@ def _chunks(items: Sequence[T], size: int = SQS_BATCH_MAX) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    """What SQS counts of an entry against a batch's size: body and attributes."""
+    size = len(entry["MessageBody"].encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value.get("DataType", "").encode())
+        size += len(str(value.get("StringValue", "")).encode())
+    return size
+
+
+def _send_chunks(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Entries in calls of at most 10 and SQS_BATCH_BYTES (one larger entry goes alone,
+    and SQS answers for it)."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        entry_size = _entry_bytes(entry)
+        if not chunks or len(chunks[-1]) == SQS_BATCH_MAX or size + entry_size > SQS_BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += entry_size
+    return chunks
+
+
 async def send_batch(
     sqs: SQSClient,
     url: str,
     bodies: Sequence[str],
     attributes: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[int]:
-    """SendMessageBatch in chunks of 10 (optional MessageAttributes per body). Returns
-    the indexes of the bodies that failed."""
+    """SendMessageBatch in calls of up to 10 messages and 256 KiB (optional
+    MessageAttributes per body). Returns the indexes of the bodies that failed."""
+    entries: list[dict[str, Any]] = [
+        {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)
+    ]
+    if attributes is not None:
+        for entry, attrs in zip(entries, attributes, strict=True):
+            entry["MessageAttributes"] = attrs
     failed: list[int] = []
-    for offset, chunk in zip(range(0, len(bodies), SQS_BATCH_MAX), _chunks(bodies), strict=True):
-        entries: list[dict[str, Any]] = [
-            {"Id": str(offset + i), "MessageBody": body} for i, body in enumerate(chunk)
-        ]
-        if attributes is not None:
-            for entry in entries:
-                entry["MessageAttributes"] = attributes[int(entry["Id"])]
-        response = await sqs.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+    for chunk in _send_chunks(entries):
+        response = await sqs.send_message_batch(QueueUrl=url, Entries=chunk)  # type: ignore[arg-type]
         for failure in response.get("Failed", []):
             log.warning("send failed", extra={"entry": failure["Id"], "code": failure["Code"]})
             failed.append(int(failure["Id"]))

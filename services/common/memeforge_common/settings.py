@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Queue workers (consumer and renderer).
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
+    # Under load (the last receive or send carried several messages, fewer than 10), the
+    # next receive of a worker, or the next send of the api's request publisher, waits up
+    # to this long for more: fewer SQS calls per message, each at most this much later.
+    gather_s: float = Field(default=0.05, ge=0, le=1.0)
     # Counted from SIGTERM: a long poll under way finishes, in-flight work finishes or is
     # released (visibility 0), all within this; then the process exits. Keep it at least
     # receive_wait_s + a few seconds so a poll under way can end and hand its messages back.
@@ -56,13 +60,14 @@ class Settings(BaseSettings):
     # Retries: a failed message becomes visible again after base·2^(n-1) s (capped).
     retry_base_s: float = Field(default=2.0, ge=0)
     retry_max_s: float = Field(default=300.0, ge=0, le=43200)
-    # Sweeper: re-enqueue items stuck PENDING (past pending_timeout_s), or QUEUED or
-    # RENDERING (past rendering_timeout_s), a bounded number of times, then fail them.
+    # Sweeper: re-enqueue items stuck PENDING, QUEUED or RENDERING past
+    # rendering_timeout_s (a PENDING item may be waiting in the render queue: the consumer
+    # does not write QUEUED), a bounded number of times, then fail them.
     sweep_interval_s: float = Field(default=15.0, gt=0)
     pending_timeout_s: float = Field(default=60.0, gt=0)
     rendering_timeout_s: float = Field(default=300.0, gt=0)
     # Renderer: a render still running after this long is marked RENDERING; a faster one
-    # goes QUEUED → DONE | FAILED in one write. Keep it below rendering_timeout_s.
+    # goes PENDING → DONE | FAILED in one write. Keep it below rendering_timeout_s.
     rendering_mark_after_s: float = Field(default=1.0, ge=0)
     max_sweeps: int = Field(default=3, ge=0)
     # Batch sweeper: how often it looks for finished batches to archive (and batches an

@@ -1,6 +1,14 @@
 """One reusable SQS batch consumer loop, used by the consumer and the renderer.
 
 - long polling, batches of up to 10, never more messages in flight than ``concurrency``;
+- batches grow with load, at no cost to a light one (issue #12: SQS calls per meme):
+  after a receive that brought several messages but fewer than asked (messages arrive
+  faster than one receive a round trip), the next waits ``gather_s`` to bring more; a
+  receive asks for at most half the concurrency (up to 10), and after one that brought
+  all it asked (a backlog) the next waits until that many slots are free, so a busy
+  worker receives two alternating full batches, not one batch per freed slot, and never
+  runs dry while it waits; done messages are deleted together (Deleter, off the
+  message's path);
 - the handler gets a whole batch and sorts it into ``done`` (deleted), ``poison``
   (copied to the DLQ with the reason, then deleted) and the rest, which are retried:
   their visibility is set to an exponential backoff, and after ``maxReceiveCount``
@@ -103,6 +111,52 @@ def per_message(handler: MessageHandler) -> BatchHandler:
     return handle_batch
 
 
+class Deleter:
+    """Deletes settled messages in batches off the message's path: a message waits up to
+    ``gather_s`` for others (10 a call, one call in flight), so a busy worker pays about
+    one DeleteMessageBatch per 10 messages. Its effect is durable already, so nothing
+    waits on the delete; a worker that dies first gets the message redelivered, which
+    the effects' conditions make harmless. ``close()`` deletes what waits at once."""
+
+    def __init__(self, sqs: SQSClient, url: str, gather_s: float) -> None:
+        self._sqs = sqs
+        self._url = url
+        self._gather_s = gather_s
+        self._waiting: list[QueueMessage] = []
+        self._enough = asyncio.Event()  # a full batch waits, or closing
+        self._sender: asyncio.Task[None] | None = None
+
+    def schedule(self, messages: Sequence[QueueMessage]) -> None:
+        self._waiting += messages
+        if len(self._waiting) >= SQS_BATCH_MAX:
+            self._enough.set()
+        if self._sender is None and self._waiting:
+            self._sender = asyncio.create_task(self._send_waiting())
+
+    async def close(self) -> None:
+        self._gather_s = 0.0
+        self._enough.set()
+        if self._sender is not None:
+            await asyncio.shield(self._sender)
+
+    async def _send_waiting(self) -> None:
+        try:
+            while self._waiting:
+                if len(self._waiting) < SQS_BATCH_MAX and self._gather_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._enough.wait(), timeout=self._gather_s)
+                batch = self._waiting[:SQS_BATCH_MAX]
+                del self._waiting[:SQS_BATCH_MAX]
+                if len(self._waiting) < SQS_BATCH_MAX and self._gather_s > 0:
+                    self._enough.clear()
+                try:
+                    await delete_batch(self._sqs, self._url, batch)
+                except Exception as err:
+                    log.warning("deleting %d messages failed (%r); redelivered", len(batch), err)
+        finally:
+            self._sender = None
+
+
 # After a failed receive (AWS unreachable, throttling): 0.5 s doubling up to 20 s.
 RECEIVE_BACKOFF = Backoff(base_s=0.5, max_s=20.0, jitter=0.5)
 MAX_VISIBILITY_S = 43200  # SQS's limit
@@ -113,6 +167,8 @@ def visibility_delay(backoff: Backoff, receive_count: int) -> int:
     return int(max(0, min(MAX_VISIBILITY_S, round(backoff.delay(receive_count)))))
 
 
+# How long a done message waits to be deleted with others (Deleter).
+DELETE_GATHER_S = 0.25
 # While waiting (a free slot, a long poll, a backoff), the loop still beats this often.
 BEAT_EVERY_S = 5.0
 # How long an abandoned handler gets to unwind after its cancellation.
@@ -135,6 +191,8 @@ class QueueWorker:
         visibility_timeout_s: int = 60,
         backoff: Backoff | None = None,
         dlq_url: str | None = None,
+        gather_s: float = 0.0,
+        delete_gather_s: float = DELETE_GATHER_S,
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
@@ -148,6 +206,11 @@ class QueueWorker:
         self._visibility_s = visibility_timeout_s
         self._backoff = backoff or Backoff()
         self._dlq_url = dlq_url
+        self._gather_s = gather_s
+        # The most a receive asks for; after one that brought all it asked (a backlog),
+        # the next waits for this many free slots.
+        self._fill = min(SQS_BATCH_MAX, max(1, concurrency // 2))
+        self._deleter = Deleter(sqs, queue_url, delete_gather_s)
         self._in_flight: dict[str, QueueMessage] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -186,14 +249,16 @@ class QueueWorker:
         )
         keeper = asyncio.create_task(self._keep_visible())
         failures = 0
+        wanted = 1  # free slots to wait for before the next receive
         try:
             while not self._stopping.is_set():
                 self._beat()
-                free = await self._wait_for_capacity()
+                free = await self._wait_for_capacity(wanted)
                 if free == 0:
                     break
+                asked = min(free, self._fill)
                 try:
-                    messages = await self._receive(min(free, SQS_BATCH_MAX))
+                    messages = await self._receive(asked)
                 except Exception as err:
                     RECEIVE_ERRORS.labels(self._name).inc()
                     failures += 1
@@ -204,6 +269,9 @@ class QueueWorker:
                 failures = 0
                 if messages:
                     self._start_batch(messages)
+                wanted = self._fill if len(messages) == asked else 1
+                if 1 < len(messages) < asked and self._gather_s > 0:
+                    await self._sleep_unless_stopping(self._gather_s)
             await self._drain()
         finally:
             self._heartbeat.forget(self._name)
@@ -212,10 +280,11 @@ class QueueWorker:
                 await keeper
         log.info("worker stopped", extra={"worker": self._name, "processed": self.processed})
 
-    async def _wait_for_capacity(self) -> int:
-        """Free slots (up to ``concurrency`` messages in flight); 0 once stopping. A full
-        worker is busy, not stuck (the job deadline bounds how long)."""
-        while len(self._in_flight) >= self._concurrency and not self._stopping.is_set():
+    async def _wait_for_capacity(self, wanted: int = 1) -> int:
+        """Free slots, once at least ``wanted`` are (up to ``concurrency`` messages in
+        flight); 0 once stopping. A full worker is busy, not stuck (the job deadline
+        bounds how long)."""
+        while self._concurrency - len(self._in_flight) < wanted and not self._stopping.is_set():
             self._slot_freed.clear()
             waiters = {
                 asyncio.ensure_future(self._slot_freed.wait()),
@@ -361,10 +430,9 @@ class QueueWorker:
         MESSAGES.labels(self._name, "done").inc(len(done))
         MESSAGES.labels(self._name, "poison").inc(len(poison))
         MESSAGES.labels(self._name, "retry").inc(len(retry))
+        self._deleter.schedule(done)
+        self.processed += len(done)
         try:
-            if done:
-                await delete_batch(self._sqs, self._url, done)
-                self.processed += len(done)
             if retry:
                 delays = [(m, visibility_delay(self._backoff, m.receive_count)) for m in retry]
                 await set_visibility(self._sqs, self._url, delays)
@@ -407,6 +475,11 @@ class QueueWorker:
             log.warning("releasing %d unfinished messages", len(leftover))
             await self._release(leftover)
             self._in_flight.clear()
+        try:
+            async with asyncio.timeout(max(self._shutdown_left(), 0.1)):
+                await self._deleter.close()
+        except TimeoutError:
+            log.warning("some done messages were not deleted; they will be redelivered")
 
     async def _release(self, messages: list[QueueMessage]) -> None:
         """Hand messages back (visibility 0) within what is left of the shutdown budget;
@@ -465,6 +538,7 @@ async def make_worker(
         visibility_timeout_s=settings.visibility_timeout_s,
         backoff=backoff or Backoff(settings.retry_base_s, settings.retry_max_s),
         dlq_url=dlq_url,
+        gather_s=settings.gather_s,
     )
 
 

@@ -1,11 +1,13 @@
 """Turn a batch of request messages into render jobs (one SendMessageBatch per batch).
 
-For each request: move PENDING → QUEUED, which answers with the item in the same call
-(no read first), validate it, build the job; an item that fails validation goes on to
-FAILED (QUEUED → FAILED) instead.
-A message is acknowledged (deleted) only once its effect is durable: the job is on
-the render queue, or the item is terminal. A redelivered request for a QUEUED item
-re-sends its job; the renderer's conditional writes make that harmless.
+A request carries the item's fields (``RequestMessage.meme``), so the consumer neither
+reads nor writes the item: it checks the spec and the template, builds the job, and the
+item stays PENDING until the renderer ends it (docs/architecture.md, "State machine").
+An item that fails the checks goes PENDING → FAILED instead. A request without the
+fields (an older api's) is looked up: unknown is poison, an ended item needs nothing.
+A message is acknowledged (deleted) only once its effect is durable: the job is on the
+render queue, or the item is terminal. A redelivered request re-sends its job; the
+renderer's conditional ending makes that harmless.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from memeforge_common.models import (
     MemeItem,
     MemeState,
     RenderJob,
+    RenderSpec,
+    RequestedMeme,
     RequestMessage,
     first_error,
 )
@@ -107,71 +111,84 @@ class Dispatcher:
         with bound(
             meme_id=request.meme_id, message_id=message.message_id, trace_id=trace_id(traceparent)
         ):
-            won, item = await self._store.transition_returning(request.meme_id, MemeState.QUEUED)
+            if request.meme is not None:
+                return await self._job_or_failure(request.meme_id, request.meme, traceparent)
+            item = await self._store.get(request.meme_id)
             if item is None:
                 return Poison(f"unknown meme id {request.meme_id}")
-            if not won and item.state is not MemeState.QUEUED:
-                return Ack()  # duplicate request: already rendering or finished
-            # Won: QUEUED now. Lost to a QUEUED item: a redelivered request, whose job
-            # may never have been sent: send it (again; the renderer dedupes).
-            return await self._job_or_failure(item, traceparent)
+            if item.state.terminal:
+                return Ack()  # duplicate request: already finished
+            meme = RequestedMeme.of(item)
+            if meme is None:  # its stored spec breaks today's limits
+                await self._fail(item.id, item, SPEC_BREAKS_LIMITS, traceparent)
+                return Ack()
+            return await self._job_or_failure(item.id, meme, traceparent)
 
-    async def _job_or_failure(self, item: MemeItem, traceparent: str) -> Outcome:
-        failure = invalid_spec(item)
-        template = None
-        if failure is None:
-            template = await self._templates.find(item.template_id, item.tenant)
-            if template is None:
-                detail = f"template {item.template_id!r}"
-                failure = Failure(reason="template_not_found", detail=detail)
-        if failure is not None:
-            await self._endings.end(
-                item.id,
-                MemeState.FAILED,
-                tenant=item.tenant,
-                notify=item.notify,
-                batch_id=item.batch_id,
-                traceparent=traceparent,
-                slot=item.in_flight_slot,
-                failure=failure,
-            )
-            log.info("meme failed validation: %s", failure.reason)
+    async def _job_or_failure(self, meme_id: str, meme: RequestedMeme, traceparent: str) -> Outcome:
+        checked = await self._checked(meme)
+        if isinstance(checked, Failure):
+            await self._fail(meme_id, meme, checked, traceparent)
             return Ack()
-        assert template is not None
-        return Enqueue(render_job(item, template), traceparent)
+        return Enqueue(render_job(meme_id, meme, checked), traceparent)
+
+    async def _checked(self, meme: RequestedMeme) -> TemplateInfo | Failure:
+        """The template to render the meme on, or why it cannot be rendered."""
+        failure = invalid_spec(meme.spec)
+        if failure is not None:
+            return failure
+        template = await self._templates.find(meme.template_id, meme.tenant)
+        if template is None:
+            return Failure(reason="template_not_found", detail=f"template {meme.template_id!r}")
+        return template
+
+    async def _fail(
+        self, meme_id: str, meme: RequestedMeme | MemeItem, failure: Failure, traceparent: str
+    ) -> None:
+        await self._endings.end(
+            meme_id,
+            MemeState.FAILED,
+            tenant=meme.tenant,
+            notify=meme.notify,
+            batch_id=meme.batch_id,
+            traceparent=traceparent,
+            slot=meme.in_flight_slot,
+            failure=failure,
+        )
+        log.info("meme failed validation: %s", failure.reason)
 
     async def resend(self, item: MemeItem) -> Failure | None:
         """Send a fresh render job for an item (the sweeper's way to recover a lost job).
         Returns the failure instead when the item can no longer be rendered."""
-        invalid = invalid_spec(item)
-        if invalid is not None:
-            return invalid
-        template = await self._templates.find(item.template_id, item.tenant)
-        if template is None:
-            return Failure(reason="template_not_found", detail=f"template {item.template_id!r}")
-        await self._renders.publish(render_job(item, template), child_of(item.traceparent))
+        meme = RequestedMeme.of(item)
+        if meme is None:
+            return SPEC_BREAKS_LIMITS
+        checked = await self._checked(meme)
+        if isinstance(checked, Failure):
+            return checked
+        await self._renders.publish(render_job(item.id, meme, checked), child_of(item.traceparent))
         return None
 
 
-def invalid_spec(item: MemeItem) -> Failure | None:
-    """Why an item's spec cannot be rendered; the limits themselves were checked when the
-    spec was read (memeforge_common.limits), the same way the api checked them."""
-    if item.spec is None:
-        return Failure(reason="invalid_spec", detail="the spec breaks the current limits")
-    if not item.spec.has_text:
+# An item whose stored spec breaks today's limits (it reads as None: items.py).
+SPEC_BREAKS_LIMITS = Failure(reason="invalid_spec", detail="the spec breaks the current limits")
+
+
+def invalid_spec(spec: RenderSpec) -> Failure | None:
+    """Why a spec cannot be rendered; the limits themselves were checked when the spec
+    was read (memeforge_common.limits), the same way the api checked them."""
+    if not spec.has_text:
         return Failure(reason="empty_caption", detail="no caption text")
     return None
 
 
-def render_job(item: MemeItem, template: TemplateInfo) -> RenderJob:
-    assert item.spec is not None, "checked by invalid_spec"
+def render_job(meme_id: str, meme: RequestedMeme, template: TemplateInfo) -> RenderJob:
     return RenderJob(
-        meme_id=item.id,
+        meme_id=meme_id,
         template_key=template.key,
         template_etag=template.etag,
-        spec=item.spec,
-        tenant=item.tenant,
-        notify=item.notify,
-        batch_id=item.batch_id,
-        counted=item.counted,
+        spec=meme.spec,
+        tenant=meme.tenant,
+        notify=meme.notify,
+        batch_id=meme.batch_id,
+        counted=meme.counted,
     )

@@ -1,10 +1,12 @@
 """Find items stuck in PENDING, QUEUED or RENDERING and push them back into the pipeline.
 
-PENDING past ``pending_timeout_s``: the API wrote the item but its request message
-never arrived (e.g. it died between PutItem and SendMessage) → re-send the request.
-QUEUED or RENDERING past ``rendering_timeout_s``: the render job was lost → re-send the
-job. A render is marked RENDERING only once it has run a moment (the renderer's mark,
-which also moves ``updated_at``), so a job lost before that leaves its item QUEUED.
+PENDING past ``rendering_timeout_s``: its request never arrived (the api died between
+PutItem and SendMessage) or its render job was lost → re-send the request. The consumer
+does not write QUEUED, so a PENDING item may merely be waiting in the render queue: it
+gets the render timeout, not ``pending_timeout_s``, lest a backlog be sent twice.
+QUEUED (an older consumer's items) or RENDERING past ``rendering_timeout_s``: the render
+job was lost → re-send the job. A render is marked RENDERING only once it has run a
+moment (the renderer's mark, which also moves ``updated_at``).
 Each item is swept at most ``max_sweeps`` times, then FAILED as ``stuck``. The sweep
 itself is a conditional write, so several consumer replicas never double-enqueue.
 
@@ -76,7 +78,7 @@ class Sweeper:
         acted = 0
         now = utcnow()
         for state, timeout in (
-            (MemeState.PENDING, self.settings.pending_timeout_s),
+            (MemeState.PENDING, self.settings.rendering_timeout_s),
             (MemeState.QUEUED, self.settings.rendering_timeout_s),
             (MemeState.RENDERING, self.settings.rendering_timeout_s),
         ):
@@ -117,7 +119,7 @@ class Sweeper:
         if not await self.store.mark_swept(item):
             return 0  # it moved meanwhile, or another replica swept it
         if item.state is MemeState.PENDING:
-            await self.requests.publish(RequestMessage(meme_id=item.id), child_of(item.traceparent))
+            await self.requests.publish(RequestMessage.of(item), child_of(item.traceparent))
         else:
             unrenderable = await self.dispatcher.resend(item)
             if unrenderable is not None:

@@ -1,6 +1,6 @@
 """The RENDERING mark: written only for a render still running after a moment.
 
-A fast render (most of them) goes QUEUED → DONE | FAILED in one conditional write, which
+A fast render (most of them) goes PENDING → DONE | FAILED in one conditional write, which
 saves one write per meme; a slow one (an animation, a loaded machine) still shows
 RENDERING to whoever watches it, and the mark moves ``updated_at``, so the sweeper does
 not take a render still running for a lost one.

@@ -1,7 +1,8 @@
 """Render one job: template (cached) → engine (process pool) → S3 → item DONE.
 
-One conditional write ends the meme, from QUEUED or (a render marked slow, a redelivered
-job) RENDERING; its ``attempts`` are the job's SQS receive count. Only a redelivered job
+One conditional write ends the meme, from PENDING (QUEUED on an older consumer's item) or
+(a render marked slow, a redelivered job) RENDERING; its ``attempts`` are the job's SQS
+receive count. Only a redelivered job
 (receive count > 1) reads the item first, so a meme that ended is not rendered again; a
 duplicate job on its first delivery renders the same bytes to the same key and loses the
 ending's condition (docs/architecture.md).
@@ -89,23 +90,19 @@ class Renderer:
             log.info("rendered", extra={"bytes": outcome.bytes, "timings_ms": timings})
         elif not done and receives == 1:
             # A first delivery's ending lost: a duplicate job ended the meme first (the
-            # same bytes went to the same key), or the job overtook its QUEUED write.
+            # same bytes went to the same key), or the item is gone.
             await self._ended_before(job.meme_id)
 
     async def _ended_before(self, meme_id: str) -> bool:
         """Whether the meme has ended already (a redelivered or duplicate job): the one
         read a job pays, and only when it may be a repeat. Raises unless the meme is
-        terminal or may be rendered (QUEUED, RENDERING)."""
+        terminal or may be rendered (any live state)."""
         item = await self.store.get(meme_id)
         if item is None:
             raise PoisonMessage(f"unknown meme id {meme_id}")
         if item.state.terminal:
             log.info("duplicate render job for a %s meme", item.state.value)
             return True
-        if item.state is MemeState.PENDING:
-            # The job overtook its own QUEUED write (cannot happen in order, but costs
-            # nothing to survive): retry later.
-            raise RuntimeError(f"cannot render yet: item is {item.state.value}")
         return False
 
     async def _outcome(self, job: RenderJob) -> tuple[MemeResult | Failure, dict[str, float]]:
@@ -123,9 +120,9 @@ class Renderer:
             detail = f"template {template_id!r} changed after the meme was requested"
             return Failure(reason="template_changed", detail=detail), {}
         try:
-            async with self.pool.process(animated=job.spec.keeps_animation) as executor:
+            async with self.pool.process(animated=job.spec.keeps_animation) as process:
                 output = await render_in_pool(
-                    executor,
+                    process,
                     template,
                     job.spec,
                     template_key=job.template_key,

@@ -170,7 +170,7 @@ async def create_meme(
         item = existing
     if not replay:
         try:
-            await requests.publish(RequestMessage(meme_id=item.id), trace)
+            await requests.publish(RequestMessage.of(item), trace)
         except PublishFailed:
             # The item is written: the sweeper re-sends the request of a PENDING item.
             log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})

@@ -19,7 +19,7 @@ from typing import Any, cast
 from memeforge_common.animation import AnimationLimits
 from memeforge_common.limits import MAX_SOURCE_PIXELS
 from memeforge_common.models import RenderSpec, TextBox
-from PIL import Image
+from PIL import Image, _imaging
 
 from .animated import render_animated
 from .budget import check_budget
@@ -213,21 +213,31 @@ def _jpeg_spliced(
     if sum(b - a for a, b in bands) > SPLICE_MAX_FRACTION * len(rows.rows):
         return None
     # All bands stacked in one strip, one encode call: every row is coded on its own, so
-    # the strip's rows are the output's rows. (Caching the template's RGBX bytes would
-    # save copies but more than double a cached template's memory.)
-    strip = bytearray()
-    row_of: list[int] = []
-    for a, b in bands:
-        y0, y1 = a * MCU, min(b * MCU, height)
-        start = len(strip)
-        strip += tpl.image.crop((0, y0, width, y1)).tobytes("raw", "RGBX")
-        inside = [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0]
-        composite(memoryview(strip)[start:], width, y1 - y0, inside, offset_y=y0)
-        row_of.extend(range(a, b))
-    te = perf_counter()
-    if not strip:
+    # the strip's rows are the output's rows. Each band is one copy of the template's
+    # rows, pasted straight into the strip's memory (Pillow keeps RGB as 4 bytes a pixel).
+    # (Caching the template's RGBX bytes would save that copy but more than double a
+    # cached template's memory.)
+    spans = [(a * MCU, min(b * MCU, height)) for a, b in bands]
+    strip_h = sum(y1 - y0 for y0, y1 in spans)
+    if not strip_h:
+        te = perf_counter()
         return rows.splice({}), perf_counter() - te
-    segments = encode_rows(_rgbx_image(strip, width, len(strip) // (4 * width)), quality)
+    pixels = bytearray(4 * width * strip_h)
+    row_of: list[int] = []
+    top = 0
+    for (a, b), (y0, y1) in zip(bands, spans, strict=True):
+        band = memoryview(pixels)[4 * width * top : 4 * width * (top + y1 - y0)]
+        # Pillow's core: Image.paste would copy a read-only view of ``pixels`` first, and
+        # an Image per band costs more than the paste. The paste clips the template to
+        # the band: one copy of its rows.
+        view = _imaging.map_buffer(band, (width, y1 - y0), "raw", 0, ("RGBX", 0, 1))
+        view.paste(tpl.image.im, (0, -y0, width, height - y0))
+        inside = [s for s in stamps if s.rect[1] < y1 and s.rect[3] > y0]
+        composite(band, width, y1 - y0, inside, offset_y=y0)
+        row_of.extend(range(a, b))
+        top += y1 - y0
+    te = perf_counter()
+    segments = encode_rows(_rgbx_image(pixels, width, strip_h), quality)
     if segments is None:
         return None
     data = rows.splice(dict(zip(row_of, segments, strict=True)))

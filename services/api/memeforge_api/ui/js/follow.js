@@ -6,6 +6,7 @@ import { h, problemBox, showProblem, formatTime } from "./dom.js";
 import { events } from "./sse.js";
 
 const STEPS = ["PENDING", "QUEUED", "RENDERING", "DONE"];
+const OPTIONAL = new Set(["QUEUED", "RENDERING"]);
 const REASONS = {
   template_not_found: "The template does not exist (or no longer does).",
   corrupt_image: "The template image could not be decoded.",
@@ -35,8 +36,9 @@ export function render(main, signal, memeId) {
   function update(meme) {
     last = meme;
     const failed = meme.state === "FAILED";
-    // RENDERING shows only when reached: a fast render goes QUEUED → DONE in one write.
-    const shown = STEPS.filter((s) => s !== "RENDERING" || meme.state_times[s]);
+    // QUEUED and RENDERING show only when reached: the consumer writes no QUEUED (items
+    // of an older one have it), and a fast render goes PENDING → DONE in one write.
+    const shown = STEPS.filter((s) => !OPTIONAL.has(s) || meme.state_times[s]);
     const steps = failed ? [...shown.filter((s) => s !== "DONE" && meme.state_times[s]), "FAILED"] : shown;
     states.replaceChildren(...steps.map((step) => {
       const at = meme.state_times[step];
