@@ -4,6 +4,7 @@ The caller is a fixed principal of tenant ``acme`` (key checks: tests/integratio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -68,7 +69,12 @@ class FakeTemplates:
 class FakePublisher:
     sent: list[tuple[RequestMessage, str]] = field(default_factory=list)
 
-    async def publish(self, message: RequestMessage, traceparent: str) -> None:
+    def coming(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    async def publish(
+        self, message: RequestMessage, traceparent: str, coming: object = None
+    ) -> None:
         self.sent.append((message, traceparent))
 
     async def publish_batch(self, messages: Sequence[tuple[RequestMessage, str]]) -> set[int]:

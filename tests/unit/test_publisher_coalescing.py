@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from memeforge_common.gathering import Gathering
 from memeforge_common.models import RequestMessage
 from memeforge_common.publishers import PublishFailed, RequestPublisher
 
@@ -150,28 +151,72 @@ async def test_a_caller_that_goes_away_does_not_take_its_message_off_the_wire() 
     assert sqs.calls == [["gone"], ["next"]]
 
 
-async def test_under_load_the_next_call_gathers_more_messages() -> None:
-    """After a call of several messages the next waits (up to gather_s) for more: here
-    until a whole batch of 10 is there. A lone message after idle is still sent at once."""
+class FrozenClock:
+    """The gathering's clock, standing still: the budget never runs out by itself."""
+
+    def __call__(self) -> float:
+        return 1000.0
+
+
+async def test_a_lone_post_is_sent_at_once_even_with_a_budget() -> None:
+    """Nothing else coming: the call starts without waiting."""
+    sqs = HeldSqs()
+    p = RequestPublisher(sqs, "http://queue", gathering=Gathering(3600, clock=FrozenClock()))  # type: ignore[arg-type]
+    with p.coming() as coming:
+        sent = asyncio.create_task(
+            p.publish(RequestMessage(meme_id=meme_id("alone")), TRACE, coming)
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sqs.calls == [["alone"]]  # on the wire at once (SQS holds the call)
+        sqs.release()
+        await sent
+
+
+async def test_a_call_waits_for_messages_announced_as_coming() -> None:
+    """POSTs being handled announce their messages: while at least two are coming, the
+    call waits for them; once fewer are (one published, one ended without publishing),
+    it goes with what it has, and a call waits no longer once 10 are there."""
     sqs = HeldSqs()
     sqs.release()
-    p = RequestPublisher(sqs, "http://queue", gather_s=3600)  # type: ignore[arg-type]
-    assert await publish(p, "alone") == "alone"  # after idle: at once, never gathered
-    sqs._release.clear()
-    held = asyncio.create_task(publish(p, "held"))
-    await started(sqs, 2)
-    queued = [asyncio.create_task(publish(p, f"m{i}")) for i in range(11)]
-    await asyncio.sleep(0)
+    gathering = Gathering(3600, clock=FrozenClock())  # the budget never runs out here
+    p = RequestPublisher(sqs, "http://queue", gathering=gathering)  # type: ignore[arg-type]
+    announced = [p.coming() for _ in range(4)]
+
+    async def post(i: int) -> str:
+        with announced[i] as coming:
+            await p.publish(RequestMessage(meme_id=meme_id(f"m{i}")), TRACE, coming)
+        return f"m{i}"
+
+    async def ticks() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    first = asyncio.create_task(post(0))
+    await ticks()
+    assert sqs.calls == []  # three more coming
+    second = asyncio.create_task(post(1))
+    await ticks()
+    assert sqs.calls == []  # two more coming
+    with announced[2]:
+        pass  # that POST ended without publishing (a 4xx, say)
+    assert await asyncio.gather(first, second) == ["m0", "m1"]
+    assert sqs.calls == [["m0", "m1"]]
+    assert await post(3) == "m3"
+    assert sqs.calls == [["m0", "m1"], ["m3"]]
+
+
+async def test_a_call_with_ten_goes_though_more_are_coming() -> None:
+    sqs = HeldSqs()
     sqs.release()
-    await asyncio.gather(held, *queued[:10])  # the next call carried 10: loaded
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert len(sqs.calls) == 3  # m10 waits for more to share its call
-    more = [asyncio.create_task(publish(p, f"n{i}")) for i in range(9)]
-    await asyncio.gather(queued[10], *more)
-    assert sqs.calls == [
-        ["alone"],
-        ["held"],
-        [f"m{i}" for i in range(10)],
-        ["m10"] + [f"n{i}" for i in range(9)],
+    p = RequestPublisher(sqs, "http://queue", gathering=Gathering(3600, clock=FrozenClock()))  # type: ignore[arg-type]
+    announced = [p.coming() for _ in range(13)]
+    ten = [
+        asyncio.create_task(p.publish(RequestMessage(meme_id=meme_id(f"m{i}")), TRACE, c))
+        for i, c in enumerate(announced[:10])
     ]
+    await asyncio.gather(*ten)
+    assert sqs.calls == [[f"m{i}" for i in range(10)]]
+    for c in announced[10:]:
+        with c:
+            pass

@@ -12,6 +12,7 @@ from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.batches import BatchStore
 from memeforge_common.endpoints import EndpointCache, EndpointStore
+from memeforge_common.gathering import Gathering
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
 from memeforge_common.publishers import RequestPublisher
@@ -54,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             patience = settings.startup_wait_s
             requests_url = await queue_url(aws.sqs, settings.request_queue, patience_s=patience)
-            app.state.requests = RequestPublisher(aws.sqs, requests_url, gather_s=settings.gather_s)
+            app.state.requests = RequestPublisher(
+                aws.sqs, requests_url, gathering=Gathering(settings.gather_s)
+            )
             app.state.backlog = (
                 QueueDepthGate(
                     aws.sqs,

@@ -5,7 +5,7 @@ Each store and publisher is built once per process, in the app's lifespan (app.p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +13,7 @@ from memeforge_common.batches import BatchStore
 from memeforge_common.endpoints import EndpointCache
 from memeforge_common.items import MemeStore
 from memeforge_common.outputs import OutputStore
-from memeforge_common.publishers import RequestPublisher
+from memeforge_common.publishers import Coming, RequestPublisher
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.uploads import UploadStore
@@ -45,3 +45,13 @@ IdempotencyDep = Annotated[IdempotencyRecords, Depends(_from_state("idempotency"
 WatcherDep = Annotated[Watcher, Depends(_from_state("watcher"))]
 EndpointsDep = Annotated[EndpointCache, Depends(_from_state("endpoints"))]
 BacklogDep = Annotated[QueueDepthGate | None, Depends(_from_state("backlog"))]
+
+
+async def _request_coming(requests: RequestsDep) -> AsyncIterator[Coming]:
+    """A POST's request message, announced while the POST is handled: a busy api's
+    publisher waits for those (fuller SendMessageBatch calls, issue #12)."""
+    with requests.coming() as coming:
+        yield coming
+
+
+RequestComingDep = Annotated[Coming, Depends(_request_coming)]

@@ -5,22 +5,23 @@ message re-sent by the sweeper continues the trace of the request that started i
 
 ``publish`` (one message, e.g. one per POST /memes) coalesces: at most one
 SendMessageBatch of ``publish`` calls is in flight per publisher, and the messages
-published meanwhile go, up to 10, in the next one. A message published while nothing is
-in flight is sent at once, so light load adds no latency; under load (the call just sent
-carried several messages) the next call waits up to ``gather_s`` for more, so each call
-carries more of them. Each caller learns the fate of its own message.
+published meanwhile go, up to 10, in the next one. Before a call, the publisher waits
+for more as ``gathering.Gathering`` says: while at least two messages announced by
+``coming()`` (POSTs being handled) are still on their way, until 10 wait, at most its
+budget after the oldest was published; otherwise (a light load) not at all. Each caller
+learns the fate of its own message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from memeforge_common.gathering import Gathering
 from memeforge_common.models import NotificationMessage, RenderJob, RequestMessage
 from memeforge_common.queues import SQS_BATCH_MAX, send_batch
 from memeforge_common.tracing import trace_attributes
@@ -40,27 +41,66 @@ class _Waiting:
     body: str
     attributes: Mapping[str, Any]
     sent: asyncio.Future[None]
+    at: float  # when published (the gathering's clock)
+
+
+class Coming:
+    """A message announced before it is published (``Publisher.coming``)."""
+
+    def __init__(self, publisher: Publisher[Any]) -> None:
+        self._publisher = publisher
+        self.pending = True  # not published yet
+
+    def __enter__(self) -> Coming:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.pending:  # the block ended without publishing it
+            self._publisher._arrived(self, published=False)
 
 
 class Publisher(Generic[M]):
-    def __init__(self, sqs: SQSClient, queue_url: str, *, gather_s: float = 0.0) -> None:
+    def __init__(
+        self, sqs: SQSClient, queue_url: str, *, gathering: Gathering | None = None
+    ) -> None:
         self._sqs = sqs
         self._url = queue_url
-        self._gather_s = gather_s
+        self._gathering = gathering or Gathering(0.0)  # none: never waits
         self._waiting: list[_Waiting] = []
-        self._full = asyncio.Event()  # a whole batch is waiting
+        self._changed = asyncio.Event()  # a message waits, or one coming will not
         self._sender: asyncio.Task[None] | None = None
+        self._coming = 0  # announced messages not published yet
 
-    async def publish(self, message: M, traceparent: str) -> None:
+    def coming(self) -> Coming:
+        """Announce a message that will most likely be published soon, with this
+        handle, within a ``with`` block (a POST /memes being handled): a call about to
+        go out may wait for it (``Gathering``)."""
+        self._coming += 1
+        return Coming(self)
+
+    def _arrived(self, coming: Coming, *, published: bool) -> None:
+        coming.pending = False
+        self._coming -= 1
+        if not published:
+            self._changed.set()
+
+    async def publish(self, message: M, traceparent: str, coming: Coming | None = None) -> None:
         """Send one message, in the next batch (PublishFailed when SQS refused this
-        entry; an error of the whole call is raised to every message it carried)."""
+        entry; an error of the whole call is raised to every message it carried).
+        ``coming``: the handle it was announced with, if it was."""
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_retrieved)
         self._waiting.append(
-            _Waiting(message.model_dump_json(), trace_attributes(traceparent), sent)
+            _Waiting(
+                message.model_dump_json(),
+                trace_attributes(traceparent),
+                sent,
+                self._gathering.now(),
+            )
         )
-        if len(self._waiting) >= SQS_BATCH_MAX:
-            self._full.set()
+        if coming is not None and coming.pending:
+            self._arrived(coming, published=True)
+        self._changed.set()
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_waiting())
         # Shielded: a caller that goes away (a client disconnect) does not take the
@@ -68,18 +108,13 @@ class Publisher(Generic[M]):
         await asyncio.shield(sent)
 
     async def _send_waiting(self) -> None:
-        """Send what is waiting, 10 a call, one call at a time, until nothing is; after
-        a call of several messages, the next gathers for up to ``gather_s``."""
+        """Send what is waiting, 10 a call, one call at a time, until nothing is; each
+        call first gathers as long as ``Gathering`` says."""
         try:
-            loaded = False
             while self._waiting:
-                if loaded and len(self._waiting) < SQS_BATCH_MAX and self._gather_s > 0:
-                    self._full.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), timeout=self._gather_s)
+                await self._gather()
                 batch = self._waiting[:SQS_BATCH_MAX]
                 del self._waiting[:SQS_BATCH_MAX]
-                loaded = len(batch) > 1
                 await self._send(batch)
         except BaseException:
             stopped = PublishFailed("the publisher stopped before sending the message")
@@ -89,6 +124,21 @@ class Publisher(Generic[M]):
             raise
         finally:
             self._sender = None
+
+    async def _gather(self) -> None:
+        """Wait while ``Gathering`` says to, asking again whenever a message comes (or
+        one announced by ``coming()`` will not)."""
+        while True:
+            wait_s = self._gathering.wait_s(
+                len(self._waiting), SQS_BATCH_MAX, self._waiting[0].at, coming=self._coming
+            )
+            if wait_s <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=wait_s)
+            except TimeoutError:
+                return
 
     async def _send(self, batch: Sequence[_Waiting]) -> None:
         try:

@@ -41,9 +41,10 @@ class Settings(BaseSettings):
     # Queue workers (consumer and renderer).
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     receive_wait_s: int = Field(default=20, ge=0, le=20)
-    # Under load (the last receive or send carried several messages, fewer than 10), the
-    # next receive of a worker, or the next send of the api's request publisher, waits up
-    # to this long for more: fewer SQS calls per message, each at most this much later.
+    # Under load, the next receive of a worker (after one that carried several messages,
+    # fewer than asked) waits this long for more, and the api's request publisher waits
+    # up to this long after a message's publish for POSTs on their way (gathering.py):
+    # fewer SQS calls per message, each at most this much later.
     gather_s: float = Field(default=0.05, ge=0, le=1.0)
     # Counted from SIGTERM: a long poll under way finishes, in-flight work finishes or is
     # released (visibility 0), all within this; then the process exits. Keep it at least

@@ -168,7 +168,7 @@ def visibility_delay(backoff: Backoff, receive_count: int) -> int:
 
 
 # How long a done message waits to be deleted with others (Deleter).
-DELETE_GATHER_S = 0.25
+DELETE_GATHER_S = 1.0
 # While waiting (a free slot, a long poll, a backoff), the loop still beats this often.
 BEAT_EVERY_S = 5.0
 # How long an abandoned handler gets to unwind after its cancellation.

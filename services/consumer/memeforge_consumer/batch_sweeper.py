@@ -1,8 +1,11 @@
 """Move batches on that nobody else will: archive the finished ones, finish the rest.
 
-Each pass queries the live-items index for batches (never a Scan):
+Each pass queries the live-items index for batches (never a Scan). Every
+``batch_sweep_interval_s``:
 - ARCHIVING (every item ended): claim it, build its ZIP, publish its ``batch.done``
-  notification (when it asked for one), mark it DONE;
+  notification (when it asked for one), mark it DONE.
+The recovery states wait a minute or more before they are acted on, so they are
+queried only every ``sweep_interval_s`` (fewer calls, issue #12):
 - BUILDING past ``rendering_timeout_s``: the consumer building that ZIP died; claim again;
 - SUBMITTING past ``pending_timeout_s``: the api died part way through the fan-out; run
   the fan-out again from the stored request (it writes only what is missing);
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -45,18 +49,32 @@ class BatchSweeper:
     settings: Settings
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await every(self.settings.batch_sweep_interval_s, self.sweep_once, stopping, log)
+        await asyncio.gather(
+            every(self.settings.batch_sweep_interval_s, self.archive_ended, stopping, log),
+            every(self.settings.sweep_interval_s, self.recover_stalled, stopping, log),
+        )
 
     async def sweep_once(self) -> int:
-        """One pass; returns how many batches it moved on."""
+        """One pass over every state; returns how many batches it moved on."""
+        return await self.archive_ended() + await self.recover_stalled()
+
+    async def archive_ended(self) -> int:
+        return await self._sweep(((live_state(BatchState.ARCHIVING), 0.0, self._archive),))
+
+    async def recover_stalled(self) -> int:
+        return await self._sweep(
+            (
+                (BUILDING, self.settings.rendering_timeout_s, self._archive),
+                (live_state(BatchState.SUBMITTING), self.settings.pending_timeout_s, self._resume),
+                (live_state(BatchState.RUNNING), self.settings.pending_timeout_s, self._recount),
+            )
+        )
+
+    async def _sweep(
+        self, ages: Sequence[tuple[str, float, Callable[[Batch], Awaitable[int]]]]
+    ) -> int:
         now = utcnow()
         acted = 0
-        ages = (
-            (live_state(BatchState.ARCHIVING), 0.0, self._archive),
-            (BUILDING, self.settings.rendering_timeout_s, self._archive),
-            (live_state(BatchState.SUBMITTING), self.settings.pending_timeout_s, self._resume),
-            (live_state(BatchState.RUNNING), self.settings.pending_timeout_s, self._recount),
-        )
         for live, age_s, act in ages:
             cutoff = now - timedelta(seconds=age_s) + timedelta(milliseconds=1)
             for batch_id in await self.batches.waiting(live, cutoff):

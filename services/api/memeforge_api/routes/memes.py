@@ -38,6 +38,7 @@ from memeforge_api.deps import (
     EndpointsDep,
     IdempotencyDep,
     OutputsDep,
+    RequestComingDep,
     RequestsDep,
     SettingsDep,
     StoreDep,
@@ -103,6 +104,7 @@ async def list_memes(
 async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
+    coming: RequestComingDep,
     response: Response,
     store: StoreDep,
     templates: TemplatesDep,
@@ -170,7 +172,7 @@ async def create_meme(
         item = existing
     if not replay:
         try:
-            await requests.publish(RequestMessage.of(item), trace)
+            await requests.publish(RequestMessage.of(item), trace, coming)
         except PublishFailed:
             # The item is written: the sweeper re-sends the request of a PENDING item.
             log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
