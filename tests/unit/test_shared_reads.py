@@ -28,6 +28,8 @@ class HeldEndpoints:
 
 
 async def test_concurrent_misses_of_a_tenant_share_one_read() -> None:
+    """docs/architecture.md "Requests that find a tenant's cached endpoint missing or
+    expired together share one read"."""
     store = HeldEndpoints()
     cache = EndpointCache(cast(EndpointStore, store), ttl_s=60)
     crowd = [asyncio.ensure_future(cache.get("acme")) for _ in range(16)]
