@@ -72,7 +72,8 @@ if _dir and AioBaseClient is not None:
         try:
             response = await _orig(self, operation, params)
         except Exception:
-            _write({"op": operation, "t0": t0, "t1": time.monotonic(), "error": True})
+            aws = self.meta.service_model.service_name
+            _write({"op": operation, "aws": aws, "t0": t0, "t1": time.monotonic(), "error": True})
             raise
         t1 = time.monotonic()
         ids = []
@@ -87,6 +88,7 @@ if _dir and AioBaseClient is not None:
         elif operation == "PutObject":
             ids.append(params.get("Key", ""))
         record = {"op": operation, "t0": t0, "t1": t1, "ids": ids}
+        record["aws"] = self.meta.service_model.service_name
         values = params.get("ExpressionAttributeValues") or {}
         if not values and operation == "TransactWriteItems":
             for step in params.get("TransactItems", []):
@@ -129,6 +131,7 @@ class Record:
     url: str = ""
     cpu_ms: float = 0.0
     runq_ms: float = 0.0
+    aws: str = ""  # the AWS service a call went to ("" for stalls and GCs)
 
 
 def load(folder: Path, services: dict[int, str]) -> list[Record]:
@@ -149,6 +152,7 @@ def load(folder: Path, services: dict[int, str]) -> list[Record]:
                     url=raw.get("url", ""),
                     cpu_ms=raw.get("cpu_ms", 0.0),
                     runq_ms=raw.get("runq_ms", 0.0),
+                    aws=raw.get("aws", ""),
                 )
             )
     return sorted(records, key=lambda r: r.t0)
@@ -257,10 +261,7 @@ def explain(
         print(
             "    stalls/GC/slow calls meanwhile: "
             + (
-                " ".join(
-                    f"{r.service}:{r.op} {ms(r.t0):.0f}..{ms(r.t1):.0f}{_why(r)}"
-                    for r in noise[:12]
-                )
+                " ".join(f"{_name(r)} {ms(r.t0):.0f}..{ms(r.t1):.0f}{_why(r)}" for r in noise[:12])
                 or "none"
             )
         )
@@ -285,8 +286,96 @@ def _stage_durations(
     return took
 
 
+def _name(record: Record) -> str:
+    """service:aws.Operation for a call, service:stall / service:gc otherwise."""
+    aws = f"{record.aws}." if record.aws else ""
+    return f"{record.service}:{aws}{record.op}"
+
+
 def _why(record: Record) -> str:
     """A stall's CPU and run-queue milliseconds: its own work, or the machine's load."""
     if record.op != "stall":
         return ""
     return f" (cpu {record.cpu_ms:.0f} runq {record.runq_ms:.0f})"
+
+
+# A call slower than this, not a long poll, may be an emulator's stall.
+SLOW_CALL_S = 0.2
+# Slow calls that end this close together, from two processes or more: one stall.
+TOGETHER_S = 0.03
+
+
+@dataclass
+class EmulatorStall:
+    """Slow calls from several processes to one emulator that all ended together: the
+    emulator answered nothing for a while, then everything at once. ``others``: the
+    calls to the other emulators made meanwhile, which show whether the machine stood
+    still too (they would be slow) or only this emulator (they were answered)."""
+
+    services: tuple[str, ...]  # AWS services of the stalled calls (one emulator's)
+    start: float  # the latest start among them: the stall lasted at least until end
+    end: float
+    calls: list[Record]
+    others: list[Record]
+
+    @property
+    def processes(self) -> set[str]:
+        return {call.service for call in self.calls}
+
+
+def emulator_stalls(records: list[Record], emulators: dict[str, str]) -> list[EmulatorStall]:
+    """Stalls of each emulator (``emulators``: AWS service → emulator name), oldest first."""
+    slow = sorted(
+        (r for r in records if r.aws and r.op != "ReceiveMessage" and r.t1 - r.t0 > SLOW_CALL_S),
+        key=lambda r: r.t1,
+    )
+    found: list[EmulatorStall] = []
+    group: list[Record] = []
+    for record in [*slow, None]:
+        if (
+            record is not None
+            and group
+            and record.t1 - group[-1].t1 <= TOGETHER_S
+            and emulators.get(record.aws) == emulators.get(group[0].aws)
+        ):
+            group.append(record)
+            continue
+        if len({r.service for r in group}) >= 2:
+            start, end = max(r.t0 for r in group), max(r.t1 for r in group)
+            name = emulators.get(group[0].aws)
+            others = [
+                r
+                for r in records
+                if r.aws
+                and emulators.get(r.aws) != name
+                and r.op != "ReceiveMessage"
+                and r.t0 >= start
+                and r.t1 <= end
+            ]
+            services = tuple(sorted({r.aws for r in group}))
+            found.append(EmulatorStall(services, start, end, group, others))
+        group = [record] if record is not None else []
+    return found
+
+
+def print_emulator_stalls(stalls: list[EmulatorStall], since: float) -> None:
+    """One line per stall: how long, which processes' calls, and what the other
+    emulators did meanwhile."""
+    print(
+        f"\nemulator stalls (calls from 2+ processes over {SLOW_CALL_S * 1000:.0f} ms "
+        "that ended together)"
+    )
+    for stall in stalls:
+        others = sorted(r.t1 - r.t0 for r in stall.others)
+        meanwhile = (
+            f"{len(others)} calls to the other emulator answered meanwhile, "
+            f"median {others[len(others) // 2] * 1000:.0f} ms, max {others[-1] * 1000:.0f} ms"
+            if others
+            else "no call to the other emulator meanwhile"
+        )
+        print(
+            f"  {'+'.join(stall.services)} at +{(stall.start - since):.1f} s: "
+            f"{(stall.end - min(r.t0 for r in stall.calls)) * 1000:.0f} ms, "
+            f"{len(stall.calls)} calls of {', '.join(sorted(stall.processes))} ended within "
+            f"{(stall.end - min(r.t1 for r in stall.calls)) * 1000:.0f} ms; {meanwhile}"
+        )

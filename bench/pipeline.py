@@ -396,6 +396,13 @@ def profiled(stack: Stack, folder: Path | None) -> Iterator[None]:
     print(f"flame graphs: {', '.join(str(folder / f'{n}.svg') for n in stack.services)}")
 
 
+def emulator_of(backend: str) -> dict[str, str]:
+    """Which emulator process answers each AWS service, by backend."""
+    if backend == "localstack":
+        return {"sqs": "localstack", "s3": "localstack", "dynamodb": "dynamodb-local"}
+    return {"sqs": "moto", "s3": "moto", "dynamodb": "moto"}
+
+
 def restart_renderer(stack: Stack, processes: int) -> None:
     stack.stop_service("renderer")
     stack.service_env["renderer"] = {
@@ -507,6 +514,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             half = loads[0]
             posted = {meme_id: bench.posted[meme_id] for meme_id in half.ids}
             half.extra["slowest"] = calltrace.explain(records, posted, args.trace)
+            phase_start = min(sent for sent, _ in posted.values())
+            phase_end = max(done for _, done in posted.values()) + 5.0
+            in_phase = [r for r in records if phase_start <= r.t0 <= phase_end]
+            stalls = calltrace.emulator_stalls(in_phase, emulator_of(args.backend))
+            calltrace.print_emulator_stalls(stalls, phase_start)
+            half.extra["emulator_stalls_ms"] = [
+                round((st.end - min(r.t0 for r in st.calls)) * 1000) for st in stalls
+            ]
         restart_renderer(stack, 1)
         wait_until(
             http_ok(f"http://127.0.0.1:{ports['renderer']}/metrics"),
@@ -577,6 +592,11 @@ def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[
         },
         "failed": sum(p.failed for p in ordered),
         **({"slowest_at_50pct": half.extra["slowest"]} if "slowest" in half.extra else {}),
+        **(
+            {"emulator_stalls_ms_at_50pct": half.extra["emulator_stalls_ms"]}
+            if "emulator_stalls_ms" in half.extra
+            else {}
+        ),
         "targets": {
             "aws_calls_per_meme_le_5": peak.aws_calls_per_meme <= 5.0,
             "service_cpu_ms_per_meme_le_10": peak.service_cpu_ms_per_meme <= 10.0,

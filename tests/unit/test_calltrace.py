@@ -108,3 +108,25 @@ def test_a_stall_of_own_work_shows_as_cpu() -> None:
     stalls = _stalls(spin)
 
     assert max(s["cpu_ms"] for s in stalls) >= 190
+
+
+def test_slow_calls_of_several_processes_ending_together_are_one_emulator_stall() -> None:
+    """The LocalStack freeze seen at 50 % load: S3 and SQS calls of three processes
+    started apart and all ended together, while DynamoDB Local answered as usual."""
+    r = calltrace.Record
+    records = [
+        r("renderer", "PutObject", 10.00, 10.49, aws="s3"),
+        r("api", "SendMessageBatch", 10.05, 10.50, aws="sqs"),
+        r("consumer", "DeleteMessageBatch", 10.25, 10.495, aws="sqs"),
+        r("renderer", "TransactWriteItems", 10.30, 10.33, aws="dynamodb"),
+        r("consumer", "ReceiveMessage", 5.0, 10.50, aws="sqs"),  # a long poll: not a stall
+        r("api", "PutObject", 12.0, 12.4, aws="s3"),  # slow, but alone: not counted
+    ]
+    emulators = {"sqs": "localstack", "s3": "localstack", "dynamodb": "dynamodb-local"}
+
+    stalls = calltrace.emulator_stalls(records, emulators)
+
+    assert len(stalls) == 1
+    assert stalls[0].services == ("s3", "sqs")
+    assert stalls[0].processes == {"renderer", "api", "consumer"}
+    assert [o.op for o in stalls[0].others] == ["TransactWriteItems"]
