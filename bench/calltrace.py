@@ -18,6 +18,8 @@ stalls and slow calls of the processes that held each stage.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,9 +360,14 @@ def emulator_stalls(records: list[Record], emulators: dict[str, str]) -> list[Em
     return found
 
 
-def print_emulator_stalls(stalls: list[EmulatorStall], since: float) -> None:
-    """One line per stall: how long, which processes' calls, and what the other
-    emulators did meanwhile."""
+def print_emulator_stalls(
+    stalls: list[EmulatorStall],
+    since: float,
+    emulators: dict[str, str],
+    sampler: ProcessSampler | None = None,
+) -> None:
+    """One line per stall: how long, which processes' calls, what the other emulators
+    did meanwhile, and the stalled emulator's CPU and run-queue time in it."""
     print(
         f"\nemulator stalls (calls from 2+ processes over {SLOW_CALL_S * 1000:.0f} ms "
         "that ended together)"
@@ -379,3 +386,50 @@ def print_emulator_stalls(stalls: list[EmulatorStall], since: float) -> None:
             f"{len(stall.calls)} calls of {', '.join(sorted(stall.processes))} ended within "
             f"{(stall.end - min(r.t1 for r in stall.calls)) * 1000:.0f} ms; {meanwhile}"
         )
+        if sampler is not None:
+            name = emulators[stall.services[0]]
+            cpu, runq = sampler.usage(name, stall.start, stall.end)
+            print(
+                f"    {name} in its last {(stall.end - stall.start) * 1000:.0f} ms "
+                f"(sampled every {sampler.every_s * 1000:.0f} ms): "
+                f"CPU {cpu:.0f} ms, run queue {runq:.0f} ms (all threads)"
+            )
+
+
+class ProcessSampler(threading.Thread):
+    """Every ``every_s``, each process's CPU and run-queue nanoseconds summed over its
+    threads (``/proc/<pid>/task/*/schedstat``): whether an emulator that answered
+    nothing was working (CPU: its own work, e.g. a collection), waiting for a CPU
+    (run queue: the machine's load), or neither (blocked on a lock or a disk)."""
+
+    def __init__(self, pids: dict[str, int], every_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self._pids = pids
+        self.every_s = every_s
+        self._halt = threading.Event()
+        self.samples: dict[str, list[tuple[float, int, int]]] = {name: [] for name in pids}
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every_s):
+            for name, pid in self._pids.items():
+                cpu = runq = 0
+                for task in Path(f"/proc/{pid}/task").glob("*"):
+                    try:
+                        on_cpu, waiting, _ = (task / "schedstat").read_text().split()
+                    except (FileNotFoundError, ProcessLookupError, ValueError):
+                        continue
+                    cpu, runq = cpu + int(on_cpu), runq + int(waiting)
+                self.samples[name].append((time.monotonic(), cpu, runq))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def usage(self, name: str, t0: float, t1: float) -> tuple[float, float]:
+        """CPU and run-queue ms of ``name`` between the samples around t0 and t1."""
+        samples = self.samples.get(name, [])
+        before = [s for s in samples if s[0] <= t0]
+        after = [s for s in samples if s[0] >= t1]
+        if not before or not after:
+            return float("nan"), float("nan")
+        return (after[0][1] - before[-1][1]) / 1e6, (after[0][2] - before[-1][2]) / 1e6

@@ -403,6 +403,12 @@ def emulator_of(backend: str) -> dict[str, str]:
     return {"sqs": "moto", "s3": "moto", "dynamodb": "moto"}
 
 
+def emulator_pids(stack: Stack, backend: str) -> dict[str, int]:
+    """The emulator processes by the names ``emulator_of`` gives them."""
+    names = sorted(set(emulator_of(backend).values()), reverse=True)  # localstack first
+    return {name: proc.pid for name, proc in zip(names, stack.emulator.processes, strict=False)}
+
+
 def restart_renderer(stack: Stack, processes: int) -> None:
     stack.stop_service("renderer")
     stack.service_env["renderer"] = {
@@ -496,6 +502,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         bench = Bench(stack, probe, template)
         c = args.concurrency
         bench.run("warm-up", 40, concurrency=c)
+        sampler = None
+        if args.trace:
+            sampler = calltrace.ProcessSampler(emulator_pids(stack, args.backend))
+            sampler.start()
         with profiled(stack, args.profile):
             peak = bench.run("max", args.memes, concurrency=c)
         light = bench.run("light", args.light_memes, concurrency=c, rate=LIGHT_RATE)
@@ -508,7 +518,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             for share in (0.5, 0.9)
         ]
-        if args.trace:
+        if sampler is not None:
             pids = {proc.pid: name for name, proc in stack.services.items()}
             records = calltrace.load(workdir / "calltrace", pids)
             half = loads[0]
@@ -517,8 +527,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             phase_start = min(sent for sent, _ in posted.values())
             phase_end = max(done for _, done in posted.values()) + 5.0
             in_phase = [r for r in records if phase_start <= r.t0 <= phase_end]
-            stalls = calltrace.emulator_stalls(in_phase, emulator_of(args.backend))
-            calltrace.print_emulator_stalls(stalls, phase_start)
+            emulators = emulator_of(args.backend)
+            stalls = calltrace.emulator_stalls(in_phase, emulators)
+            calltrace.print_emulator_stalls(stalls, phase_start, emulators, sampler)
+            sampler.stop()
             half.extra["emulator_stalls_ms"] = [
                 round((st.end - min(r.t0 for r in st.calls)) * 1000) for st in stalls
             ]

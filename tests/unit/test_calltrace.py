@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,19 @@ def test_slow_calls_of_several_processes_ending_together_are_one_emulator_stall(
     assert stalls[0].services == ("s3", "sqs")
     assert stalls[0].processes == {"renderer", "api", "consumer"}
     assert [o.op for o in stalls[0].others] == ["TransactWriteItems"]
+
+
+def test_the_process_sampler_sees_a_process_working() -> None:
+    sampler = calltrace.ProcessSampler({"self": os.getpid()}, every_s=0.02)
+    sampler.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    until = time.thread_time() + 0.3
+    while time.thread_time() < until:
+        pass
+    t1 = time.monotonic()
+    time.sleep(0.1)
+    sampler.stop()
+
+    cpu, _ = sampler.usage("self", t0, t1)
+    assert cpu >= 300  # at least the spinning thread's own 300 ms
