@@ -481,6 +481,7 @@ def explain(name: str, col: Column, top: int) -> None:
     on (ms after the write returned): the api's reads and stalls, the client's answers."""
     seen = {meme_id: (kind, at) for kind, meme_id, at in col.seen}
     feed = sorted((r for r in col.trace if r["op"] == "Query"), key=lambda r: r["t0"])
+    batched = sorted((r for r in col.trace if r["op"] == "BatchGetItem"), key=lambda r: r["t0"])
     slowest = sorted(seen, key=lambda m: seen[m][1] - col.done_writes[m][1], reverse=True)
     print(f"\n{name}: the {top} slowest DONE -> seen (ms from the DONE write returning)")
     for meme_id in slowest[:top]:
@@ -511,6 +512,11 @@ def explain(name: str, col: Column, top: int) -> None:
                 f"{ms(r['t0'])}..{ms(r['t1'])}{'*' if meme_id in r['done'] else ''}"
                 for r in after[:8]
             )
+        )
+        reads = [r for r in batched if r["t1"] >= start and r["t0"] <= at]
+        print(
+            "    batched reads (the read tick; the feed waits for it): "
+            + " ".join(f"{ms(r['t0'])}..{ms(r['t1'])}" for r in reads[:8])
         )
         print("    api loop stalls: " + " ".join(_stall(r, ms) for r in stalls))
         print("    bench loop stalls: " + " ".join(_stall(r, ms) for r in client_stalls))
