@@ -86,12 +86,22 @@ threading.Thread(target=_dump, daemon=True).start()
 """
 # With --trace, also every DynamoDB read's start and end and the ids it returned DONE
 # (CLOCK_MONOTONIC: the bench's clock too), and the api's event-loop stalls
-# (bench.loopprobe, with the loop's CPU and run-queue time), as JSON lines to $BENCH_TRACE.
+# (bench.loopprobe, with the loop's CPU and run-queue time) and garbage collections over
+# 5 ms, as JSON lines to $BENCH_TRACE.
 TRACE_HOOK = """
 import asyncio
 import loopprobe
 _trace = open(os.environ["BENCH_TRACE"], "a", buffering=1)
 _probing = []
+import gc
+_gc_start = []
+def _gc(phase, info):
+    if phase == "start":
+        _gc_start[:] = [time.monotonic()]
+    elif _gc_start and time.monotonic() - _gc_start[0] > 0.005:
+        record = {"op": "gc", "gen": info["generation"], "t0": _gc_start[0], "t1": time.monotonic()}
+        _trace.write(json.dumps(record) + "\\n")
+gc.callbacks.append(_gc)
 def _done_ids(operation, response):
     if operation == "BatchGetItem":
         items = [i for v in response.get("Responses", {}).values() for i in v]
@@ -519,6 +529,13 @@ def explain(name: str, col: Column, top: int) -> None:
             + " ".join(f"{ms(r['t0'])}..{ms(r['t1'])}" for r in reads[:8])
         )
         print("    api loop stalls: " + " ".join(_stall(r, ms) for r in stalls))
+        collections = [
+            r for r in col.trace if r["op"] == "gc" and r["t1"] >= start and r["t0"] <= at
+        ]
+        print(
+            "    api GCs over 5 ms: "
+            + " ".join(f"gen{r['gen']} {ms(r['t0'])}..{ms(r['t1'])}" for r in collections)
+        )
         print("    bench loop stalls: " + " ".join(_stall(r, ms) for r in client_stalls))
         print("    client: " + "; ".join(answers[-4:]))
 
