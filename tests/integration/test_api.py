@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import re
@@ -55,17 +54,6 @@ async def client(settings: Settings, aws: AwsClients) -> AsyncIterator[httpx.Asy
             transport=transport, base_url="http://api", headers=headers
         ) as http:
             yield http
-
-
-async def test_the_startup_heap_is_kept_out_of_full_collections(settings: Settings) -> None:
-    """bench.waiting --trace: gen-2 collections scanning the SDK's models and the app
-    stalled every waiter's news for 0.3-0.4 s. What startup built is frozen once the
-    api is ready, and let go when it stops."""
-    gc.unfreeze()
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        assert gc.get_freeze_count() > 10_000  # the SDK's service models, the app
-    assert gc.get_freeze_count() == 0
 
 
 def _upload(name: str, data: bytes, *, template_id: str | None = None) -> dict[str, object]:

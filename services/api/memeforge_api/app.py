@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,15 +35,6 @@ log = logging.getLogger("memeforge.api")
 
 # Multipart framing allowed on top of the image size limit.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-def freeze_startup_heap() -> None:
-    """Keep what startup built (the SDK's service models, the app) out of every later
-    full collection: it lives as long as the process, and scanning it made each gen-2
-    collection stall the loop, and every waiter's news, for 0.3-0.4 s with 1,000 waiters
-    (bench.waiting --trace). Collected first, so no startup garbage is kept."""
-    gc.collect()
-    gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_calls_per_s=settings.watcher_max_calls_per_s,
             )
             watching = asyncio.create_task(app.state.watcher.run(), name="watcher")
-            freeze_startup_heap()
             log.info(
                 "api ready",
                 extra={
@@ -112,7 +101,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 watching.cancel()
-                gc.unfreeze()  # an app made again in the same process (tests) starts over
 
     app = FastAPI(
         title="memeforge",
