@@ -76,6 +76,7 @@ class RotationReport:
     unsettled: int
     request_errors: dict[str, int]
     downloads: int
+    stale_presigned: int
     fetches: dict[str, int]
     generations: dict[str, list[int]]
     missed_generations: dict[str, list[int]]
@@ -109,7 +110,8 @@ class RotationReport:
             f"refused={self.refused_after_deactivation} "
             f"still-accepted={self.accepted_after_deactivation} submitted={self.submitted} "
             f"DONE={self.done} FAILED={self.failed} unsettled={self.unsettled} "
-            f"request-errors={errors} downloads={self.downloads} fetches[{fetches}] "
+            f"request-errors={errors} downloads={self.downloads} "
+            f"stale-presigned={self.stale_presigned} fetches[{fetches}] "
             f"generations-fetched[{gens}] restarted={','.join(self.restarted) or '-'} "
             f"credential-errors-in-logs={cred} load={self.load_s:.1f}s "
             f"total={self.total_s:.1f}s {'OK' if self.ok() else 'NOT OK'}"
@@ -144,6 +146,7 @@ class RotationRun:
         self.states: dict[str, str] = {}
         self.errors: Counter[str] = Counter()
         self.downloads = 0
+        self.stale_presigned = 0  # presigned URLs refused once, their key retired since
         self.timings: dict[str, float] = {}
         self.vendor_pid = 0
 
@@ -275,19 +278,30 @@ class RotationRun:
         await asyncio.gather(*(check(i) for i in pending))
 
     async def _download(self, api: httpx.AsyncClient, meme_id: str) -> None:
-        """The api presigns with the key it holds now; S3 (moto) verifies that key."""
-        redirect = await api.get(f"/memes/{meme_id}/image", follow_redirects=False)
-        if redirect.status_code != 307:
-            self.errors[f"GET /memes/{{id}}/image {redirect.status_code}"] += 1
+        """The api presigns with the key it holds now; S3 (moto) verifies that key.
+
+        A presigned URL is good only while the key that signed it is active, whatever its
+        ``ExpiresIn`` (as on AWS). Keys here retire seconds after the api last signs with
+        them, so a URL followed late may meet a deactivated key: a careful client (the web
+        UI does, each time it loads the image) then asks the api for a new one. That is
+        counted apart; a second refusal is an error."""
+        for attempt in range(2):
+            redirect = await api.get(f"/memes/{meme_id}/image", follow_redirects=False)
+            if redirect.status_code != 307:
+                self.errors[f"GET /memes/{{id}}/image {redirect.status_code}"] += 1
+                return
+            # Followed as a browser would: the presigned URL is the credential, so the API
+            # key (the api client's default header) must not go to S3.
+            async with httpx.AsyncClient(timeout=30) as s3:
+                image = await s3.get(redirect.headers["location"])
+            if image.status_code == 403 and attempt == 0:
+                self.stale_presigned += 1
+                continue
+            if image.status_code != 200 or not image.content.startswith(b"\xff\xd8"):
+                self.errors[f"GET presigned image {image.status_code}"] += 1
+                return
+            self.downloads += 1
             return
-        # Followed as a browser would: the presigned URL is the credential, so the API key
-        # (the api client's default header) must not go to S3.
-        async with httpx.AsyncClient(timeout=30) as s3:
-            image = await s3.get(redirect.headers["location"])
-        if image.status_code != 200 or not image.content.startswith(b"\xff\xd8"):
-            self.errors[f"GET presigned image {image.status_code}"] += 1
-            return
-        self.downloads += 1
 
     async def _settle(self, api: httpx.AsyncClient, *, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -342,6 +356,7 @@ class RotationRun:
             unsettled=sum(v for k, v in states.items() if k not in ("DONE", "FAILED")),
             request_errors=dict(self.errors),
             downloads=self.downloads,
+            stale_presigned=self.stale_presigned,
             fetches={k: int(v) for k, v in summary.get("fetches", {}).items()},
             generations=generations,
             missed_generations=missed,

@@ -64,7 +64,9 @@ async def test_keys_rotate_under_load_with_nothing_failed_and_nothing_restarted(
         if event["event"] == "fetched":
             fetched[event["identity"]].add(event["generation"])
     for service in SERVICES:
-        assert len(fetched[service]) >= 4, (service, sorted(fetched[service]))
+        # The generations retired: each fetched before its retirement. The newest key is
+        # only due by the end of its overlap, which may come after the load stopped.
+        assert len(fetched[service]) >= config.rotations, (service, sorted(fetched[service]))
         assert report.missed_generations[service] == [], report.json()
         assert report.fetches[service] > 0
 

@@ -28,7 +28,7 @@ from memeforge_consumer.dispatch import Dispatcher
 from memeforge_consumer.sweeper import Sweeper
 from prometheus_client import REGISTRY
 
-from tests.support.images import gradient
+from tests.support.images import store_gradient_template
 from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
@@ -100,16 +100,7 @@ async def test_dispatch_sorts_a_batch_into_jobs_failures_and_poison(
     templates: TemplateStore,
 ) -> None:
     """README "Permanent errors fail fast"; unreadable messages go to the DLQ."""
-    data = gradient(64, 48)
-    await templates.upload(
-        "tpl",
-        tenant="acme",
-        name="t",
-        data=data,
-        content_type="image/jpeg",
-        width=64,
-        height=48,
-    )
+    await store_gradient_template(templates, "tpl", tenant="acme", size=(64, 48))
     good = new_item(uuid.uuid4().hex, "tpl", SPEC, tenant="acme")
     missing = new_item(uuid.uuid4().hex, "no-such-template", SPEC, tenant="acme")
     for item in (good, missing):
@@ -156,10 +147,7 @@ async def test_dispatch_looks_up_a_request_that_carries_only_the_id(
 ) -> None:
     """An older api's request (the id alone) is read for: a live item gets its job, an
     ended one is acknowledged without one."""
-    await templates.upload(
-        "tpl3", tenant="acme", name="t", data=gradient(32, 32),
-        content_type="image/jpeg", width=32, height=32,
-    )  # fmt: skip
+    await store_gradient_template(templates, "tpl3", tenant="acme")
     live = new_item(uuid.uuid4().hex, "tpl3", SPEC, tenant="acme", counted=True)
     ended = new_item(uuid.uuid4().hex, "tpl3", SPEC, tenant="acme")
     await store.create_counted(live, in_flight_cap=10)
@@ -287,15 +275,8 @@ async def test_sweeper_resends_the_job_of_a_stuck_queued_or_rendering_item(
 ) -> None:
     """README "A sweeper re-enqueues items stuck ... QUEUED or RENDERING": QUEUED as an
     older consumer left it, RENDERING as a render marked slow left it."""
-    await templates.upload(
-        "tpl2",
-        tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
-        name="t",
-        data=gradient(32, 32),
-        content_type="image/jpeg",
-        width=32,
-        height=32,
-    )
+    # A public template (a seed): every tenant's memes may use it.
+    await store_gradient_template(templates, "tpl2", tenant=PUBLIC_TENANT)
     trace = new_traceparent()
     item = new_item(uuid.uuid4().hex, "tpl2", SPEC, trace)
     await store.create(item)
@@ -321,15 +302,7 @@ async def test_dispatch_carries_the_trace_to_the_render_job(
     templates: TemplateStore,
 ) -> None:
     """README "Tracing": the trace rides the SQS message attributes."""
-    await templates.upload(
-        "traced",
-        tenant=PUBLIC_TENANT,  # a seed: every tenant's memes may use it
-        name="t",
-        data=gradient(32, 32),
-        content_type="image/jpeg",
-        width=32,
-        height=32,
-    )
+    await store_gradient_template(templates, "traced", tenant=PUBLIC_TENANT)
     item = new_item(uuid.uuid4().hex, "traced", SPEC)
     await store.create(item)
     parent = new_traceparent()
@@ -355,10 +328,7 @@ async def test_dispatch_costs_no_item_call_and_one_template_lookup_per_period(
     """Issue #12: the request carries the item's fields, so the consumer neither reads
     nor writes the item, and template metadata is cached for seconds (no HeadObject per
     meme)."""
-    await templates.upload(
-        "seed", tenant=PUBLIC_TENANT, name="s", data=gradient(64, 48),
-        content_type="image/jpeg", width=64, height=48,
-    )  # fmt: skip
+    await store_gradient_template(templates, "seed", tenant=PUBLIC_TENANT, size=(64, 48))
     renders = RenderPublisher(aws.sqs, await queue_url(aws.sqs, resources.render_queue))
     endings = await endings_for(aws, resources, store)
     dispatcher = Dispatcher(store, TemplateInfoCache(templates, ttl_s=60), renders, endings)

@@ -28,7 +28,7 @@ from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
 from PIL import Image
 
-from tests.support.images import animated, gradient
+from tests.support.images import animated, gradient, store_gradient_template
 from tests.support.notifications import endings_for
 
 pytestmark = pytest.mark.integration
@@ -102,15 +102,7 @@ async def test_a_forged_job_naming_another_key_cannot_write_there(
     renderer: Renderer,
 ) -> None:
     """docs/architecture.md invariant 9: "Keys are derived, not trusted"."""
-    etag = await templates.upload(
-        "tpl",
-        tenant=TENANT,
-        name="t",
-        data=gradient(64, 48),
-        content_type="image/jpeg",
-        width=64,
-        height=48,
-    )
+    etag = await store_gradient_template(templates, "tpl", tenant=TENANT, size=(64, 48))
     victim = output_key(uuid.uuid4().hex, tenant=TENANT)
     await aws.s3.put_object(Bucket=resources.bucket, Key=victim, Body=b"someone else's meme")
     meme_id = await _queued(store)

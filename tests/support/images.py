@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from memeforge_common.templates import TemplateStore
 from PIL import Image
 
 
@@ -67,3 +68,19 @@ def animated(
         options["lossless"] = True
     frames[0].save(out, fmt, save_all=True, append_images=frames[1:], duration=durations, **options)
     return out.getvalue()
+
+
+async def store_gradient_template(
+    templates: TemplateStore, template_id: str, *, tenant: str, size: tuple[int, int] = (32, 32)
+) -> str:
+    """A gradient JPEG stored as ``tenant``'s template ``template_id``; its ETag."""
+    width, height = size
+    return await templates.upload(
+        template_id,
+        tenant=tenant,
+        name=template_id,
+        data=gradient(width, height),
+        content_type="image/jpeg",
+        width=width,
+        height=height,
+    )
