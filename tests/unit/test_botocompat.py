@@ -8,6 +8,7 @@ import inspect
 from importlib.metadata import version
 from pathlib import Path
 
+import aioboto3
 import pytest
 from aiobotocore.credentials import (
     AioDeferredRefreshableCredentials,
@@ -15,6 +16,7 @@ from aiobotocore.credentials import (
 )
 from botocore.credentials import RefreshableCredentials
 from memeforge_common import botocompat
+from memeforge_common.aws import client_config
 from packaging.requirements import Requirement
 
 from tests.support.credentials import Vendor, refreshable
@@ -103,3 +105,17 @@ def test_pyproject_pins_the_botocore_range_these_tests_pass_on() -> None:
     requirement = Requirement(pins[0])
     assert requirement.specifier.contains(version("botocore")), (pins[0], version("botocore"))
     assert any(s.operator == "<" for s in requirement.specifier), "pin an upper bound"
+
+
+async def test_a_clients_endpoint_resolver_is_still_there() -> None:
+    """callpath.py's hooks: the resolver fills in the ruleset's parameters (the Expect
+    handler's removal is checked on requests in test_callpath.py)."""
+    session = aioboto3.Session(
+        region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    async with session.client("s3", config=client_config(s3=True)) as s3:
+        ruleset = botocompat.endpoint_ruleset(s3)
+        assert ruleset is not None
+        assert set(ruleset["parameters"]) == set(botocompat.endpoint_params(s3))
+        botocompat.set_endpoint_params(s3, {})
+        assert botocompat.endpoint_params(s3) == {}

@@ -3,13 +3,12 @@
 Key records are cached per process for ``MEMEFORGE_KEY_CACHE_S`` seconds, so a revoked
 key is refused by every api process at most that long after the revocation (and a key
 used at a high rate costs one GetItem per process per period, not one per request: the
-requests that find its entry missing or expired together share one read).
+requests that find its entry missing or expired together share one read, SharedReads).
 Every authenticated request then passes the key's rate limit (memeforge_api.ratelimit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from memeforge_common.apikeys import LAST_USED_RESOLUTION, ApiKey, KeyStore, Scope, parse_token
 from memeforge_common.models import utcnow
+from memeforge_common.sharedreads import SharedReads
 
 from memeforge_api.problems import Problem
 from memeforge_api.ratelimit import RateLimiter
@@ -47,26 +47,13 @@ class KeyCache:
         self._ttl_s = ttl_s
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
         self._touched: dict[str, float] = {}
-        # Reads under way, by key id: a crowd of requests (1,000 clients connecting, 500
-        # long-polls asked again together) past an expiry makes one GetItem, not one each.
-        self._reading: dict[str, asyncio.Future[ApiKey | None]] = {}
+        self._reads: SharedReads[str, ApiKey | None] = SharedReads()
 
     async def get(self, key_id: str) -> ApiKey | None:
         cached = self._entries.get(key_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
             return cached[1]
-        reading = self._reading.get(key_id)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read(key_id))
-            self._reading[key_id] = reading
-            reading.add_done_callback(lambda done: self._read_done(key_id, done))
-        # Shielded: a request that goes away does not cancel the others' read.
-        return await asyncio.shield(reading)
-
-    def _read_done(self, key_id: str, done: asyncio.Future[ApiKey | None]) -> None:
-        del self._reading[key_id]
-        if not done.cancelled():
-            done.exception()  # retrieved: every waiter may have gone; they saw it if not
+        return await self._reads.read(key_id, lambda: self._read(key_id))
 
     async def _read(self, key_id: str) -> ApiKey | None:
         now = time.monotonic()

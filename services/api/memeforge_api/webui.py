@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from memeforge_api.deps import TemplatesDep
+from memeforge_api.deps import ServicesDep
 
 UI_DIR = Path(__file__).resolve().with_name("ui")
 # The renderer's own OFL fonts (a symlink in the source tree, a copy in the image), so
@@ -50,9 +50,9 @@ def _origin(url: str) -> str:
 
 
 @router.get("/")
-async def index(templates: TemplatesDep) -> FileResponse:
+async def index(services: ServicesDep) -> FileResponse:
     # Presigning is local (no AWS call); it names the origin the image URLs point to.
-    sample = await templates.presigned_url("ui", 60)
+    sample = await services.templates.presigned_url("ui", 60)
     headers = {
         "Content-Security-Policy": content_security_policy(_origin(sample)),
         "X-Content-Type-Options": "nosniff",

@@ -24,7 +24,7 @@ import aiobotocore
 from aiobotocore.config import AioConfig
 from botocore.useragent import UserAgentString
 
-from memeforge_common import botocompat, signing
+from memeforge_common import botocompat, callpath, signing
 from memeforge_common.awscalls import count_aws_calls
 from memeforge_common.settings import Settings
 
@@ -240,5 +240,6 @@ class AwsClients:
                 if client is not None:
                     client.meta.events.register("needs-retry", refresh)  # type: ignore[arg-type]
                     signing.install(client)
+                    callpath.trim(client)
                     count_aws_calls(client.meta.events)
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

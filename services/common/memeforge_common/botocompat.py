@@ -2,10 +2,11 @@
 
 botocore has no public "refresh these credentials now" and no setter for its refresh
 windows, so credential refresh (aws.py) needs a few private attributes of
-``RefreshableCredentials``, and the fast signer (signing.py) a client's request signer and
-botocore's Host-header rule. tests/unit/test_botocompat.py checks each one against the
-installed botocore and fails loudly when an upgrade changes them; pyproject.toml pins
-the botocore range those tests passed on. signing.py's subclasses of botocore's SigV4
+``RefreshableCredentials``, the fast signer (signing.py) a client's request signer and
+botocore's Host-header rule, and callpath.py a client's endpoint-ruleset resolver.
+tests/unit/test_botocompat.py checks each one against the installed botocore and fails
+loudly when an upgrade changes them; pyproject.toml pins the botocore range those tests
+passed on. signing.py's subclasses of botocore's SigV4
 signers are pinned by tests/unit/test_signing.py (same signatures as botocore's own).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from aiobotocore.credentials import AioRefreshableCredentials
 from botocore import auth as _auth
+from botocore import handlers as _handlers
 from botocore.credentials import RefreshableCredentials
 
 _REFRESHABLE: Any = RefreshableCredentials  # its private attributes have no stubs
@@ -81,3 +83,32 @@ def host_from_url(url: str) -> str:
 def request_signer(client: Any) -> Any:
     """A client's request signer (aiobotocore's ``AioRequestSigner``)."""
     return client._request_signer
+
+
+def endpoint_ruleset(client: Any) -> dict[str, Any] | None:
+    """The client's endpoint ruleset as botocore loaded it (its loader caches the file),
+    or None for a service without one."""
+    if client._ruleset_resolver is None:
+        return None
+    model = client.meta.service_model
+    ruleset: dict[str, Any] = client._loader.load_service_model(
+        model.service_name, "endpoint-rule-set-1", model.api_version
+    )
+    return ruleset
+
+
+def endpoint_params(client: Any) -> dict[str, Any]:
+    """The ruleset parameters the client's resolver fills in for every call, by name."""
+    params: dict[str, Any] = client._ruleset_resolver._param_definitions
+    return params
+
+
+def set_endpoint_params(client: Any, params: dict[str, Any]) -> None:
+    """Have the client's resolver fill in only ``params`` (a subset of its own)."""
+    client._ruleset_resolver._param_definitions = params
+
+
+def drop_expect_continue(client: Any) -> None:
+    """Unregister botocore's ``Expect: 100-continue`` for S3 uploads on this client's own
+    event emitter (each client has a copy; the session's is untouched)."""
+    client.meta.events.unregister("before-call.s3", _handlers.add_expect_header)

@@ -27,6 +27,7 @@ from memeforge_common.aws import AwsClients
 from memeforge_common.limits import CallbackUrl
 from memeforge_common.models import TENANT_ID_PATTERN, utcnow
 from memeforge_common.settings import get_settings
+from memeforge_common.sharedreads import SharedReads
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -83,18 +84,23 @@ class EndpointStore:
 
 class EndpointCache:
     """A tenant's endpoint as read at most every ``ttl_s`` per process: changing the URL
-    or rotating the secret takes effect within that (like ``MEMEFORGE_KEY_CACHE_S``)."""
+    or rotating the secret takes effect within that (like ``MEMEFORGE_KEY_CACHE_S``).
+    Every POST of a tenant asks, so the requests past an expiry share one read."""
 
     def __init__(self, store: EndpointStore, ttl_s: float) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._found: dict[str, tuple[float, Endpoint | None]] = {}
+        self._reads: SharedReads[str, Endpoint | None] = SharedReads()
 
     async def get(self, tenant: str) -> Endpoint | None:
-        now = time.monotonic()
         cached = self._found.get(tenant)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        return await self._reads.read(tenant, lambda: self._read(tenant))
+
+    async def _read(self, tenant: str) -> Endpoint | None:
+        now = time.monotonic()
         found = await self._store.get(tenant)
         if len(self._found) >= MAX_CACHED_ENDPOINTS:
             self._found.clear()

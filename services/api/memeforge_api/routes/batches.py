@@ -33,17 +33,7 @@ from memeforge_common.templates import TemplateInfo, TemplateStore
 from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
-from memeforge_api.deps import (
-    BacklogDep,
-    BatchesDep,
-    EndpointsDep,
-    IdempotencyDep,
-    OutputsDep,
-    RequestsDep,
-    SettingsDep,
-    StoreDep,
-    TemplatesDep,
-)
+from memeforge_api.deps import ServicesDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
@@ -79,15 +69,7 @@ async def create_batch(
     body: CreateBatch,
     caller: MemesWrite,
     response: Response,
-    batches: BatchesDep,
-    store: StoreDep,
-    templates: TemplatesDep,
-    outputs: OutputsDep,
-    requests: RequestsDep,
-    idempotency: IdempotencyDep,
-    settings: SettingsDep,
-    endpoints: EndpointsDep,
-    backlog: BacklogDep,
+    services: ServicesDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same batch"),
@@ -97,12 +79,12 @@ async def create_batch(
         Header(description="W3C trace context to continue; anything else starts a new trace"),
     ] = None,
 ) -> BatchView:
-    if backlog is not None:
-        await backlog.admit()  # 503 overloaded while the queues are backed up, as /memes
+    if services.backlog is not None:
+        await services.backlog.admit()  # 503 overloaded while the queues are backed up, as /memes
     batch_id = uuid.uuid4().hex
     if idempotency_key is not None:
         try:
-            claim = await idempotency.claim(
+            claim = await services.idempotency.claim(
                 caller.tenant,
                 idempotency_key,
                 fingerprint("batch\n" + body.model_dump_json()),
@@ -117,17 +99,19 @@ async def create_batch(
         batch_id = claim.meme_id
         if claim.replay:
             response.headers["Idempotent-Replayed"] = "true"
-            existing = await batches.get(batch_id)
+            existing = await services.batches.get(batch_id)
             if existing is not None:
                 # Written by the first request; a fan-out it left unfinished is the
                 # batch sweeper's to finish.
                 response.headers["Location"] = f"/batches/{batch_id}"
                 return BatchView.of(existing)
-    notify = await notify_for(endpoints, caller.tenant, body.callback_url, body.notify_email)
-    request = BatchRequest(items=await _entries(body, templates, caller.tenant))
+    notify = await notify_for(
+        services.endpoints, caller.tenant, body.callback_url, body.notify_email
+    )
+    request = BatchRequest(items=await _entries(body, services.templates, caller.tenant))
     trace = child_of(traceparent)
     now = utcnow()
-    retention = timedelta(days=settings.retention_days)
+    retention = timedelta(days=services.settings.retention_days)
     batch = Batch(
         id=batch_id,
         tenant=caller.tenant,
@@ -138,15 +122,19 @@ async def create_batch(
         expires_at=now.replace(microsecond=0) + retention,
         traceparent=trace,
         notify=notify,
-        counted=settings.max_in_flight_per_tenant > 0,
+        counted=services.settings.max_in_flight_per_tenant > 0,
     )
-    await outputs.save_batch_request(batch_id, caller.tenant, request)
+    await services.outputs.save_batch_request(batch_id, caller.tenant, request)
     try:
-        written = await store.create_batch(batch, settings.max_in_flight_per_tenant)
+        written = await services.store.create_batch(
+            batch, services.settings.max_in_flight_per_tenant
+        )
     except InFlightCapReached as err:
-        raise in_flight_problem(settings, batch.total) from err
+        raise in_flight_problem(services.settings, batch.total) from err
     if written:
-        await fan_out(batch, request, store, batches, requests, retention=retention)
+        await fan_out(
+            batch, request, services.store, services.batches, services.requests, retention=retention
+        )
         log.info(
             "batch requested",
             extra={"batch_id": batch_id, "items": batch.total, "trace_id": trace_id(trace)},
@@ -155,7 +143,7 @@ async def create_batch(
     # is the one fanning out.
     response.headers["Location"] = f"/batches/{batch_id}"
     response.headers["traceparent"] = trace
-    return BatchView.of(await batches.get(batch_id) or batch)
+    return BatchView.of(await services.batches.get(batch_id) or batch)
 
 
 async def _entries(body: CreateBatch, templates: TemplateStore, tenant: str) -> list[BatchEntry]:
@@ -178,9 +166,9 @@ async def _entries(body: CreateBatch, templates: TemplateStore, tenant: str) -> 
 
 
 @router.get("/{batch_id}", response_model=BatchView, responses=problem_responses(404))
-async def get_batch(batch_id: BatchIdPath, caller: MemesRead, batches: BatchesDep) -> BatchView:
+async def get_batch(batch_id: BatchIdPath, caller: MemesRead, services: ServicesDep) -> BatchView:
     """Counts by state, from the batch's counters (one read, whatever its size)."""
-    return BatchView.of(await _owned(batches, batch_id, caller))
+    return BatchView.of(await _owned(services.batches, batch_id, caller))
 
 
 @router.get(
@@ -191,16 +179,15 @@ async def get_batch(batch_id: BatchIdPath, caller: MemesRead, batches: BatchesDe
 async def list_batch_items(
     batch_id: BatchIdPath,
     caller: MemesRead,
-    batches: BatchesDep,
-    store: StoreDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> MemePage:
     """The batch's memes in the order they were given; pass ``next_cursor`` back as
     ``?cursor=``."""
-    await _owned(batches, batch_id, caller)
+    await _owned(services.batches, batch_id, caller)
     try:
-        items, next_cursor = await store.batch_page(batch_id, limit=limit, cursor=cursor)
+        items, next_cursor = await services.store.batch_page(batch_id, limit=limit, cursor=cursor)
     except InvalidCursor as err:
         raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
     return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
@@ -215,13 +202,11 @@ async def list_batch_items(
 async def get_batch_archive(
     batch_id: BatchIdPath,
     caller: MemesRead,
-    batches: BatchesDep,
-    outputs: OutputsDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     redirect: RedirectQuery = True,
 ) -> Response:
     """A ZIP of every DONE item's image, built once after the batch's last item ended."""
-    batch = await _owned(batches, batch_id, caller)
+    batch = await _owned(services.batches, batch_id, caller)
     if batch.archive is None:
         raise Problem(
             409,
@@ -230,5 +215,5 @@ async def get_batch_archive(
             f"batch is {batch.state.value}",
             state=batch.state.value,
         )
-    url = await outputs.presigned_url(batch.archive.key, settings.presign_ttl_s)
-    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
+    url = await services.outputs.presigned_url(batch.archive.key, services.settings.presign_ttl_s)
+    return presigned_answer(url, services.settings.presign_ttl_s, redirect=redirect)

@@ -33,17 +33,7 @@ from memeforge_common.templates import TemplateInfo, TemplateStore
 from memeforge_common.tracing import child_of, trace_id
 
 from memeforge_api.auth import MemesRead, MemesWrite, Principal
-from memeforge_api.deps import (
-    BacklogDep,
-    EndpointsDep,
-    IdempotencyDep,
-    OutputsDep,
-    RequestsDep,
-    SettingsDep,
-    StoreDep,
-    TemplatesDep,
-    WatcherDep,
-)
+from memeforge_api.deps import ServicesDep
 from memeforge_api.idempotency import IdempotencyConflict, fingerprint
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
@@ -82,13 +72,13 @@ async def _owned(store: MemeStore, meme_id: str, caller: Principal) -> MemeItem:
 @router.get("", response_model=MemePage, responses=problem_responses(400))
 async def list_memes(
     caller: MemesRead,
-    store: StoreDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> MemePage:
     """The caller's memes, newest first; pass ``next_cursor`` back as ``?cursor=``."""
     try:
-        items, next_cursor = await store.page(caller.tenant, limit=limit, cursor=cursor)
+        items, next_cursor = await services.store.page(caller.tenant, limit=limit, cursor=cursor)
     except InvalidCursor as err:
         raise Problem(400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor") from err
     return MemePage(items=[MemeView.of(i) for i in items], next_cursor=next_cursor)
@@ -104,14 +94,7 @@ async def create_meme(
     body: CreateMeme,
     caller: MemesWrite,
     response: Response,
-    store: StoreDep,
-    templates: TemplatesDep,
-    requests: RequestsDep,
-    idempotency: IdempotencyDep,
-    settings: SettingsDep,
-    watcher: WatcherDep,
-    endpoints: EndpointsDep,
-    backlog: BacklogDep,
+    services: ServicesDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=255, description="same key + same body → same meme"),
@@ -123,14 +106,16 @@ async def create_meme(
 ) -> MemeView:
     """Write the PENDING item first, then enqueue: a lost enqueue leaves a PENDING item
     that the consumer's sweeper finds, whereas the reverse order could lose the meme."""
-    if backlog is not None:
-        await backlog.admit()
-    notify = await notify_for(endpoints, caller.tenant, body.callback_url, body.notify_email)
+    if services.backlog is not None:
+        await services.backlog.admit()
+    notify = await notify_for(
+        services.endpoints, caller.tenant, body.callback_url, body.notify_email
+    )
     meme_id = uuid.uuid4().hex
     replay = False
     if idempotency_key is not None:
         try:
-            claim = await idempotency.claim(
+            claim = await services.idempotency.claim(
                 caller.tenant, idempotency_key, fingerprint(body.model_dump_json()), meme_id
             )
         except IdempotencyConflict as err:
@@ -144,38 +129,38 @@ async def create_meme(
     item = new_item(
         meme_id,
         body.template_id,
-        await _spec_for(body, templates, caller.tenant),
+        await _spec_for(body, services.templates, caller.tenant),
         trace,
         tenant=caller.tenant,
-        retention=timedelta(days=settings.retention_days),
+        retention=timedelta(days=services.settings.retention_days),
         notify=notify,
-        counted=settings.max_in_flight_per_tenant > 0,
+        counted=services.settings.max_in_flight_per_tenant > 0,
     )
     try:
         if item.counted:
-            await store.create_counted(item, settings.max_in_flight_per_tenant)
+            await services.store.create_counted(item, services.settings.max_in_flight_per_tenant)
         else:
-            await store.create(item)
+            await services.store.create(item)
         replay = False  # the claim's first request never wrote it: this one did
     except InFlightCapReached as err:
-        raise in_flight_problem(settings) from err
+        raise in_flight_problem(services.settings) from err
     except ItemExists:
         # The id is ours (a fresh uuid, or this key's claim). A replay: the first request
         # wrote the item (and enqueues it, or the sweeper will). Otherwise: the SDK
         # retried a PutItem whose first attempt had written it. Either way, answer with
         # the item as it is now.
-        existing = await store.get(meme_id)
+        existing = await services.store.get(meme_id)
         if existing is None:
             raise
         item = existing
     if not replay:
         try:
-            await requests.publish(RequestMessage.of(item), trace)
+            await services.requests.publish(RequestMessage.of(item), trace)
         except PublishFailed:
             # The item is written: the sweeper re-sends the request of a PENDING item.
             log.warning("request not enqueued; the sweeper will", extra={"meme_id": item.id})
         response.headers["traceparent"] = trace
-        watcher.hurry()
+        services.watcher.hurry()
         log.info("meme requested", extra={"meme_id": item.id, "trace_id": trace_id(trace)})
     if replay:
         response.headers["Idempotent-Replayed"] = "true"
@@ -245,19 +230,25 @@ async def get_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
     request: Request,
-    store: StoreDep,
-    watcher: WatcherDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     wait: Annotated[
         float,
         Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for a state change"),
     ] = 0,
 ) -> MemeView:
-    found = await (current(watcher, store, meme_id) if wait > 0 else store.get(meme_id))
+    found = await (
+        current(services.watcher, services.store, meme_id)
+        if wait > 0
+        else services.store.get(meme_id)
+    )
     item = _visible(found, meme_id, caller)
     if wait > 0:
         changed = await long_poll(
-            watcher, store, item, min(wait, settings.max_long_poll_s), request.receive
+            services.watcher,
+            services.store,
+            item,
+            min(wait, services.settings.max_long_poll_s),
+            request.receive,
         )
         item = _visible(changed, meme_id, caller)
     return MemeView.of(item)
@@ -275,17 +266,16 @@ async def stream_meme(
     meme_id: MemeIdPath,
     caller: MemesRead,
     request: Request,
-    store: StoreDep,
-    watcher: WatcherDep,
+    services: ServicesDep,
     stream_for: Annotated[
         float, Query(alias="timeout", gt=0, le=600, description="give up after seconds")
     ] = 120,
 ) -> StreamingResponse:
     """Server-sent events: one ``state`` event per state the item enters, ending after
     DONE or FAILED (or ``timeout`` s); a comment line every 15 s keeps proxies open."""
-    first = _visible(await current(watcher, store, meme_id), meme_id, caller)
+    first = _visible(await current(services.watcher, services.store, meme_id), meme_id, caller)
     return StreamingResponse(
-        event_stream(watcher, store, first, stream_for, request.receive),
+        event_stream(services.watcher, services.store, first, stream_for, request.receive),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )
@@ -302,26 +292,26 @@ _REDIRECT: dict[str, Any] = {
 async def get_meme_image(
     meme_id: MemeIdPath,
     caller: MemesRead,
-    store: StoreDep,
-    outputs: OutputsDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     redirect: RedirectQuery = True,
 ) -> Response:
-    item = await _owned(store, meme_id, caller)
-    return await _answer_output(item, outputs, settings, thumbnail=False, redirect=redirect)
+    item = await _owned(services.store, meme_id, caller)
+    return await _answer_output(
+        item, services.outputs, services.settings, thumbnail=False, redirect=redirect
+    )
 
 
 @router.get("/{meme_id}/thumbnail", **_REDIRECT)
 async def get_meme_thumbnail(
     meme_id: MemeIdPath,
     caller: MemesRead,
-    store: StoreDep,
-    outputs: OutputsDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     redirect: RedirectQuery = True,
 ) -> Response:
-    item = await _owned(store, meme_id, caller)
-    return await _answer_output(item, outputs, settings, thumbnail=True, redirect=redirect)
+    item = await _owned(services.store, meme_id, caller)
+    return await _answer_output(
+        item, services.outputs, services.settings, thumbnail=True, redirect=redirect
+    )
 
 
 async def _answer_output(
@@ -350,29 +340,27 @@ async def _answer_output(
 async def delete_meme(
     meme_id: MemeIdPath,
     caller: MemesWrite,
-    store: StoreDep,
-    outputs: OutputsDep,
-    watcher: WatcherDep,
+    services: ServicesDep,
 ) -> Response:
     """Delete a meme and its outputs. Outputs go first: if that fails, the meme is still
     there to delete again. A render still in flight may write its output afterwards; the
     retention lifecycle rule removes that orphan."""
-    item = await _owned(store, meme_id, caller)
+    item = await _owned(services.store, meme_id, caller)
     _refuse_live_batch_meme(item)
-    await outputs.delete_all(item)
+    await services.outputs.delete_all(item)
     for _ in range(DELETE_TRIES):
         try:
-            await store.delete(item)
+            await services.store.delete(item)
             break
         except ItemMoved:  # it moved on (e.g. to DONE) since we read it: read it again
-            found = await store.get(meme_id)
+            found = await services.store.get(meme_id)
             if found is None:
                 break
             item = found
             _refuse_live_batch_meme(item)
     else:
         raise Problem(409, "meme-busy", "The meme kept changing; try again", meme_id)
-    watcher.forget(meme_id)
+    services.watcher.forget(meme_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

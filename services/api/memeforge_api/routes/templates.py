@@ -30,7 +30,7 @@ from memeforge_common.templates import (
 from pydantic import TypeAdapter, ValidationError
 
 from memeforge_api.auth import TemplatesRead, TemplatesWrite
-from memeforge_api.deps import SettingsDep, TemplatesDep
+from memeforge_api.deps import ServicesDep
 from memeforge_api.images import ImageFacts, InvalidImage, check_upload
 from memeforge_api.presign import PRESIGNED_RESPONSES, RedirectQuery, presigned_answer
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
@@ -53,13 +53,15 @@ def template_exists(template_id: str) -> Problem:
 @router.get("", response_model=TemplatePage, responses=problem_responses(400))
 async def get_templates(
     caller: TemplatesRead,
-    templates: TemplatesDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TemplatePage:
     """The caller's own templates, then the public ones (the seeds)."""
     try:
-        infos, next_cursor = await templates.page(caller.tenant, limit=limit, cursor=cursor)
+        infos, next_cursor = await services.templates.page(
+            caller.tenant, limit=limit, cursor=cursor
+        )
     except InvalidCursor as err:
         raise Problem(
             400, "invalid-cursor", "Invalid cursor", "pass back a next_cursor unchanged"
@@ -69,9 +71,13 @@ async def get_templates(
 
 @router.get("/{template_id}", response_model=TemplateView, responses=problem_responses(404))
 async def get_template(
-    template_id: str, caller: TemplatesRead, templates: TemplatesDep
+    template_id: str, caller: TemplatesRead, services: ServicesDep
 ) -> TemplateView:
-    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
+    info = (
+        await services.templates.find(template_id, caller.tenant)
+        if is_template_id(template_id)
+        else None
+    )
     if info is None:
         raise _not_found(template_id)
     return TemplateView.of(info)
@@ -86,27 +92,32 @@ async def get_template(
 async def get_template_image(
     template_id: str,
     caller: TemplatesRead,
-    templates: TemplatesDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     redirect: RedirectQuery = True,
 ) -> Response:
     """The blank template image, for galleries and editors."""
-    info = await templates.find(template_id, caller.tenant) if is_template_id(template_id) else None
+    info = (
+        await services.templates.find(template_id, caller.tenant)
+        if is_template_id(template_id)
+        else None
+    )
     if info is None:
         raise _not_found(template_id)
-    url = await templates.presigned_url(info.key, settings.presign_ttl_s)
-    return presigned_answer(url, settings.presign_ttl_s, redirect=redirect)
+    url = await services.templates.presigned_url(info.key, services.settings.presign_ttl_s)
+    return presigned_answer(url, services.settings.presign_ttl_s, redirect=redirect)
 
 
 @router.delete(
     "/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
 )
 async def delete_template(
-    template_id: str, caller: TemplatesWrite, templates: TemplatesDep
+    template_id: str, caller: TemplatesWrite, services: ServicesDep
 ) -> Response:
     """Delete one of the caller's own templates (another tenant's, or a public one, is
     not the caller's to delete: 404). Memes already made from it keep their outputs."""
-    if not is_template_id(template_id) or not await templates.delete(template_id, caller.tenant):
+    if not is_template_id(template_id) or not await services.templates.delete(
+        template_id, caller.tenant
+    ):
         raise _not_found(template_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -120,8 +131,7 @@ async def delete_template(
 async def upload_template(
     response: Response,
     caller: TemplatesWrite,
-    templates: TemplatesDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     name: Annotated[str, Form(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)],
     file: Annotated[UploadFile | None, File(description="JPEG, PNG, WebP or GIF")] = None,
     source_url: Annotated[
@@ -148,20 +158,28 @@ async def upload_template(
         raise Problem(422, "invalid-template-source", "Give either 'file' or 'source_url'")
     layout = parse_layout(boxes) if boxes is not None else None
     tid = template_id_for(name, template_id)
-    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
+    if (
+        await services.templates.head(tid, caller.tenant) is not None
+    ):  # early answer; upload() decides
         raise template_exists(tid)
     if file is not None:
-        data = await file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise upload_too_large(settings.max_upload_bytes)
+        data = await file.read(services.settings.max_upload_bytes + 1)
+        if len(data) > services.settings.max_upload_bytes:
+            raise upload_too_large(services.settings.max_upload_bytes)
     else:
-        policy = EgressPolicy.from_settings(settings)
+        policy = EgressPolicy.from_settings(services.settings)
         data = await fetch_source(
-            source_url or "", policy=policy, max_bytes=settings.max_upload_bytes
+            source_url or "", policy=policy, max_bytes=services.settings.max_upload_bytes
         )
-    facts = await checked_image(data, settings)
+    facts = await checked_image(data, services.settings)
     info = await register_template(
-        templates, tid, tenant=caller.tenant, name=name, data=data, facts=facts, layout=layout
+        services.templates,
+        tid,
+        tenant=caller.tenant,
+        name=name,
+        data=data,
+        facts=facts,
+        layout=layout,
     )
     response.headers["Location"] = f"/templates/{tid}"
     return TemplateView.of(info)

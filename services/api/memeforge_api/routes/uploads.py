@@ -13,7 +13,7 @@ from memeforge_common.models import is_upload_id, new_upload_id
 from memeforge_common.uploads import UploadMissing, UploadTooLarge
 
 from memeforge_api.auth import TemplatesWrite
-from memeforge_api.deps import SettingsDep, TemplatesDep, UploadsDep
+from memeforge_api.deps import ServicesDep
 from memeforge_api.problems import AUTHENTICATED, Problem, problem_responses
 from memeforge_api.routes.templates import (
     bounded_layout,
@@ -38,23 +38,24 @@ def _not_found(upload_id: str) -> Problem:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DirectUpload)
 async def start_upload(
-    caller: TemplatesWrite, uploads: UploadsDep, settings: SettingsDep
+    caller: TemplatesWrite,
+    services: ServicesDep,
 ) -> DirectUpload:
     """A presigned POST form for one image of 1 byte to the upload limit, with a
     Content-Type of image/*, valid for MEMEFORGE_UPLOAD_POLICY_TTL_S."""
     upload_id = new_upload_id()
-    form = await uploads.form(
+    form = await services.uploads.form(
         upload_id,
         tenant=caller.tenant,
-        max_bytes=settings.max_upload_bytes,
-        ttl_s=settings.upload_policy_ttl_s,
+        max_bytes=services.settings.max_upload_bytes,
+        ttl_s=services.settings.upload_policy_ttl_s,
     )
     return DirectUpload(
         id=upload_id,
         url=form.url,
         fields=form.fields,
         expires_at=form.expires_at,
-        max_bytes=settings.max_upload_bytes,
+        max_bytes=services.settings.max_upload_bytes,
         links={"complete": f"/templates/uploads/{upload_id}/complete"},
     )
 
@@ -70,34 +71,40 @@ async def complete_upload(
     body: CompleteUpload,
     response: Response,
     caller: TemplatesWrite,
-    uploads: UploadsDep,
-    templates: TemplatesDep,
-    settings: SettingsDep,
+    services: ServicesDep,
 ) -> TemplateView:
     """Register the uploaded image as the caller's template, or delete it and say why."""
     if not is_upload_id(upload_id):
         raise _not_found(upload_id)
     layout = bounded_layout(body.boxes) if body.boxes is not None else None
     tid = template_id_for(body.name, body.template_id)
-    if await templates.head(tid, caller.tenant) is not None:  # early answer; upload() decides
+    if (
+        await services.templates.head(tid, caller.tenant) is not None
+    ):  # early answer; upload() decides
         raise template_exists(tid)
     try:
-        data = await uploads.read(
-            upload_id, tenant=caller.tenant, max_bytes=settings.max_upload_bytes
+        data = await services.uploads.read(
+            upload_id, tenant=caller.tenant, max_bytes=services.settings.max_upload_bytes
         )
     except UploadMissing as err:
         raise _not_found(upload_id) from err
     except UploadTooLarge as err:
-        await uploads.delete(upload_id, tenant=caller.tenant)
-        raise upload_too_large(settings.max_upload_bytes) from err
+        await services.uploads.delete(upload_id, tenant=caller.tenant)
+        raise upload_too_large(services.settings.max_upload_bytes) from err
     try:
-        facts = await checked_image(data, settings)
+        facts = await checked_image(data, services.settings)
     except Problem:
-        await uploads.delete(upload_id, tenant=caller.tenant)
+        await services.uploads.delete(upload_id, tenant=caller.tenant)
         raise
     info = await register_template(
-        templates, tid, tenant=caller.tenant, name=body.name, data=data, facts=facts, layout=layout
+        services.templates,
+        tid,
+        tenant=caller.tenant,
+        name=body.name,
+        data=data,
+        facts=facts,
+        layout=layout,
     )
-    await uploads.delete(upload_id, tenant=caller.tenant)
+    await services.uploads.delete(upload_id, tenant=caller.tenant)
     response.headers["Location"] = f"/templates/{tid}"
     return TemplateView.of(info)
