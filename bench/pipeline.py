@@ -19,6 +19,12 @@ and measures, per phase:
 ``--profile DIR`` also writes py-spy flame graphs (SVG) of each service during the
 ``max`` phase (sampling costs CPU: compare CPU figures between runs without it).
 
+``--trace N`` records every AWS call, event-loop stall and long GC of the services
+(``bench.calltrace``) and prints the N slowest memes of the 50 % phase stage by stage:
+PENDING written, request sent, received by the consumer, render job sent, received by
+the renderer, DONE written; with the stalls and slow calls meanwhile. Tracing costs the
+services CPU: compare CPU figures only between runs made without it.
+
 AWS requests come from the services' own ``memeforge_aws_requests_total`` counters
 (scraped from each service's metrics port), empty receives apart; CPU from /proc (utime
 + stime) of the api, the consumer, the renderer's main process, its render pool and the
@@ -38,6 +44,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -55,6 +62,7 @@ import boto3
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import calltrace, loopprobe
 from devenv.run.emulator import BACKENDS
 from devenv.run.proc import free_port, http_ok, wait_until
 from devenv.run.stack import SERVICE_MODULES, Stack, start_stack
@@ -197,6 +205,7 @@ class Phase:
     item_kb: float
     offered_per_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
 
     @property
     def aws_calls_per_meme(self) -> float:
@@ -222,6 +231,8 @@ class Bench:
         self.table = stack.env.get("MEMEFORGE_TABLE", "memeforge-memes")
         self.ddb = boto3.client("dynamodb", region_name=stack.env["AWS_REGION"])
         self.seq = 0
+        # Per meme: the POST sent and answered (CLOCK_MONOTONIC, the trace's clock).
+        self.posted: dict[str, tuple[float, float]] = {}
 
     def _body(self) -> dict[str, str]:
         self.seq += 1
@@ -229,9 +240,12 @@ class Bench:
 
     async def _post(self, api: httpx.AsyncClient) -> str:
         for attempt in range(5):
+            sent = time.monotonic()
             response = await api.post("/memes", json=self._body())
             if response.status_code == 202:
-                return str(response.json()["id"])
+                meme_id = str(response.json()["id"])
+                self.posted[meme_id] = (sent, time.monotonic())
+                return meme_id
             if response.status_code not in (429, 503) or attempt == 4:
                 raise RuntimeError(f"POST /memes: {response.status_code} {response.text}")
             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
@@ -283,7 +297,9 @@ class Bench:
         self._wait_settled(settled, memes)
         after = self.probe.snapshot()
         items = self._items(ids)
-        return self._phase(name, ids, items, before, after, accept_s, rate)
+        phase = self._phase(name, ids, items, before, after, accept_s, rate)
+        phase.ids = ids
+        return phase
 
     def _phase(
         self,
@@ -380,6 +396,19 @@ def profiled(stack: Stack, folder: Path | None) -> Iterator[None]:
     print(f"flame graphs: {', '.join(str(folder / f'{n}.svg') for n in stack.services)}")
 
 
+def emulator_of(backend: str) -> dict[str, str]:
+    """Which emulator process answers each AWS service, by backend."""
+    if backend == "localstack":
+        return {"sqs": "localstack", "s3": "localstack", "dynamodb": "dynamodb-local"}
+    return {"sqs": "moto", "s3": "moto", "dynamodb": "moto"}
+
+
+def emulator_pids(stack: Stack, backend: str) -> dict[str, int]:
+    """The emulator processes by the names ``emulator_of`` gives them."""
+    names = sorted(set(emulator_of(backend).values()), reverse=True)  # localstack first
+    return {name: proc.pid for name, proc in zip(names, stack.emulator.processes, strict=False)}
+
+
 def restart_renderer(stack: Stack, processes: int) -> None:
     stack.stop_service("renderer")
     stack.service_env["renderer"] = {
@@ -424,11 +453,23 @@ def _calls_table(phase: Phase) -> str:
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ports = {service: free_port() for service in SERVICES}
 
+    trace_env = {}
+    if args.trace:
+        (workdir / "hook").mkdir()
+        (workdir / "hook" / "sitecustomize.py").write_text(calltrace.HOOK)
+        shutil.copy(Path(loopprobe.__file__), workdir / "hook" / "loopprobe.py")
+        (workdir / "calltrace").mkdir()
+        trace_env = {
+            "PYTHONPATH": str(workdir / "hook"),
+            "BENCH_CALLTRACE": str(workdir / "calltrace"),
+        }
+
     def own_metrics_ports(stack: Stack) -> None:
         for service in SERVICES:
             stack.service_env[service] = {
                 **stack.env,
                 "MEMEFORGE_METRICS_PORT": str(ports[service]),
+                **trace_env,
             }
 
     stack = start_stack(
@@ -461,6 +502,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         bench = Bench(stack, probe, template)
         c = args.concurrency
         bench.run("warm-up", 40, concurrency=c)
+        sampler = None
+        if args.trace:
+            sampler = calltrace.ProcessSampler(emulator_pids(stack, args.backend))
+            sampler.start()
         with profiled(stack, args.profile):
             peak = bench.run("max", args.memes, concurrency=c)
         light = bench.run("light", args.light_memes, concurrency=c, rate=LIGHT_RATE)
@@ -473,6 +518,22 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             for share in (0.5, 0.9)
         ]
+        if sampler is not None:
+            pids = {proc.pid: name for name, proc in stack.services.items()}
+            records = calltrace.load(workdir / "calltrace", pids)
+            half = loads[0]
+            posted = {meme_id: bench.posted[meme_id] for meme_id in half.ids}
+            half.extra["slowest"] = calltrace.explain(records, posted, args.trace)
+            phase_start = min(sent for sent, _ in posted.values())
+            phase_end = max(done for _, done in posted.values()) + 5.0
+            in_phase = [r for r in records if phase_start <= r.t0 <= phase_end]
+            emulators = emulator_of(args.backend)
+            stalls = calltrace.emulator_stalls(in_phase, emulators)
+            calltrace.print_emulator_stalls(stalls, phase_start, emulators, sampler)
+            sampler.stop()
+            half.extra["emulator_stalls_ms"] = [
+                round((st.end - min(r.t0 for r in st.calls)) * 1000) for st in stalls
+            ]
         restart_renderer(stack, 1)
         wait_until(
             http_ok(f"http://127.0.0.1:{ports['renderer']}/metrics"),
@@ -542,6 +603,12 @@ def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[
             "ratio_2_over_1": round(peak.memes_per_s / one.memes_per_s, 3),
         },
         "failed": sum(p.failed for p in ordered),
+        **({"slowest_at_50pct": half.extra["slowest"]} if "slowest" in half.extra else {}),
+        **(
+            {"emulator_stalls_ms_at_50pct": half.extra["emulator_stalls_ms"]}
+            if "emulator_stalls_ms" in half.extra
+            else {}
+        ),
         "targets": {
             "aws_calls_per_meme_le_5": peak.aws_calls_per_meme <= 5.0,
             "service_cpu_ms_per_meme_le_10": peak.service_cpu_ms_per_meme <= 10.0,
@@ -563,6 +630,13 @@ def main() -> None:
     parser.add_argument("--phase-s", type=float, default=20.0, help="length of the 50/90%% phases")
     parser.add_argument(
         "--profile", type=Path, help="write py-spy flame graphs of the max phase here"
+    )
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trace the services' AWS calls and print the N slowest memes at 50 %% load",
     )
     args = parser.parse_args()
     started = time.monotonic()

@@ -32,10 +32,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ from memeforge_common.items import MemeStore, new_item  # noqa: E402
 from memeforge_common.models import MemeState, RenderSpec, classic_boxes  # noqa: E402
 from memeforge_common.settings import Settings  # noqa: E402
 
+from bench import loopprobe  # noqa: E402
 from devenv.run.emulator import start_emulator  # noqa: E402
 from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until  # noqa: E402
 
@@ -82,29 +85,33 @@ def _dump():
 threading.Thread(target=_dump, daemon=True).start()
 """
 # With --trace, also every DynamoDB read's start and end and the ids it returned DONE
-# (CLOCK_MONOTONIC: the bench's clock too), and the api's event-loop stalls (a 10 ms
-# sleep that overslept), as JSON lines to $BENCH_TRACE.
+# (CLOCK_MONOTONIC: the bench's clock too), and the api's event-loop stalls
+# (bench.loopprobe, with the loop's CPU and run-queue time) and garbage collections over
+# 5 ms, as JSON lines to $BENCH_TRACE.
 TRACE_HOOK = """
 import asyncio
+import loopprobe
 _trace = open(os.environ["BENCH_TRACE"], "a", buffering=1)
 _probing = []
+import gc
+_gc_start = []
+def _gc(phase, info):
+    if phase == "start":
+        _gc_start[:] = [time.monotonic()]
+    elif _gc_start and time.monotonic() - _gc_start[0] > 0.005:
+        record = {"op": "gc", "gen": info["generation"], "t0": _gc_start[0], "t1": time.monotonic()}
+        _trace.write(json.dumps(record) + "\\n")
+gc.callbacks.append(_gc)
 def _done_ids(operation, response):
     if operation == "BatchGetItem":
         items = [i for v in response.get("Responses", {}).values() for i in v]
     else:
         items = response.get("Items", []) + ([response["Item"]] if "Item" in response else [])
     return [i["id"]["S"] for i in items if i.get("state", {}).get("S") == "DONE"]
-async def _probe():
-    while True:
-        t0 = time.monotonic()
-        await asyncio.sleep(0.01)
-        late = time.monotonic() - t0 - 0.01
-        if late > 0.02:
-            stall = {"op": "stall", "t0": t0 + 0.01, "t1": time.monotonic()}
-            _trace.write(json.dumps(stall) + "\\n")
 async def _traced(self, operation, params):
     if not _probing:
-        _probing.append(asyncio.get_running_loop().create_task(_probe()))
+        report = lambda stall: _trace.write(json.dumps(stall) + "\\n")
+        _probing.append(asyncio.get_running_loop().create_task(loopprobe.watch(report)))
     t0 = time.monotonic()
     response = await _counted(self, operation, params)
     if operation in ("Query", "BatchGetItem", "GetItem"):
@@ -160,6 +167,8 @@ class Column:
     answers: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
     done_writes: dict[str, tuple[float, float]] = field(default_factory=dict)
     trace: list[dict[str, Any]] = field(default_factory=list)  # the api's, with --trace
+    # The bench's own event-loop stalls, with --trace: a client "sees" late in them.
+    client_stalls: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Api:
@@ -283,6 +292,9 @@ async def run_column(
 ) -> Column:
     col = Column(name)
     api = Api(env, workdir / f"{name}.counts.json", workdir, name)
+    probing = asyncio.create_task(
+        loopprobe.watch(col.client_stalls.append) if args.trace else asyncio.sleep(0)
+    )
     try:
         async with AwsClients.open(settings) as aws:
             store = MemeStore(aws.dynamodb, settings.table)
@@ -332,6 +344,7 @@ async def run_column(
             col.finish = Phase(time.monotonic() - t1, cpu2 - cpu1, calls2 - calls1, items2 - items1)
             col.calls_by_operation = api.by_operation()
     finally:
+        probing.cancel()
         stop(api.proc, grace=10)
     if api.trace.exists():
         col.trace = [json.loads(line) for line in api.trace.read_text().splitlines()]
@@ -432,6 +445,7 @@ def main() -> None:
         (workdir / "hook").mkdir()
         hook_code = SITECUSTOMIZE + (TRACE_HOOK if args.trace else "")
         (workdir / "hook" / "sitecustomize.py").write_text(hook_code)
+        shutil.copy(Path(loopprobe.__file__), workdir / "hook" / "loopprobe.py")
         emulator = start_emulator(args.backend, workdir=workdir / "emulator")
         refs = dict(against.split("=", 1) for against in args.against)
         if not args.no_baseline:
@@ -477,6 +491,7 @@ def explain(name: str, col: Column, top: int) -> None:
     on (ms after the write returned): the api's reads and stalls, the client's answers."""
     seen = {meme_id: (kind, at) for kind, meme_id, at in col.seen}
     feed = sorted((r for r in col.trace if r["op"] == "Query"), key=lambda r: r["t0"])
+    batched = sorted((r for r in col.trace if r["op"] == "BatchGetItem"), key=lambda r: r["t0"])
     slowest = sorted(seen, key=lambda m: seen[m][1] - col.done_writes[m][1], reverse=True)
     print(f"\n{name}: the {top} slowest DONE -> seen (ms from the DONE write returning)")
     for meme_id in slowest[:top]:
@@ -490,6 +505,7 @@ def explain(name: str, col: Column, top: int) -> None:
         first = min(saw, key=lambda r: r["t1"], default=None)
         after = [r for r in feed if r["t0"] >= start and r["t0"] <= at]
         stalls = [r for r in col.trace if r["op"] == "stall" and r["t1"] >= start and r["t0"] <= at]
+        client_stalls = [r for r in col.client_stalls if r["t1"] >= start and r["t0"] <= at]
         answers = [
             f"{state}@{ms(got)} (asked {ms(sent)})"
             for sent, got, state in col.answers.get(meme_id, [])
@@ -507,8 +523,27 @@ def explain(name: str, col: Column, top: int) -> None:
                 for r in after[:8]
             )
         )
-        print("    loop stalls: " + " ".join(f"{ms(r['t0'])}..{ms(r['t1'])}" for r in stalls))
+        reads = [r for r in batched if r["t1"] >= start and r["t0"] <= at]
+        print(
+            "    batched reads (the read tick; the feed waits for it): "
+            + " ".join(f"{ms(r['t0'])}..{ms(r['t1'])}" for r in reads[:8])
+        )
+        print("    api loop stalls: " + " ".join(_stall(r, ms) for r in stalls))
+        collections = [
+            r for r in col.trace if r["op"] == "gc" and r["t1"] >= start and r["t0"] <= at
+        ]
+        print(
+            "    api GCs over 5 ms: "
+            + " ".join(f"gen{r['gen']} {ms(r['t0'])}..{ms(r['t1'])}" for r in collections)
+        )
+        print("    bench loop stalls: " + " ".join(_stall(r, ms) for r in client_stalls))
         print("    client: " + "; ".join(answers[-4:]))
+
+
+def _stall(record: dict[str, Any], ms: Callable[[float], str]) -> str:
+    """A stall's span, and its loop's CPU and run-queue ms: own work or machine load."""
+    span = f"{ms(record['t0'])}..{ms(record['t1'])}"
+    return f"{span}(cpu {record['cpu_ms']:.0f} runq {record['runq_ms']:.0f})"
 
 
 def report(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 
 import pytest
 from memeforge_renderer.engine import _blend, render
@@ -87,6 +88,42 @@ def test_blend_refuses_a_buffer_smaller_than_its_size() -> None:
         _blend.blend(bytearray(10), 4, 4, 1, b"\xff", (0, 0, 4, 4), 0, 0, [])
     with pytest.raises(ValueError, match="mask"):
         _blend.blend(bytearray(16), 4, 4, 1, b"\xff", (0, 0, 4, 4), 0, 0, [(b"\x01", 0, 0, 2, 2)])
+
+
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_restart_segments_split_as_the_regex_does(seed: int) -> None:
+    """Random bytes thick with 0xFF, markers, stuffed 0xFF 0x00 and runs of 0xFF."""
+    rng = random.Random(seed)
+    pieces = [b"\xff", b"\xff\x00", b"\xff\xff", b"\xd3", b"\xfe", b"\x00"]
+    pieces += [bytes((0xFF, 0xD0 + k)) for k in range(8)]
+    data = b"".join(rng.choice(pieces) + rng.randbytes(rng.randrange(3)) for _ in range(400))
+    for _ in range(20):
+        start = rng.randrange(len(data) + 1)
+        end = rng.randrange(start, len(data) + 1)
+        assert _blend.restart_segments(data, start, end) == _RESTART.split(data[start:end])
+
+
+def test_restart_segments_of_a_jpeg_are_its_mcu_rows() -> None:
+    image = Image.frombytes("RGB", (48, 40), random.Random(1).randbytes(48 * 40 * 3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, subsampling=2, restart_marker_rows=1)
+    data = out.getvalue()
+    start = data.index(b"\xff\xda") + 2  # start of scan, then its header's length
+    start += int.from_bytes(data[start : start + 2], "big")
+    assert len(_blend.restart_segments(data, start, len(data) - 2)) == 3  # ceil(40 / 16)
+    assert _blend.restart_segments(b"", 0, 0) == [b""]
+    assert _blend.restart_segments(b"ab\xff", 0, 3) == [b"ab\xff"]
+
+
+def test_restart_segments_refuse_bounds_outside_the_data() -> None:
+    for start, end in ((-1, 2), (3, 2), (0, 5)):
+        with pytest.raises(ValueError, match="start and end"):
+            _blend.restart_segments(b"abcd", start, end)
+    with pytest.raises(TypeError):
+        _blend.restart_segments("not bytes", 0, 1)  # type: ignore[arg-type]
 
 
 def _exact(template: Image.Image, stamps: list[Stamp]) -> Image.Image:

@@ -21,7 +21,7 @@ from memeforge_renderer.engine import (
     render,
     warm_up,
 )
-from memeforge_renderer.engine.codec import jpeg_options
+from memeforge_renderer.engine.codec import jpeg_bytes, jpeg_options
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from tests.support.captions import PATHOLOGICAL
@@ -297,6 +297,16 @@ def test_spliced_jpeg_is_byte_identical_to_a_full_encode(jpeg: bytes) -> None:
     fast = render(jpeg, CAPTIONS)
     full = render(jpeg, CAPTIONS, splice=False)
     assert fast.data == full.data
+
+
+@pytest.mark.parametrize(("mode", "quality", "size"), [("RGB", 85, (W, H)), ("RGBX", 60, (33, 17))])
+def test_jpeg_bytes_are_a_saves_bytes(mode: str, quality: int, size: tuple[int, int]) -> None:
+    """The encoder called straight gets the settings JpegImagePlugin gives it (a Pillow
+    upgrade that changed them would fail here, not move the output)."""
+    image = decode(template(size)).convert(mode)
+    saved = io.BytesIO()
+    image.save(saved, "JPEG", **jpeg_options(quality))
+    assert jpeg_bytes(image, quality) == saved.getvalue()
 
 
 @pytest.mark.parametrize("height", [600, 601, 615, 17])

@@ -274,6 +274,26 @@ async def test_the_fast_windows_news_is_not_held_back_by_the_trailing_query(
     assert len(store.feeds) == 3
 
 
+async def test_the_feed_does_not_wait_for_a_batched_read_under_way(
+    store: GatedStore, watcher: Watcher
+) -> None:
+    """bench.waiting --trace: the consistent reads (a sweep of 100 ids is two calls) ran
+    in front of the feed, so a DONE written meanwhile waited for them. Now the feed
+    goes on while a read is under way: here one held by the test until the end."""
+    store.feed_open = True
+    deadline_first = store.put(mid(20), MemeState.QUEUED)
+    moving_first = store.put(mid(21), MemeState.QUEUED)
+    at_deadline = polling(watcher, store, deadline_first, 0.05)
+    moving = polling(watcher, store, moving_first, 60)
+    await asyncio.sleep(0.2)  # the first one's deadline read is under way, held
+    assert not at_deadline.done()
+    store.put(mid(21), MemeState.DONE)
+    assert (await asyncio.wait_for(moving, 5)).state is MemeState.DONE
+    assert not at_deadline.done()
+    store.allow_read()
+    assert (await asyncio.wait_for(at_deadline, 5)).state is MemeState.QUEUED
+
+
 async def test_a_first_read_is_answered_though_the_subscribers_left_during_the_read(
     store: GatedStore, watcher: Watcher
 ) -> None:

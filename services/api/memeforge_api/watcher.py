@@ -200,6 +200,8 @@ class Watcher:
         self._waiters = 0
         self._interval = fast_tick_s
         self._nudge = asyncio.Event()
+        # The batched read under way: it runs beside the feed, never in front of it.
+        self._reader: asyncio.Task[bool] | None = None
         self._next_feed = 0.0
         self._last_read = 0.0
         # The feed's cursors: the fast window's start, and the trailing window's.
@@ -291,14 +293,25 @@ class Watcher:
             raise Unconfirmed(meme_id) from err
 
     async def run(self) -> None:
-        """The one loop: runs for the process's life (the lifespan cancels it)."""
+        """The one loop: runs for the process's life (the lifespan cancels it). The
+        batched reads run beside it, one at a time, so the feed never waits for them."""
+        try:
+            await self._loop()
+        finally:
+            if self._reader is not None:
+                self._reader.cancel()
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
         while True:
             await self._until_due()
             self._expire_recent()
-            if self._read_due_at() <= loop.time():
-                await self._call(self._read_tick)
+            if self._reader is None and self._read_due_at() <= loop.time():
+                # Beside the feed: a sweep's two 100-key reads held every DONE the feed
+                # would have read meanwhile (bench.waiting --trace).
+                self._reader = asyncio.create_task(self._call(self._read_tick))
+                self._reader.add_done_callback(self._read_done)
             if self._feeding() and self._next_feed <= loop.time():
                 moved = await self._call(self._feed_tick)
                 self._interval = (
@@ -311,6 +324,10 @@ class Watcher:
                     for sub in subs:
                         if sub.keepalive:
                             sub.wake(beat=True)
+
+    def _read_done(self, _: asyncio.Task[bool]) -> None:
+        self._reader = None
+        self._nudge.set()  # the next read may be due already (deadlines came meanwhile)
 
     async def _call(self, tick: Callable[[], Awaitable[bool]]) -> bool:
         """One tick's reads within the budget; a failure waits for the next tick."""
@@ -462,7 +479,7 @@ class Watcher:
         loop = asyncio.get_running_loop()
         while True:
             self._nudge.clear()
-            due = self._read_due_at()
+            due = self._read_due_at() if self._reader is None else float("inf")
             if self._feeding():
                 due = min(due, self._next_feed)
             if due == float("inf"):

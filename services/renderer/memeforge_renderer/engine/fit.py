@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from memeforge_common.limits import FIT_CACHE_BYTES
 
+from ._blend import largest_fit
 from .lru import ByteLRU
 from .text import ZWJ, Metrics, Shaper, Token, is_attached, normalise, shaper
 
@@ -206,12 +207,17 @@ def fit_text(
     def attempt(size: int) -> FittedText | None:
         return _try_size(sh, paragraphs, _geometry(size, box_w, box_h, outline_em), missing)
 
-    def fits(size: int) -> bool:
-        geo = _geometry(size, box_w, box_h, outline_em)
-        quick = _quick_fits(sh, paragraphs, geo)
-        if quick is None:  # a word wider than the line: the exact path decides
-            return _try_size(sh, paragraphs, geo, missing) is not None
-        return quick
+    def exact(size: int) -> bool:  # a word wider than the line: break it, then decide
+        return attempt(size) is not None
+
+    em = DEFAULT_OUTLINE_EM if outline_em is None else outline_em
+
+    def largest(sizes: tuple[int, ...]) -> int | None:
+        """The largest of ``sizes`` that fits (binary search: fitting is monotone in
+        practice), in C: the same arithmetic as _try_size, without building lines."""
+        return largest_fit(
+            sizes, paragraphs, sh.space, box_w, box_h, em, LINE_SPACING, SAFETY, exact
+        )
 
     if overflow == "ellipsis":
         size = hi
@@ -226,82 +232,13 @@ def fit_text(
             return single
     sizes = candidate_sizes(lo, hi)
     top = bisect_right(sizes, _upper_estimate(sh, paragraphs, box_w, box_h, hi))
-    chosen = _search(fits, sizes[: max(1, top)])
-    if chosen is None and top > 1 and fits(lo):
-        chosen = lo
+    chosen = largest(sizes[: max(1, top)])
+    if chosen is None and top > 1:
+        chosen = largest((lo,))
     best = attempt(chosen) if chosen is not None else None
     if best is not None:
         return best
     return _truncate(sh, paragraphs, _geometry(lo, box_w, box_h, outline_em), missing)
-
-
-def _search(fits: Callable[[int], bool], sizes: tuple[int, ...]) -> int | None:
-    """Binary search for the largest size that fits (fitting is monotone in practice)."""
-    best: int | None = None
-    lo, hi = 0, len(sizes) - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fits(sizes[mid]):
-            best, lo = sizes[mid], mid + 1
-        else:
-            hi = mid - 1
-    return best
-
-
-def _quick_fits(sh: Shaper, paragraphs: list[list[Token]], geo: _Geometry) -> bool | None:
-    """Does the text fit at this size? The same arithmetic as _try_size, without building
-    lines; None when a word is wider than a line (the exact path breaks it)."""
-    if geo.max_lines == 0 or geo.avail <= 0:
-        return False
-    size = geo.size
-    limit = geo.box_w - 2 * geo.pad
-    space = sh.space
-    ceil = math.ceil
-    lines = 0
-    first_top = last_bottom = 0.0
-    for paragraph in paragraphs:
-        n = len(paragraph)
-        if n == 0:
-            lines += 1
-            if lines > geo.max_lines:
-                return False
-            if lines == 1:
-                first_top = 0.0
-            last_bottom = 0.0
-            continue
-        i = 0
-        while i < n:
-            m = paragraph[i].metrics
-            advance, ol, orr = m.advance, m.over_left, m.over_right
-            if ceil((advance + ol + orr) * size) > limit:
-                return None
-            top, bottom = m.top, m.bottom
-            j = i + 1
-            while j < n:
-                tok = paragraph[j]
-                m = tok.metrics
-                extra = m.advance + (space if tok.space_before else 0.0)
-                nol = ol if ol > m.over_left else m.over_left
-                nor = orr if orr > m.over_right else m.over_right
-                if ceil((advance + extra + nol + nor) * size) > limit:
-                    break
-                advance += extra
-                ol, orr = nol, nor
-                if m.top < top:
-                    top = m.top
-                if m.bottom > bottom:
-                    bottom = m.bottom
-                j += 1
-            lines += 1
-            if lines > geo.max_lines:
-                return False
-            if lines == 1:
-                first_top = top
-            last_bottom = bottom
-            i = j
-    ascent = max(0, ceil(-first_top * size))
-    descent = max(0, ceil(last_bottom * size))
-    return 2 * geo.pad + ascent + (lines - 1) * geo.lh + descent <= geo.box_h
 
 
 def _upper_estimate(
