@@ -18,7 +18,10 @@ Variants, run in turn in each round (so load lands on all alike), medians report
 - ``client_config``: ``client_config()`` as the services use it, on asyncio;
 - ``client_config+uvloop``: the same on uvloop;
 - ``+fast_signing``: that, with memeforge_common.signing installed on each client, as the
-  services run it (``AwsClients.open``).
+  services ran it before the lean transport (``AwsClients.open`` with
+  MEMEFORGE_LEAN_CALLS=0);
+- ``lean``: that, with the hot calls sent by memeforge_common.leancalls, as the services
+  run it now.
 
 Then the signature alone, in this process: botocore's SigV4 signers against
 memeforge_common.signing's on a DynamoDB and an S3 PutObject request, alternated, CPU per
@@ -47,12 +50,12 @@ from aiohttp import web
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from memeforge_common import signing
-from memeforge_common.aws import client_config
+from memeforge_common import leanclients, signing
+from memeforge_common.aws import RefreshOnCredentialError, client_config, session_credentials
 
 from devenv.run.proc import free_port
 
-VARIANTS = ("defaults", "client_config", "client_config+uvloop", "+fast_signing")
+VARIANTS = ("defaults", "client_config", "client_config+uvloop", "+fast_signing", "lean")
 CONCURRENCY = 8
 WARM_UP = 100
 
@@ -85,9 +88,14 @@ async def measure(variant: str, endpoint: str, calls: int) -> float:
         session.client("dynamodb", endpoint_url=endpoint, config=config) as dynamodb,
         session.client("sqs", endpoint_url=endpoint, config=config) as sqs,
     ):
-        if variant == "+fast_signing":
+        if variant in ("+fast_signing", "lean"):
             signing.install(dynamodb)
             signing.install(sqs)
+        if variant == "lean":
+            credentials = await session_credentials(session)
+            refresh = RefreshOnCredentialError(session)
+            dynamodb = await leanclients.lean_dynamodb(dynamodb, credentials, refresh)
+            sqs = await leanclients.lean_sqs(sqs, credentials, refresh)
 
         async def one(i: int) -> None:
             if i % 2:

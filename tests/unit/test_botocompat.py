@@ -9,7 +9,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import aioboto3
+import aiohttp
 import pytest
+from aiobotocore.config import AioConfig
 from aiobotocore.credentials import (
     AioDeferredRefreshableCredentials,
     AioRefreshableCredentials,
@@ -119,3 +121,19 @@ async def test_a_clients_endpoint_resolver_is_still_there() -> None:
         assert set(ruleset["parameters"]) == set(botocompat.endpoint_params(s3))
         botocompat.set_endpoint_params(s3, {})
         assert botocompat.endpoint_params(s3) == {}
+
+
+async def test_a_clients_aiohttp_session_and_user_agent_are_still_there() -> None:
+    """leancalls sends over them (tests/unit/test_leancalls.py: the same requests)."""
+    session = aioboto3.Session(
+        region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    url = "http://127.0.0.1:9"
+    async with session.client("sqs", endpoint_url=url, config=client_config()) as sqs:
+        http = await botocompat.aiohttp_session(sqs)
+        assert isinstance(http, aiohttp.ClientSession)
+        assert await botocompat.aiohttp_session(sqs) is http  # aiobotocore's one session
+        assert botocompat.user_agent(sqs).startswith(client_config().user_agent)
+    proxied = client_config().merge(AioConfig(proxies={"http": "http://127.0.0.1:3128"}))
+    async with session.client("sqs", endpoint_url=url, config=proxied) as sqs:
+        assert await botocompat.aiohttp_session(sqs) is None

@@ -24,7 +24,7 @@ import aiobotocore
 from aiobotocore.config import AioConfig
 from botocore.useragent import UserAgentString
 
-from memeforge_common import botocompat, callpath, signing
+from memeforge_common import botocompat, callpath, leanclients, signing
 from memeforge_common.awscalls import count_aws_calls
 from memeforge_common.settings import Settings
 
@@ -242,4 +242,7 @@ class AwsClients:
                     signing.install(client)
                     callpath.trim(client)
                     count_aws_calls(client.meta.events)
+            if settings.lean_calls:  # the hot DynamoDB and SQS calls: leancalls.py
+                sqs = await leanclients.lean_sqs(sqs, credentials, refresh)
+                ddb = await leanclients.lean_dynamodb(ddb, credentials, refresh)
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

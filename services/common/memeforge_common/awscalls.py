@@ -3,7 +3,9 @@
 A botocore event hook on each client, so nothing that calls AWS can be left out: the
 ``before-send`` event fires once per HTTP attempt, retries included, which is what AWS
 bills. ReceiveMessage calls that bring nothing back are counted apart as well, since an
-idle worker's long polls are a cost per hour, not per meme.
+idle worker's long polls are a cost per hour, not per meme. The lean transport
+(leancalls.py), which sends without botocore's events, counts through the same two
+functions below.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from typing import Any
 from memeforge_common.metrics import AWS_EMPTY_RECEIVES, AWS_REQUESTS
 
 
+def count_attempt(service: str, operation: str) -> None:
+    """One HTTP request on its way to AWS (``service`` as botocore's event names spell it)."""
+    AWS_REQUESTS.labels(service, operation).inc()
+
+
 def count_request(event_name: str = "", **_: Any) -> None:
     """``before-send.<service>.<Operation>``: one request on its way. Returns None, so
     the request is sent (a value here would replace the response)."""
     _event, service, operation = event_name.split(".", 2)
-    AWS_REQUESTS.labels(service, operation).inc()
+    count_attempt(service, operation)
 
 
 def count_empty_receive(parsed: Any = None, **_: Any) -> None:

@@ -8,6 +8,8 @@ tests/unit/test_botocompat.py checks each one against the installed botocore and
 loudly when an upgrade changes them; pyproject.toml pins the botocore range those tests
 passed on. signing.py's subclasses of botocore's SigV4
 signers are pinned by tests/unit/test_signing.py (same signatures as botocore's own).
+The lean transport (leancalls.py) sends over a client's own aiohttp session (its pool,
+TLS context and timeouts) with the User-Agent that client sends.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.httpsession import AIOHTTPSession
 from botocore import auth as _auth
 from botocore import handlers as _handlers
 from botocore.credentials import RefreshableCredentials
@@ -112,3 +116,22 @@ def drop_expect_continue(client: Any) -> None:
     """Unregister botocore's ``Expect: 100-continue`` for S3 uploads on this client's own
     event emitter (each client has a copy; the session's is untouched)."""
     client.meta.events.unregister("before-call.s3", _handlers.add_expect_header)
+
+
+def user_agent(client: Any) -> str:
+    """The User-Agent header the client sends (config's ``user_agent`` plus botocore's tail)."""
+    return str(client._user_agent_creator.to_string())
+
+
+async def aiohttp_session(client: Any) -> aiohttp.ClientSession | None:
+    """The aiohttp session a client sends its requests to its endpoint over, created as
+    aiobotocore creates it (connection pool, TLS context, timeouts, keep-alive); None for
+    a client that sends through a proxy or through another HTTP library."""
+    http = client._endpoint.http_session
+    if not isinstance(http, AIOHTTPSession):
+        return None
+    proxy_config: Any = http._proxy_config  # type: ignore[attr-defined]
+    if proxy_config.proxy_url_for(client.meta.endpoint_url) is not None:
+        return None
+    session: aiohttp.ClientSession = await http._get_session(None)  # type: ignore[attr-defined]
+    return session

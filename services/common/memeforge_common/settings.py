@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
     )
 
+    # The hot DynamoDB and SQS calls go out through memeforge_common.leancalls (the same
+    # requests at a third of aiobotocore's CPU per call); 0 sends everything through
+    # aiobotocore, e.g. to A/B the two in a benchmark or to rule the lean path out.
+    lean_calls: bool = True
+
     # Resource names. DLQs are named "<queue>-dlq".
     bucket: str = "memeforge"
     table: str = "memeforge-memes"
