@@ -81,10 +81,22 @@ async def _alternate(
     return results
 
 
+def count_calls(client: Any, seen: list[str]) -> None:
+    """Every call ``client`` makes, by operation name, through the one door that
+    aiobotocore's clients and the lean ones (memeforge_common.leanclients) both have."""
+    door = client._make_api_call
+
+    async def counted(operation_name: str, params: dict[str, Any]) -> Any:
+        seen.append(operation_name)
+        return await door(operation_name, params)
+
+    client._make_api_call = counted
+
+
 def _count_calls(app: Any, seen: list[str]) -> None:
     """Every AWS call the app's DynamoDB and SQS clients make, by operation name."""
     for client in (app.state.store._ddb, app.state.requests._sqs):
-        client.meta.events.register("before-call", lambda model, **_: seen.append(model.name))
+        count_calls(client, seen)
 
 
 def _summary(results: dict[str, list[float]], calls: dict[str, list[str]]) -> dict[str, Any]:
@@ -151,11 +163,7 @@ async def measure(requests: int, batch: int) -> dict[str, Any]:
         baseline.router.lifespan_context(baseline),
     ):
         for name, app in (("auth", with_auth), ("baseline", baseline)):
-            ddb: Any = app.state.store._ddb  # the api's one DynamoDB client
-            ddb.meta.events.register(
-                "before-call.dynamodb",
-                lambda model, _name=name, **_: calls[_name].append(model.name),
-            )
+            count_calls(app.state.store._ddb, calls[name])  # the api's one DynamoDB client
         headers = {"Authorization": f"Bearer {key.token}"}
         clients = {
             "auth": httpx.AsyncClient(

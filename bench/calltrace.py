@@ -66,46 +66,57 @@ if _dir and AioBaseClient is not None:
                 found.append(meme_id)
     import loopprobe
     _probing = []
-    _orig = AioBaseClient._make_api_call
-    async def _traced(self, operation, params):
-        if not _probing:
-            _probing.append(asyncio.get_running_loop().create_task(loopprobe.watch(_write)))
-        t0 = time.monotonic()
-        try:
-            response = await _orig(self, operation, params)
-        except Exception:
-            aws = self.meta.service_model.service_name
-            _write({"op": operation, "aws": aws, "t0": t0, "t1": time.monotonic(), "error": True})
-            raise
-        t1 = time.monotonic()
-        ids = []
-        if operation in ("PutItem", "UpdateItem", "GetItem", "TransactWriteItems"):
-            _ids_in(params, ids)
-        elif operation == "SendMessage":
-            _body_ids([params.get("MessageBody")], ids)
-        elif operation == "SendMessageBatch":
-            _body_ids([e.get("MessageBody") for e in params.get("Entries", [])], ids)
-        elif operation == "ReceiveMessage":
-            _body_ids([m.get("Body") for m in response.get("Messages", [])], ids)
-        elif operation == "PutObject":
-            ids.append(params.get("Key", ""))
-        record = {"op": operation, "t0": t0, "t1": t1, "ids": ids}
-        record["aws"] = self.meta.service_model.service_name
-        values = params.get("ExpressionAttributeValues") or {}
-        if not values and operation == "TransactWriteItems":
-            for step in params.get("TransactItems", []):
-                values = values or step.get("Update", {}).get("ExpressionAttributeValues", {})
-        if ":target" in values:
-            record["state"] = values[":target"].get("S")
-        elif operation == "PutItem":
-            record["state"] = params.get("Item", {}).get("state", {}).get("S")
-        if operation == "ReceiveMessage":
-            record["url"] = params.get("QueueUrl", "").rsplit("/", 1)[-1]
-        elif operation in ("SendMessage", "SendMessageBatch"):
-            record["url"] = params.get("QueueUrl", "").rsplit("/", 1)[-1]
-        _write(record)
-        return response
-    AioBaseClient._make_api_call = _traced
+    # aiobotocore's clients and memeforge's lean ones (memeforge_common.leanclients)
+    # each have one door every call goes through: _make_api_call(operation, params).
+    _doors = [AioBaseClient]
+    try:
+        from memeforge_common.leanclients import LeanClient
+        _doors.append(LeanClient)
+    except ImportError:  # a tree from before the lean transport
+        pass
+    def _traced_door(_orig):
+        async def _traced(self, operation, params):
+            if not _probing:
+                _probing.append(asyncio.get_running_loop().create_task(loopprobe.watch(_write)))
+            t0 = time.monotonic()
+            try:
+                response = await _orig(self, operation, params)
+            except Exception:
+                aws = self.meta.service_model.service_name
+                t1 = time.monotonic()
+                _write({"op": operation, "aws": aws, "t0": t0, "t1": t1, "error": True})
+                raise
+            t1 = time.monotonic()
+            ids = []
+            if operation in ("PutItem", "UpdateItem", "GetItem", "TransactWriteItems"):
+                _ids_in(params, ids)
+            elif operation == "SendMessage":
+                _body_ids([params.get("MessageBody")], ids)
+            elif operation == "SendMessageBatch":
+                _body_ids([e.get("MessageBody") for e in params.get("Entries", [])], ids)
+            elif operation == "ReceiveMessage":
+                _body_ids([m.get("Body") for m in response.get("Messages", [])], ids)
+            elif operation == "PutObject":
+                ids.append(params.get("Key", ""))
+            record = {"op": operation, "t0": t0, "t1": t1, "ids": ids}
+            record["aws"] = self.meta.service_model.service_name
+            values = params.get("ExpressionAttributeValues") or {}
+            if not values and operation == "TransactWriteItems":
+                for step in params.get("TransactItems", []):
+                    values = values or step.get("Update", {}).get("ExpressionAttributeValues", {})
+            if ":target" in values:
+                record["state"] = values[":target"].get("S")
+            elif operation == "PutItem":
+                record["state"] = params.get("Item", {}).get("state", {}).get("S")
+            if operation == "ReceiveMessage":
+                record["url"] = params.get("QueueUrl", "").rsplit("/", 1)[-1]
+            elif operation in ("SendMessage", "SendMessageBatch"):
+                record["url"] = params.get("QueueUrl", "").rsplit("/", 1)[-1]
+            _write(record)
+            return response
+        return _traced
+    for _door in _doors:
+        _door._make_api_call = _traced_door(_door._make_api_call)
 """
 
 # A stage: the event that ends it, found in the trace as (service, operation, match).

@@ -58,14 +58,24 @@ from devenv.run.emulator import start_emulator  # noqa: E402
 from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Counts every aiobotocore call (and the items it returned) inside the api process,
+# Counts every AWS call (and the items it returned) inside the api process,
 # written to $BENCH_COUNTS every 0.2 s: the same instrument for both columns.
 SITECUSTOMIZE = """
 import json, os, threading, time
 from collections import Counter
 from aiobotocore.client import AioBaseClient
 _calls, _items = Counter(), Counter()
-_orig = AioBaseClient._make_api_call
+# aiobotocore's clients and memeforge's lean ones (memeforge_common.leanclients) each
+# have one door every call goes through: _make_api_call(operation, params).
+_doors = {AioBaseClient: AioBaseClient._make_api_call}
+try:
+    from memeforge_common.leanclients import LeanClient
+    _doors[LeanClient] = LeanClient._make_api_call
+except ImportError:  # a tree from before the lean transport
+    pass
+def _orig(self, operation, params):
+    door = next(d for d in _doors if isinstance(self, d))
+    return _doors[door](self, operation, params)
 async def _counted(self, operation, params):
     response = await _orig(self, operation, params)
     _calls[operation] += 1
@@ -74,7 +84,8 @@ async def _counted(self, operation, params):
     elif operation == "BatchGetItem":
         _items[operation] += sum(len(v) for v in response.get("Responses", {}).values())
     return response
-AioBaseClient._make_api_call = _counted
+for _door in _doors:
+    _door._make_api_call = _counted
 def _dump():
     path = os.environ["BENCH_COUNTS"]
     while True:
@@ -119,7 +130,8 @@ async def _traced(self, operation, params):
         record["done"] = _done_ids(operation, response)
         _trace.write(json.dumps(record) + "\\n")
     return response
-AioBaseClient._make_api_call = _traced
+for _door in _doors:
+    _door._make_api_call = _traced
 """
 DYNAMO_OPS = ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
 TENANT = "bench"
