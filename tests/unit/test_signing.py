@@ -17,6 +17,7 @@ from botocore import auth as botocore_auth
 from botocore.auth import S3SigV4Auth, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import NoCredentialsError
 from memeforge_common import botocompat, signing
 from memeforge_common.aws import client_config
 
@@ -101,6 +102,51 @@ def test_the_fast_signers_sign_every_shape_as_botocore_does(
     expected = signed(botocores, SHAPES[name], credentials)
     assert "Authorization" in expected
     assert signed(ours, SHAPES[name], credentials) == expected
+
+
+POSTS = {
+    "dynamodb json": ("http://127.0.0.1:4566/", JSON_BODY, SHAPES["dynamodb json"].headers),
+    "sqs json, query mode": (
+        "https://sqs.us-east-1.amazonaws.com/",
+        b'{"QueueUrl": "q", "MessageBody": "\\u00fc"}',
+        {
+            "X-Amz-Target": "AmazonSQS.SendMessage",
+            "Content-Type": "application/x-amz-json-1.0",
+            "x-amzn-query-mode": "true",
+            "User-Agent": "not signed",
+        },
+    ),
+    "default port, upper-case host": (
+        "https://DynamoDB.us-east-1.amazonaws.com:443/",
+        b"{}",
+        {"X-Amz-Target": "x"},
+    ),
+    "spaces to trim, empty body": ("http://[::1]:4566/", b"", {"X-Odd": "  a   b  "}),
+    "a path": ("http://127.0.0.1:4566/prefix/./a/../", b"{}", {"X-Amz-Target": "x"}),
+}
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+@pytest.mark.parametrize("name", sorted(POSTS))
+def test_lean_posts_are_signed_as_botocore_signs_them(name: str, token: str | None) -> None:
+    url, body, headers = POSTS[name]
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    expected = signed(SigV4Auth, request(url, data=body, headers=dict(headers)), credentials)
+    ours = signing.signed_post_headers(
+        credentials.get_frozen_credentials(),
+        "dynamodb",
+        "eu-west-1",
+        url,
+        dict(headers),
+        body,
+        timestamp=NOW.strftime("%Y%m%dT%H%M%SZ"),
+    )
+    assert list(ours.items()) == list(expected.items())  # the same headers, in botocore's order
+
+
+def test_a_lean_post_without_credentials_is_botocores_error() -> None:
+    with pytest.raises(NoCredentialsError):
+        signing.signed_post_headers(None, "sqs", "us-east-1", "http://h/", {}, b"{}")
 
 
 def test_a_new_secret_or_day_gets_a_new_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:

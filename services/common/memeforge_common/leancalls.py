@@ -10,8 +10,9 @@ for us is kept, from botocore's own parts where it has them:
 
 - the same request body and parsed response (awsjson.py), the same headers (botocore's
   serializer's, its User-Agent, ``amz-sdk-invocation-id`` / ``amz-sdk-request``), signed
-  by memeforge_common.signing with credentials read per attempt from the session's one
-  credentials object, so refreshed and rotated keys sign at once;
+  as botocore signs (memeforge_common.signing.signed_post_headers) with credentials read
+  per attempt from the session's one credentials object, so refreshed and rotated keys
+  sign at once;
 - the same connection pool, TLS context and timeouts: the client's own aiohttp session;
 - the standard retry mode of the client's config, as aiobotocore's own retry handler
   (throttling, transient and modeled retryable errors, 5xx, connection errors,
@@ -55,7 +56,7 @@ from yarl import URL
 
 from memeforge_common.awscalls import count_attempt, count_empty_receive
 from memeforge_common.awsjson import WireOperation
-from memeforge_common.signing import FastSigV4Auth
+from memeforge_common.signing import signed_post_headers
 
 Response = tuple[AioAWSResponse, dict[str, Any]]
 RetryDecider = Callable[..., Awaitable[float | None]]
@@ -180,15 +181,15 @@ class LeanTransport:
         self, wire: WireOperation, body: bytes, invocation: str, attempt: int
     ) -> Response:
         count_attempt(self.service, wire.name)
-        request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=body,
-            headers={**wire.headers, "User-Agent": self._user_agent},
-        )
         keys = await self._credentials.get_frozen_credentials()
-        FastSigV4Auth(keys, self._signing_name, self._region).add_auth(request)
-        headers = dict(request.headers.items())
+        headers = signed_post_headers(
+            keys,
+            self._signing_name,
+            self._region,
+            self._url,
+            {**wire.headers, "User-Agent": self._user_agent},
+            body,
+        )
         headers["amz-sdk-invocation-id"] = invocation
         headers["amz-sdk-request"] = f"attempt={attempt}"
         headers["Accept-Encoding"] = "identity"  # as aiobotocore (botocore issue 1255)
@@ -201,5 +202,6 @@ class LeanTransport:
                 http = AioAWSResponse(self._url, raw.status, response_headers, raw)  # type: ignore[arg-type]
                 content: bytes = await http.content  # type: ignore[misc]
         except Exception as err:
-            raise botocore_error(err, request) from err
+            sent = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
+            raise botocore_error(err, sent) from err
         return http, wire.decode(raw.status, response_headers, content)

@@ -9,22 +9,35 @@ service and secret). Credentials are still read per request from the client's si
 (``get_frozen_credentials``), so refreshed and rotated keys sign at once.
 
 Any other signer botocore picks (presigned URLs, SigV4a, unsigned operations) is left as
-it is. tests/unit/test_signing.py signs many request shapes both ways and requires the
-same headers, so a botocore upgrade that changes signing fails there first.
+it is. ``signed_post_headers`` signs the lean transport's POSTs (leancalls.py) the same
+way without building an ``AWSRequest`` (whose ``email.message`` headers cost more than
+the signature itself). tests/unit/test_signing.py signs many request shapes both ways
+and requires the same headers, so a botocore upgrade that changes signing fails there
+first.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
 from hashlib import sha256
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from botocore.auth import EMPTY_SHA256_HASH, SIGNED_HEADERS_BLACKLIST, S3SigV4Auth, SigV4Auth
+from botocore.auth import (
+    EMPTY_SHA256_HASH,
+    SIGNED_HEADERS_BLACKLIST,
+    SIGV4_TIMESTAMP,
+    S3SigV4Auth,
+    SigV4Auth,
+)
 from botocore.awsrequest import AWSRequest
 from botocore.compat import ensure_unicode
+from botocore.exceptions import NoCredentialsError
+from botocore.utils import normalize_url_path
 
 from memeforge_common import botocompat
 
@@ -129,6 +142,66 @@ class FastSigV4Auth(SigV4Auth):
 
 class FastS3SigV4Auth(FastSigV4Auth, S3SigV4Auth):
     """S3's rules (payload header, unnormalized paths) over the fast steps."""
+
+
+@lru_cache(maxsize=64)
+def _canonical_path(url: str) -> str:
+    """botocore's canonical URI of ``url`` (SigV4Auth._normalize_url_path)."""
+    return quote(normalize_url_path(urlsplit(url).path), safe="/~")
+
+
+def signed_post_headers(
+    keys: Any,
+    service: str,
+    region: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    timestamp: str | None = None,
+) -> dict[str, str]:
+    """The headers botocore's ``SigV4Auth.add_auth`` gives a POST of ``body`` to ``url``
+    (no query string) with ``headers``: those, then X-Amz-Date, X-Amz-Security-Token
+    (with a session token) and Authorization. ``keys``: frozen credentials
+    (``get_frozen_credentials()``), read per request; ``headers`` carries none of those
+    four. tests/unit/test_signing.py requires botocore's result."""
+    if keys is None:
+        raise NoCredentialsError()
+    stamp = timestamp or datetime.now(UTC).strftime(SIGV4_TIMESTAMP)
+    signed = dict(headers)
+    signed["X-Amz-Date"] = stamp
+    if keys.token:
+        signed["X-Amz-Security-Token"] = keys.token
+    to_sign = {}
+    for name, value in signed.items():
+        lname = name.lower()
+        if lname not in _BLACKLIST:
+            to_sign[lname] = value
+    if "host" not in to_sign:
+        to_sign["host"] = host_for(url)
+    names = sorted(to_sign)
+    signed_names = ";".join(names)
+    canonical = "\n".join(
+        (
+            "POST",
+            _canonical_path(url),
+            "",
+            "".join(f"{name}:{' '.join(to_sign[name].split())}\n" for name in names),
+            signed_names,
+            sha256(body).hexdigest() if body else EMPTY_SHA256_HASH,
+        )
+    )
+    scope = f"{stamp[0:8]}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(
+        ("AWS4-HMAC-SHA256", stamp, scope, sha256(canonical.encode("utf-8")).hexdigest())
+    )
+    key = _signing_key(keys.secret_key, stamp[0:8], region, service)
+    signature = hmac.new(key, string_to_sign.encode("utf-8"), sha256).hexdigest()
+    signed["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={keys.access_key}/{scope}, "
+        f"SignedHeaders={signed_names}, Signature={signature}"
+    )
+    return signed
 
 
 FAST: dict[type, type] = {SigV4Auth: FastSigV4Auth, S3SigV4Auth: FastS3SigV4Auth}
