@@ -17,6 +17,7 @@ import aioboto3
 import pytest
 from aiobotocore.credentials import AioCredentials
 from aiohttp import web
+from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from memeforge_common import botocompat, signing
 from memeforge_common.aws import (
@@ -450,3 +451,14 @@ async def test_memeforge_lean_calls_switches_the_transport(
         assert isinstance(aws.sqs, LeanSQS) is lean
         await aws.dynamodb.get_item(**CALLS[2][2])
     assert len(stub.seen) == 1
+
+
+@pytest.mark.parametrize(("service", "kind"), [("dynamodb", LeanDynamoDB), ("sqs", LeanSQS)])
+async def test_each_lean_method_is_named_as_the_aiobotocore_clients(
+    stub: Stub, service: str, kind: type[LeanClient]
+) -> None:
+    async with clients(stub.url, service) as (client, _):
+        for operation in kind.OPERATIONS:
+            method = xform_name(operation)
+            assert callable(getattr(client, method))
+            assert method in vars(kind)  # the lean one, not forwarded

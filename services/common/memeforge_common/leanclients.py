@@ -37,6 +37,12 @@ class LeanClient:
     """An aiobotocore client with its hot operations sent by a LeanTransport."""
 
     OPERATIONS: ClassVar[tuple[str, ...]] = ()
+    """The hot operations, each a method named as aiobotocore's (``update_item``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for operation in cls.OPERATIONS:
+            setattr(cls, xform_name(operation), _lean(operation))
 
     def __init__(self, client: Any, transport: LeanTransport) -> None:
         self._client = client
@@ -61,13 +67,6 @@ class LeanDynamoDB(LeanClient):
         "Query",
         "DeleteItem",
     )
-    transact_write_items = _lean("TransactWriteItems")
-    update_item = _lean("UpdateItem")
-    put_item = _lean("PutItem")
-    get_item = _lean("GetItem")
-    batch_get_item = _lean("BatchGetItem")
-    query = _lean("Query")
-    delete_item = _lean("DeleteItem")
 
 
 class LeanSQS(LeanClient):
@@ -79,12 +78,6 @@ class LeanSQS(LeanClient):
         "DeleteMessage",
         "ChangeMessageVisibilityBatch",
     )
-    send_message_batch = _lean("SendMessageBatch")
-    receive_message = _lean("ReceiveMessage")
-    delete_message_batch = _lean("DeleteMessageBatch")
-    send_message = _lean("SendMessage")
-    delete_message = _lean("DeleteMessage")
-    change_message_visibility_batch = _lean("ChangeMessageVisibilityBatch")
 
 
 async def _wrap(
