@@ -18,7 +18,12 @@ import pytest
 from aiobotocore.credentials import AioCredentials
 from aiohttp import web
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+)
 from memeforge_common import botocompat, signing
 from memeforge_common.aws import (
     AwsClients,
@@ -462,3 +467,19 @@ async def test_each_lean_method_is_named_as_the_aiobotocore_clients(
             method = xform_name(operation)
             assert callable(getattr(client, method))
             assert method in vars(kind)  # the lean one, not forwarded
+
+
+class FailingCredentials:
+    async def get_frozen_credentials(self) -> Any:
+        raise CredentialRetrievalError(provider="test", error_msg="provider down")
+
+
+async def test_credentials_that_cannot_be_had_fail_the_call_at_once(stub: Stub) -> None:
+    """As aiobotocore: signing is not part of the retried attempt."""
+    sleeps = Sleeps()
+    failing = FailingCredentials()
+    async with clients(stub.url, "sqs", retries=3, credentials=failing, sleep=sleeps) as (_, lean):
+        with pytest.raises(CredentialRetrievalError):
+            await lean.delete_message_batch(**CALLS[6][2])
+    assert stub.seen == []
+    assert sleeps.delays == []

@@ -147,8 +147,11 @@ class LeanTransport:
             attempts += 1
             response: Response | None = None
             caught: Exception | None = None
+            # Signing fails as aiobotocore's does: at once (no credentials, a provider
+            # that cannot refresh), outside the retried part.
+            headers = await self._signed(wire, body, invocation, attempts)
             try:
-                response = await self._attempt(wire, body, invocation, attempts)
+                response = await self._send(wire, body, headers)
             except Exception as err:  # as aiobotocore's endpoint: the retry rules decide
                 caught = err
             retry = {"response": response, "attempts": attempts, "caught_exception": caught}
@@ -177,10 +180,9 @@ class LeanTransport:
             raise self._exceptions.from_code(code)(parsed, operation)
         return parsed
 
-    async def _attempt(
+    async def _signed(
         self, wire: WireOperation, body: bytes, invocation: str, attempt: int
-    ) -> Response:
-        count_attempt(self.service, wire.name)
+    ) -> dict[str, str]:
         keys = await self._credentials.get_frozen_credentials()
         headers = signed_post_headers(
             keys,
@@ -193,6 +195,10 @@ class LeanTransport:
         headers["amz-sdk-invocation-id"] = invocation
         headers["amz-sdk-request"] = f"attempt={attempt}"
         headers["Accept-Encoding"] = "identity"  # as aiobotocore (botocore issue 1255)
+        return headers
+
+    async def _send(self, wire: WireOperation, body: bytes, headers: dict[str, str]) -> Response:
+        count_attempt(self.service, wire.name)
         try:
             async with self._http.post(self._yarl_url, data=body, headers=headers) as raw:
                 response_headers = {
