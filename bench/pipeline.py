@@ -34,6 +34,12 @@ items' state times from DynamoDB itself after each phase, outside the counted se
 
 Dollars per million memes: AWS list prices below (us-east-1), for the requests counted
 in the ``max`` phase. Prints a table and one JSON line.
+
+The emulator's own pauses are reported apart: the table counts, per phase, LocalStack's
+garbage collections over 100 ms (from the launcher's GC log), and the output names the
+emulator tuning in force (``--localstack-gc freeze|default``, docs/localstack.md "Garbage
+collection"). ``--keep`` keeps the run's directory (logs, the GC log); a failed run always
+keeps it and prints its path and the last lines of every log.
 """
 
 from __future__ import annotations
@@ -598,8 +604,10 @@ def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[
     one: Phase = phases["one"]
     ordered = [phases["light"], half, ninety, peak, one]
     print(f"\nbench/pipeline: {args.backend}, load average {load}")
-    for name, setting in phases["tuning"].items():
-        print(f"emulator tuning (test rig only): {name} = {setting}")
+    tuning = phases["tuning"].items()
+    print(
+        "emulator tuning (test rig only): " + ("; ".join(f"{k} = {v}" for k, v in tuning) or "none")
+    )
     print(f"\n{_table(ordered)}")
     print(f"\nAWS requests per meme ({peak.name} phase; empty receives apart):\n")
     print(_calls_table(peak))
