@@ -24,3 +24,7 @@ bench-pipeline: $(STAMP) ## pipeline cost: memes/s, latency by load, AWS calls, 
 .PHONY: bench-sdk
 bench-sdk: $(STAMP) ## CPU per AWS call in a service process: botocore defaults vs client_config, asyncio vs uvloop
 	$(PY) -m bench.sdk_calls $(BENCH_ARGS)
+
+.PHONY: bench-workers
+bench-workers: $(STAMP) ## one worker's CPU per meme (renderer main vs pool, or consumer), from /proc
+	$(PY) -m bench.worker_cpu $(BENCH_ARGS)
