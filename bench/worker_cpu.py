@@ -19,7 +19,9 @@ figures, so a profiled round is for where the time goes, not for how much.
 
 Prints a table and one JSON line: {"bench": "worker_cpu", "service": ..., "memes": N,
 "load_avg": "...", "rows": [{"processes": P, "main_cpu_ms_per_meme": x,
-"pool_cpu_ms_per_meme": y, "memes_per_s": r, "done": d, "ratio": main / first row's}]}.
+"pool_cpu_ms_per_meme": y, "memes_per_s": r, "done": d, "ratio": main / first row's,
+"aws_calls_per_meme": c, "aws_calls_per_meme_by_operation": {...}}]} (calls from the service's own
+``memeforge_aws_requests_total``, every HTTP request counted, retries too).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +57,10 @@ from memeforge_common.queues import queue_url, send_batch
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tracing import new_traceparent, trace_attributes
+from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.run.emulator import Emulator, start_emulator
-from devenv.run.proc import spawn, stop
+from devenv.run.proc import free_port, spawn, stop
 
 MODULES = {"renderer": "memeforge_renderer", "consumer": "memeforge_consumer"}
 TENANT = "bench"
@@ -85,6 +90,18 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def aws_requests(port: int) -> Counter[str]:
+    """The service's AWS requests so far by operation (its own metrics counter)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counted: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "memeforge_aws_requests_total":
+                counted[sample.labels["operation"]] += int(sample.value)
+    return counted
+
+
 @dataclass
 class Round:
     processes: int
@@ -92,6 +109,7 @@ class Round:
     pool_ms: float
     seconds: float
     done: int
+    calls: dict[str, float]  # AWS requests per meme by operation
 
     def row(self, memes: int, first_main_ms: float) -> dict[str, object]:
         return {
@@ -101,6 +119,8 @@ class Round:
             "memes_per_s": round(memes / self.seconds, 1),
             "done": self.done,
             "ratio": round(self.main_ms / first_main_ms, 3),
+            "aws_calls_per_meme": round(sum(self.calls.values()), 3),
+            "aws_calls_per_meme_by_operation": self.calls,
         }
 
 
@@ -115,9 +135,12 @@ def resource_settings() -> Settings:
     )
 
 
-def service_env(emulator: Emulator, settings: Settings, processes: int) -> dict[str, str]:
+def service_env(
+    emulator: Emulator, settings: Settings, processes: int, metrics_port: int
+) -> dict[str, str]:
     return emulator.child_env(
         {
+            "MEMEFORGE_METRICS_PORT": str(metrics_port),
             "MEMEFORGE_BUCKET": settings.bucket,
             "MEMEFORGE_TABLE": settings.table,
             "MEMEFORGE_REQUEST_QUEUE": settings.request_queue,
@@ -232,7 +255,9 @@ async def one_round(
         command = [sys.executable, "-m", MODULES[service]]
         if profile is not None:
             command = [sys.executable, "-m", "bench.cpu_profile", str(profile), MODULES[service]]
-        proc = spawn(command, env=service_env(emulator, settings, processes), log_path=str(log))
+        port = free_port()
+        env = service_env(emulator, settings, processes, port)
+        proc = spawn(command, env=env, log_path=str(log))
         try:
             wait_started(log, proc)
             await asyncio.sleep(2.0)  # the pool warmed up, the first long polls are out
@@ -240,6 +265,7 @@ async def one_round(
             pool = children(pid)
             if profile is not None:
                 os.kill(pid, signal.SIGUSR1)
+            calls_before = aws_requests(port)
             main_before = cpu_s(pid)
             pool_before = {p: cpu_s(p) for p in pool}
             started = time.monotonic()
@@ -250,6 +276,7 @@ async def one_round(
             seconds = time.monotonic() - started
             main_after = cpu_s(pid)
             pool_after = {p: cpu_s(p) for p in set(pool) | set(children(pid))}
+            calls = aws_requests(port) - calls_before
             if profile is not None:
                 os.kill(pid, signal.SIGUSR2)
             done = await count_done(aws, settings, service, items)
@@ -262,6 +289,7 @@ async def one_round(
         pool_s * 1000 / memes,
         seconds,
         done,
+        {op: round(n / memes, 3) for op, n in sorted(calls.items())},
     )
 
 
@@ -298,12 +326,17 @@ def main() -> None:
     first = rounds[0].main_ms
     rows = [r.row(args.memes, first) for r in rounds]
     print(f"{args.service}, {args.memes} memes, {args.backend}; load {load_before} -> {load_avg()}")
-    print("| processes | main CPU ms/meme | pool CPU ms/meme | memes/s | done | ratio |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
+    print(
+        "| processes | main CPU ms/meme | pool CPU ms/meme | memes/s | done | ratio "
+        "| AWS calls/meme |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row, one in zip(rows, rounds, strict=True):
+        by_op = ", ".join(f"{op} {n}" for op, n in one.calls.items())
         print(
             f"| {row['processes']} | {row['main_cpu_ms_per_meme']} | {row['pool_cpu_ms_per_meme']}"
-            f" | {row['memes_per_s']} | {row['done']} | {row['ratio']} |"
+            f" | {row['memes_per_s']} | {row['done']} | {row['ratio']}"
+            f" | {row['aws_calls_per_meme']} ({by_op}) |"
         )
     print(
         json.dumps(
