@@ -19,8 +19,9 @@ figures, so a profiled round is for where the time goes, not for how much.
 
 Prints a table and one JSON line: {"bench": "worker_cpu", "service": ..., "memes": N,
 "load_avg": "...", "rows": [{"processes": P, "main_cpu_ms_per_meme": x,
-"pool_cpu_ms_per_meme": y, "memes_per_s": r, "done": d, "ratio": main / first row's,
-"aws_calls_per_meme": c, "aws_calls_per_meme_by_operation": {...}}]} (calls from the service's own
+"pool_cpu_ms_per_meme": y, "emulator_cpu_ms_per_meme": e, "memes_per_s": r, "done": d,
+"ratio": main / first row's, "aws_calls_per_meme": c,
+"aws_calls_per_meme_by_operation": {...}}]} (calls from the service's own
 ``memeforge_aws_requests_total``, every HTTP request counted, retries too).
 """
 
@@ -90,6 +91,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def emulator_cpu_s(emulator: Emulator) -> float:
+    """The emulator's processes and their children (DynamoDB Local's JVM), in seconds."""
+    pids = [p.pid for p in emulator.processes]
+    return sum(cpu_s(p) for p in pids + [c for p in pids for c in children(p)])
+
+
 def aws_requests(port: int) -> Counter[str]:
     """The service's AWS requests so far by operation (its own metrics counter)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -110,12 +117,14 @@ class Round:
     seconds: float
     done: int
     calls: dict[str, float]  # AWS requests per meme by operation
+    emulator_ms: float
 
     def row(self, memes: int, first_main_ms: float) -> dict[str, object]:
         return {
             "processes": self.processes,
             "main_cpu_ms_per_meme": round(self.main_ms, 3),
             "pool_cpu_ms_per_meme": round(self.pool_ms, 3),
+            "emulator_cpu_ms_per_meme": round(self.emulator_ms, 3),
             "memes_per_s": round(memes / self.seconds, 1),
             "done": self.done,
             "ratio": round(self.main_ms / first_main_ms, 3),
@@ -266,6 +275,7 @@ async def one_round(
             if profile is not None:
                 os.kill(pid, signal.SIGUSR1)
             calls_before = aws_requests(port)
+            emulator_before = emulator_cpu_s(emulator)
             main_before = cpu_s(pid)
             pool_before = {p: cpu_s(p) for p in pool}
             started = time.monotonic()
@@ -276,6 +286,7 @@ async def one_round(
             seconds = time.monotonic() - started
             main_after = cpu_s(pid)
             pool_after = {p: cpu_s(p) for p in set(pool) | set(children(pid))}
+            emulator_s = emulator_cpu_s(emulator) - emulator_before
             calls = aws_requests(port) - calls_before
             if profile is not None:
                 os.kill(pid, signal.SIGUSR2)
@@ -290,6 +301,7 @@ async def one_round(
         seconds,
         done,
         {op: round(n / memes, 3) for op, n in sorted(calls.items())},
+        emulator_s * 1000 / memes,
     )
 
 
@@ -327,15 +339,16 @@ def main() -> None:
     rows = [r.row(args.memes, first) for r in rounds]
     print(f"{args.service}, {args.memes} memes, {args.backend}; load {load_before} -> {load_avg()}")
     print(
-        "| processes | main CPU ms/meme | pool CPU ms/meme | memes/s | done | ratio "
-        "| AWS calls/meme |"
+        "| processes | main CPU ms/meme | pool CPU ms/meme | emulator CPU ms/meme | memes/s "
+        "| done | ratio | AWS calls/meme |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row, one in zip(rows, rounds, strict=True):
         by_op = ", ".join(f"{op} {n}" for op, n in one.calls.items())
         print(
             f"| {row['processes']} | {row['main_cpu_ms_per_meme']} | {row['pool_cpu_ms_per_meme']}"
-            f" | {row['memes_per_s']} | {row['done']} | {row['ratio']}"
+            f" | {row['emulator_cpu_ms_per_meme']} | {row['memes_per_s']} | {row['done']}"
+            f" | {row['ratio']}"
             f" | {row['aws_calls_per_meme']} ({by_op}) |"
         )
     print(
