@@ -1,6 +1,6 @@
 """The api process's own CPU per meme, served by uvicorn: ``make bench-api``.
 
-    python -m bench.api_cpu [--backend moto|localstack] [--memes 300] [--rounds 3]
+    python -m bench.api_cpu [--backend moto|localstack] [--memes 100] [--rounds 4]
                             [--concurrency 16] [--base DIR]
 
 Starts an emulator and the real api process (``python -m memeforge_api``, as the stack
@@ -160,8 +160,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", default="moto", choices=("moto", "localstack"))
-    parser.add_argument("--memes", type=int, default=300, help="POST + GET pairs per batch")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memes", type=int, default=100, help="POST + GET pairs per batch")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sdk-us-per-call", type=float, default=1200.0)
     parser.add_argument("--base", type=Path, help="a checkout to compare against")
