@@ -34,6 +34,12 @@ items' state times from DynamoDB itself after each phase, outside the counted se
 
 Dollars per million memes: AWS list prices below (us-east-1), for the requests counted
 in the ``max`` phase. Prints a table and one JSON line.
+
+The emulator's own pauses are reported apart: the table counts, per phase, LocalStack's
+garbage collections over 100 ms (from the launcher's GC log), and the output names the
+emulator tuning in force (``--localstack-gc freeze|default``, docs/localstack.md "Garbage
+collection"). ``--keep`` keeps the run's directory (logs, the GC log); a failed run always
+keeps it and prints its path and the last lines of every log.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +69,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import calltrace, loopprobe
+from devenv.run.backends.localstack import GC_POLICIES, slow_collections
 from devenv.run.emulator import BACKENDS
 from devenv.run.proc import free_port, http_ok, wait_until
 from devenv.run.stack import SERVICE_MODULES, Stack, start_stack
@@ -206,6 +213,8 @@ class Phase:
     offered_per_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
+    # LocalStack's garbage collections over 20 ms while the phase ran (ms, in order)
+    emulator_gc_ms: list[float] = field(default_factory=list)
 
     @property
     def aws_calls_per_meme(self) -> float:
@@ -299,6 +308,11 @@ class Bench:
         items = self._items(ids)
         phase = self._phase(name, ids, items, before, after, accept_s, rate)
         phase.ids = ids
+        phase.emulator_gc_ms = [
+            round((gc.t1 - gc.t0) * 1000, 1)
+            for gc in slow_collections(self.stack.workdir)
+            if posted_at <= gc.t0 <= time.monotonic()
+        ]
         return phase
 
     def _phase(
@@ -418,6 +432,15 @@ def restart_renderer(stack: Stack, processes: int) -> None:
     stack.start_service("renderer")
 
 
+def print_log_tails(workdir: Path, lines: int = 20) -> None:
+    """The last lines of every log in ``workdir`` (the services' and the emulators'), to
+    stderr: what a failed start said."""
+    for log in sorted(workdir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"\n--- {log} (last {len(tail)} lines) ---", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
+
+
 def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -426,8 +449,8 @@ def _table(phases: Iterable[Phase]) -> str:
     rows = [
         "| phase | memes | offered /s | accepted /s | memes/s | p50 ms | p95 ms | p99 ms "
         "| AWS calls/meme | service CPU ms/meme | api | consumer | renderer main "
-        "| pool | emulators |",
-        "|---" * 15 + "|",
+        "| pool | emulators | LocalStack GCs > 100 ms (longest ms) |",
+        "|---" * 16 + "|",
     ]
     for p in phases:
         lat = p.latency_ms
@@ -438,9 +461,15 @@ def _table(phases: Iterable[Phase]) -> str:
             f"| {lat['p50']:.0f} | {lat['p95']:.0f} | {lat['p99']:.0f} "
             f"| {p.aws_calls_per_meme:.2f} | {p.service_cpu_ms_per_meme:.2f} "
             f"| {cpu['api']:.2f} | {cpu['consumer']:.2f} | {cpu['renderer_main']:.2f} "
-            f"| {cpu['render_pool']:.2f} | {cpu['emulators']:.1f} |"
+            f"| {cpu['render_pool']:.2f} | {cpu['emulators']:.1f} "
+            f"| {_pauses(p.emulator_gc_ms)} |"
         )
     return "\n".join(rows)
+
+
+def _pauses(collections_ms: list[float]) -> str:
+    over = [ms for ms in collections_ms if ms > 100]
+    return f"{len(over)} ({max(collections_ms, default=0):.0f})"
 
 
 def _calls_table(phase: Phase) -> str:
@@ -448,6 +477,35 @@ def _calls_table(phase: Phase) -> str:
     for service, ops in phase.requests_per_meme.items():
         rows += [f"| {service} | {op} | {calls:.2f} |" for op, calls in ops.items()]
     return "\n".join(rows)
+
+
+def _start(args: argparse.Namespace, workdir: Path, prepare: Callable[[Stack], None]) -> Stack:
+    return start_stack(
+        workdir,
+        backend=args.backend,
+        settings={
+            "MEMEFORGE_RENDER_PROCESSES": "2",
+            "MEMEFORGE_RECEIVE_WAIT_S": "5",  # quick restarts; empty polls are counted apart
+            # The rate limit stays on (its DynamoDB call is part of the cost), far above
+            # what one bench key sends.
+            "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "60000",
+            "MEMEFORGE_RATE_LIMIT_BURST": "100000",
+        },
+        prepare=prepare,
+    )
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -472,19 +530,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 **trace_env,
             }
 
-    stack = start_stack(
-        workdir,
-        backend=args.backend,
-        settings={
-            "MEMEFORGE_RENDER_PROCESSES": "2",
-            "MEMEFORGE_RECEIVE_WAIT_S": "5",  # quick restarts; empty polls are counted apart
-            # The rate limit stays on (its DynamoDB call is part of the cost), far above
-            # what one bench key sends.
-            "MEMEFORGE_RATE_LIMIT_PER_MINUTE": "60000",
-            "MEMEFORGE_RATE_LIMIT_BURST": "100000",
-        },
-        prepare=own_metrics_ports,
-    )
+    with _environ("MEMEFORGE_LOCALSTACK_GC", args.localstack_gc):  # read by the launcher
+        stack = _start(args, workdir, own_metrics_ports)
+    tuning = stack.emulator.tuning
     saved = dict(os.environ)
     os.environ.update(stack.env)  # the bench's own reads go to the same emulator
     try:
@@ -547,7 +595,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         os.environ.clear()
         os.environ.update(saved)
         stack.stop()
-    return {"peak": peak, "light": light, "loads": loads, "one": one}
+    return {"peak": peak, "light": light, "loads": loads, "one": one, "tuning": tuning}
 
 
 def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[str, Any]:
@@ -555,8 +603,12 @@ def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[
     half, ninety = phases["loads"]
     one: Phase = phases["one"]
     ordered = [phases["light"], half, ninety, peak, one]
-    print(f"\nbench/pipeline: {args.backend}, load average {load}\n")
-    print(_table(ordered))
+    print(f"\nbench/pipeline: {args.backend}, load average {load}")
+    tuning = phases["tuning"].items()
+    print(
+        "emulator tuning (test rig only): " + ("; ".join(f"{k} = {v}" for k, v in tuning) or "none")
+    )
+    print(f"\n{_table(ordered)}")
     print(f"\nAWS requests per meme ({peak.name} phase; empty receives apart):\n")
     print(_calls_table(peak))
     usd = usd_per_million(peak)
@@ -603,6 +655,11 @@ def report(args: argparse.Namespace, phases: dict[str, Any], load: str) -> dict[
             "ratio_2_over_1": round(peak.memes_per_s / one.memes_per_s, 3),
         },
         "failed": sum(p.failed for p in ordered),
+        "emulator_tuning": phases["tuning"],
+        "localstack_gc_over_100ms_at_50pct": sum(ms > 100 for ms in half.emulator_gc_ms),
+        "localstack_gc_longest_ms_by_phase": {
+            p.name: max(p.emulator_gc_ms, default=0.0) for p in ordered
+        },
         **({"slowest_at_50pct": half.extra["slowest"]} if "slowest" in half.extra else {}),
         **(
             {"emulator_stalls_ms_at_50pct": half.extra["emulator_stalls_ms"]}
@@ -638,11 +695,29 @@ def main() -> None:
         metavar="N",
         help="trace the services' AWS calls and print the N slowest memes at 50 %% load",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's directory (logs); kept on failure"
+    )
+    parser.add_argument(
+        "--localstack-gc",
+        choices=GC_POLICIES,
+        default=os.environ.get("MEMEFORGE_LOCALSTACK_GC", GC_POLICIES[0]),
+        help="LocalStack's garbage-collector policy (docs/localstack.md); default %(default)s",
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        load = _load_average()
-        phases = measure(args, Path(tmp))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    load = _load_average()
+    try:
+        phases = measure(args, workdir)
+    except BaseException:
+        print(f"\nbench/pipeline failed: its directory is kept: {workdir}", file=sys.stderr)
+        print_log_tails(workdir)
+        raise
+    if args.keep:
+        print(f"bench/pipeline's directory (logs, LocalStack's GC log): {workdir}")
+    else:
+        shutil.rmtree(workdir)
     result = report(args, phases, load)
     result["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(result, sort_keys=True))

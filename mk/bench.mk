@@ -28,3 +28,7 @@ bench-sdk: $(STAMP) ## CPU per AWS call in a service process: botocore defaults 
 .PHONY: bench-workers
 bench-workers: $(STAMP) ## one worker's CPU per meme (renderer main vs pool, or consumer), from /proc
 	$(PY) -m bench.worker_cpu $(BENCH_ARGS)
+
+.PHONY: bench-api
+bench-api: $(STAMP) ## api CPU per meme (POST + status GET) served by uvicorn; BENCH_ARGS="--base DIR" compares a checkout
+	$(PY) -m bench.api_cpu $(BENCH_ARGS)

@@ -27,6 +27,8 @@ class Emulator:
     backend: str
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Emulator settings that exist only for the test rig (e.g. LocalStack's GC), in words.
+    tuning: dict[str, str] = field(default_factory=dict)
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """os.environ + emulator endpoints + dummy credentials (+ extra)."""

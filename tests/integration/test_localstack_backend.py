@@ -220,6 +220,16 @@ def _port_open(url: str) -> bool:
         return sock.connect_ex((parts.hostname, parts.port)) == 0
 
 
+def test_localstack_serves_with_its_start_up_heap_frozen(backend: Emulator) -> None:
+    """docs/localstack.md "Garbage collection": by default the launcher returns only once
+    LocalStack's interpreter has frozen its start-up heap (LocalStack's, not an empty
+    interpreter's: well over 100,000 objects)."""
+    tuning = backend.tuning["localstack_gc"]
+    found = re.fullmatch(r"freeze \(([\d,]+) start-up objects frozen once ready\)", tuning)
+    assert found is not None, tuning
+    assert int(found.group(1).replace(",", "")) > 100_000
+
+
 def test_stop_ends_both_processes(tmp_path: Path) -> None:
     """docs/localstack.md "stop (SIGTERM to both process groups)"."""
     _require_install()

@@ -8,6 +8,7 @@ Neither runs in the project venv: ``scripts/setup-localstack.sh`` installs Local
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -36,6 +37,16 @@ READY_TIMEOUT_S = 90.0
 # 127.0.0.1. DynamoDB Local listens on all interfaces either way (it has no bind option).
 GATEWAY_SERVER = "twisted"
 LOCALSTACK_SERVICES = ("s3", "sqs", "ses")
+# A sitecustomize for LocalStack's interpreter: it logs the emulator's slow garbage
+# collections and applies the GC policy (localstack_hook/sitecustomize.py; docs/localstack.md
+# "Garbage collection": a test-rig setting, real AWS has no such pause).
+HOOK_DIR = Path(__file__).with_name("localstack_hook")
+GC_LOG = "localstack-gc.jsonl"
+GC_LOG_OVER_MS = 20
+# "freeze": once ready, LocalStack's start-up heap is frozen out of its full collections.
+# "default": CPython's collector as it comes. Chosen by MEMEFORGE_LOCALSTACK_GC.
+GC_POLICIES = ("freeze", "default")
+GC_FREEZE_TRIGGER = "localstack-gc-freeze"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ def find_install(root: Path = REPO_ROOT) -> LocalstackInstall:
 
 
 def start_localstack(workdir: Path) -> Emulator:
+    gc_policy = os.environ.get("MEMEFORGE_LOCALSTACK_GC", GC_POLICIES[0])
+    if gc_policy not in GC_POLICIES:
+        raise ValueError(f"MEMEFORGE_LOCALSTACK_GC={gc_policy!r}: choose one of {GC_POLICIES}")
     install = find_install()
     java = shutil.which("java")
     if java is None:
@@ -72,7 +86,9 @@ def start_localstack(workdir: Path) -> Emulator:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         # Both start at once; each takes a second or two.
-        processes.append(_spawn_localstack(install.python, ls_port, workdir))
+        processes.append(
+            _spawn_localstack(install.python, ls_port, workdir, freeze=gc_policy == "freeze")
+        )
         processes.append(_spawn_dynamodb_local(java, install.dynamodb_jar, ddb_port, workdir))
         wait_until(
             _localstack_ready(ls_url),
@@ -86,6 +102,7 @@ def start_localstack(workdir: Path) -> Emulator:
             what=f"DynamoDB Local (log: {workdir / 'dynamodb-local.log'})",
             proc=processes[1],
         )
+        gc_tuning = _apply_gc_policy(gc_policy, workdir, processes[0])
     except BaseException:
         for proc in processes:
             stop(proc, grace=5)
@@ -99,10 +116,52 @@ def start_localstack(workdir: Path) -> Emulator:
             "AWS_SECRET_ACCESS_KEY": PRESIGN_SECRET_ACCESS_KEY,
         },
         processes=processes,
+        tuning={"localstack_gc": gc_tuning},
     )
 
 
-def _spawn_localstack(python: Path, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def _apply_gc_policy(policy: str, workdir: Path, proc: subprocess.Popen[bytes]) -> str:
+    """Tell the hook to freeze LocalStack's start-up heap (policy "freeze") and wait
+    until it has; what is in force, in words."""
+    if policy == "default":
+        return "default (CPython's collector as it comes)"
+    trigger = workdir / GC_FREEZE_TRIGGER
+    done = trigger.with_name(f"{trigger.name}.done")
+    trigger.touch()
+    wait_until(done.exists, timeout=READY_TIMEOUT_S, what="LocalStack's gc.freeze()", proc=proc)
+    return f"freeze ({int(done.read_text()):,} start-up objects frozen once ready)"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One of LocalStack's garbage collections over GC_LOG_OVER_MS (CLOCK_MONOTONIC)."""
+
+    generation: int
+    t0: float
+    t1: float
+    cpu_ms: float  # the collecting thread's CPU time; the rest it waited for a CPU
+    rss_mib: float
+
+
+def slow_collections(workdir: Path) -> list[Collection]:
+    """LocalStack's collections over GC_LOG_OVER_MS so far, oldest first ([] if none)."""
+    try:
+        lines = (workdir / GC_LOG).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            raw = json.loads(line)
+        except ValueError:  # a line being written right now
+            continue
+        found.append(Collection(raw["gen"], raw["t0"], raw["t1"], raw["cpu_ms"], raw["rss_mib"]))
+    return found
+
+
+def _spawn_localstack(
+    python: Path, port: int, workdir: Path, *, freeze: bool
+) -> subprocess.Popen[bytes]:
     state = workdir / "localstack-state"
     for sub in ("volume", "filesystem", "tmp", "home"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -128,7 +187,15 @@ def _spawn_localstack(python: Path, port: int, workdir: Path) -> subprocess.Pope
         "LOCALSTACK_VOLUME_DIR": str(state / "volume"),
         "FILESYSTEM_ROOT": str(state / "filesystem"),
         "TMPDIR": str(state / "tmp"),
+        "PYTHONPATH": str(HOOK_DIR),
+        "MEMEFORGE_LOCALSTACK_GC_LOG": str(workdir / GC_LOG),
+        "MEMEFORGE_LOCALSTACK_GC_LOG_MS": str(GC_LOG_OVER_MS),
     }
+    trigger = workdir / GC_FREEZE_TRIGGER
+    for stale in (trigger, trigger.with_name(f"{trigger.name}.done")):  # a reused workdir
+        stale.unlink(missing_ok=True)
+    if freeze:
+        env["MEMEFORGE_LOCALSTACK_GC_FREEZE"] = str(trigger)
     return spawn(
         [str(python), "-m", "localstack.runtime.main"],
         env=env,
