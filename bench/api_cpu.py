@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.scrape import aws_requests_by_operation
 from devenv.run.emulator import start_emulator
 from devenv.run.proc import free_port, http_ok, spawn, stop, wait_until
 from devenv.run.stack import bootstrap, create_key
@@ -75,13 +75,7 @@ class Api:
     memes: int = 0
 
     def aws_calls(self) -> Counter[str]:
-        text = httpx.get(self.metrics_url, timeout=10).text
-        counted: Counter[str] = Counter()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "memeforge_aws_requests_total":
-                    counted[sample.labels["operation"]] += int(sample.value)
-        return counted
+        return aws_requests_by_operation(self.metrics_url)
 
 
 def start_api(name: str, env: dict[str, str], tree: Path | None, workdir: Path) -> Api:

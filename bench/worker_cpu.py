@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -58,8 +57,8 @@ from memeforge_common.queues import queue_url, send_batch
 from memeforge_common.settings import Settings
 from memeforge_common.templates import TemplateStore
 from memeforge_common.tracing import new_traceparent, trace_attributes
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.scrape import aws_requests_by_operation
 from devenv.run.emulator import Emulator, start_emulator
 from devenv.run.proc import free_port, spawn, stop
 
@@ -99,14 +98,7 @@ def emulator_cpu_s(emulator: Emulator) -> float:
 
 def aws_requests(port: int) -> Counter[str]:
     """The service's AWS requests so far by operation (its own metrics counter)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counted: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "memeforge_aws_requests_total":
-                counted[sample.labels["operation"]] += int(sample.value)
-    return counted
+    return aws_requests_by_operation(f"http://127.0.0.1:{port}/metrics")
 
 
 @dataclass
