@@ -66,9 +66,9 @@ from typing import Any
 
 import boto3
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench import calltrace, loopprobe
+from bench.scrape import Samples, metric_samples
 from devenv.run.backends.localstack import GC_POLICIES, slow_collections
 from devenv.run.emulator import BACKENDS
 from devenv.run.proc import free_port, http_ok, wait_until
@@ -169,14 +169,8 @@ class Probe:
             "emulators": emulators + [d for p in emulators for d in _descendants(p, tree)],
         }
 
-    def metrics(self, service: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-        url = f"http://127.0.0.1:{self.ports[service]}/metrics"
-        text = httpx.get(url, timeout=10).text
-        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-        return samples
+    def metrics(self, service: str) -> Samples:
+        return metric_samples(f"http://127.0.0.1:{self.ports[service]}/metrics")
 
     def snapshot(self) -> Snapshot:
         requests: dict[str, Counter[tuple[str, str]]] = {}

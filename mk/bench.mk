@@ -24,3 +24,11 @@ bench-pipeline: $(STAMP) ## pipeline cost: memes/s, latency by load, AWS calls, 
 .PHONY: bench-sdk
 bench-sdk: $(STAMP) ## CPU per AWS call in a service process: botocore defaults vs client_config, asyncio vs uvloop
 	$(PY) -m bench.sdk_calls $(BENCH_ARGS)
+
+.PHONY: bench-workers
+bench-workers: $(STAMP) ## one worker's CPU per meme (renderer main vs pool, or consumer), from /proc
+	$(PY) -m bench.worker_cpu $(BENCH_ARGS)
+
+.PHONY: bench-api
+bench-api: $(STAMP) ## api CPU per meme (POST + status GET) served by uvicorn; BENCH_ARGS="--base DIR" compares a checkout
+	$(PY) -m bench.api_cpu $(BENCH_ARGS)

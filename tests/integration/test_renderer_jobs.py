@@ -3,6 +3,7 @@ the meme id, templates pinned to the ETag a meme was queued with."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import uuid
@@ -27,6 +28,7 @@ from memeforge_renderer.cache import TemplateBytesCache
 from memeforge_renderer.pool import RenderPool
 from memeforge_renderer.worker import Renderer
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from tests.support.images import animated, gradient, store_gradient_template
 from tests.support.notifications import endings_for
@@ -144,6 +146,44 @@ async def test_a_job_for_a_template_that_changed_since_fails_template_changed(
     assert item.failure is not None
     assert item.failure.reason == "template_changed"
     assert "templates/" not in item.failure.detail
+
+
+def _template_reads() -> float:
+    """GetObject requests this process has sent (its own AWS request counter)."""
+    labels = {"service": "s3", "operation": "GetObject"}
+    return REGISTRY.get_sample_value("memeforge_aws_requests_total", labels) or 0.0
+
+
+async def test_jobs_that_miss_the_template_cache_together_fetch_it_once(
+    store: MemeStore, templates: TemplateStore, renderer: Renderer
+) -> None:
+    """A burst of jobs on a template new to the process: one GetObject, every meme DONE."""
+    etag = await store_gradient_template(templates, "tpl", tenant=TENANT, size=(64, 48))
+    memes = [await _queued(store) for _ in range(4)]
+    before = _template_reads()
+
+    await asyncio.gather(*(renderer.handle(_job(meme_id, etag)) for meme_id in memes))
+
+    assert _template_reads() - before == 1
+    for meme_id in memes:
+        item = await store.get(meme_id)
+        assert item is not None
+        assert item.state is MemeState.DONE
+
+
+async def test_jobs_that_share_a_fetch_share_its_template_not_found(
+    store: MemeStore, renderer: Renderer
+) -> None:
+    memes = [await _queued(store) for _ in range(3)]
+
+    await asyncio.gather(*(renderer.handle(_job(meme_id, '"gone"')) for meme_id in memes))
+
+    for meme_id in memes:
+        item = await store.get(meme_id)
+        assert item is not None
+        assert item.state is MemeState.FAILED
+        assert item.failure is not None
+        assert item.failure.reason == "template_not_found"
 
 
 ANIMATED_SPEC = RenderSpec(boxes=classic_boxes("top", "bottom"), format="gif")

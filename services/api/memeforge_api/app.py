@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from memeforge_common.apikeys import KeyStore
 from memeforge_common.aws import API_TIMEOUTS, AwsClients
 from memeforge_common.batches import BatchStore
@@ -36,6 +37,10 @@ log = logging.getLogger("memeforge.api")
 
 # Multipart framing allowed on top of the image size limit.
 MULTIPART_OVERHEAD = 64 * 1024
+# FastAPI's native OpenTelemetry asks the global providers on every request whether one
+# is configured (about 10 µs). None is: traces here are W3C traceparent on the items and
+# messages (memeforge_common.tracing), and metrics are Prometheus (issue #12).
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -110,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Caption template images through SQS, DynamoDB and S3.",
         lifespan=lifespan,
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(RequestMetricsMiddleware)

@@ -239,7 +239,8 @@ class Watcher:
         sign (most are long-polls asked again), so it does not hurry the feed."""
         self._interval = self._fast
         self._next_feed = min(self._next_feed, asyncio.get_running_loop().time() + self._fast)
-        self._nudge.set()
+        if self._feeding():  # else nothing is due sooner: waking the loop would be waste
+            self._nudge.set()
 
     def subscribe(self, status: MemeStatus, *, keepalive: bool = False) -> Subscription:
         """Wake the subscription on each change of ``status.id`` until ``unsubscribe``.

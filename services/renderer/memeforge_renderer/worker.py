@@ -14,6 +14,7 @@ and, after maxReceiveCount, dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -50,6 +51,10 @@ class Renderer:
     animation_limits: AnimationLimits = field(default_factory=AnimationLimits, kw_only=True)
     # A render still running after this long is marked RENDERING (marking.py).
     rendering_mark_after_s: float = field(default=1.0, kw_only=True)
+    # Template fetches under way, by (key, ETag): concurrent misses share one GetObject.
+    _fetching: dict[tuple[str, str], asyncio.Future[bytes]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def handle(self, message: QueueMessage) -> None:
         try:
@@ -160,10 +165,26 @@ class Renderer:
         return result, timings
 
     async def _template(self, key: str, etag: str) -> bytes:
-        """The template as it was when the job was queued (its ETag is pinned)."""
+        """The template as it was when the job was queued (its ETag is pinned). Jobs
+        that miss the cache together (a burst on a template new to this process) wait
+        for one fetch, and share its answer, its TemplateMissing or its error."""
         cached = self.cache.get(key, etag)
         if cached is not None:
             return cached
+        fetch = self._fetching.get((key, etag))
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch(key, etag))
+            self._fetching[(key, etag)] = fetch
+            fetch.add_done_callback(lambda done: self._fetched(key, etag, done))
+        # Shielded: a job abandoned at its deadline leaves the fetch to the others.
+        return await asyncio.shield(fetch)
+
+    async def _fetch(self, key: str, etag: str) -> bytes:
         data = await self.templates.fetch(key, etag)
         self.cache.put(key, etag, data)
         return data
+
+    def _fetched(self, key: str, etag: str, fetch: asyncio.Future[bytes]) -> None:
+        del self._fetching[(key, etag)]
+        if not fetch.cancelled():
+            fetch.exception()  # seen, even if every job waiting for it was abandoned
