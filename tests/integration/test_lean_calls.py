@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from memeforge_common.aws import AwsClients
-from memeforge_common.leanclients import LeanDynamoDB, LeanSQS
+from memeforge_common.leanclients import LeanDynamoDB, LeanS3, LeanSQS
 from memeforge_common.queues import queue_url
 from memeforge_common.settings import Settings
 
@@ -204,3 +204,84 @@ async def test_a_missing_queue_raises_as_aiobotocore(
             )
         refusals.append(_refusal(raised.value))
     assert refusals[0] == refusals[1]
+
+
+S3_UPLOADS: list[dict[str, Any]] = [
+    {
+        "Key": "o/lean/meme.png",
+        "Body": b"\x89PNG" + bytes(range(256)) * 64,
+        "ContentType": "image/png",
+    },
+    {
+        "Key": "templates/t/lean~1.gif",
+        "Body": b"GIF89a" + b"\x01" * 2048,
+        "ContentType": "image/gif",
+        "Metadata": {"name": "lean", "width": "640", "layout": '[{"x": 1}]'},
+        "IfNoneMatch": "*",
+        "CacheControl": "max-age=60",
+    },
+    {
+        "Key": "batches/b 1/request.json",
+        "Body": b'{"items": []}',
+        "ContentType": "application/json",
+    },
+]
+
+
+async def _stored(clients: AwsClients, bucket: str, key: str) -> dict[str, Any]:
+    got = await clients.s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    async with got["Body"] as body:
+        data = await body.read()
+    return {
+        "data": data,
+        "type": got.get("ContentType"),
+        "metadata": got.get("Metadata"),
+        "cache": got.get("CacheControl"),
+        "crc32": got.get("ChecksumCRC32"),
+        "etag": got["ETag"],
+    }
+
+
+@pytest.mark.parametrize("upload", S3_UPLOADS, ids=lambda upload: str(upload["Key"]))
+async def test_s3_put_object_stores_what_aiobotocore_stores(
+    aws: AwsClients, plain: AwsClients, resources: Settings, upload: dict[str, Any]
+) -> None:
+    assert isinstance(aws.s3, LeanS3)
+    assert await aws.s3.lean_request({"Bucket": resources.bucket, **upload}) is not None
+    bucket = resources.bucket
+    stored, answers = [], []
+    for clients, prefix in ((aws, "lean/"), (plain, "plain/")):
+        params = {**upload, "Bucket": bucket, "Key": prefix + upload["Key"]}
+        response = await clients.s3.put_object(**params)
+        answers.append({k: response.get(k) for k in ("ETag", "ChecksumCRC32", "VersionId")})
+        stored.append(await _stored(plain, bucket, params["Key"]))
+    assert answers[0] == answers[1]
+    assert answers[0]["ETag"] == stored[0]["etag"]
+    assert stored[0] == stored[1]
+    assert stored[0]["data"] == upload["Body"]
+    assert stored[0]["type"] == upload["ContentType"]
+    assert stored[0]["metadata"] == upload.get("Metadata", {})
+    assert stored[0]["crc32"] is not None  # the default checksum went with the upload
+
+
+async def test_s3_put_object_refusals_are_aiobotocores(
+    aws: AwsClients, plain: AwsClients, resources: Settings
+) -> None:
+    upload = S3_UPLOADS[1]
+    refusals = []
+    for clients in (aws, plain):
+        with pytest.raises(ClientError) as raised:
+            await clients.s3.put_object(Bucket=f"{resources.bucket}-missing", **upload)
+        refusals.append(_refusal(raised.value))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][1]["Code"] == "NoSuchBucket"
+
+    # A create-only write of a key that exists: refused alike.
+    await plain.s3.put_object(Bucket=resources.bucket, **upload)
+    refusals = []
+    for clients in (aws, plain):
+        with pytest.raises(ClientError) as raised:
+            await clients.s3.put_object(Bucket=resources.bucket, **upload)
+        refusals.append(_refusal(raised.value))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][1]["Code"] == "PreconditionFailed"

@@ -242,7 +242,8 @@ class AwsClients:
                     signing.install(client)
                     callpath.trim(client)
                     count_aws_calls(client.meta.events)
-            if settings.lean_calls:  # the hot DynamoDB and SQS calls: leancalls.py
+            if settings.lean_calls:  # the hot DynamoDB, SQS and S3 calls: leancalls.py
                 sqs = await leanclients.lean_sqs(sqs, credentials, refresh)
                 ddb = await leanclients.lean_dynamodb(ddb, credentials, refresh)
+                s3 = await leanclients.lean_s3(s3, credentials, refresh)
             yield cls(s3=s3, sqs=sqs, dynamodb=ddb, _ses=mail)

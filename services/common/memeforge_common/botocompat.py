@@ -123,6 +123,23 @@ def user_agent(client: Any) -> str:
     return str(client._user_agent_creator.to_string())
 
 
+def is_proxied(client: Any, url: str) -> bool:
+    """Whether the client sends a request to ``url`` through a proxy."""
+    proxy_config: Any = client._endpoint.http_session._proxy_config
+    return proxy_config.proxy_url_for(url) is not None
+
+
+async def resolve_endpoint(
+    client: Any, operation: Any, params: dict[str, Any]
+) -> tuple[str, dict[str, str], str | None, dict[str, Any]]:
+    """What the client's endpoint ruleset answers for ``operation`` with ``params``, as its
+    ``_make_api_call`` asks: the URL, the headers to add, the auth type and the signing
+    context (name, region)."""
+    context: dict[str, Any] = {"client_config": client.meta.config}
+    url, headers, _ = await client._resolve_endpoint_ruleset(operation, params, context)
+    return str(url), dict(headers or {}), context.get("auth_type"), context.get("signing", {})
+
+
 async def aiohttp_session(client: Any) -> aiohttp.ClientSession | None:
     """The aiohttp session a client sends its requests to its endpoint over, created as
     aiobotocore creates it (connection pool, TLS context, timeouts, keep-alive); None for

@@ -1,5 +1,6 @@
-"""A lean transport for the hot AWS JSON calls (DynamoDB, SQS): one signed aiohttp POST
-per attempt instead of aiobotocore's per-call machinery.
+"""A lean transport for the hot AWS calls (DynamoDB and SQS over AWS JSON, S3's
+PutObject): one signed aiohttp request per attempt instead of aiobotocore's per-call
+machinery.
 
 aiobotocore spends about 1.2 ms of CPU per call (bench/sdk_calls.py), most of it in
 work our calls do not need: its event system (a dozen events per call), endpoint
@@ -8,7 +9,7 @@ response along the operation's shape, and the request's preparation. Sending the
 request with aiohttp costs about a third of that. What a call through aiobotocore does
 for us is kept, from botocore's own parts where it has them:
 
-- the same request body and parsed response (awsjson.py), the same headers (botocore's
+- the same request body and parsed response (awsjson.py, s3put.py), the same headers (botocore's
   serializer's, its User-Agent, ``amz-sdk-invocation-id`` / ``amz-sdk-request``), signed
   as botocore signs (memeforge_common.signing.signed_post_headers) with credentials read
   per attempt from the session's one credentials object, so refreshed and rotated keys
@@ -22,7 +23,8 @@ for us is kept, from botocore's own parts where it has them:
   ``error_response``, and botocore's connection errors for aiohttp's;
 - ``memeforge_aws_requests_total`` per attempt and the empty-receive counter (awscalls).
 
-Everything else (bootstrap, S3, rare operations) still goes through aiobotocore, and
+Everything else (bootstrap, the rest of S3, rare operations) still goes through
+aiobotocore, and
 MEMEFORGE_LEAN_CALLS=0 sends everything there.
 """
 
@@ -32,7 +34,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from aiobotocore.awsrequest import AioAWSResponse
@@ -50,6 +52,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.model import OperationModel
 from botocore.retries import quota
 from botocore.retries.standard import ExponentialBackoff, RetryEventAdapter, RetryQuotaChecker
 from yarl import URL
@@ -59,6 +62,8 @@ from memeforge_common.awsjson import WireOperation
 from memeforge_common.signing import signed_post_headers
 
 Response = tuple[AioAWSResponse, dict[str, Any]]
+Signer = Callable[[Any], dict[str, str]]
+"""(frozen credentials) -> the request's headers, signed."""
 RetryDecider = Callable[..., Awaitable[float | None]]
 """A ``needs-retry`` handler: (response=, attempts=, ...) -> delay in seconds, or None."""
 
@@ -94,8 +99,31 @@ class CredentialSource(Protocol):
     async def get_frozen_credentials(self) -> Any: ...
 
 
+class Wire(Protocol):
+    """One operation's wire format: its model (for the retry rules) and its response."""
+
+    name: str
+    model: OperationModel
+
+    def decode(self, status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        """The parsed response botocore returns; ``headers``: lowercase names."""
+        ...
+
+
+class Request(NamedTuple):
+    """One call's request; ``sign`` signs its headers anew for each attempt."""
+
+    method: str
+    url: str
+    target: URL  # ``url``, parsed once
+    body: bytes
+    sign: Signer
+    chunked: bool = False  # sent with Transfer-Encoding: chunked (an aws-chunked body)
+
+
 class LeanTransport:
-    """Sends one AWS service's hot operations (AWS JSON 1.0, POST /) for one client."""
+    """Sends one AWS service's hot operations for one client: the AWS JSON 1.0 ones
+    (POST /) by name (``call``), any other as a prepared Request (``send``)."""
 
     def __init__(
         self,
@@ -116,7 +144,7 @@ class LeanTransport:
         self._yarl_url = URL(self._url, encoded=True)
         self._http = http
         self._credentials = credentials
-        self._user_agent = user_agent
+        self.user_agent = user_agent
         self._refresh = refresh
         self._sleep = sleep  # between attempts (tests record the backoff)
         self._exceptions = client.exceptions
@@ -135,11 +163,23 @@ class LeanTransport:
         )
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``operation`` with ``params``, as the aiobotocore client's method would: the
-        parsed response, or the client's exception for the error AWS answered."""
+        """``operation`` (AWS JSON) with ``params``, as the aiobotocore client's method
+        would: the parsed response, or the client's exception for the error AWS answered."""
         wire = self._operations[operation]
-        filled = wire.with_tokens(params)
-        body = wire.encode(filled)
+        body = wire.encode(wire.with_tokens(params))
+        headers = {**wire.headers, "User-Agent": self.user_agent}
+
+        def sign(keys: Any) -> dict[str, str]:
+            return signed_post_headers(
+                keys, self._signing_name, self._region, self._url, headers, body
+            )
+
+        return await self.send(wire, Request("POST", self._url, self._yarl_url, body, sign))
+
+    async def send(self, wire: Wire, request: Request) -> dict[str, Any]:
+        """``request`` of ``wire``'s operation, retried and answered as aiobotocore's
+        client answers: the parsed response, or the client's exception."""
+        operation = wire.name
         context: dict[str, Any] = {}  # the retry quota keeps its per-call state here
         invocation = str(uuid.uuid4())
         attempts = 0
@@ -149,9 +189,9 @@ class LeanTransport:
             caught: Exception | None = None
             # Signing fails as aiobotocore's does: at once (no credentials, a provider
             # that cannot refresh), outside the retried part.
-            headers = await self._signed(wire, body, invocation, attempts)
+            headers = await self._signed(request, invocation, attempts)
             try:
-                response = await self._send(wire, body, headers)
+                response = await self._send(wire, request, headers)
             except Exception as err:  # as aiobotocore's endpoint: the retry rules decide
                 caught = err
             retry = {"response": response, "attempts": attempts, "caught_exception": caught}
@@ -180,34 +220,32 @@ class LeanTransport:
             raise self._exceptions.from_code(code)(parsed, operation)
         return parsed
 
-    async def _signed(
-        self, wire: WireOperation, body: bytes, invocation: str, attempt: int
-    ) -> dict[str, str]:
-        keys = await self._credentials.get_frozen_credentials()
-        headers = signed_post_headers(
-            keys,
-            self._signing_name,
-            self._region,
-            self._url,
-            {**wire.headers, "User-Agent": self._user_agent},
-            body,
-        )
+    async def _signed(self, request: Request, invocation: str, attempt: int) -> dict[str, str]:
+        headers = request.sign(await self._credentials.get_frozen_credentials())
         headers["amz-sdk-invocation-id"] = invocation
         headers["amz-sdk-request"] = f"attempt={attempt}"
         headers["Accept-Encoding"] = "identity"  # as aiobotocore (botocore issue 1255)
         return headers
 
-    async def _send(self, wire: WireOperation, body: bytes, headers: dict[str, str]) -> Response:
+    async def _send(self, wire: Wire, request: Request, headers: dict[str, str]) -> Response:
         count_attempt(self.service, wire.name)
         try:
-            async with self._http.post(self._yarl_url, data=body, headers=headers) as raw:
+            async with self._http.request(
+                request.method,
+                request.target,
+                data=request.body,
+                headers=headers,
+                chunked=request.chunked or None,
+            ) as raw:
                 response_headers = {
                     name.decode().lower(): value.decode() for name, value in raw.raw_headers
                 }
                 # A plain dict of lowercase names, as aiobotocore's httpsession gives it.
-                http = AioAWSResponse(self._url, raw.status, response_headers, raw)  # type: ignore[arg-type]
+                http = AioAWSResponse(request.url, raw.status, response_headers, raw)  # type: ignore[arg-type]
                 content: bytes = await http.content  # type: ignore[misc]
         except Exception as err:
-            sent = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
+            sent = AWSRequest(
+                method=request.method, url=request.url, data=request.body, headers=headers
+            )
             raise botocore_error(err, sent) from err
         return http, wire.decode(raw.status, response_headers, content)

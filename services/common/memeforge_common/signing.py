@@ -9,11 +9,11 @@ service and secret). Credentials are still read per request from the client's si
 (``get_frozen_credentials``), so refreshed and rotated keys sign at once.
 
 Any other signer botocore picks (presigned URLs, SigV4a, unsigned operations) is left as
-it is. ``signed_post_headers`` signs the lean transport's POSTs (leancalls.py) the same
-way without building an ``AWSRequest`` (whose ``email.message`` headers cost more than
-the signature itself). tests/unit/test_signing.py signs many request shapes both ways
-and requires the same headers, so a botocore upgrade that changes signing fails there
-first.
+it is. ``signed_post_headers`` and ``signed_s3_headers`` sign the lean transport's
+requests (leancalls.py) the same way without building an ``AWSRequest`` (whose
+``email.message`` headers cost more than the signature itself). tests/unit/test_signing.py
+(and test_s3put.py for uploads) signs many request shapes both ways and requires the
+same headers, so a botocore upgrade that changes signing fails there first.
 """
 
 from __future__ import annotations
@@ -165,6 +165,63 @@ def signed_post_headers(
     (with a session token) and Authorization. ``keys``: frozen credentials
     (``get_frozen_credentials()``), read per request; ``headers`` carries none of those
     four. tests/unit/test_signing.py requires botocore's result."""
+    payload = sha256(body).hexdigest() if body else EMPTY_SHA256_HASH
+    return _signed(
+        keys,
+        service,
+        region,
+        "POST",
+        url,
+        _canonical_path(url),
+        headers,
+        payload,
+        timestamp=timestamp,
+    )
+
+
+def signed_s3_headers(
+    keys: Any,
+    service: str,
+    region: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    payload: str,
+    *,
+    timestamp: str | None = None,
+) -> dict[str, str]:
+    """The headers botocore's ``S3SigV4Auth.add_auth`` gives a request to ``url`` (no query
+    string) whose payload hash is ``payload`` (the body's SHA-256, or one of botocore's
+    ``UNSIGNED-PAYLOAD`` markers): as ``signed_post_headers``, plus X-Amz-Content-SHA256
+    after the token, over S3's unnormalized path."""
+    path = urlsplit(url).path  # S3 signs its path as it is (S3SigV4Auth)
+    return _signed(
+        keys,
+        service,
+        region,
+        method,
+        url,
+        path,
+        headers,
+        payload,
+        s3_payload=True,
+        timestamp=timestamp,
+    )
+
+
+def _signed(
+    keys: Any,
+    service: str,
+    region: str,
+    method: str,
+    url: str,
+    path: str,
+    headers: Mapping[str, str],
+    payload: str,
+    *,
+    s3_payload: bool = False,
+    timestamp: str | None = None,
+) -> dict[str, str]:
     if keys is None:
         raise NoCredentialsError()
     stamp = timestamp or datetime.now(UTC).strftime(SIGV4_TIMESTAMP)
@@ -172,6 +229,8 @@ def signed_post_headers(
     signed["X-Amz-Date"] = stamp
     if keys.token:
         signed["X-Amz-Security-Token"] = keys.token
+    if s3_payload:
+        signed["X-Amz-Content-SHA256"] = payload
     to_sign = {}
     for name, value in signed.items():
         lname = name.lower()
@@ -183,12 +242,12 @@ def signed_post_headers(
     signed_names = ";".join(names)
     canonical = "\n".join(
         (
-            "POST",
-            _canonical_path(url),
+            method,
+            path,
             "",
             "".join(f"{name}:{' '.join(to_sign[name].split())}\n" for name in names),
             signed_names,
-            sha256(body).hexdigest() if body else EMPTY_SHA256_HASH,
+            payload,
         )
     )
     scope = f"{stamp[0:8]}/{region}/{service}/aws4_request"
