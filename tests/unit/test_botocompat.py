@@ -137,3 +137,23 @@ async def test_a_clients_aiohttp_session_and_user_agent_are_still_there() -> Non
     proxied = client_config().merge(AioConfig(proxies={"http": "http://127.0.0.1:3128"}))
     async with session.client("sqs", endpoint_url=url, config=proxied) as sqs:
         assert await botocompat.aiohttp_session(sqs) is None
+
+
+async def test_a_buckets_endpoint_and_proxy_are_botocores() -> None:
+    """leanclients.LeanS3 asks them once per bucket (test_s3put.py: the same requests)."""
+    session = aioboto3.Session(
+        region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    async with session.client("s3", config=client_config(s3=True)) as s3:
+        model = s3.meta.service_model.operation_model("PutObject")
+        url, headers, auth_type, signing = await botocompat.resolve_endpoint(
+            s3, model, {"Bucket": "memes"}
+        )
+        assert url == "https://memes.s3.eu-west-1.amazonaws.com"
+        assert headers == {}
+        assert auth_type in ("v4", "s3v4")
+        assert (signing["signing_name"], signing["region"]) == ("s3", "eu-west-1")
+        assert not botocompat.is_proxied(s3, url)
+    proxied = client_config(s3=True).merge(AioConfig(proxies={"https": "http://127.0.0.1:3128"}))
+    async with session.client("s3", config=proxied) as s3:
+        assert botocompat.is_proxied(s3, "https://memes.s3.eu-west-1.amazonaws.com")
