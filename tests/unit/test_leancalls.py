@@ -39,6 +39,7 @@ from prometheus_client import REGISTRY
 
 from devenv.run.proc import free_port
 from tests.support.credentials import Vendor, refreshable
+from tests.support.httpstub import serving
 
 pytestmark = pytest.mark.unit
 
@@ -69,17 +70,10 @@ class Stub:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[Stub]:
-    port = free_port()
-    server = Stub(f"http://127.0.0.1:{port}")
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    server = Stub("")
+    async with serving(server.handle, "POST") as url:
+        server.url = url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 class Sleeps:

@@ -110,7 +110,8 @@ class LeanS3(LeanClient):
         return ()
 
     async def _call(self, operation_name: str, params: dict[str, Any]) -> dict[str, Any]:
-        request = await self.lean_request(params)
+        lean = operation_name == self._put.name
+        request = await self.lean_request(params) if lean else None
         if request is None:
             result: dict[str, Any] = await self._client._make_api_call(operation_name, params)
             return result
