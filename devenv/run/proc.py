@@ -13,12 +13,23 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
 
 def free_port() -> int:
-    """A free TCP port on loopback (the OS picks it; we close and hand it on)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on loopback (the OS picks it; we close and hand it on), never one
+    this process has handed out before: the port is closed until its user binds it, so the
+    OS may pick it again, and a bench that gave the api and the notifier's metrics server
+    the same port failed at start (``address already in use``)."""
+    with _HANDED_OUT_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
 
 
 def wait_until(
