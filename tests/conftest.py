@@ -110,3 +110,13 @@ async def aws(resources: Settings) -> AsyncIterator[AwsClients]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def aws_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS's own endpoints for the test, not the emulator's: the session's ``emulator``
+    fixture exports AWS_ENDPOINT_URL to the whole worker process, and tests that check
+    what botocore resolves on AWS must not see it."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)

@@ -139,7 +139,7 @@ async def test_a_clients_aiohttp_session_and_user_agent_are_still_there() -> Non
         assert await botocompat.aiohttp_session(sqs) is None
 
 
-async def test_a_buckets_endpoint_and_proxy_are_botocores() -> None:
+async def test_a_buckets_endpoint_and_proxy_are_botocores(aws_endpoints: None) -> None:
     """leanclients.LeanS3 asks them once per bucket (test_s3put.py: the same requests)."""
     session = aioboto3.Session(
         region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"

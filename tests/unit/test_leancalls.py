@@ -439,7 +439,7 @@ async def test_other_attributes_are_the_aiobotocore_clients(stub: Stub) -> None:
 
 @pytest.mark.parametrize("lean", [True, False])
 async def test_memeforge_lean_calls_switches_the_transport(
-    stub: Stub, lean: bool, monkeypatch: pytest.MonkeyPatch
+    stub: Stub, lean: bool, monkeypatch: pytest.MonkeyPatch, aws_endpoints: None
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", stub.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")

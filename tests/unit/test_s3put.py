@@ -199,7 +199,9 @@ async def _aiobotocores_request(
 
 @pytest.mark.parametrize("token", [None, "session-token"])
 @pytest.mark.parametrize("shape", sorted(UPLOADS))
-async def test_an_aws_upload_is_aiobotocores(frozen: None, shape: str, token: str | None) -> None:
+async def test_an_aws_upload_is_aiobotocores(
+    frozen: None, aws_endpoints: None, shape: str, token: str | None
+) -> None:
     params = UPLOADS[shape]
     async with clients(None, token=token) as (client, lean):
         url, headers, body = await _aiobotocores_request(client, dict(params))
@@ -332,7 +334,7 @@ async def test_an_invalid_bucket_name_is_botocores_error(stub: Stub) -> None:
 
 @pytest.mark.parametrize("lean", [True, False])
 async def test_memeforge_lean_calls_switches_s3_too(
-    stub: Stub, lean: bool, monkeypatch: pytest.MonkeyPatch
+    stub: Stub, lean: bool, monkeypatch: pytest.MonkeyPatch, aws_endpoints: None
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", stub.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")

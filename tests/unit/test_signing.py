@@ -300,7 +300,7 @@ async def test_rotated_credentials_sign_the_next_request() -> None:
 
 
 async def test_the_services_clients_sign_with_the_fast_signer(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, aws_endpoints: None
 ) -> None:
     from memeforge_common.aws import AwsClients
 
